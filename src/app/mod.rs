@@ -1,0 +1,352 @@
+//! Composition root: command line, configuration (flags, environment, TOML file), wiring of the
+//! store, authenticator and router, and graceful shutdown on SIGINT/SIGTERM.
+//!
+//! Must never: hold protocol or storage logic of its own, or print a secret.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::auth::{LocalAuthenticator, hash_password};
+use crate::caldav::{DavSettings, home_href};
+use crate::dav::XmlLimits;
+use crate::store::{NewUser, Store, StoreError, UserStore};
+use crate::web::{AppState, router};
+
+#[derive(Debug, Parser)]
+#[command(name = "convene", version, about = "Convene CalDAV server")]
+pub struct Cli {
+    /// TOML configuration file (every option is documented in README.md).
+    #[arg(long, global = true, env = "CONVENE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded SQLite store.
+    #[arg(long, global = true, env = "CONVENE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) to use instead of the embedded store.
+    #[arg(long, global = true, env = "CONVENE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONVENE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Change a user's password (read from standard input).
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove a user and all their data.
+    Remove {
+        name: String,
+        /// Confirm that the user's calendars are to be deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// The configuration file. Command-line flags and environment variables override it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_resource_size: usize,
+    pub xml_max_depth: usize,
+    pub xml_max_elements: usize,
+    pub max_props_per_request: usize,
+    pub auth_cache_seconds: u64,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("convene-data"),
+            database_url: None,
+            max_body_bytes: 20 * 1024 * 1024,
+            max_resource_size: 10 * 1024 * 1024,
+            xml_max_depth: 64,
+            xml_max_elements: 50_000,
+            max_props_per_request: 1000,
+            auth_cache_seconds: 300,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read configuration {path}: {source}")]
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration {path}: {source}")]
+    ConfigParse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Config {
+    pub fn load(cli: &Cli) -> Result<Config, AppError> {
+        let mut cfg = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| AppError::ConfigRead {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| AppError::ConfigParse {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = &cli.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &cli.database_url {
+            cfg.database_url = Some(u.clone());
+        }
+        if let Command::Serve(s) = &cli.command
+            && let Some(l) = s.listen
+        {
+            cfg.listen = l;
+        }
+        Ok(cfg)
+    }
+
+    pub fn store_url(&self) -> Result<String, AppError> {
+        if let Some(u) = &self.database_url {
+            return Ok(u.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let path = self.data_dir.join("convene.db");
+        Ok(format!("sqlite://{}", path.display()))
+    }
+
+    pub fn dav_settings(&self) -> DavSettings {
+        DavSettings {
+            max_resource_size: self.max_resource_size,
+            xml: XmlLimits {
+                max_depth: self.xml_max_depth,
+                max_elements: self.xml_max_elements,
+            },
+            max_props_per_request: self.max_props_per_request,
+        }
+    }
+}
+
+fn read_password() -> Result<String, AppError> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let pw = s.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err(AppError::Usage("password on standard input is empty".into()));
+    }
+    Ok(pw)
+}
+
+/// A user name must be usable in a URL path segment and an LDAP-style login: no slashes,
+/// control characters or surrounding whitespace.
+fn validate_user_name(name: &str) -> Result<(), AppError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.trim() == name
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_control())
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::Usage(format!(
+            "invalid user name '{name}': use 1-128 characters without '/', ':' or control characters"
+        )))
+    }
+}
+
+async fn user_command(store: &Store, cmd: UserCommand) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        UserCommand::Add {
+            name,
+            email,
+            display_name,
+            ..
+        } => {
+            validate_user_name(&name)?;
+            if let Some(e) = &email
+                && (!e.contains('@') || e.contains(char::is_whitespace))
+            {
+                return Err(AppError::Usage(format!("invalid email address '{e}'")));
+            }
+            let pw = read_password()?;
+            let hash = hash_password(&pw).map_err(|e| AppError::Usage(e.to_string()))?;
+            match store
+                .create_user(NewUser {
+                    name: name.clone(),
+                    email,
+                    display_name,
+                    password_hash: Some(hash),
+                })
+                .await
+            {
+                Ok(_) => writeln!(out, "added user {name}")?,
+                Err(StoreError::AlreadyExists) => {
+                    return Err(AppError::Usage(format!("user '{name}' already exists")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::List => {
+            for u in store.list_users().await? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    u.name,
+                    u.email.as_deref().unwrap_or("-"),
+                    u.display_name.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+        UserCommand::Passwd { name, .. } => {
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .ok_or_else(|| AppError::Usage(format!("no such user '{name}'")))?;
+            let pw = read_password()?;
+            let hash = hash_password(&pw).map_err(|e| AppError::Usage(e.to_string()))?;
+            store.set_password(user.id, &hash).await?;
+            writeln!(out, "password changed for {name}")?;
+        }
+        UserCommand::Remove { name, yes } => {
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .ok_or_else(|| AppError::Usage(format!("no such user '{name}'")))?;
+            if !yes {
+                return Err(AppError::Usage(format!(
+                    "removing '{name}' deletes all their calendars; run again with --yes to confirm"
+                )));
+            }
+            store.delete_user(user.id).await?;
+            writeln!(out, "removed user {name} and their data")?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
+    let users = store.list_users().await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = store.backend(), "convene listening");
+    if users.is_empty() {
+        tracing::info!(
+            "no users yet: add one with `convene user add NAME --password-stdin --email NAME@example.org` \
+             (password on standard input), then give clients the URL http://{addr}/ \
+             (discovery at /.well-known/caldav; calendars at http://{addr}{})",
+            home_href("NAME")
+        );
+    } else {
+        tracing::info!("client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)");
+    }
+    let state = Arc::new(AppState {
+        auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds)),
+        store: store.clone(),
+        dav: cfg.dav_settings(),
+        max_body_bytes: cfg.max_body_bytes,
+    });
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    server.await?;
+    store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let cfg = Config::load(&cli)?;
+    let url = cfg.store_url()?;
+    let store = Store::open(&url).await?;
+    match cli.command {
+        Command::Serve(_) => serve(cfg, store).await,
+        Command::User(cmd) => {
+            let r = user_command(&store, cmd).await;
+            store.close().await;
+            r
+        }
+    }
+}
+
+/// Used by tests and tools that need the default data file path.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("convene.db")
+}

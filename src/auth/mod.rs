@@ -1,0 +1,206 @@
+//! Authentication: turning credentials into a `User`. For now, HTTP Basic against local users
+//! with argon2id hashes; LDAP, OIDC sessions and app passwords plug in behind `Authenticator`.
+//!
+//! CalDAV clients send Basic on every request and argon2id costs tens of milliseconds, so
+//! successful verifications are cached under a keyed hash (HMAC-SHA256 with a per-process
+//! random key) of user id, stored hash and password. The cache never holds a password, and a
+//! password change or account removal misses it at once because the stored hash or the user
+//! lookup changes.
+//!
+//! Must never: log a password or a hash, or compare secrets in variable time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::store::{Store, StoreError, User, UserStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("credential store unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("password hashing failed")]
+    Hash,
+}
+
+/// Basic credentials from an `Authorization` header.
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Parse `Basic base64(user:pass)` (RFC 7617). Returns `None` for anything else.
+    pub fn from_basic_header(value: &str) -> Option<Credentials> {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (u, p) = text.split_once(':')?;
+        Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })
+    }
+}
+
+/// Anything that can check a username and password.
+#[allow(async_fn_in_trait)]
+pub trait Authenticator {
+    /// `Ok(None)` means the credentials are wrong (or the account cannot log in).
+    async fn authenticate(&self, creds: &Credentials) -> Result<Option<User>, AuthError>;
+}
+
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|_| AuthError::Hash)
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// Successful verifications, keyed by an HMAC of (user id, stored hash, password).
+pub struct VerifyCache {
+    key: [u8; 32],
+    ttl: Duration,
+    max_entries: usize,
+    entries: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl VerifyCache {
+    pub fn new(ttl: Duration) -> Self {
+        VerifyCache {
+            key: rand::random(),
+            ttl,
+            max_entries: 10_000,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key_for(&self, user: &User, hash: &str, password: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts any key length");
+        mac.update(&user.id.0.to_be_bytes());
+        mac.update(&(hash.len() as u64).to_be_bytes());
+        mac.update(hash.as_bytes());
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn hit(&self, k: &[u8; 32]) -> bool {
+        let now = Instant::now();
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(k) {
+            Some(exp) if *exp > now => true,
+            Some(_) => {
+                map.remove(k);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&self, k: [u8; 32]) {
+        let now = Instant::now();
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.max_entries {
+            map.retain(|_, exp| *exp > now);
+            if map.len() >= self.max_entries {
+                map.clear();
+            }
+        }
+        map.insert(k, now + self.ttl);
+    }
+}
+
+/// Local users with argon2id password hashes in the store.
+pub struct LocalAuthenticator {
+    store: Store,
+    cache: VerifyCache,
+}
+
+impl LocalAuthenticator {
+    pub fn new(store: Store, cache_ttl: Duration) -> Self {
+        LocalAuthenticator {
+            store,
+            cache: VerifyCache::new(cache_ttl),
+        }
+    }
+}
+
+impl Authenticator for LocalAuthenticator {
+    async fn authenticate(&self, creds: &Credentials) -> Result<Option<User>, AuthError> {
+        if creds.password.is_empty() {
+            return Ok(None);
+        }
+        let Some(user) = self.store.user_by_name(&creds.username).await? else {
+            return Ok(None);
+        };
+        if user.disabled {
+            return Ok(None);
+        }
+        let Some(hash) = user.password_hash.clone() else {
+            return Ok(None);
+        };
+        let key = self.cache.key_for(&user, &hash, &creds.password);
+        if self.cache.hit(&key) {
+            return Ok(Some(user));
+        }
+        let password = creds.password.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if ok {
+            self.cache.insert(key);
+            Ok(Some(user))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_parsing() {
+        let c = Credentials::from_basic_header("Basic YWxpY2U6czNjcjN0OmM=").unwrap();
+        assert_eq!(c.username, "alice");
+        assert_eq!(c.password, "s3cr3t:c");
+        assert!(Credentials::from_basic_header("Bearer abc").is_none());
+        assert!(Credentials::from_basic_header("Basic !!!").is_none());
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn argon2_round_trip() {
+        let h = hash_password("pw").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("pw", &h));
+        assert!(!verify_password("pW", &h));
+    }
+}

@@ -1,0 +1,1764 @@
+//! The CalDAV protocol (RFC 4791, with the WebDAV methods of RFC 4918, RFC 3744's read-side
+//! ACL properties, RFC 5397, RFC 5689 and RFC 6578) over the `dav` wire format and the `store`
+//! ports. One entry point, [`handle`], takes an authenticated request and returns a response;
+//! it is plain data in, plain data out, so it is testable without a server.
+//!
+//! URL space (all under `/dav`):
+//! - `/dav/` the root; `/dav/principals/{user}/` principals;
+//! - `/dav/calendars/{user}/` the user's calendar home, holding calendars and plain
+//!   collections, which hold objects.
+//!
+//! Must never: touch SQL (only `store` traits), panic on client input, or let one user read or
+//! write another user's home (403 with `need-privileges`; sharing comes later).
+
+pub mod props;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use crate::dav::{
+    self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_DAV,
+    PatchOp, PropertyName, PropfindRequest, XmlLimits, escape,
+};
+use crate::ical::{self, IcalError};
+use crate::store::{
+    Change, NewCollection, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter,
+    Store, StoreError, StoredProp, SyncReader, User, UserStore, WriteCondition,
+};
+use props::Prop;
+
+pub const DAV_ROOT: &str = "/dav";
+const SYNC_TOKEN_PREFIX: &str = "https://convene.invalid/sync/";
+/// Components a calendar accepts when MKCALENDAR does not say (RFC 4791 5.2.3).
+const DEFAULT_COMPONENTS: &str = "VEVENT,VTODO,VJOURNAL";
+
+/// Server-wide protocol settings (from configuration).
+#[derive(Debug, Clone)]
+pub struct DavSettings {
+    pub max_resource_size: usize,
+    pub xml: XmlLimits,
+    pub max_props_per_request: usize,
+}
+
+impl Default for DavSettings {
+    fn default() -> Self {
+        DavSettings {
+            max_resource_size: 10 * 1024 * 1024,
+            xml: XmlLimits::default(),
+            max_props_per_request: 1000,
+        }
+    }
+}
+
+/// CalDAV preconditions (RFC 4791 5.3.2.1, 5.3.1.1, 7.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalCondition {
+    ValidCalendarData,
+    ValidCalendarObjectResource,
+    SupportedCalendarData,
+    SupportedCalendarComponent,
+    NoUidConflict(String),
+    MaxResourceSize,
+    CalendarCollectionLocationOk,
+}
+
+impl From<CalCondition> for Condition {
+    fn from(c: CalCondition) -> Self {
+        let (name, body) = match c {
+            CalCondition::ValidCalendarData => ("valid-calendar-data", String::new()),
+            CalCondition::ValidCalendarObjectResource => {
+                ("valid-calendar-object-resource", String::new())
+            }
+            CalCondition::SupportedCalendarData => ("supported-calendar-data", String::new()),
+            CalCondition::SupportedCalendarComponent => {
+                ("supported-calendar-component", String::new())
+            }
+            CalCondition::NoUidConflict(href) => (
+                "no-uid-conflict",
+                format!("<D:href xmlns:D=\"DAV:\">{}</D:href>", escape(&href)),
+            ),
+            CalCondition::MaxResourceSize => ("max-resource-size", String::new()),
+            CalCondition::CalendarCollectionLocationOk => {
+                ("calendar-collection-location-ok", String::new())
+            }
+        };
+        Condition {
+            ns: NS_CALDAV,
+            name,
+            body,
+        }
+    }
+}
+
+pub struct DavRequest {
+    pub method: Method,
+    /// Request path as received (percent-encoded), without query.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug)]
+pub struct DavResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl DavResponse {
+    pub fn new(status: StatusCode) -> Self {
+        DavResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    fn xml(status: StatusCode, body: String) -> Self {
+        let mut r = DavResponse::new(status);
+        r.body = Bytes::from(body);
+        r.header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
+    }
+
+    pub fn from_error(e: &DavError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        DavResponse::xml(status, e.body())
+    }
+}
+
+fn internal(e: StoreError) -> DavError {
+    tracing::error!(error = %e, "store failure");
+    DavError::new(500, "internal storage error")
+}
+
+fn need_privilege(href: &str, privilege: &str) -> DavError {
+    DavError::with(
+        403,
+        DavCondition::NeedPrivileges {
+            href: href.to_string(),
+            privilege: privilege.to_string(),
+        },
+        "you do not have access to this resource",
+    )
+}
+
+pub fn etag_of(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+fn http_date(epoch: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64))
+}
+
+fn rfc3339(epoch: i64) -> String {
+    // creationdate is RFC 3339 (RFC 4918 15.1); computed without a calendar crate: days from
+    // the epoch to a civil date (Howard Hinnant's algorithm).
+    let secs = epoch.max(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Build an href from decoded segments.
+fn href_of(segments: &[&str], collection: bool) -> String {
+    let mut s = String::from(DAV_ROOT);
+    for seg in segments {
+        s.push('/');
+        s.push_str(&dav::encode_path(seg));
+    }
+    s.push(if collection { '/' } else { '\0' });
+    if s.ends_with('\0') {
+        s.pop();
+    }
+    s
+}
+
+pub fn principal_href(user: &str) -> String {
+    href_of(&["principals", user], true)
+}
+
+pub fn home_href(user: &str) -> String {
+    href_of(&["calendars", user], true)
+}
+
+/// What a request path names.
+enum Target {
+    Root,
+    Principals,
+    Principal(User),
+    Homes,
+    Res {
+        owner: User,
+        res: Resource,
+        segs: Vec<String>,
+    },
+    /// The last segment does not exist; `parent` is `None` when an intermediate one is missing.
+    Missing {
+        parent: Option<Resource>,
+        segs: Vec<String>,
+    },
+}
+
+/// A resource plus what is needed to describe it.
+enum Node<'a> {
+    Root,
+    Principals,
+    Principal(&'a User),
+    Homes,
+    Res {
+        owner: &'a User,
+        res: &'a Resource,
+        href: String,
+    },
+}
+
+impl Node<'_> {
+    fn href(&self) -> String {
+        match self {
+            Node::Root => format!("{DAV_ROOT}/"),
+            Node::Principals => href_of(&["principals"], true),
+            Node::Principal(u) => principal_href(&u.name),
+            Node::Homes => href_of(&["calendars"], true),
+            Node::Res { href, .. } => href.clone(),
+        }
+    }
+    fn is_collection(&self) -> bool {
+        match self {
+            Node::Res { res, .. } => res.kind.is_collection(),
+            _ => true,
+        }
+    }
+}
+
+pub fn default_collections() -> Vec<NewCollection> {
+    let name_prop = |name: &str| StoredProp {
+        ns: NS_DAV.into(),
+        local: "displayname".into(),
+        xml: format!("<D:displayname xmlns:D=\"DAV:\">{name}</D:displayname>").into_bytes(),
+    };
+    vec![
+        NewCollection {
+            name: "calendar".into(),
+            kind: ResourceKind::Calendar,
+            supported_components: Some("VEVENT".into()),
+            props: vec![name_prop("Calendar")],
+        },
+        NewCollection {
+            name: "tasks".into(),
+            kind: ResourceKind::Calendar,
+            supported_components: Some("VTODO".into()),
+            props: vec![name_prop("Tasks")],
+        },
+    ]
+}
+
+/// The handler's view of the world: the store, the settings and who is asking.
+pub struct Dav<'a> {
+    pub store: &'a Store,
+    pub settings: &'a DavSettings,
+    pub user: &'a User,
+}
+
+/// Handle one authenticated WebDAV/CalDAV request.
+pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
+    let result = match req.method.as_str() {
+        "OPTIONS" => Ok(options()),
+        "PROPFIND" => dav.propfind(&req).await,
+        "PROPPATCH" => dav.proppatch(&req).await,
+        "GET" => dav.get(&req, true).await,
+        "HEAD" => dav.get(&req, false).await,
+        "PUT" => dav.put(&req).await,
+        "DELETE" => dav.delete(&req).await,
+        "MKCOL" => dav.mkcol(&req, false).await,
+        "MKCALENDAR" => dav.mkcol(&req, true).await,
+        "COPY" => dav.copy_move(&req, false).await,
+        "MOVE" => dav.copy_move(&req, true).await,
+        "REPORT" => dav.report(&req).await,
+        _ => Err(DavError::new(405, format!("method {} is not supported", req.method))),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = DavResponse::from_error(&e);
+            if e.status == 405 {
+                r = r.header(header::ALLOW, ALLOW);
+            }
+            r
+        }
+    }
+}
+
+const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, COPY, MOVE, REPORT";
+
+/// RFC 4918 10.1 and RFC 4791 5.1: advertise only what is implemented.
+pub fn options() -> DavResponse {
+    DavResponse::new(StatusCode::OK)
+        .header(
+            header::HeaderName::from_static("dav"),
+            "1, 3, access-control, calendar-access, extended-mkcol",
+        )
+        .header(header::ALLOW, ALLOW)
+        .header(header::CONTENT_LENGTH, "0")
+}
+
+impl<'a> Dav<'a> {
+    fn is_self(&self, name: &str) -> bool {
+        name == self.user.name
+    }
+
+    async fn resolve(&self, raw_path: &str) -> Result<Target, DavError> {
+        let segs = dav::decode_segments(raw_path)?;
+        let Some((first, rest)) = segs.split_first() else {
+            return Err(DavError::not_found());
+        };
+        if first != "dav" {
+            return Err(DavError::not_found());
+        }
+        match rest {
+            [] => Ok(Target::Root),
+            [p] if p == "principals" => Ok(Target::Principals),
+            [p, name] if p == "principals" => {
+                match self.store.user_by_name(name).await.map_err(internal)? {
+                    Some(u) => Ok(Target::Principal(u)),
+                    None => Err(DavError::not_found()),
+                }
+            }
+            [c] if c == "calendars" => Ok(Target::Homes),
+            [c, name, path @ ..] if c == "calendars" => {
+                if !self.is_self(name) {
+                    return Err(need_privilege(raw_path, "read"));
+                }
+                let owner = self.user.clone();
+                let home = self
+                    .store
+                    .ensure_home(owner.id, &default_collections())
+                    .await
+                    .map_err(internal)?;
+                let mut current = home;
+                let mut segs: Vec<String> = vec!["calendars".into(), name.clone()];
+                for (i, seg) in path.iter().enumerate() {
+                    let last = i + 1 == path.len();
+                    let child = if current.kind.is_collection() {
+                        self.store.child(current.id, seg).await.map_err(internal)?
+                    } else {
+                        None
+                    };
+                    segs.push(seg.clone());
+                    match child {
+                        Some(c) => current = c,
+                        None if last && current.kind.is_collection() => {
+                            return Ok(Target::Missing {
+                                parent: Some(current),
+                                segs,
+                            });
+                        }
+                        None => {
+                            return Ok(Target::Missing {
+                                parent: None,
+                                segs,
+                            });
+                        }
+                    }
+                }
+                Ok(Target::Res {
+                    owner,
+                    res: current,
+                    segs,
+                })
+            }
+            _ => Err(DavError::not_found()),
+        }
+    }
+
+    fn res_href(segs: &[String], res: &Resource) -> String {
+        let v: Vec<&str> = segs.iter().map(String::as_str).collect();
+        href_of(&v, res.kind.is_collection())
+    }
+
+    fn child_href(parent_href: &str, child: &Resource) -> String {
+        let mut h = parent_href.to_string();
+        if !h.ends_with('/') {
+            h.push('/');
+        }
+        h.push_str(&dav::encode_path(&child.name));
+        if child.kind.is_collection() {
+            h.push('/');
+        }
+        h
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Properties
+
+    fn sync_token(res: &Resource, seq: i64) -> String {
+        format!("{SYNC_TOKEN_PREFIX}{}/{seq}", res.uuid)
+    }
+
+    fn privileges_xml(&self, node: &Node<'_>) -> String {
+        let own = match node {
+            Node::Res { owner, .. } => owner.id == self.user.id,
+            _ => false,
+        };
+        let privs: &[&str] = if own {
+            &[
+                "<D:read/>",
+                "<D:write/>",
+                "<D:write-properties/>",
+                "<D:write-content/>",
+                "<D:bind/>",
+                "<D:unbind/>",
+                "<D:read-acl/>",
+                "<D:read-current-user-privilege-set/>",
+                "<C:read-free-busy/>",
+            ]
+        } else {
+            &["<D:read/>", "<D:read-current-user-privilege-set/>"]
+        };
+        let mut s = String::from("<D:current-user-privilege-set>");
+        for p in privs {
+            s.push_str("<D:privilege>");
+            s.push_str(p);
+            s.push_str("</D:privilege>");
+        }
+        s.push_str("</D:current-user-privilege-set>");
+        s
+    }
+
+    /// Render one property of a node, or `None` if it does not exist there (404 propstat).
+    fn render(&self, prop: &Prop, node: &Node<'_>, stored: &[StoredProp]) -> Option<String> {
+        if prop.is_stored() {
+            let n = prop.name();
+            if let Some(s) = stored.iter().find(|s| s.ns == n.ns && s.local == n.local) {
+                return Some(String::from_utf8_lossy(&s.xml).into_owned());
+            }
+        }
+        let me = &self.user.name;
+        let res = match node {
+            Node::Res { res, .. } => Some(*res),
+            _ => None,
+        };
+        let coll = node.is_collection();
+        let kind = res.map(|r| r.kind);
+        let is_cal = kind == Some(ResourceKind::Calendar);
+        Some(match prop {
+            Prop::ResourceType => {
+                let inner = match node {
+                    Node::Principal(_) => "<D:collection/><D:principal/>",
+                    Node::Res { res, .. } => match res.kind {
+                        ResourceKind::Calendar => "<D:collection/><C:calendar/>",
+                        ResourceKind::Object => "",
+                        _ => "<D:collection/>",
+                    },
+                    _ => "<D:collection/>",
+                };
+                format!("<D:resourcetype>{inner}</D:resourcetype>")
+            }
+            Prop::DisplayName => match node {
+                Node::Principal(u) => format!(
+                    "<D:displayname>{}</D:displayname>",
+                    escape(u.display_name.as_deref().unwrap_or(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::GetEtag => format!("<D:getetag>{}</D:getetag>", escape(res?.etag.as_deref()?)),
+            Prop::GetContentType => {
+                let r = res?;
+                let ct = if r.kind == ResourceKind::Object {
+                    r.content_type.as_deref()?
+                } else {
+                    return None;
+                };
+                format!("<D:getcontenttype>{}</D:getcontenttype>", escape(ct))
+            }
+            Prop::GetContentLength => {
+                let r = res?;
+                if r.kind != ResourceKind::Object {
+                    return None;
+                }
+                format!("<D:getcontentlength>{}</D:getcontentlength>", r.size)
+            }
+            Prop::GetLastModified => format!(
+                "<D:getlastmodified>{}</D:getlastmodified>",
+                http_date(res?.modified_at)
+            ),
+            Prop::CreationDate => format!(
+                "<D:creationdate>{}</D:creationdate>",
+                rfc3339(res?.created_at)
+            ),
+            Prop::SupportedLock => "<D:supportedlock/>".into(),
+            Prop::LockDiscovery => "<D:lockdiscovery/>".into(),
+            Prop::CurrentUserPrincipal => format!(
+                "<D:current-user-principal><D:href>{}</D:href></D:current-user-principal>",
+                escape(&principal_href(me))
+            ),
+            Prop::PrincipalUrl => match node {
+                Node::Principal(u) => format!(
+                    "<D:principal-URL><D:href>{}</D:href></D:principal-URL>",
+                    escape(&principal_href(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::PrincipalCollectionSet => format!(
+                "<D:principal-collection-set><D:href>{}</D:href></D:principal-collection-set>",
+                escape(&href_of(&["principals"], true))
+            ),
+            Prop::Owner => match node {
+                Node::Res { owner, .. } => format!(
+                    "<D:owner><D:href>{}</D:href></D:owner>",
+                    escape(&principal_href(&owner.name))
+                ),
+                Node::Principal(u) => format!(
+                    "<D:owner><D:href>{}</D:href></D:owner>",
+                    escape(&principal_href(&u.name))
+                ),
+                _ => "<D:owner/>".into(),
+            },
+            Prop::CurrentUserPrivilegeSet => self.privileges_xml(node),
+            Prop::Acl => {
+                let owner = match node {
+                    Node::Res { owner, .. } => owner.name.clone(),
+                    Node::Principal(u) => u.name.clone(),
+                    _ => return Some(
+                        "<D:acl><D:ace><D:principal><D:authenticated/></D:principal><D:grant><D:privilege><D:read/></D:privilege></D:grant><D:protected/></D:ace></D:acl>".into(),
+                    ),
+                };
+                format!(
+                    "<D:acl><D:ace><D:principal><D:href>{}</D:href></D:principal><D:grant><D:privilege><D:all/></D:privilege></D:grant><D:protected/></D:ace></D:acl>",
+                    escape(&principal_href(&owner))
+                )
+            }
+            Prop::AclRestrictions => {
+                "<D:acl-restrictions><D:grant-only/><D:no-invert/></D:acl-restrictions>".into()
+            }
+            Prop::SupportedPrivilegeSet => SUPPORTED_PRIVILEGES.into(),
+            Prop::InheritedAclSet => "<D:inherited-acl-set/>".into(),
+            Prop::GroupMembership => match node {
+                Node::Principal(_) => "<D:group-membership/>".into(),
+                _ => return None,
+            },
+            Prop::AlternateUriSet => match node {
+                Node::Principal(_) => "<D:alternate-URI-set/>".into(),
+                _ => return None,
+            },
+            Prop::SupportedReportSet => {
+                let reports: &[&str] = match (node, kind) {
+                    (Node::Res { .. }, Some(ResourceKind::Calendar)) => &[
+                        "<C:calendar-multiget/>",
+                        "<C:calendar-query/>",
+                        "<D:sync-collection/>",
+                    ],
+                    (Node::Res { .. }, Some(ResourceKind::Object)) => &[],
+                    (Node::Res { .. }, _) => &["<D:sync-collection/>"],
+                    _ => &[],
+                };
+                let mut s = String::from("<D:supported-report-set>");
+                for r in reports {
+                    s.push_str("<D:supported-report><D:report>");
+                    s.push_str(r);
+                    s.push_str("</D:report></D:supported-report>");
+                }
+                s.push_str("</D:supported-report-set>");
+                s
+            }
+            Prop::SyncToken => {
+                let r = res?;
+                if !coll {
+                    return None;
+                }
+                format!(
+                    "<D:sync-token>{}</D:sync-token>",
+                    escape(&Self::sync_token(r, r.sync_seq))
+                )
+            }
+            Prop::ResourceId => format!(
+                "<D:resource-id><D:href>urn:uuid:{}</D:href></D:resource-id>",
+                res?.uuid
+            ),
+            Prop::CalendarHomeSet => match node {
+                Node::Principal(u) => format!(
+                    "<C:calendar-home-set><D:href>{}</D:href></C:calendar-home-set>",
+                    escape(&home_href(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::CalendarUserAddressSet => match node {
+                Node::Principal(u) => {
+                    let mut s = String::from("<C:calendar-user-address-set>");
+                    if let Some(e) = &u.email {
+                        s.push_str(&format!("<D:href>mailto:{}</D:href>", escape(e)));
+                    }
+                    s.push_str(&format!(
+                        "<D:href>{}</D:href></C:calendar-user-address-set>",
+                        escape(&principal_href(&u.name))
+                    ));
+                    s
+                }
+                _ => return None,
+            },
+            Prop::CalendarUserType => match node {
+                Node::Principal(_) => "<C:calendar-user-type>INDIVIDUAL</C:calendar-user-type>".into(),
+                _ => return None,
+            },
+            Prop::SupportedCalendarComponentSet if is_cal => {
+                let mut s = String::from("<C:supported-calendar-component-set>");
+                for c in res?
+                    .supported_components
+                    .as_deref()
+                    .unwrap_or(DEFAULT_COMPONENTS)
+                    .split(',')
+                {
+                    s.push_str(&format!("<C:comp name=\"{}\"/>", escape(c)));
+                }
+                s.push_str("</C:supported-calendar-component-set>");
+                s
+            }
+            Prop::SupportedCalendarData if is_cal => "<C:supported-calendar-data><C:calendar-data content-type=\"text/calendar\" version=\"2.0\"/></C:supported-calendar-data>".into(),
+            Prop::MaxResourceSize if is_cal => format!(
+                "<C:max-resource-size>{}</C:max-resource-size>",
+                self.settings.max_resource_size
+            ),
+            Prop::MinDateTime if is_cal => "<C:min-date-time>19000101T000000Z</C:min-date-time>".into(),
+            Prop::MaxDateTime if is_cal => "<C:max-date-time>21001231T235959Z</C:max-date-time>".into(),
+            Prop::MaxInstances if is_cal => "<C:max-instances>100000</C:max-instances>".into(),
+            Prop::MaxAttendeesPerInstance if is_cal => {
+                "<C:max-attendees-per-instance>1000</C:max-attendees-per-instance>".into()
+            }
+            Prop::ScheduleCalendarTransp if is_cal => {
+                "<C:schedule-calendar-transp><C:opaque/></C:schedule-calendar-transp>".into()
+            }
+            Prop::GetCtag if coll && res.is_some() => {
+                let r = res?;
+                format!("<CS:getctag>{}-{}</CS:getctag>", r.uuid, r.sync_seq)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Properties of one node for a PROPFIND request: (found, not found).
+    fn propstat(
+        &self,
+        req: &PropfindRequest,
+        node: &Node<'_>,
+        stored: &[StoredProp],
+    ) -> (Vec<String>, Vec<String>) {
+        let mut found = vec![];
+        let mut missing = vec![];
+        match req {
+            PropfindRequest::Prop(names) => {
+                for n in names {
+                    let p = Prop::from_name(n);
+                    match self.render(&p, node, stored) {
+                        Some(x) => found.push(x),
+                        None => missing.push(n.empty_element()),
+                    }
+                }
+            }
+            PropfindRequest::AllProp { include } => {
+                for p in Prop::live().filter(Prop::in_allprop) {
+                    if let Some(x) = self.render(&p, node, stored) {
+                        found.push(x);
+                    }
+                }
+                for s in stored {
+                    let p = Prop::from_name(&PropertyName::new(&s.ns, &s.local));
+                    if !p.in_allprop() {
+                        found.push(String::from_utf8_lossy(&s.xml).into_owned());
+                    }
+                }
+                for n in include {
+                    let p = Prop::from_name(n);
+                    if p.in_allprop() || p.is_stored() {
+                        continue;
+                    }
+                    match self.render(&p, node, stored) {
+                        Some(x) => found.push(x),
+                        None => missing.push(n.empty_element()),
+                    }
+                }
+            }
+            PropfindRequest::PropName => {
+                for p in Prop::live() {
+                    if p.is_stored() {
+                        continue;
+                    }
+                    if self.render(&p, node, stored).is_some() {
+                        found.push(p.name().empty_element());
+                    }
+                }
+                for s in stored {
+                    found.push(PropertyName::new(&s.ns, &s.local).empty_element());
+                }
+            }
+        }
+        (found, missing)
+    }
+
+    async fn stored_props(&self, node: &Node<'_>) -> Result<Vec<StoredProp>, DavError> {
+        match node {
+            Node::Res { res, .. } => self.store.props(res.id, self.user.id).await.map_err(internal),
+            _ => Ok(vec![]),
+        }
+    }
+
+    async fn write_node(
+        &self,
+        ms: &mut Multistatus,
+        req: &PropfindRequest,
+        node: &Node<'_>,
+    ) -> Result<(), DavError> {
+        let stored = self.stored_props(node).await?;
+        let (found, missing) = self.propstat(req, node, &stored);
+        ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+        Ok(())
+    }
+
+    async fn propfind(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        // RFC 4918 10.2 says a missing Depth means infinity; like most servers we answer it
+        // as 1 because clients that omit it expect that, and refuse an explicit infinity.
+        let depth = match Depth::parse(header_str(&req.headers, "depth"))? {
+            Some(Depth::Infinity) => {
+                return Err(DavError::with(
+                    403,
+                    DavCondition::PropfindFiniteDepth,
+                    "Depth: infinity is not supported; use 0 or 1",
+                ));
+            }
+            Some(d) => d,
+            None => Depth::One,
+        };
+        let pf = dav::parse_propfind(&req.body, self.settings.xml)?;
+        if let PropfindRequest::Prop(names) = &pf
+            && names.len() > self.settings.max_props_per_request
+        {
+            return Err(DavError::bad_request("too many properties requested"));
+        }
+        let target = self.resolve(&req.path).await?;
+        let mut ms = Multistatus::new();
+        match target {
+            Target::Root => {
+                self.write_node(&mut ms, &pf, &Node::Root).await?;
+                if depth == Depth::One {
+                    self.write_node(&mut ms, &pf, &Node::Principals).await?;
+                    self.write_node(&mut ms, &pf, &Node::Homes).await?;
+                }
+            }
+            Target::Principals => {
+                self.write_node(&mut ms, &pf, &Node::Principals).await?;
+                if depth == Depth::One {
+                    // Only the caller's own principal is listed; others are found by search.
+                    self.write_node(&mut ms, &pf, &Node::Principal(self.user)).await?;
+                }
+            }
+            Target::Principal(u) => {
+                self.write_node(&mut ms, &pf, &Node::Principal(&u)).await?;
+            }
+            Target::Homes => {
+                self.write_node(&mut ms, &pf, &Node::Homes).await?;
+                if depth == Depth::One {
+                    let home = self
+                        .store
+                        .ensure_home(self.user.id, &default_collections())
+                        .await
+                        .map_err(internal)?;
+                    let href = home_href(&self.user.name);
+                    self.write_node(
+                        &mut ms,
+                        &pf,
+                        &Node::Res {
+                            owner: self.user,
+                            res: &home,
+                            href,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Target::Res { owner, res, segs } => {
+                let href = Self::res_href(&segs, &res);
+                let node = Node::Res {
+                    owner: &owner,
+                    res: &res,
+                    href: href.clone(),
+                };
+                self.write_node(&mut ms, &pf, &node).await?;
+                if depth == Depth::One && res.kind.is_collection() {
+                    for child in self.store.children(res.id).await.map_err(internal)? {
+                        let node = Node::Res {
+                            owner: &owner,
+                            res: &child,
+                            href: Self::child_href(&href, &child),
+                        };
+                        self.write_node(&mut ms, &pf, &node).await?;
+                    }
+                }
+            }
+            Target::Missing { .. } => return Err(DavError::not_found()),
+        }
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // PROPPATCH / MKCOL properties
+
+    /// Check one set/remove against the resource; `Err` carries the failure status and
+    /// condition for that property.
+    fn check_op(&self, op: &PatchOp, kind: ResourceKind) -> Result<Option<StoredProp>, DavError> {
+        let name = op.name();
+        let prop = Prop::from_name(&name);
+        if !prop.is_stored() {
+            return Err(DavError::with(
+                403,
+                DavCondition::CannotModifyProtectedProperty,
+                format!("{name} is protected"),
+            ));
+        }
+        let PatchOp::Set(el, xml) = op else {
+            return Ok(None);
+        };
+        let is_cal = kind == ResourceKind::Calendar;
+        let calendar_only = matches!(
+            prop,
+            Prop::CalendarDescription
+                | Prop::CalendarTimezone
+                | Prop::CalendarTimezoneId
+                | Prop::ScheduleCalendarTransp
+        );
+        if calendar_only && !is_cal {
+            return Err(DavError::with(
+                403,
+                DavCondition::CannotModifyProtectedProperty,
+                format!("{name} applies to calendar collections only"),
+            ));
+        }
+        match prop {
+            Prop::CalendarTimezone => {
+                ical::validate_timezone(el.text.as_bytes()).map_err(|e| {
+                    DavError::with(403, CalCondition::ValidCalendarData, e.to_string())
+                })?;
+            }
+            Prop::CalendarOrder => {
+                if !el.text.trim().is_empty() && el.text.trim().parse::<i64>().is_err() {
+                    return Err(DavError::new(409, "calendar-order must be an integer"));
+                }
+            }
+            Prop::ScheduleCalendarTransp => {
+                let ok = el.children.len() == 1
+                    && el.children[0].ns == NS_CALDAV
+                    && matches!(el.children[0].local.as_str(), "opaque" | "transparent");
+                if !ok {
+                    return Err(DavError::new(
+                        409,
+                        "schedule-calendar-transp must hold opaque or transparent",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(Some(StoredProp {
+            ns: name.ns,
+            local: name.local,
+            xml: xml.clone(),
+        }))
+    }
+
+    /// Validate all operations; on any failure, report every property (failed ones with their
+    /// status, the rest 424) and change nothing (RFC 4918 9.2).
+    fn plan_patch(
+        &self,
+        ops: &[PatchOp],
+        kind: ResourceKind,
+    ) -> Result<(Vec<StoredProp>, Vec<(String, String)>), Vec<(PropertyName, DavError)>> {
+        let mut set = vec![];
+        let mut remove = vec![];
+        let mut failures = vec![];
+        for op in ops {
+            match self.check_op(op, kind) {
+                Ok(Some(p)) => {
+                    remove.retain(|(ns, l): &(String, String)| !(*ns == p.ns && *l == p.local));
+                    set.retain(|s: &StoredProp| !(s.ns == p.ns && s.local == p.local));
+                    set.push(p);
+                }
+                Ok(None) => {
+                    let n = op.name();
+                    set.retain(|s: &StoredProp| !(s.ns == n.ns && s.local == n.local));
+                    remove.push((n.ns, n.local));
+                }
+                Err(e) => failures.push((op.name(), e)),
+            }
+        }
+        if failures.is_empty() {
+            Ok((set, remove))
+        } else {
+            Err(failures)
+        }
+    }
+
+    fn patch_failure_body(href: &str, ops: &[PatchOp], failures: &[(PropertyName, DavError)]) -> String {
+        let mut ms = Multistatus::new();
+        let mut by_status: Vec<(u16, Vec<String>)> = vec![];
+        let mut messages = String::new();
+        for op in ops {
+            let n = op.name();
+            let status = failures
+                .iter()
+                .find(|(f, _)| *f == n)
+                .map(|(_, e)| {
+                    messages.push_str(&e.message);
+                    messages.push_str("; ");
+                    e.status
+                })
+                .unwrap_or(424);
+            match by_status.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, v)) => v.push(n.empty_element()),
+                None => by_status.push((status, vec![n.empty_element()])),
+            }
+        }
+        let mut inner = Multistatus::new();
+        inner.propstat_response(href, &[], &by_status);
+        let body = inner.finish(None);
+        // Append a description so a human can see why.
+        let _ = &mut ms;
+        body.replace(
+            "</D:response>",
+            &format!(
+                "<D:responsedescription>{}</D:responsedescription></D:response>",
+                escape(messages.trim_end_matches("; "))
+            ),
+        )
+    }
+
+    async fn proppatch(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        let ops = dav::parse_proppatch(&req.body, self.settings.xml)?;
+        if ops.len() > self.settings.max_props_per_request {
+            return Err(DavError::bad_request("too many properties in one PROPPATCH"));
+        }
+        let (owner, res, segs) = match self.resolve(&req.path).await? {
+            Target::Res { owner, res, segs } => (owner, res, segs),
+            Target::Missing { .. } => return Err(DavError::not_found()),
+            _ => return Err(need_privilege(&req.path, "write-properties")),
+        };
+        let href = Self::res_href(&segs, &res);
+        let _ = owner;
+        match self.plan_patch(&ops, res.kind) {
+            Err(failures) => Ok(DavResponse::xml(
+                StatusCode::MULTI_STATUS,
+                Self::patch_failure_body(&href, &ops, &failures),
+            )),
+            Ok((set, remove)) => {
+                self.store
+                    .patch_props(res.id, self.user.id, set, remove)
+                    .await
+                    .map_err(internal)?;
+                let mut ms = Multistatus::new();
+                let names: Vec<String> = ops.iter().map(|o| o.name().empty_element()).collect();
+                ms.propstat_response(&href, &names, &[]);
+                Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+            }
+        }
+    }
+
+    async fn mkcol(&self, req: &DavRequest, calendar: bool) -> Result<DavResponse, DavError> {
+        let (parent, segs) = match self.resolve(&req.path).await? {
+            Target::Missing {
+                parent: Some(p),
+                segs,
+                ..
+            } => (p, segs),
+            Target::Missing { parent: None, .. } => {
+                return Err(DavError::new(409, "parent collection does not exist"));
+            }
+            Target::Res { .. } | Target::Root | Target::Principals | Target::Homes => {
+                return Err(DavError::new(405, "resource already exists"));
+            }
+            Target::Principal(_) => return Err(DavError::new(405, "resource already exists")),
+        };
+        let name = segs.last().cloned().unwrap_or_default();
+        let mut kind = if calendar {
+            ResourceKind::Calendar
+        } else {
+            ResourceKind::Collection
+        };
+        let mut ops = vec![];
+        let mut components: Option<String> = None;
+        if !req.body.iter().all(u8::is_ascii_whitespace) {
+            if !calendar {
+                let ct = header_str(&req.headers, "content-type").unwrap_or("");
+                if !(ct.is_empty() || ct.contains("xml")) {
+                    return Err(DavError::new(415, "MKCOL body must be XML (RFC 5689)"));
+                }
+            }
+            let (root, body_ops) = dav::parse_mkcol_body(&req.body, self.settings.xml)?;
+            let expected = if calendar {
+                (NS_CALDAV, "mkcalendar")
+            } else {
+                (NS_DAV, "mkcol")
+            };
+            if root.ns != expected.0 || root.local != expected.1 {
+                return Err(DavError::new(
+                    if calendar { 400 } else { 415 },
+                    format!("expected {{{}}}{} body", expected.0, expected.1),
+                ));
+            }
+            for op in body_ops {
+                let n = op.name();
+                match (Prop::from_name(&n), &op) {
+                    (Prop::ResourceType, PatchOp::Set(el, _)) => {
+                        let is_cal = el.child(NS_CALDAV, "calendar").is_some();
+                        let unknown = el
+                            .children
+                            .iter()
+                            .any(|c| !(c.is(NS_DAV, "collection") || c.is(NS_CALDAV, "calendar")));
+                        if unknown {
+                            return Err(DavError::with(
+                                403,
+                                DavCondition::ValidResourcetype,
+                                "unsupported resource type",
+                            ));
+                        }
+                        if is_cal {
+                            kind = ResourceKind::Calendar;
+                        }
+                    }
+                    (Prop::SupportedCalendarComponentSet, PatchOp::Set(el, _)) => {
+                        let comps: Vec<String> = el
+                            .children_named(NS_CALDAV, "comp")
+                            .filter_map(|c| c.attr("name").map(|n| n.to_ascii_uppercase()))
+                            .collect();
+                        if comps.is_empty() {
+                            return Err(DavError::bad_request(
+                                "supported-calendar-component-set names no component",
+                            ));
+                        }
+                        components = Some(comps.join(","));
+                    }
+                    _ => ops.push(op),
+                }
+            }
+        }
+        // RFC 4791 5.3.1: calendars may not nest, and nothing may be created in a calendar
+        // except calendar object resources.
+        if parent.kind == ResourceKind::Calendar {
+            return Err(DavError::with(
+                403,
+                CalCondition::CalendarCollectionLocationOk,
+                "collections cannot be created inside a calendar",
+            ));
+        }
+        if parent.kind == ResourceKind::Collection && kind == ResourceKind::Calendar {
+            return Err(DavError::with(
+                403,
+                CalCondition::CalendarCollectionLocationOk,
+                "calendars live directly in the calendar home",
+            ));
+        }
+        let (set, _) = match self.plan_patch(&ops, kind) {
+            Ok(p) => p,
+            Err(failures) => {
+                let href = href_of(&segs.iter().map(String::as_str).collect::<Vec<_>>(), true);
+                let body = Self::patch_failure_body(&href, &ops, &failures)
+                    .replace("D:multistatus", if calendar { "C:mkcalendar-response" } else { "D:mkcol-response" });
+                return Ok(DavResponse::xml(StatusCode::FORBIDDEN, body));
+            }
+        };
+        if kind == ResourceKind::Calendar && components.is_none() {
+            components = Some(DEFAULT_COMPONENTS.into());
+        }
+        let created = self
+            .store
+            .create_collection(
+                parent.id,
+                NewCollection {
+                    name,
+                    kind,
+                    supported_components: if kind == ResourceKind::Calendar { components } else { None },
+                    props: set,
+                },
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(DavResponse::new(StatusCode::CREATED).header(header::CONTENT_LENGTH, "0")),
+            Err(StoreError::AlreadyExists) => Err(DavError::new(405, "resource already exists")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Content
+
+    async fn get(&self, req: &DavRequest, with_body: bool) -> Result<DavResponse, DavError> {
+        match self.resolve(&req.path).await? {
+            Target::Res { res, .. } if res.kind == ResourceKind::Object => {
+                let etag = res.etag.clone().unwrap_or_default();
+                if let Some(inm) = header_str(&req.headers, "if-none-match")
+                    && EtagMatch::parse(inm).matches(Some(&etag))
+                {
+                    return Ok(DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag));
+                }
+                let data = self
+                    .store
+                    .object_data(res.id)
+                    .await
+                    .map_err(internal)?
+                    .unwrap_or_default();
+                let mut r = DavResponse::new(StatusCode::OK)
+                    .header(header::ETAG, &etag)
+                    .header(header::LAST_MODIFIED, &http_date(res.modified_at))
+                    .header(
+                        header::CONTENT_TYPE,
+                        res.content_type.as_deref().unwrap_or("application/octet-stream"),
+                    )
+                    .header(header::CONTENT_LENGTH, &data.len().to_string());
+                if with_body {
+                    r.body = Bytes::from(data);
+                }
+                Ok(r)
+            }
+            Target::Res { res, segs, .. } => {
+                let href = Self::res_href(&segs, &res);
+                let mut listing = String::new();
+                for c in self.store.children(res.id).await.map_err(internal)? {
+                    listing.push_str(&Self::child_href(&href, &c));
+                    listing.push('\n');
+                }
+                let len = listing.len().to_string();
+                let mut r = DavResponse::new(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .header(header::CONTENT_LENGTH, &len);
+                if with_body {
+                    r.body = Bytes::from(listing);
+                }
+                Ok(r)
+            }
+            Target::Missing { .. } => Err(DavError::not_found()),
+            _ => {
+                let mut r = DavResponse::new(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+                if with_body {
+                    r.body = Bytes::from_static(b"Convene CalDAV server\n");
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    /// Validate a body for a calendar collection: size, media type, iCalendar, components.
+    fn check_calendar_body(
+        &self,
+        parent: &Resource,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<ical::ObjectSummary, DavError> {
+        if body.len() > self.settings.max_resource_size {
+            return Err(DavError::with(
+                403,
+                CalCondition::MaxResourceSize,
+                format!("calendar object exceeds {} bytes", self.settings.max_resource_size),
+            ));
+        }
+        if let Some(ct) = content_type {
+            let media = ct.split(';').next().unwrap_or("").trim();
+            if !media.eq_ignore_ascii_case("text/calendar") {
+                return Err(DavError::with(
+                    403,
+                    CalCondition::SupportedCalendarData,
+                    format!("calendars accept text/calendar, not {media}"),
+                ));
+            }
+        }
+        let summary = ical::validate_object(body).map_err(|e| {
+            let cond = match e {
+                IcalError::Syntax { .. } | IcalError::NotUtf8(_) | IcalError::NotVcalendar => {
+                    CalCondition::ValidCalendarData
+                }
+                _ => CalCondition::ValidCalendarObjectResource,
+            };
+            DavError::with(403, cond, e.to_string())
+        })?;
+        let allowed = parent
+            .supported_components
+            .as_deref()
+            .unwrap_or(DEFAULT_COMPONENTS);
+        if !allowed
+            .split(',')
+            .any(|c| c.eq_ignore_ascii_case(summary.kind.name()))
+        {
+            return Err(DavError::with(
+                403,
+                CalCondition::SupportedCalendarComponent,
+                format!("this calendar accepts {allowed}, not {}", summary.kind.name()),
+            ));
+        }
+        Ok(summary)
+    }
+
+    fn write_condition(headers: &HeaderMap) -> WriteCondition {
+        if let Some(im) = header_str(headers, "if-match") {
+            return match EtagMatch::parse(im) {
+                EtagMatch::Any => WriteCondition::MustExist,
+                EtagMatch::List(l) => WriteCondition::EtagIn(l),
+            };
+        }
+        if let Some(inm) = header_str(headers, "if-none-match") {
+            return match EtagMatch::parse(inm) {
+                EtagMatch::Any => WriteCondition::MustNotExist,
+                EtagMatch::List(l) => WriteCondition::EtagNotIn(l),
+            };
+        }
+        WriteCondition::None
+    }
+
+    fn uid_conflict_href(segs: &[String], holder: &str) -> String {
+        let parent: Vec<&str> = segs[..segs.len().saturating_sub(1)]
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(holder))
+            .collect();
+        href_of(&parent, false)
+    }
+
+    async fn put(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        if header_str(&req.headers, "content-range").is_some() {
+            return Err(DavError::bad_request("partial PUT is not supported"));
+        }
+        let (parent, segs) = match self.resolve(&req.path).await? {
+            Target::Res { res, segs, .. } if res.kind == ResourceKind::Object => {
+                let parent = match res.parent {
+                    Some(p) => self.store.resource(p).await.map_err(internal)?,
+                    None => None,
+                }
+                .ok_or_else(DavError::not_found)?;
+                (parent, segs)
+            }
+            Target::Res { .. } => return Err(DavError::new(405, "cannot PUT to a collection")),
+            Target::Missing {
+                parent: Some(p),
+                segs,
+                ..
+            } => (p, segs),
+            Target::Missing { parent: None, .. } => {
+                return Err(DavError::new(409, "parent collection does not exist"));
+            }
+            _ => return Err(need_privilege(&req.path, "write-content")),
+        };
+        let name = segs.last().cloned().unwrap_or_default();
+        let content_type = header_str(&req.headers, "content-type");
+        let (uid, component, ct) = match parent.kind {
+            ResourceKind::Calendar => {
+                let s = self.check_calendar_body(&parent, content_type, &req.body)?;
+                (
+                    Some(s.uid),
+                    Some(s.kind.name().to_string()),
+                    "text/calendar; charset=utf-8".to_string(),
+                )
+            }
+            ResourceKind::Collection => (
+                None,
+                None,
+                content_type.unwrap_or("application/octet-stream").to_string(),
+            ),
+            _ => {
+                return Err(DavError::forbidden(
+                    "resources can only be created inside a calendar or collection",
+                ));
+            }
+        };
+        let etag = etag_of(&req.body);
+        let obj = NewObject {
+            data: req.body.to_vec(),
+            etag: etag.clone(),
+            content_type: ct,
+            uid,
+            component,
+        };
+        match self
+            .store
+            .put_object(parent.id, &name, obj, Self::write_condition(&req.headers))
+            .await
+        {
+            Ok((_, created)) => Ok(DavResponse::new(if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            })
+            .header(header::ETAG, &etag)
+            .header(header::CONTENT_LENGTH, "0")),
+            Err(StoreError::PreconditionFailed) => {
+                Err(DavError::new(412, "the resource's ETag does not match the request"))
+            }
+            Err(StoreError::UidConflict(holder)) => Err(DavError::with(
+                403,
+                CalCondition::NoUidConflict(Self::uid_conflict_href(&segs, &holder)),
+                "another resource in this calendar has the same UID",
+            )),
+            Err(StoreError::AlreadyExists) => Err(DavError::new(405, "cannot PUT to a collection")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn delete(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        match self.resolve(&req.path).await? {
+            Target::Res { res, .. } if res.parent.is_some() => {
+                match self.store.delete(res.id, Self::write_condition(&req.headers)).await {
+                    Ok(()) => Ok(DavResponse::new(StatusCode::NO_CONTENT)),
+                    Err(StoreError::PreconditionFailed) => {
+                        Err(DavError::new(412, "the resource's ETag does not match the request"))
+                    }
+                    Err(StoreError::NotFound) => Err(DavError::not_found()),
+                    Err(e) => Err(internal(e)),
+                }
+            }
+            Target::Missing { .. } => Err(DavError::not_found()),
+            _ => Err(need_privilege(&req.path, "unbind")),
+        }
+    }
+
+    async fn copy_move(&self, req: &DavRequest, is_move: bool) -> Result<DavResponse, DavError> {
+        let dest_raw = header_str(&req.headers, "destination")
+            .ok_or_else(|| DavError::bad_request("Destination header is required"))?;
+        let dest_path = dav::href_path(dest_raw).to_string();
+        let overwrite = match header_str(&req.headers, "overwrite").map(str::trim) {
+            None | Some("T") | Some("t") => true,
+            Some("F") | Some("f") => false,
+            Some(_) => return Err(DavError::bad_request("Overwrite must be T or F")),
+        };
+        let depth = Depth::parse(header_str(&req.headers, "depth"))?;
+        if is_move && matches!(depth, Some(Depth::Zero | Depth::One)) {
+            return Err(DavError::bad_request("MOVE of a collection requires Depth: infinity"));
+        }
+        let (src, src_segs) = match self.resolve(&req.path).await? {
+            Target::Res { res, segs, .. } if res.parent.is_some() => (res, segs),
+            Target::Missing { .. } => return Err(DavError::not_found()),
+            _ => return Err(need_privilege(&req.path, "unbind")),
+        };
+        let (dest_parent, dest_segs, dest_exists) = match self.resolve(&dest_path).await {
+            Ok(Target::Missing {
+                parent: Some(p),
+                segs,
+                ..
+            }) => (p, segs, false),
+            Ok(Target::Missing { parent: None, .. }) => {
+                return Err(DavError::new(409, "destination's parent collection does not exist"));
+            }
+            Ok(Target::Res { res, segs, .. }) if res.parent.is_some() => {
+                let parent = self
+                    .store
+                    .resource(res.parent.unwrap_or(res.id))
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(DavError::not_found)?;
+                if res.id == src.id {
+                    return Err(DavError::forbidden("source and destination are the same"));
+                }
+                (parent, segs, true)
+            }
+            Ok(_) => return Err(DavError::forbidden("cannot write to that destination")),
+            Err(e) if e.status == 404 => {
+                return Err(DavError::new(502, "destination is not on this server"));
+            }
+            Err(e) => return Err(e),
+        };
+        if dest_exists && !overwrite {
+            return Err(DavError::new(412, "destination exists and Overwrite is F"));
+        }
+        // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
+        if dest_parent.kind == ResourceKind::Calendar {
+            if src.kind.is_collection() {
+                return Err(DavError::with(
+                    403,
+                    CalCondition::CalendarCollectionLocationOk,
+                    "collections cannot be placed inside a calendar",
+                ));
+            }
+            let data = self
+                .store
+                .object_data(src.id)
+                .await
+                .map_err(internal)?
+                .unwrap_or_default();
+            self.check_calendar_body(&dest_parent, None, &data)?;
+        } else if dest_parent.kind == ResourceKind::Home && !src.kind.is_collection() {
+            return Err(DavError::forbidden(
+                "resources can only be placed inside a calendar or collection",
+            ));
+        } else if dest_parent.kind == ResourceKind::Collection && src.kind == ResourceKind::Calendar {
+            return Err(DavError::with(
+                403,
+                CalCondition::CalendarCollectionLocationOk,
+                "calendars live directly in the calendar home",
+            ));
+        }
+        let dest_name = dest_segs.last().cloned().unwrap_or_default();
+        let _ = src_segs;
+        match self
+            .store
+            .transfer(src.id, dest_parent.id, &dest_name, overwrite, is_move)
+            .await
+        {
+            Ok(created) => Ok(DavResponse::new(if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            })
+            .header(header::CONTENT_LENGTH, "0")),
+            Err(StoreError::PreconditionFailed) => {
+                Err(DavError::new(412, "destination exists and Overwrite is F"))
+            }
+            Err(StoreError::Cycle) => Err(DavError::forbidden(
+                "cannot copy or move a collection into itself",
+            )),
+            Err(StoreError::UidConflict(holder)) => Err(DavError::with(
+                403,
+                CalCondition::NoUidConflict(Self::uid_conflict_href(&dest_segs, &holder)),
+                "another resource in the destination calendar has the same UID",
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // REPORT
+
+    async fn report(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        let root = dav::xml::parse(&req.body, self.settings.xml)?;
+        let (owner, res, segs) = match self.resolve(&req.path).await? {
+            Target::Res { owner, res, segs } => (owner, res, segs),
+            Target::Missing { .. } => return Err(DavError::not_found()),
+            _ => {
+                return Err(DavError::with(
+                    403,
+                    Condition {
+                        ns: NS_DAV,
+                        name: "supported-report",
+                        body: String::new(),
+                    },
+                    "this report is not supported here",
+                ));
+            }
+        };
+        let href = Self::res_href(&segs, &res);
+        match (root.ns.as_str(), root.local.as_str()) {
+            (NS_DAV, "sync-collection") if res.kind.is_collection() => {
+                let sc = dav::parse_sync_collection(&root)?;
+                self.sync_collection(&owner, &res, &href, sc).await
+            }
+            (NS_CALDAV, "calendar-multiget") => self.multiget(&owner, &res, &href, &root).await,
+            (NS_CALDAV, "calendar-query") if res.kind == ResourceKind::Calendar => {
+                self.calendar_query(&owner, &res, &href, &root).await
+            }
+            _ => Err(DavError::with(
+                403,
+                Condition {
+                    ns: NS_DAV,
+                    name: "supported-report",
+                    body: String::new(),
+                },
+                format!("report {{{}}}{} is not supported here", root.ns, root.local),
+            )),
+        }
+    }
+
+    /// Properties for a report response, with calendar-data rendered from the stored bytes.
+    async fn report_response(
+        &self,
+        ms: &mut Multistatus,
+        owner: &User,
+        res: &Resource,
+        href: String,
+        names: &[PropertyName],
+    ) -> Result<(), DavError> {
+        let node = Node::Res { owner, res, href };
+        let stored = self.stored_props(&node).await?;
+        let mut found = vec![];
+        let mut missing = vec![];
+        for n in names {
+            let p = Prop::from_name(n);
+            if p == Prop::CalendarData {
+                if res.kind == ResourceKind::Object && res.component.is_some() {
+                    let data = self
+                        .store
+                        .object_data(res.id)
+                        .await
+                        .map_err(internal)?
+                        .unwrap_or_default();
+                    found.push(format!(
+                        "<C:calendar-data>{}</C:calendar-data>",
+                        xml_text_exact(&data)
+                    ));
+                } else {
+                    missing.push(n.empty_element());
+                }
+                continue;
+            }
+            match self.render(&p, &node, &stored) {
+                Some(x) => found.push(x),
+                None => missing.push(n.empty_element()),
+            }
+        }
+        if names.is_empty() {
+            ms.status_response(&node.href(), 200, None);
+        } else {
+            ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+        }
+        Ok(())
+    }
+
+    async fn sync_collection(
+        &self,
+        owner: &User,
+        coll: &Resource,
+        href: &str,
+        sc: dav::SyncCollection,
+    ) -> Result<DavResponse, DavError> {
+        if sc.level_infinite && coll.kind == ResourceKind::Home {
+            // Members of a home are collections; infinite level would need their members too.
+        }
+        let invalid = || {
+            DavError::with(
+                403,
+                DavCondition::ValidSyncToken,
+                "the sync token is not valid for this collection; sync again without a token",
+            )
+        };
+        let since = match &sc.token {
+            None => 0,
+            Some(t) => {
+                let rest = t.strip_prefix(SYNC_TOKEN_PREFIX).ok_or_else(invalid)?;
+                let (uuid, seq) = rest.rsplit_once('/').ok_or_else(invalid)?;
+                let seq: i64 = seq.parse().map_err(|_| invalid())?;
+                if uuid != coll.uuid || seq > coll.sync_seq || seq < coll.tomb_floor || seq < 0 {
+                    return Err(invalid());
+                }
+                seq
+            }
+        };
+        if sc.limit == Some(0) {
+            return Err(DavError::with(
+                507,
+                DavCondition::NumberOfMatchesWithinLimits,
+                "a limit of 0 results cannot make progress",
+            ));
+        }
+        // The token we hand out is read *before* the changes, so a write that lands in between
+        // is reported again next time rather than skipped.
+        let current = self
+            .store
+            .resource(coll.id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(DavError::not_found)?;
+        let mut changes = self
+            .store
+            .changes_since(coll.id, since, sc.limit)
+            .await
+            .map_err(internal)?;
+        let mut ms = Multistatus::new();
+        let mut token_seq = current.sync_seq;
+        let truncated = matches!(sc.limit, Some(l) if changes.len() > l);
+        if truncated {
+            let l = sc.limit.unwrap_or(0);
+            changes.truncate(l);
+            token_seq = changes.last().map(Change::seq).unwrap_or(since);
+        } else {
+            changes.retain(|c| c.seq() <= token_seq);
+        }
+        for c in &changes {
+            match c {
+                Change::Live(r) => {
+                    self.report_response(&mut ms, owner, r, Self::child_href(href, r), &sc.props)
+                        .await?
+                }
+                Change::Deleted { name, .. } => {
+                    let mut h = href.to_string();
+                    h.push_str(&dav::encode_path(name));
+                    ms.status_response(&h, 404, None);
+                }
+            }
+        }
+        if truncated {
+            // RFC 6578 3.6: a 507 response for the request-URI says more remain; the token
+            // resumes exactly after the last change listed.
+            ms.status_response(href, 507, None);
+        }
+        let token = Self::sync_token(&current, token_seq);
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(Some(&token))))
+    }
+
+    async fn multiget(
+        &self,
+        owner: &User,
+        res: &Resource,
+        href: &str,
+        root: &dav::Element,
+    ) -> Result<DavResponse, DavError> {
+        let names = root
+            .child(NS_DAV, "prop")
+            .map(dav::prop_names)
+            .unwrap_or_default();
+        let hrefs: Vec<&str> = root
+            .children_named(NS_DAV, "href")
+            .map(|h| h.text.trim())
+            .collect();
+        if hrefs.is_empty() {
+            return Err(DavError::bad_request("calendar-multiget needs at least one DAV:href"));
+        }
+        let mut ms = Multistatus::new();
+        for h in hrefs {
+            let path = dav::href_path(h);
+            let target = match self.resolve(path).await {
+                Ok(t) => t,
+                Err(e) => {
+                    ms.status_response(h, e.status, None);
+                    continue;
+                }
+            };
+            match target {
+                Target::Res {
+                    res: item, segs, ..
+                } if item.kind == ResourceKind::Object && (item.parent == Some(res.id) || item.id == res.id || res.kind != ResourceKind::Object) => {
+                    let item_href = Self::res_href(&segs, &item);
+                    self.report_response(&mut ms, owner, &item, item_href, &names)
+                        .await?;
+                }
+                _ => ms.status_response(h, 404, None),
+            }
+        }
+        let _ = href;
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// calendar-query (RFC 4791 7.8) — component-type filtering only for now; time-range and
+    /// property filters arrive with the calendar engine (index-backed). Until then a
+    /// time-range filter is refused rather than answered wrongly.
+    async fn calendar_query(
+        &self,
+        owner: &User,
+        res: &Resource,
+        href: &str,
+        root: &dav::Element,
+    ) -> Result<DavResponse, DavError> {
+        let names = root
+            .child(NS_DAV, "prop")
+            .map(dav::prop_names)
+            .unwrap_or_default();
+        let filter = root
+            .child(NS_CALDAV, "filter")
+            .ok_or_else(|| DavError::bad_request("calendar-query needs a CALDAV:filter"))?;
+        let vcal = filter
+            .child(NS_CALDAV, "comp-filter")
+            .filter(|c| c.attr("name").is_some_and(|n| n.eq_ignore_ascii_case("VCALENDAR")))
+            .ok_or_else(|| {
+                DavError::with(
+                    403,
+                    Condition {
+                        ns: NS_CALDAV,
+                        name: "valid-filter",
+                        body: String::new(),
+                    },
+                    "the filter must start with comp-filter VCALENDAR",
+                )
+            })?;
+        let unsupported = || {
+            DavError::with(
+                403,
+                Condition {
+                    ns: NS_CALDAV,
+                    name: "supported-filter",
+                    body: String::new(),
+                },
+                "only component filters are supported by this version",
+            )
+        };
+        if vcal.children.iter().any(|c| !c.is(NS_CALDAV, "comp-filter")) {
+            return Err(unsupported());
+        }
+        let mut wanted: Vec<String> = vec![];
+        for cf in &vcal.children {
+            if !cf.children.is_empty() {
+                return Err(unsupported());
+            }
+            if let Some(n) = cf.attr("name") {
+                wanted.push(n.to_ascii_uppercase());
+            }
+        }
+        let mut ms = Multistatus::new();
+        for child in self.store.children(res.id).await.map_err(internal)? {
+            let Some(comp) = &child.component else { continue };
+            if !wanted.is_empty() && !wanted.iter().any(|w| w == comp) {
+                continue;
+            }
+            let h = Self::child_href(href, &child);
+            self.report_response(&mut ms, owner, &child, h, &names).await?;
+        }
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+}
+
+const SUPPORTED_PRIVILEGES: &str = "<D:supported-privilege-set><D:supported-privilege><D:privilege><D:all/></D:privilege><D:abstract/><D:description xml:lang=\"en\">Any operation</D:description><D:supported-privilege><D:privilege><D:read/></D:privilege><D:description xml:lang=\"en\">Read any object</D:description><D:supported-privilege><D:privilege><C:read-free-busy/></D:privilege><D:description xml:lang=\"en\">Read free/busy</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:write/></D:privilege><D:description xml:lang=\"en\">Write any object</D:description><D:supported-privilege><D:privilege><D:write-properties/></D:privilege><D:description xml:lang=\"en\">Write properties</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:write-content/></D:privilege><D:description xml:lang=\"en\">Write content</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:bind/></D:privilege><D:description xml:lang=\"en\">Add members</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:unbind/></D:privilege><D:description xml:lang=\"en\">Remove members</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:read-acl/></D:privilege><D:description xml:lang=\"en\">Read ACL</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:read-current-user-privilege-set/></D:privilege><D:description xml:lang=\"en\">Read own privileges</D:description></D:supported-privilege></D:supported-privilege></D:supported-privilege-set>";
+
+/// Escape stored bytes as XML character data so that a client's XML parser hands back exactly
+/// those bytes: CR is written as `&#13;` because XML 1.0 2.11 would otherwise fold CRLF to LF.
+fn xml_text_exact(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creationdate_is_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn xml_text_keeps_crlf() {
+        assert_eq!(xml_text_exact(b"A\r\nB<&"), "A&#13;\nB&lt;&amp;");
+    }
+
+    #[test]
+    fn hrefs() {
+        assert_eq!(principal_href("a@b"), "/dav/principals/a%40b/");
+        assert_eq!(href_of(&["calendars", "u", "c", "x y.ics"], false), "/dav/calendars/u/c/x%20y.ics");
+    }
+}

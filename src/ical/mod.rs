@@ -1,0 +1,316 @@
+//! iCalendar (RFC 5545) facade: parse and validate calendar object resources, and extract what
+//! the server needs to index them (UID, component type).
+//!
+//! The parser is `ical-rs` (lossless CST; see ARCHITECTURE.md for why), pinned and used only
+//! here, so swapping it touches one file. Calendar bytes are never rewritten by this module:
+//! the store keeps the client's bytes; we only read them.
+//!
+//! Pure: no I/O, no SQL, no HTTP. Must never panic on any input.
+
+use icalrs::tree::cst::{IcalCst, IcalItem};
+
+/// The component type of a calendar object resource (RFC 4791 4.1: one type per resource).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    Event,
+    Todo,
+    Journal,
+    FreeBusy,
+    Availability,
+    Other(String),
+}
+
+impl ComponentKind {
+    pub fn from_name(name: &str) -> ComponentKind {
+        match name.to_ascii_uppercase().as_str() {
+            "VEVENT" => ComponentKind::Event,
+            "VTODO" => ComponentKind::Todo,
+            "VJOURNAL" => ComponentKind::Journal,
+            "VFREEBUSY" => ComponentKind::FreeBusy,
+            "VAVAILABILITY" => ComponentKind::Availability,
+            other => ComponentKind::Other(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            ComponentKind::Event => "VEVENT",
+            ComponentKind::Todo => "VTODO",
+            ComponentKind::Journal => "VJOURNAL",
+            ComponentKind::FreeBusy => "VFREEBUSY",
+            ComponentKind::Availability => "VAVAILABILITY",
+            ComponentKind::Other(n) => n,
+        }
+    }
+}
+
+/// Why a body is not an acceptable calendar object resource. Each maps to a CalDAV
+/// precondition in `caldav` (syntax → `valid-calendar-data`, structure →
+/// `valid-calendar-object-resource`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IcalError {
+    #[error("iCalendar syntax error on line {line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error("calendar data is not valid UTF-8 near byte {0}")]
+    NotUtf8(usize),
+    #[error("body is not a VCALENDAR object")]
+    NotVcalendar,
+    #[error("body holds more than one VCALENDAR")]
+    SeveralCalendars,
+    #[error("METHOD is not allowed in a stored calendar object (RFC 4791 4.1)")]
+    MethodPresent,
+    #[error("calendar object has no VEVENT, VTODO, VJOURNAL or VFREEBUSY component")]
+    NoComponents,
+    #[error("component {0} has no UID")]
+    MissingUid(String),
+    #[error("all components of one resource must share one UID (RFC 4791 4.1); found '{0}' and '{1}'")]
+    SeveralUids(String, String),
+    #[error("all components of one resource must be of one type (RFC 4791 4.1); found {0} and {1}")]
+    MixedComponents(String, String),
+    #[error("UID is empty")]
+    EmptyUid,
+    #[error("calendar-timezone must hold exactly one VTIMEZONE (RFC 4791 5.2.2)")]
+    NotOneTimezone,
+}
+
+/// What validation learned about a calendar object resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub uid: String,
+    pub kind: ComponentKind,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
+/// 1-based line number of the first occurrence of `needle` in `hay`, or 1.
+fn line_of(hay: &[u8], needle: &str) -> usize {
+    let n = needle.trim_end_matches(['\r', '\n']).as_bytes();
+    let pos = if n.is_empty() {
+        None
+    } else {
+        hay.windows(n.len()).position(|w| w == n)
+    };
+    match pos {
+        Some(p) => hay[..p].iter().filter(|b| **b == b'\n').count() + 1,
+        None => 1,
+    }
+}
+
+fn parse_error_text(e: &icalrs::tree::error::IcalParseError) -> &str {
+    use icalrs::tree::error::IcalParseError as P;
+    match e {
+        P::MissingCrlf(d)
+        | P::MissingPropertyColon(d)
+        | P::NonUtf8Header(d)
+        | P::ExpectedBegin(d)
+        | P::MissingEnd(d) => d,
+    }
+}
+
+/// Parse exactly one VCALENDAR, strictly.
+fn parse_one(body: &[u8]) -> Result<IcalCst<'_>, IcalError> {
+    let input = strip_bom(body);
+    let mut calendars = IcalCst::parse_many(input);
+    let first = match calendars.next() {
+        None => return Err(IcalError::NotVcalendar),
+        Some(Err(e)) => {
+            return Err(IcalError::Syntax {
+                line: line_of(input, parse_error_text(&e)),
+                message: e.to_string(),
+            });
+        }
+        Some(Ok(c)) => c,
+    };
+    match calendars.next() {
+        None => {}
+        Some(Ok(_)) => return Err(IcalError::SeveralCalendars),
+        Some(Err(e)) => {
+            return Err(IcalError::Syntax {
+                line: line_of(input, parse_error_text(&e)),
+                message: e.to_string(),
+            });
+        }
+    }
+    if component_name(&first).as_deref() != Some("VCALENDAR") {
+        return Err(IcalError::NotVcalendar);
+    }
+    Ok(first)
+}
+
+fn component_name(c: &IcalCst<'_>) -> Option<String> {
+    c.begin
+        .as_ref()
+        .map(|b| b.raw_value_str().trim().to_ascii_uppercase())
+}
+
+fn prop_value<'c>(c: &'c IcalCst<'_>, name: &str) -> Option<std::borrow::Cow<'c, str>> {
+    c.items.iter().find_map(|i| match i {
+        IcalItem::Prop(line) if line.name.get().eq_ignore_ascii_case(name) => {
+            Some(line.raw_value_str())
+        }
+        _ => None,
+    })
+}
+
+fn has_prop(c: &IcalCst<'_>, name: &str) -> bool {
+    c.items
+        .iter()
+        .any(|i| matches!(i, IcalItem::Prop(line) if line.name.get().eq_ignore_ascii_case(name)))
+}
+
+fn subcomponents<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalCst<'a>> {
+    c.items.iter().filter_map(|i| match i {
+        IcalItem::Component(sub) => Some(&**sub),
+        _ => None,
+    })
+}
+
+/// Validate a calendar object resource body (RFC 4791 4.1 and 5.3.2) and summarise it.
+pub fn validate_object(body: &[u8]) -> Result<ObjectSummary, IcalError> {
+    if let Err(e) = std::str::from_utf8(strip_bom(body)) {
+        // Folds may split a UTF-8 sequence (RFC 5545 3.1 allows it); only reject when the
+        // unfolded text is still not UTF-8.
+        let unfolded = unfold(strip_bom(body));
+        if std::str::from_utf8(&unfolded).is_err() {
+            return Err(IcalError::NotUtf8(e.valid_up_to()));
+        }
+    }
+    let cal = parse_one(body)?;
+    if has_prop(&cal, "METHOD") {
+        return Err(IcalError::MethodPresent);
+    }
+    let mut uid: Option<String> = None;
+    let mut kind: Option<ComponentKind> = None;
+    for sub in subcomponents(&cal) {
+        let name = component_name(sub).unwrap_or_default();
+        if name == "VTIMEZONE" {
+            continue;
+        }
+        let this_kind = ComponentKind::from_name(&name);
+        if let ComponentKind::Other(n) = &this_kind
+            && (n.starts_with("X-") || n.starts_with("IANA"))
+        {
+            // Unknown extension components are carried, not indexed.
+            continue;
+        }
+        let this_uid = prop_value(sub, "UID")
+            .map(|u| u.trim().to_string())
+            .ok_or_else(|| IcalError::MissingUid(name.clone()))?;
+        if this_uid.is_empty() {
+            return Err(IcalError::EmptyUid);
+        }
+        match &uid {
+            None => uid = Some(this_uid),
+            Some(u) if *u != this_uid => return Err(IcalError::SeveralUids(u.clone(), this_uid)),
+            Some(_) => {}
+        }
+        match &kind {
+            None => kind = Some(this_kind),
+            Some(k) if *k != this_kind => {
+                return Err(IcalError::MixedComponents(
+                    k.name().to_string(),
+                    this_kind.name().to_string(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    match (uid, kind) {
+        (Some(uid), Some(kind)) => Ok(ObjectSummary { uid, kind }),
+        _ => Err(IcalError::NoComponents),
+    }
+}
+
+/// Validate a `calendar-timezone` property value (RFC 4791 5.2.2): a VCALENDAR holding exactly
+/// one VTIMEZONE. Returns its TZID.
+pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
+    let cal = parse_one(body)?;
+    let tzs: Vec<_> = subcomponents(&cal)
+        .filter(|c| component_name(c).as_deref() == Some("VTIMEZONE"))
+        .collect();
+    if tzs.len() != 1 {
+        return Err(IcalError::NotOneTimezone);
+    }
+    prop_value(tzs[0], "TZID")
+        .map(|t| t.trim().to_string())
+        .ok_or(IcalError::NotOneTimezone)
+}
+
+/// RFC 5545 3.1 unfolding at the byte level (CRLF or LF followed by one space or tab).
+fn unfold(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\r'
+            && bytes.get(i + 1) == Some(&b'\n')
+            && matches!(bytes.get(i + 2), Some(b' ' | b'\t'))
+        {
+            i += 3;
+        } else if bytes[i] == b'\n' && matches!(bytes.get(i + 1), Some(b' ' | b'\t')) {
+            i += 2;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cal(body: &str) -> String {
+        format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n{body}END:VCALENDAR\r\n")
+    }
+
+    #[test]
+    fn accepts_event_with_override_sharing_uid() {
+        let c = cal("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20240102T110000Z\r\nEND:VEVENT\r\n");
+        let s = validate_object(c.as_bytes()).unwrap();
+        assert_eq!(s.uid, "a");
+        assert_eq!(s.kind, ComponentKind::Event);
+    }
+
+    #[test]
+    fn rejects_what_rfc4791_forbids() {
+        let two = cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:b\r\nEND:VEVENT\r\n");
+        assert!(matches!(validate_object(two.as_bytes()), Err(IcalError::SeveralUids(..))));
+        let mixed = cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VTODO\r\nUID:a\r\nEND:VTODO\r\n");
+        assert!(matches!(validate_object(mixed.as_bytes()), Err(IcalError::MixedComponents(..))));
+        let method = cal("METHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\n");
+        assert_eq!(validate_object(method.as_bytes()), Err(IcalError::MethodPresent));
+        let no_uid = cal("BEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\n");
+        assert!(matches!(validate_object(no_uid.as_bytes()), Err(IcalError::MissingUid(_))));
+        assert_eq!(validate_object(cal("").as_bytes()), Err(IcalError::NoComponents));
+        assert!(validate_object(b"hello").is_err());
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let bad = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:a\r\nTHIS LINE HAS NO COLON\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        match validate_object(bad.as_bytes()) {
+            Err(IcalError::Syntax { line, .. }) => assert_eq!(line, 5),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+        let open = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:a\r\n";
+        assert!(validate_object(open.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn tolerates_bom_and_lf() {
+        let c = "\u{feff}BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert_eq!(validate_object(c.as_bytes()).unwrap().uid, "x");
+    }
+
+    #[test]
+    fn timezone_property() {
+        let c = cal("BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nEND:VTIMEZONE\r\n");
+        assert_eq!(validate_timezone(c.as_bytes()).unwrap(), "Europe/Berlin");
+        assert!(validate_timezone(cal("").as_bytes()).is_err());
+    }
+}

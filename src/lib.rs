@@ -1,0 +1,17 @@
+//! Convene: a standards-based CalDAV/iCalendar server.
+//!
+//! Module map (see ARCHITECTURE.md; a module may use only modules above it):
+//! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
+//! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
+//! - `auth`: credentials to users.
+//! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
+//! - `web`: the HTTP edge (axum).
+//! - `app`: composition root (CLI, configuration, wiring, shutdown).
+
+pub mod ical;
+pub mod dav;
+pub mod store;
+pub mod auth;
+pub mod caldav;
+pub mod web;
+pub mod app;

@@ -1,0 +1,409 @@
+//! Persistence: users, the WebDAV resource tree (homes, collections, calendars, objects), dead
+//! and writable properties, and the per-collection change log behind sync tokens and ctags.
+//!
+//! Capabilities are separate traits (`UserStore`, `ResourceReader`, `ResourceWriter`,
+//! `SyncReader`); two adapters implement all of them from one body of portable SQL
+//! (`sql.rs`): SQLite (embedded default, WAL) and PostgreSQL (several stateless instances on
+//! one database). All state that must agree across instances (sequence numbers, ETags,
+//! tombstones) lives in the database; nothing here caches.
+//!
+//! Must never: know HTTP or XML, or log calendar data or password hashes.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::fmt;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub name: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+/// What a resource is. Homes are the per-user roots under `/dav/calendars/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Home,
+    Calendar,
+    Collection,
+    Object,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Home => "home",
+            ResourceKind::Calendar => "calendar",
+            ResourceKind::Collection => "collection",
+            ResourceKind::Object => "object",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "home" => ResourceKind::Home,
+            "calendar" => ResourceKind::Calendar,
+            "collection" => ResourceKind::Collection,
+            "object" => ResourceKind::Object,
+            other => return Err(StoreError::Corrupt(format!("unknown resource kind {other}"))),
+        })
+    }
+    pub fn is_collection(self) -> bool {
+        self != ResourceKind::Object
+    }
+}
+
+/// Resource metadata (never the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub uuid: String,
+    pub owner: UserId,
+    pub parent: Option<ResourceId>,
+    pub name: String,
+    pub kind: ResourceKind,
+    pub content_type: Option<String>,
+    /// Quoted strong ETag of the stored bytes.
+    pub etag: Option<String>,
+    pub size: i64,
+    pub uid: Option<String>,
+    pub component: Option<String>,
+    /// Comma-separated component names a calendar accepts.
+    pub supported_components: Option<String>,
+    /// Last change number inside this collection: the sync token and ctag source.
+    pub sync_seq: i64,
+    /// Change number of this resource inside its parent.
+    pub mod_seq: i64,
+    /// Tokens below this number can no longer be answered (tombstones pruned).
+    pub tomb_floor: i64,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+/// A stored property: a standalone XML element (namespace declarations included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProp {
+    pub ns: String,
+    pub local: String,
+    pub xml: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub data: Vec<u8>,
+    pub etag: String,
+    pub content_type: String,
+    pub uid: Option<String>,
+    pub component: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCollection {
+    pub name: String,
+    pub kind: ResourceKind,
+    pub supported_components: Option<String>,
+    pub props: Vec<StoredProp>,
+}
+
+/// Preconditions checked inside the write transaction, so two writers cannot both pass them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    None,
+    /// `If-None-Match: *`
+    MustNotExist,
+    /// `If-Match: *`
+    MustExist,
+    /// `If-Match` with ETags (quoted).
+    EtagIn(Vec<String>),
+    /// `If-None-Match` with ETags.
+    EtagNotIn(Vec<String>),
+}
+
+/// One entry of a sync-collection answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Live(Resource),
+    Deleted { name: String, seq: i64 },
+}
+
+impl Change {
+    pub fn seq(&self) -> i64 {
+        match self {
+            Change::Live(r) => r.mod_seq,
+            Change::Deleted { seq, .. } => *seq,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("UID already used by {0}")]
+    UidConflict(String),
+    #[error("destination is inside the source")]
+    Cycle,
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Accounts.
+#[allow(async_fn_in_trait)] // callers use concrete types; futures stay Send there
+pub trait UserStore {
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn set_password(&self, id: UserId, hash: &str) -> Result<()>;
+    /// Deletes the user and everything they own.
+    async fn delete_user(&self, id: UserId) -> Result<()>;
+}
+
+/// Reading the resource tree.
+#[allow(async_fn_in_trait)]
+pub trait ResourceReader {
+    async fn home(&self, owner: UserId) -> Result<Option<Resource>>;
+    async fn resource(&self, id: ResourceId) -> Result<Option<Resource>>;
+    async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>>;
+    async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>>;
+    async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
+    async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>>;
+}
+
+/// Changing the resource tree. Every change bumps the sequence of its parent (and ancestors),
+/// in the same transaction, so ctags and sync tokens never miss a write.
+#[allow(async_fn_in_trait)]
+pub trait ResourceWriter {
+    /// Creates the user's home with a default calendar and task list if it does not exist.
+    async fn ensure_home(&self, owner: UserId, defaults: &[NewCollection]) -> Result<Resource>;
+    async fn create_collection(&self, parent: ResourceId, c: NewCollection) -> Result<Resource>;
+    /// Returns the stored resource and whether it was created (vs replaced).
+    async fn put_object(
+        &self,
+        parent: ResourceId,
+        name: &str,
+        obj: NewObject,
+        cond: WriteCondition,
+    ) -> Result<(Resource, bool)>;
+    async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()>;
+    /// Copy (`is_move` false) or move a resource, with its subtree, to `dest_parent/dest_name`.
+    /// `overwrite` allows replacing an existing destination. Returns whether the destination
+    /// was created.
+    async fn transfer(
+        &self,
+        src: ResourceId,
+        dest_parent: ResourceId,
+        dest_name: &str,
+        overwrite: bool,
+        is_move: bool,
+    ) -> Result<bool>;
+    /// Apply property sets and removals atomically (RFC 4918 9.2).
+    async fn patch_props(
+        &self,
+        id: ResourceId,
+        viewer: UserId,
+        set: Vec<StoredProp>,
+        remove: Vec<(String, String)>,
+    ) -> Result<()>;
+}
+
+/// The change log (RFC 6578).
+#[allow(async_fn_in_trait)]
+pub trait SyncReader {
+    /// Members changed after `since`, ordered by change number, at most `limit` (+1 so the
+    /// caller can tell that more exist).
+    async fn changes_since(
+        &self,
+        parent: ResourceId,
+        since: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Change>>;
+}
+
+/// The configured backend. An enum rather than `dyn` because async trait methods are not
+/// object safe; every method is a plain delegation.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Open (creating and migrating) a store from a URL: `sqlite://path` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::open(url).await?))
+        } else {
+            Ok(Store::Sqlite(SqliteStore::open(url).await?))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        delegate!(self, s => s.close().await)
+    }
+}
+
+impl UserStore for Store {
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        delegate!(self, s => s.create_user(user).await)
+    }
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        delegate!(self, s => s.user_by_name(name).await)
+    }
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+        delegate!(self, s => s.user_by_id(id).await)
+    }
+    async fn list_users(&self) -> Result<Vec<User>> {
+        delegate!(self, s => s.list_users().await)
+    }
+    async fn set_password(&self, id: UserId, hash: &str) -> Result<()> {
+        delegate!(self, s => s.set_password(id, hash).await)
+    }
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        delegate!(self, s => s.delete_user(id).await)
+    }
+}
+
+impl ResourceReader for Store {
+    async fn home(&self, owner: UserId) -> Result<Option<Resource>> {
+        delegate!(self, s => s.home(owner).await)
+    }
+    async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
+        delegate!(self, s => s.resource(id).await)
+    }
+    async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
+        delegate!(self, s => s.child(parent, name).await)
+    }
+    async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.children(parent).await)
+    }
+    async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
+        delegate!(self, s => s.object_data(id).await)
+    }
+    async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
+        delegate!(self, s => s.props(id, viewer).await)
+    }
+}
+
+impl ResourceWriter for Store {
+    async fn ensure_home(&self, owner: UserId, defaults: &[NewCollection]) -> Result<Resource> {
+        delegate!(self, s => s.ensure_home(owner, defaults).await)
+    }
+    async fn create_collection(&self, parent: ResourceId, c: NewCollection) -> Result<Resource> {
+        delegate!(self, s => s.create_collection(parent, c).await)
+    }
+    async fn put_object(
+        &self,
+        parent: ResourceId,
+        name: &str,
+        obj: NewObject,
+        cond: WriteCondition,
+    ) -> Result<(Resource, bool)> {
+        delegate!(self, s => s.put_object(parent, name, obj, cond).await)
+    }
+    async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()> {
+        delegate!(self, s => s.delete(id, cond).await)
+    }
+    async fn transfer(
+        &self,
+        src: ResourceId,
+        dest_parent: ResourceId,
+        dest_name: &str,
+        overwrite: bool,
+        is_move: bool,
+    ) -> Result<bool> {
+        delegate!(self, s => s.transfer(src, dest_parent, dest_name, overwrite, is_move).await)
+    }
+    async fn patch_props(
+        &self,
+        id: ResourceId,
+        viewer: UserId,
+        set: Vec<StoredProp>,
+        remove: Vec<(String, String)>,
+    ) -> Result<()> {
+        delegate!(self, s => s.patch_props(id, viewer, set, remove).await)
+    }
+}
+
+impl SyncReader for Store {
+    async fn changes_since(
+        &self,
+        parent: ResourceId,
+        since: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Change>> {
+        delegate!(self, s => s.changes_since(parent, since, limit).await)
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Does an existing resource's ETag satisfy a write condition?
+pub(crate) fn condition_holds(cond: &WriteCondition, current: Option<&str>) -> bool {
+    match cond {
+        WriteCondition::None => true,
+        WriteCondition::MustNotExist => current.is_none(),
+        WriteCondition::MustExist => current.is_some(),
+        WriteCondition::EtagIn(list) => current.is_some_and(|c| list.iter().any(|e| e == c)),
+        WriteCondition::EtagNotIn(list) => !current.is_some_and(|c| list.iter().any(|e| e == c)),
+    }
+}

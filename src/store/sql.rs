@@ -1,0 +1,726 @@
+//! The one body of SQL both adapters run. Queries are written in the common subset of SQLite
+//! and PostgreSQL (`$n` placeholders, `RETURNING`, `ON CONFLICT`, epoch-second integers), and
+//! `impl_sql_store!` stamps them onto each adapter with its concrete pool type, so there is no
+//! `sqlx::Any` (which fails on some column types) and no second copy of the logic to drift.
+//!
+//! Concurrency model: every write transaction first bumps the `sync_seq` of the parent
+//! collection with an `UPDATE ... RETURNING`. On PostgreSQL that row lock serialises writers
+//! per collection, so change numbers inside a collection commit in order and a sync token can
+//! never skip a write that commits later. On SQLite transactions begin IMMEDIATE (one writer).
+
+/// Resource columns, without the body.
+macro_rules! res_cols {
+    () => {
+        "id, uuid, owner_id, parent_id, name, kind, content_type, etag, size, uid, component, \
+         supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at"
+    };
+}
+pub(crate) use res_cols;
+
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        use sqlx::Row as _;
+        use $crate::store::sql::res_cols;
+        use $crate::store::*;
+
+        type Tx = sqlx::Transaction<'static, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        const MAX_TREE_DEPTH: usize = 64;
+
+        fn map_user(row: &DbRow) -> Result<User> {
+            Ok(User {
+                id: UserId(row.try_get("id")?),
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+                display_name: row.try_get("display_name")?,
+                password_hash: row.try_get("password_hash")?,
+                disabled: row.try_get::<i64, _>("disabled")? != 0,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn map_resource(row: &DbRow) -> Result<Resource> {
+            Ok(Resource {
+                id: ResourceId(row.try_get("id")?),
+                uuid: row.try_get("uuid")?,
+                owner: UserId(row.try_get("owner_id")?),
+                parent: row.try_get::<Option<i64>, _>("parent_id")?.map(ResourceId),
+                name: row.try_get("name")?,
+                kind: ResourceKind::parse(&row.try_get::<String, _>("kind")?)?,
+                content_type: row.try_get("content_type")?,
+                etag: row.try_get("etag")?,
+                size: row.try_get("size")?,
+                uid: row.try_get("uid")?,
+                component: row.try_get("component")?,
+                supported_components: row.try_get("supported_components")?,
+                sync_seq: row.try_get("sync_seq")?,
+                mod_seq: row.try_get("mod_seq")?,
+                tomb_floor: row.try_get("tomb_floor")?,
+                created_at: row.try_get("created_at")?,
+                modified_at: row.try_get("modified_at")?,
+            })
+        }
+
+        fn new_uuid() -> String {
+            uuid::Uuid::new_v4().to_string()
+        }
+
+        async fn load(tx: &mut Tx, id: ResourceId) -> Result<Resource> {
+            let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1"))
+                .bind(id.0)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            map_resource(&row)
+        }
+
+        async fn load_child(tx: &mut Tx, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                res_cols!(),
+                " FROM resources WHERE parent_id = $1 AND name = $2"
+            ))
+            .bind(parent.0)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+            row.as_ref().map(map_resource).transpose()
+        }
+
+        /// Record a change inside `collection`: bump its sequence and, since its content
+        /// changed, its own change number in every ancestor (so home-level sync and ctags see
+        /// it). Returns the new sequence number of `collection`.
+        async fn touch(tx: &mut Tx, collection: ResourceId) -> Result<i64> {
+            let now = now();
+            let mut current = collection;
+            let mut first: Option<i64> = None;
+            let mut child_to_stamp: Option<ResourceId> = None;
+            for _ in 0..MAX_TREE_DEPTH {
+                let row = sqlx::query(
+                    "UPDATE resources SET sync_seq = sync_seq + 1, modified_at = $2 \
+                     WHERE id = $1 RETURNING sync_seq, parent_id",
+                )
+                .bind(current.0)
+                .bind(now)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let seq: i64 = row.try_get("sync_seq")?;
+                let parent: Option<i64> = row.try_get("parent_id")?;
+                if let Some(child) = child_to_stamp {
+                    sqlx::query("UPDATE resources SET mod_seq = $2 WHERE id = $1")
+                        .bind(child.0)
+                        .bind(seq)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                first.get_or_insert(seq);
+                match parent {
+                    Some(p) => {
+                        child_to_stamp = Some(current);
+                        current = ResourceId(p);
+                    }
+                    None => break,
+                }
+            }
+            first.ok_or(StoreError::NotFound)
+        }
+
+        async fn tombstone(tx: &mut Tx, parent: ResourceId, name: &str, seq: i64) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO tombstones (parent_id, name, seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (parent_id, name) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(parent.0)
+            .bind(name)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn clear_tombstone(tx: &mut Tx, parent: ResourceId, name: &str) -> Result<()> {
+            sqlx::query("DELETE FROM tombstones WHERE parent_id = $1 AND name = $2")
+                .bind(parent.0)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        async fn uid_holder(
+            tx: &mut Tx,
+            parent: ResourceId,
+            uid: &str,
+            except: Option<ResourceId>,
+        ) -> Result<Option<String>> {
+            let row = sqlx::query(
+                "SELECT id, name FROM resources WHERE parent_id = $1 AND uid = $2",
+            )
+            .bind(parent.0)
+            .bind(uid)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match row {
+                Some(r) if Some(ResourceId(r.try_get("id")?)) != except => Ok(Some(r.try_get("name")?)),
+                _ => Ok(None),
+            }
+        }
+
+        async fn insert_collection(
+            tx: &mut Tx,
+            owner: UserId,
+            parent: Option<ResourceId>,
+            c: &NewCollection,
+            mod_seq: i64,
+        ) -> Result<Resource> {
+            let now = now();
+            let row = sqlx::query(concat!(
+                "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, supported_components, \
+                 sync_seq, mod_seq, created_at, modified_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8) \
+                 RETURNING ",
+                res_cols!()
+            ))
+            .bind(new_uuid())
+            .bind(owner.0)
+            .bind(parent.map(|p| p.0))
+            .bind(&c.name)
+            .bind(c.kind.as_str())
+            .bind(&c.supported_components)
+            .bind(mod_seq)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            let res = map_resource(&row)?;
+            for p in &c.props {
+                put_prop(tx, res.id, owner, p).await?;
+            }
+            Ok(res)
+        }
+
+        async fn put_prop(tx: &mut Tx, id: ResourceId, viewer: UserId, p: &StoredProp) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO props (resource_id, user_id, ns, local, xml) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (resource_id, user_id, ns, local) DO UPDATE SET xml = excluded.xml",
+            )
+            .bind(id.0)
+            .bind(viewer.0)
+            .bind(&p.ns)
+            .bind(&p.local)
+            .bind(&p.xml)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn remove_resource(tx: &mut Tx, r: &Resource) -> Result<()> {
+            if let Some(parent) = r.parent {
+                let seq = touch(tx, parent).await?;
+                tombstone(tx, parent, &r.name, seq).await?;
+            }
+            sqlx::query("DELETE FROM resources WHERE id = $1")
+                .bind(r.id.0)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        /// Copy `src` (and, for collections, its members) to `parent/name`.
+        async fn copy_tree(
+            tx: &mut Tx,
+            src: &Resource,
+            parent: ResourceId,
+            name: &str,
+            mod_seq: i64,
+        ) -> Result<()> {
+            // Iterative, bounded: (source, new parent, new name, change number).
+            let mut work: Vec<(Resource, ResourceId, String, i64, usize)> =
+                vec![(src.clone(), parent, name.to_string(), mod_seq, 0)];
+            let now = now();
+            while let Some((s, p, n, seq, depth)) = work.pop() {
+                if depth > MAX_TREE_DEPTH {
+                    return Err(StoreError::Corrupt("collection tree too deep".into()));
+                }
+                let row = sqlx::query(
+                    "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
+                     size, uid, component, supported_components, sync_seq, mod_seq, created_at, modified_at) \
+                     SELECT $1, owner_id, $2, $3, kind, content_type, data, etag, size, uid, component, \
+                     supported_components, $4, $5, $6, $6 FROM resources WHERE id = $7 RETURNING id",
+                )
+                .bind(new_uuid())
+                .bind(p.0)
+                .bind(&n)
+                .bind(if s.kind.is_collection() { 1i64 } else { 0 })
+                .bind(seq)
+                .bind(now)
+                .bind(s.id.0)
+                .fetch_one(&mut **tx)
+                .await?;
+                let new_id: i64 = row.try_get("id")?;
+                sqlx::query(
+                    "INSERT INTO props (resource_id, user_id, ns, local, xml) \
+                     SELECT $1, user_id, ns, local, xml FROM props WHERE resource_id = $2",
+                )
+                .bind(new_id)
+                .bind(s.id.0)
+                .execute(&mut **tx)
+                .await?;
+                if s.kind.is_collection() {
+                    let rows = sqlx::query(concat!(
+                        "SELECT ",
+                        res_cols!(),
+                        " FROM resources WHERE parent_id = $1"
+                    ))
+                    .bind(s.id.0)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    for r in rows {
+                        let child = map_resource(&r)?;
+                        let cname = child.name.clone();
+                        work.push((child, ResourceId(new_id), cname, 1, depth + 1));
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        impl $store {
+            async fn tx(&self) -> Result<Tx> {
+                Ok(self.begin().await?)
+            }
+
+            pub async fn close(&self) {
+                self.pool.close().await
+            }
+        }
+
+        impl UserStore for $store {
+            async fn create_user(&self, user: NewUser) -> Result<User> {
+                let mut tx = self.tx().await?;
+                let exists = sqlx::query("SELECT id FROM users WHERE name = $1")
+                    .bind(&user.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_some() {
+                    return Err(StoreError::AlreadyExists);
+                }
+                let row = sqlx::query(
+                    "INSERT INTO users (name, email, display_name, password_hash, disabled, created_at) \
+                     VALUES ($1, $2, $3, $4, 0, $5) RETURNING *",
+                )
+                .bind(&user.name)
+                .bind(&user.email)
+                .bind(&user.display_name)
+                .bind(&user.password_hash)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await?;
+                let u = map_user(&row)?;
+                tx.commit().await?;
+                Ok(u)
+            }
+
+            async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+                let row = sqlx::query("SELECT * FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_user).transpose()
+            }
+
+            async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+                let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_user).transpose()
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>> {
+                let rows = sqlx::query("SELECT * FROM users ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_user).collect()
+            }
+
+            async fn set_password(&self, id: UserId, hash: &str) -> Result<()> {
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn delete_user(&self, id: UserId) -> Result<()> {
+                let mut tx = self.tx().await?;
+                sqlx::query("DELETE FROM props WHERE user_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                // Children first is not needed: the parent_id foreign key cascades.
+                sqlx::query("DELETE FROM resources WHERE owner_id = $1 AND parent_id IS NULL")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        impl ResourceReader for $store {
+            async fn home(&self, owner: UserId) -> Result<Option<Resource>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE owner_id = $1 AND parent_id IS NULL"
+                ))
+                .bind(owner.0)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(map_resource).transpose()
+            }
+
+            async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
+                let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1"))
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_resource).transpose()
+            }
+
+            async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 AND name = $2"
+                ))
+                .bind(parent.0)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(map_resource).transpose()
+            }
+
+            async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 ORDER BY name"
+                ))
+                .bind(parent.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_resource).collect()
+            }
+
+            async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
+                let row = sqlx::query("SELECT data FROM resources WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match row {
+                    Some(r) => Ok(r.try_get::<Option<Vec<u8>>, _>("data")?),
+                    None => Ok(None),
+                }
+            }
+
+            async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
+                let rows = sqlx::query(
+                    "SELECT ns, local, xml FROM props WHERE resource_id = $1 AND user_id = $2 ORDER BY ns, local",
+                )
+                .bind(id.0)
+                .bind(viewer.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StoredProp {
+                            ns: r.try_get("ns")?,
+                            local: r.try_get("local")?,
+                            xml: r.try_get("xml")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+
+        impl ResourceWriter for $store {
+            async fn ensure_home(&self, owner: UserId, defaults: &[NewCollection]) -> Result<Resource> {
+                if let Some(h) = self.home(owner).await? {
+                    return Ok(h);
+                }
+                let mut tx = self.tx().await?;
+                let now = now();
+                let inserted = sqlx::query(
+                    "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, sync_seq, mod_seq, created_at, modified_at) \
+                     VALUES ($1, $2, NULL, $3, 'home', 0, 0, $4, $4) \
+                     ON CONFLICT (owner_id) WHERE parent_id IS NULL DO NOTHING RETURNING id",
+                )
+                .bind(new_uuid())
+                .bind(owner.0)
+                .bind(owner.0.to_string())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = inserted {
+                    let home = ResourceId(row.try_get("id")?);
+                    for c in defaults {
+                        let seq = touch(&mut tx, home).await?;
+                        insert_collection(&mut tx, owner, Some(home), c, seq).await?;
+                    }
+                }
+                tx.commit().await?;
+                self.home(owner).await?.ok_or(StoreError::NotFound)
+            }
+
+            async fn create_collection(&self, parent: ResourceId, c: NewCollection) -> Result<Resource> {
+                let mut tx = self.tx().await?;
+                let seq = touch(&mut tx, parent).await?;
+                if load_child(&mut tx, parent, &c.name).await?.is_some() {
+                    return Err(StoreError::AlreadyExists);
+                }
+                let owner = load(&mut tx, parent).await?.owner;
+                let res = insert_collection(&mut tx, owner, Some(parent), &c, seq).await?;
+                clear_tombstone(&mut tx, parent, &c.name).await?;
+                tx.commit().await?;
+                Ok(res)
+            }
+
+            async fn put_object(
+                &self,
+                parent: ResourceId,
+                name: &str,
+                obj: NewObject,
+                cond: WriteCondition,
+            ) -> Result<(Resource, bool)> {
+                let mut tx = self.tx().await?;
+                let seq = touch(&mut tx, parent).await?;
+                let existing = load_child(&mut tx, parent, name).await?;
+                if let Some(e) = &existing
+                    && e.kind.is_collection()
+                {
+                    return Err(StoreError::AlreadyExists);
+                }
+                if !condition_holds(&cond, existing.as_ref().and_then(|e| e.etag.as_deref())) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                if let Some(uid) = &obj.uid
+                    && let Some(holder) = uid_holder(&mut tx, parent, uid, existing.as_ref().map(|e| e.id)).await?
+                {
+                    return Err(StoreError::UidConflict(holder));
+                }
+                let now = now();
+                let size = obj.data.len() as i64;
+                let row = match &existing {
+                    Some(e) => sqlx::query(concat!(
+                        "UPDATE resources SET data = $2, etag = $3, size = $4, uid = $5, component = $6, \
+                         content_type = $7, mod_seq = $8, modified_at = $9 WHERE id = $1 RETURNING ",
+                        res_cols!()
+                    ))
+                    .bind(e.id.0)
+                    .bind(&obj.data)
+                    .bind(&obj.etag)
+                    .bind(size)
+                    .bind(&obj.uid)
+                    .bind(&obj.component)
+                    .bind(&obj.content_type)
+                    .bind(seq)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                    None => {
+                        let owner = load(&mut tx, parent).await?.owner;
+                        clear_tombstone(&mut tx, parent, name).await?;
+                        sqlx::query(concat!(
+                            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
+                             size, uid, component, sync_seq, mod_seq, created_at, modified_at) \
+                             VALUES ($1, $2, $3, $4, 'object', $5, $6, $7, $8, $9, $10, 0, $11, $12, $12) RETURNING ",
+                            res_cols!()
+                        ))
+                        .bind(new_uuid())
+                        .bind(owner.0)
+                        .bind(parent.0)
+                        .bind(name)
+                        .bind(&obj.content_type)
+                        .bind(&obj.data)
+                        .bind(&obj.etag)
+                        .bind(size)
+                        .bind(&obj.uid)
+                        .bind(&obj.component)
+                        .bind(seq)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                };
+                let res = map_resource(&row)?;
+                tx.commit().await?;
+                Ok((res, existing.is_none()))
+            }
+
+            async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()> {
+                let mut tx = self.tx().await?;
+                let r = load(&mut tx, id).await?;
+                let tag = r.etag.clone().or_else(|| Some(String::from("\"collection\"")));
+                if !condition_holds(&cond, tag.as_deref()) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                remove_resource(&mut tx, &r).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn transfer(
+                &self,
+                src: ResourceId,
+                dest_parent: ResourceId,
+                dest_name: &str,
+                overwrite: bool,
+                is_move: bool,
+            ) -> Result<bool> {
+                let mut tx = self.tx().await?;
+                let s = load(&mut tx, src).await?;
+                let Some(src_parent) = s.parent else {
+                    return Err(StoreError::Cycle);
+                };
+                // Refuse to put a collection inside itself (RFC 4918 9.8.5 / 9.9.4).
+                let mut cursor = Some(dest_parent);
+                for _ in 0..MAX_TREE_DEPTH {
+                    let Some(c) = cursor else { break };
+                    if c == s.id {
+                        return Err(StoreError::Cycle);
+                    }
+                    cursor = load(&mut tx, c).await?.parent;
+                }
+                let existing = load_child(&mut tx, dest_parent, dest_name).await?;
+                if let Some(e) = &existing {
+                    if e.id == s.id {
+                        return Err(StoreError::Cycle);
+                    }
+                    if !overwrite {
+                        return Err(StoreError::PreconditionFailed);
+                    }
+                    remove_resource(&mut tx, e).await?;
+                }
+                if let Some(uid) = &s.uid
+                    && (dest_parent != src_parent || !is_move)
+                    && let Some(holder) = uid_holder(&mut tx, dest_parent, uid, Some(s.id)).await?
+                {
+                    return Err(StoreError::UidConflict(holder));
+                }
+                if is_move {
+                    let seq = touch(&mut tx, src_parent).await?;
+                    tombstone(&mut tx, src_parent, &s.name, seq).await?;
+                    let dseq = touch(&mut tx, dest_parent).await?;
+                    sqlx::query("UPDATE resources SET parent_id = $2, name = $3, mod_seq = $4 WHERE id = $1")
+                        .bind(s.id.0)
+                        .bind(dest_parent.0)
+                        .bind(dest_name)
+                        .bind(dseq)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    let dseq = touch(&mut tx, dest_parent).await?;
+                    copy_tree(&mut tx, &s, dest_parent, dest_name, dseq).await?;
+                }
+                clear_tombstone(&mut tx, dest_parent, dest_name).await?;
+                tx.commit().await?;
+                Ok(existing.is_none())
+            }
+
+            async fn patch_props(
+                &self,
+                id: ResourceId,
+                viewer: UserId,
+                set: Vec<StoredProp>,
+                remove: Vec<(String, String)>,
+            ) -> Result<()> {
+                let mut tx = self.tx().await?;
+                let r = load(&mut tx, id).await?;
+                if let Some(parent) = r.parent {
+                    let seq = touch(&mut tx, parent).await?;
+                    sqlx::query("UPDATE resources SET mod_seq = $2 WHERE id = $1")
+                        .bind(id.0)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for p in &set {
+                    put_prop(&mut tx, id, viewer, p).await?;
+                }
+                for (ns, local) in &remove {
+                    sqlx::query(
+                        "DELETE FROM props WHERE resource_id = $1 AND user_id = $2 AND ns = $3 AND local = $4",
+                    )
+                    .bind(id.0)
+                    .bind(viewer.0)
+                    .bind(ns)
+                    .bind(local)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        impl SyncReader for $store {
+            async fn changes_since(
+                &self,
+                parent: ResourceId,
+                since: i64,
+                limit: Option<usize>,
+            ) -> Result<Vec<Change>> {
+                let cap: i64 = limit.map(|l| l as i64 + 1).unwrap_or(i64::MAX);
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 AND mod_seq > $2 ORDER BY mod_seq LIMIT $3"
+                ))
+                .bind(parent.0)
+                .bind(since)
+                .bind(cap)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out: Vec<Change> = rows
+                    .iter()
+                    .map(|r| map_resource(r).map(Change::Live))
+                    .collect::<Result<_>>()?;
+                if since > 0 {
+                    let dead = sqlx::query(
+                        "SELECT name, seq FROM tombstones WHERE parent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(parent.0)
+                    .bind(since)
+                    .bind(cap)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for d in dead {
+                        out.push(Change::Deleted {
+                            name: d.try_get("name")?,
+                            seq: d.try_get("seq")?,
+                        });
+                    }
+                    out.sort_by_key(Change::seq);
+                }
+                if let Some(l) = limit {
+                    out.truncate(l + 1);
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+pub(crate) use impl_sql_store;
