@@ -285,6 +285,11 @@ pub struct Dav<'a> {
 
 /// Handle one authenticated WebDAV/CalDAV request.
 pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
+    // Access is decided before the body is even parsed, so another user's home answers 403
+    // whatever is sent to it.
+    if let Err(e) = dav.check_access(&req.path) {
+        return DavResponse::from_error(&e);
+    }
     let result = match req.method.as_str() {
         "OPTIONS" => Ok(options()),
         "PROPFIND" => dav.propfind(&req).await,
@@ -328,6 +333,17 @@ pub fn options() -> DavResponse {
 impl<'a> Dav<'a> {
     fn is_self(&self, name: &str) -> bool {
         name == self.user.name
+    }
+
+    /// RFC 3744: a user holds every privilege on their own home and none on anyone else's.
+    fn check_access(&self, raw_path: &str) -> Result<(), DavError> {
+        let segs = dav::decode_segments(raw_path)?;
+        match segs.as_slice() {
+            [d, c, name, ..] if d == "dav" && c == "calendars" && !self.is_self(name) => {
+                Err(need_privilege(raw_path, "read"))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn resolve(&self, raw_path: &str) -> Result<Target, DavError> {
@@ -1544,7 +1560,7 @@ impl<'a> Dav<'a> {
             )
         };
         let since = match &sc.token {
-            None => 0,
+            None => None,
             Some(t) => {
                 let rest = t.strip_prefix(SYNC_TOKEN_PREFIX).ok_or_else(invalid)?;
                 let (uuid, seq) = rest.rsplit_once('/').ok_or_else(invalid)?;
@@ -1552,7 +1568,7 @@ impl<'a> Dav<'a> {
                 if uuid != coll.uuid || seq > coll.sync_seq || seq < coll.tomb_floor || seq < 0 {
                     return Err(invalid());
                 }
-                seq
+                Some(seq)
             }
         };
         if sc.limit == Some(0) {
@@ -1581,7 +1597,7 @@ impl<'a> Dav<'a> {
         if truncated {
             let l = sc.limit.unwrap_or(0);
             changes.truncate(l);
-            token_seq = changes.last().map(Change::seq).unwrap_or(since);
+            token_seq = changes.last().map(Change::seq).unwrap_or(since.unwrap_or(0));
         } else {
             changes.retain(|c| c.seq() <= token_seq);
         }

@@ -353,8 +353,8 @@ mod tests {
     #[test]
     fn refuses_doctype_unbound_prefix_and_depth() {
         assert_eq!(
-            parse(b"<!DOCTYPE x [<!ENTITY a \"b\">]><x/>", XmlLimits::default()),
-            Err(XmlError::Doctype)
+            parse(b"<!DOCTYPE x [<!ENTITY a \"b\">]><x/>", XmlLimits::default()).err(),
+            Some(XmlError::Doctype)
         );
         assert!(matches!(
             parse(b"<Q:x/>", XmlLimits::default()),
@@ -365,7 +365,7 @@ mod tests {
             max_depth: 5,
             max_elements: 100,
         };
-        assert_eq!(parse(deep.as_bytes(), lim), Err(XmlError::TooDeep(5)));
+        assert_eq!(parse(deep.as_bytes(), lim).err(), Some(XmlError::TooDeep(5)));
         assert!(matches!(
             parse(b"<a><b></a>", XmlLimits::default()),
             Err(XmlError::Malformed { .. })

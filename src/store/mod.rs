@@ -248,12 +248,12 @@ pub trait ResourceWriter {
 /// The change log (RFC 6578).
 #[allow(async_fn_in_trait)]
 pub trait SyncReader {
-    /// Members changed after `since`, ordered by change number, at most `limit` (+1 so the
-    /// caller can tell that more exist).
+    /// Members changed after `since` (all live members when `None`), ordered by change number,
+    /// at most `limit` (+1 so the caller can tell that more exist).
     async fn changes_since(
         &self,
         parent: ResourceId,
-        since: i64,
+        since: Option<i64>,
         limit: Option<usize>,
     ) -> Result<Vec<Change>>;
 }
@@ -383,7 +383,7 @@ impl SyncReader for Store {
     async fn changes_since(
         &self,
         parent: ResourceId,
-        since: i64,
+        since: Option<i64>,
         limit: Option<usize>,
     ) -> Result<Vec<Change>> {
         delegate!(self, s => s.changes_since(parent, since, limit).await)

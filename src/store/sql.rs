@@ -616,7 +616,8 @@ macro_rules! impl_sql_store {
                 }
                 if let Some(uid) = &s.uid
                     && (dest_parent != src_parent || !is_move)
-                    && let Some(holder) = uid_holder(&mut tx, dest_parent, uid, Some(s.id)).await?
+                    && let Some(holder) =
+                        uid_holder(&mut tx, dest_parent, uid, is_move.then_some(s.id)).await?
                 {
                     return Err(StoreError::UidConflict(holder));
                 }
@@ -680,9 +681,11 @@ macro_rules! impl_sql_store {
             async fn changes_since(
                 &self,
                 parent: ResourceId,
-                since: i64,
+                since: Option<i64>,
                 limit: Option<usize>,
             ) -> Result<Vec<Change>> {
+                // Without a token every live member is reported and no tombstone is.
+                let after = since.unwrap_or(-1);
                 let cap: i64 = limit.map(|l| l as i64 + 1).unwrap_or(i64::MAX);
                 let rows = sqlx::query(concat!(
                     "SELECT ",
@@ -690,7 +693,7 @@ macro_rules! impl_sql_store {
                     " FROM resources WHERE parent_id = $1 AND mod_seq > $2 ORDER BY mod_seq LIMIT $3"
                 ))
                 .bind(parent.0)
-                .bind(since)
+                .bind(after)
                 .bind(cap)
                 .fetch_all(&self.pool)
                 .await?;
@@ -698,7 +701,7 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(|r| map_resource(r).map(Change::Live))
                     .collect::<Result<_>>()?;
-                if since > 0 {
+                if let Some(since) = since {
                     let dead = sqlx::query(
                         "SELECT name, seq FROM tombstones WHERE parent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )

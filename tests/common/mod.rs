@@ -1,0 +1,332 @@
+//! Test harness: spawns the real `convene` binary on loopback with a fresh store per test,
+//! on embedded SQLite or on a fresh PostgreSQL database, and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_convene");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Admin URL of the PostgreSQL server used for throwaway databases.
+pub fn pg_admin_url() -> String {
+    std::env::var("CONVENE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Create a fresh, uniquely named PostgreSQL database and return its URL.
+pub async fn fresh_pg_database() -> String {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let name = format!("convene_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL must be reachable for the PostgreSQL half of the suite (CONVENE_TEST_PG_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+fn free_port() -> u16 {
+    // Below 32768: above it is the kernel's range for outgoing connections.
+    for _ in 0..200 {
+        let p = 20000 + (rand::random::<u16>() % 12000);
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub db_args: Vec<String>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_args = match backend {
+            Backend::Sqlite => vec!["--data-dir".to_string(), dir.path().display().to_string()],
+            Backend::Postgres => vec!["--database-url".to_string(), fresh_pg_database().await],
+        };
+        let mut srv = TestServer {
+            base: String::new(),
+            child: Command::new("true").spawn().expect("spawn"),
+            dir,
+            db_args,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        };
+        let _ = srv.child.wait();
+        srv.cli_ok(&["user", "add", "alice", "--password-stdin", "--email", "alice@example.org", "--display-name", "Alice A"], "alice-pw");
+        srv.cli_ok(&["user", "add", "bob", "--password-stdin", "--email", "bob@example.org"], "bob-pw");
+        srv.spawn_server().await;
+        srv
+    }
+
+    pub async fn spawn_server(&mut self) {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(BIN);
+            cmd.args(&self.db_args)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .env("CONVENE_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            let child = cmd.spawn().expect("spawn convene");
+            self.child = child;
+            self.base = format!("http://127.0.0.1:{port}");
+            for _ in 0..300 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return;
+                }
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        panic!("convene did not start");
+    }
+
+    /// Run a CLI command against this server's store; returns (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        let mut child = Command::new(BIN)
+            .args(&self.db_args)
+            .args(args)
+            .env("CONVENE_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn convene cli");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("cli output");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn cli_ok(&self, args: &[&str], stdin: &str) -> String {
+        let (code, out, err) = self.cli(args, stdin);
+        assert_eq!(code, 0, "convene {args:?} failed: {err}");
+        out
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.req_as("alice", "alice-pw", method, path)
+    }
+
+    pub fn req_as(&self, user: &str, pw: &str, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(Method::from_bytes(method.as_bytes()).expect("method"), self.url(path))
+            .basic_auth(user, Some(pw))
+    }
+
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let r = rb.send().await.expect("request");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.expect("body").to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn propfind(&self, path: &str, depth: &str, body: &str) -> Resp {
+        self.send(
+            self.req("PROPFIND", path)
+                .header("Depth", depth)
+                .header("Content-Type", "application/xml")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn report(&self, path: &str, body: &str) -> Resp {
+        self.send(
+            self.req("REPORT", path)
+                .header("Depth", "1")
+                .header("Content-Type", "application/xml")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn put_ics(&self, path: &str, body: &str) -> Resp {
+        self.send(
+            self.req("PUT", path)
+                .header("Content-Type", "text/calendar; charset=utf-8")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        for _ in 0..500 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not stop after SIGTERM");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+    pub fn etag(&self) -> String {
+        self.header("etag").expect("ETag header")
+    }
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body:\n{}",
+            self.text()
+        );
+        self
+    }
+    /// Parse as XML (must be well-formed) and return the tree.
+    pub fn xml(&self) -> convene::dav::Element {
+        convene::dav::xml::parse(&self.body, convene::dav::XmlLimits::default())
+            .unwrap_or_else(|e| panic!("response is not well-formed XML ({e}):\n{}", self.text()))
+    }
+}
+
+/// A minimal VEVENT calendar.
+pub fn event(uid: &str, summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Convene tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240105T100000Z\r\nDTEND:20240105T110000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+pub fn todo(uid: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Convene tests//EN\r\nBEGIN:VTODO\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\nSUMMARY:Task\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// Every `D:response` in a multistatus as (href, status-of-first-propstat-or-status, element).
+pub fn responses(ms: &convene::dav::Element) -> Vec<(String, convene::dav::Element)> {
+    ms.children_named("DAV:", "response")
+        .map(|r| {
+            let href = r
+                .child("DAV:", "href")
+                .map(|h| h.text.clone())
+                .unwrap_or_default();
+            (href, r.clone())
+        })
+        .collect()
+}
+
+/// Text of a property found with 200 in a response element.
+pub fn prop_text(resp: &convene::dav::Element, ns: &str, local: &str) -> Option<String> {
+    found_prop(resp, ns, local).map(|p| p.text.clone())
+}
+
+pub fn found_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> Option<convene::dav::Element> {
+    for ps in resp.children_named("DAV:", "propstat") {
+        let ok = ps
+            .child("DAV:", "status")
+            .is_some_and(|s| s.text.contains(" 200 "));
+        if !ok {
+            continue;
+        }
+        if let Some(p) = ps.child("DAV:", "prop").and_then(|p| p.child(ns, local)) {
+            return Some(p.clone());
+        }
+    }
+    None
+}
+
+pub fn missing_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> bool {
+    resp.children_named("DAV:", "propstat").any(|ps| {
+        ps.child("DAV:", "status").is_some_and(|s| s.text.contains(" 404 "))
+            && ps
+                .child("DAV:", "prop")
+                .and_then(|p| p.child(ns, local))
+                .is_some()
+    })
+}
+
+/// Generate `#[tokio::test]` functions for both backends from one async body.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let srv = common::TestServer::start(common::Backend::Sqlite).await;
+                $body(srv).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let srv = common::TestServer::start(common::Backend::Postgres).await;
+                $body(srv).await;
+            }
+        }
+    };
+}
