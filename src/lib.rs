@@ -8,10 +8,10 @@
 //! - `web`: the HTTP edge (axum).
 //! - `app`: composition root (CLI, configuration, wiring, shutdown).
 
-pub mod ical;
-pub mod dav;
-pub mod store;
+pub mod app;
 pub mod auth;
 pub mod caldav;
+pub mod dav;
+pub mod ical;
+pub mod store;
 pub mod web;
-pub mod app;

@@ -14,21 +14,38 @@ async fn discovery(srv: TestServer) {
 
     // Unauthenticated requests get a Basic challenge.
     let r = srv
-        .send(srv.client.request(reqwest::Method::from_bytes(b"PROPFIND").unwrap(), srv.url("/dav/")))
+        .send(srv.client.request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            srv.url("/dav/"),
+        ))
         .await;
     r.expect(401);
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
-    let r = srv.send(srv.req_as("alice", "wrong", "PROPFIND", "/dav/")).await;
+    let r = srv
+        .send(srv.req_as("alice", "wrong", "PROPFIND", "/dav/"))
+        .await;
     r.expect(401);
 
     // OPTIONS lists what is implemented.
     let r = srv.send(srv.req("OPTIONS", "/dav/")).await;
     r.expect(200);
     let dav = r.header("dav").unwrap();
-    for c in ["1", "3", "access-control", "calendar-access", "extended-mkcol"] {
-        assert!(dav.split(',').any(|x| x.trim() == c), "DAV header lacks {c}: {dav}");
+    for c in [
+        "1",
+        "3",
+        "access-control",
+        "calendar-access",
+        "extended-mkcol",
+    ] {
+        assert!(
+            dav.split(',').any(|x| x.trim() == c),
+            "DAV header lacks {c}: {dav}"
+        );
     }
-    assert!(!dav.split(',').any(|x| x.trim() == "2"), "locking is not implemented");
+    assert!(
+        !dav.split(',').any(|x| x.trim() == "2"),
+        "locking is not implemented"
+    );
 
     let r = srv
         .propfind(
@@ -41,7 +58,10 @@ async fn discovery(srv: TestServer) {
     let ms = r.xml();
     let (_, resp) = &responses(&ms)[0];
     let cup = found_prop(resp, "DAV:", "current-user-principal").unwrap();
-    assert_eq!(cup.child("DAV:", "href").unwrap().text, "/dav/principals/alice/");
+    assert_eq!(
+        cup.child("DAV:", "href").unwrap().text,
+        "/dav/principals/alice/"
+    );
 
     let r = srv
         .propfind(
@@ -55,12 +75,30 @@ async fn discovery(srv: TestServer) {
     let (_, resp) = &responses(&ms)[0];
     assert_eq!(prop_text(resp, "DAV:", "displayname").unwrap(), "Alice A");
     let home = found_prop(resp, "urn:ietf:params:xml:ns:caldav", "calendar-home-set").unwrap();
-    assert_eq!(home.child("DAV:", "href").unwrap().text, "/dav/calendars/alice/");
-    let addrs = found_prop(resp, "urn:ietf:params:xml:ns:caldav", "calendar-user-address-set").unwrap();
-    assert!(addrs.children.iter().any(|h| h.text == "mailto:alice@example.org"));
+    assert_eq!(
+        home.child("DAV:", "href").unwrap().text,
+        "/dav/calendars/alice/"
+    );
+    let addrs = found_prop(
+        resp,
+        "urn:ietf:params:xml:ns:caldav",
+        "calendar-user-address-set",
+    )
+    .unwrap();
+    assert!(
+        addrs
+            .children
+            .iter()
+            .any(|h| h.text == "mailto:alice@example.org")
+    );
     assert!(found_prop(resp, "DAV:", "principal-URL").is_some());
     assert!(found_prop(resp, "DAV:", "supported-report-set").is_some());
-    assert!(found_prop(resp, "DAV:", "resourcetype").unwrap().child("DAV:", "principal").is_some());
+    assert!(
+        found_prop(resp, "DAV:", "resourcetype")
+            .unwrap()
+            .child("DAV:", "principal")
+            .is_some()
+    );
 
     // The home exists on first use with a calendar and a task list.
     let r = srv
@@ -73,15 +111,36 @@ async fn discovery(srv: TestServer) {
     r.expect(207);
     let ms = r.xml();
     let all = responses(&ms);
-    let cal = all.iter().find(|(h, _)| h == CAL).expect("default calendar");
-    let comps = found_prop(&cal.1, "urn:ietf:params:xml:ns:caldav", "supported-calendar-component-set").unwrap();
+    let cal = all
+        .iter()
+        .find(|(h, _)| h == CAL)
+        .expect("default calendar");
+    let comps = found_prop(
+        &cal.1,
+        "urn:ietf:params:xml:ns:caldav",
+        "supported-calendar-component-set",
+    )
+    .unwrap();
     assert_eq!(comps.children[0].attr("name"), Some("VEVENT"));
-    let tasks = all.iter().find(|(h, _)| h == "/dav/calendars/alice/tasks/").expect("task list");
-    let comps = found_prop(&tasks.1, "urn:ietf:params:xml:ns:caldav", "supported-calendar-component-set").unwrap();
+    let tasks = all
+        .iter()
+        .find(|(h, _)| h == "/dav/calendars/alice/tasks/")
+        .expect("task list");
+    let comps = found_prop(
+        &tasks.1,
+        "urn:ietf:params:xml:ns:caldav",
+        "supported-calendar-component-set",
+    )
+    .unwrap();
     assert_eq!(comps.children[0].attr("name"), Some("VTODO"));
     // Thunderbird decides read-only from this: the owner can write.
     let privs = found_prop(&cal.1, "DAV:", "current-user-privilege-set").unwrap();
-    assert!(privs.children.iter().any(|p| p.child("DAV:", "write").is_some()));
+    assert!(
+        privs
+            .children
+            .iter()
+            .any(|p| p.child("DAV:", "write").is_some())
+    );
 }
 both_backends!(discovery_and_home, discovery);
 
@@ -99,7 +158,9 @@ async fn propfind_rules(srv: TestServer) {
     assert!(found_prop(resp, "http://calendarserver.org/ns/", "getctag").is_some());
     assert!(missing_prop(resp, "urn:nope", "nope"));
 
-    let r = srv.propfind(CAL, "0", r#"<propfind xmlns="DAV:"><propname/></propfind>"#).await;
+    let r = srv
+        .propfind(CAL, "0", r#"<propfind xmlns="DAV:"><propname/></propfind>"#)
+        .await;
     r.expect(207);
     assert!(r.text().contains("sync-token"));
     let r = srv.propfind(CAL, "0", "").await;
@@ -107,7 +168,12 @@ async fn propfind_rules(srv: TestServer) {
     assert!(r.text().contains("resourcetype"));
 
     // Malformed XML is 400 with a message; nothing panics.
-    for bad in ["<propfind xmlns=\"DAV:\"><prop>", "<x:propfind/>", "not xml at all", "<!DOCTYPE a [<!ENTITY b \"c\">]><a/>"] {
+    for bad in [
+        "<propfind xmlns=\"DAV:\"><prop>",
+        "<x:propfind/>",
+        "not xml at all",
+        "<!DOCTYPE a [<!ENTITY b \"c\">]><a/>",
+    ] {
         let r = srv.propfind(CAL, "0", bad).await;
         r.expect(400);
         assert!(r.text().contains("message"));
@@ -128,25 +194,48 @@ async fn proppatch_rules(srv: TestServer) {
         .await;
     r.expect(207);
     let t = r.text();
-    assert!(t.contains(r#"<Z:b>x &amp; y</Z:b> <q xmlns="urn:q">ü</q></Z:note>"#), "{t}");
+    assert!(
+        t.contains(r#"<Z:b>x &amp; y</Z:b> <q xmlns="urn:q">ü</q></Z:note>"#),
+        "{t}"
+    );
     let ms = r.xml();
     let (_, resp) = &responses(&ms)[0];
     assert_eq!(prop_text(resp, "DAV:", "displayname").unwrap(), "Work");
-    assert_eq!(prop_text(resp, "http://apple.com/ns/ical/", "calendar-color").unwrap(), "#FF0000FF");
+    assert_eq!(
+        prop_text(resp, "http://apple.com/ns/ical/", "calendar-color").unwrap(),
+        "#FF0000FF"
+    );
 
     // Atomic: a protected property fails the whole request; nothing else changes.
     let body = r#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>Changed</D:displayname><D:getetag>x</D:getetag></D:prop></D:set></D:propertyupdate>"#;
     let r = srv.send(srv.req("PROPPATCH", CAL).body(body)).await;
     r.expect(207);
     let t = r.text();
-    assert!(t.contains("403 Forbidden") && t.contains("424 Failed Dependency"), "{t}");
-    let r = srv.propfind(CAL, "0", r#"<propfind xmlns="DAV:"><prop><displayname/></prop></propfind>"#).await;
+    assert!(
+        t.contains("403 Forbidden") && t.contains("424 Failed Dependency"),
+        "{t}"
+    );
+    let r = srv
+        .propfind(
+            CAL,
+            "0",
+            r#"<propfind xmlns="DAV:"><prop><displayname/></prop></propfind>"#,
+        )
+        .await;
     assert!(r.text().contains(">Work<"));
 
     // Remove.
     let body = r#"<D:propertyupdate xmlns:D="DAV:"><D:remove><D:prop><Z:note xmlns:Z="urn:z"/></D:prop></D:remove></D:propertyupdate>"#;
-    srv.send(srv.req("PROPPATCH", CAL).body(body)).await.expect(207);
-    let r = srv.propfind(CAL, "0", r#"<propfind xmlns="DAV:"><prop><Z:note xmlns:Z="urn:z"/></prop></propfind>"#).await;
+    srv.send(srv.req("PROPPATCH", CAL).body(body))
+        .await
+        .expect(207);
+    let r = srv
+        .propfind(
+            CAL,
+            "0",
+            r#"<propfind xmlns="DAV:"><prop><Z:note xmlns:Z="urn:z"/></prop></propfind>"#,
+        )
+        .await;
     assert!(missing_prop(&responses(&r.xml())[0].1, "urn:z", "note"));
 
     // calendar-timezone must be valid iCalendar.
@@ -155,7 +244,9 @@ async fn proppatch_rules(srv: TestServer) {
     assert!(r.text().contains("403"));
 
     // Properties are per user: bob cannot PROPPATCH alice's calendar.
-    let r = srv.send(srv.req_as("bob", "bob-pw", "PROPPATCH", CAL).body(body)).await;
+    let r = srv
+        .send(srv.req_as("bob", "bob-pw", "PROPPATCH", CAL).body(body))
+        .await;
     r.expect(403);
 }
 both_backends!(proppatch, proppatch_rules);
@@ -163,43 +254,95 @@ both_backends!(proppatch, proppatch_rules);
 async fn collections(srv: TestServer) {
     // MKCALENDAR with initial properties.
     let body = r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Chores</D:displayname><C:supported-calendar-component-set><C:comp name="VTODO"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"#;
-    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/chores/").body(body)).await.expect(201);
-    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/chores/").body(body)).await.expect(405);
+    srv.send(
+        srv.req("MKCALENDAR", "/dav/calendars/alice/chores/")
+            .body(body),
+    )
+    .await
+    .expect(201);
+    srv.send(
+        srv.req("MKCALENDAR", "/dav/calendars/alice/chores/")
+            .body(body),
+    )
+    .await
+    .expect(405);
     // supported-calendar-component-set is honoured on PUT.
-    let r = srv.put_ics("/dav/calendars/alice/chores/e.ics", &event("e", "x")).await;
+    let r = srv
+        .put_ics("/dav/calendars/alice/chores/e.ics", &event("e", "x"))
+        .await;
     r.expect(403);
     assert!(r.text().contains("supported-calendar-component"));
-    srv.put_ics("/dav/calendars/alice/chores/t.ics", &todo("t")).await.expect(201);
+    srv.put_ics("/dav/calendars/alice/chores/t.ics", &todo("t"))
+        .await
+        .expect(201);
 
     // Extended MKCOL creating a calendar.
     let body = r#"<D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:resourcetype><D:collection/><C:calendar/></D:resourcetype><D:displayname>Ext</D:displayname></D:prop></D:set></D:mkcol>"#;
-    srv.send(srv.req("MKCOL", "/dav/calendars/alice/ext/").header("Content-Type", "application/xml").body(body)).await.expect(201);
-    let r = srv.propfind("/dav/calendars/alice/ext/", "0", r#"<propfind xmlns="DAV:"><prop><resourcetype/><displayname/></prop></propfind>"#).await;
+    srv.send(
+        srv.req("MKCOL", "/dav/calendars/alice/ext/")
+            .header("Content-Type", "application/xml")
+            .body(body),
+    )
+    .await
+    .expect(201);
+    let r = srv
+        .propfind(
+            "/dav/calendars/alice/ext/",
+            "0",
+            r#"<propfind xmlns="DAV:"><prop><resourcetype/><displayname/></prop></propfind>"#,
+        )
+        .await;
     let t = r.text();
     assert!(t.contains("calendar") && t.contains(">Ext<"), "{t}");
 
     // Plain MKCOL; nesting a calendar in a calendar is refused.
-    srv.send(srv.req("MKCOL", "/dav/calendars/alice/plain/")).await.expect(201);
-    let r = srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/calendar/inner/")).await;
+    srv.send(srv.req("MKCOL", "/dav/calendars/alice/plain/"))
+        .await
+        .expect(201);
+    let r = srv
+        .send(srv.req("MKCALENDAR", "/dav/calendars/alice/calendar/inner/"))
+        .await;
     r.expect(403);
     assert!(r.text().contains("calendar-collection-location-ok"));
-    srv.send(srv.req("MKCOL", "/dav/calendars/alice/missing/deeper/")).await.expect(409);
+    srv.send(srv.req("MKCOL", "/dav/calendars/alice/missing/deeper/"))
+        .await
+        .expect(409);
 
     // DELETE a collection removes its members.
-    srv.send(srv.req("DELETE", "/dav/calendars/alice/chores/")).await.expect(204);
-    srv.send(srv.req("GET", "/dav/calendars/alice/chores/t.ics")).await.expect(404);
-    srv.send(srv.req("DELETE", "/dav/calendars/alice/")).await.expect(403);
+    srv.send(srv.req("DELETE", "/dav/calendars/alice/chores/"))
+        .await
+        .expect(204);
+    srv.send(srv.req("GET", "/dav/calendars/alice/chores/t.ics"))
+        .await
+        .expect(404);
+    srv.send(srv.req("DELETE", "/dav/calendars/alice/"))
+        .await
+        .expect(403);
 }
 both_backends!(mkcol_mkcalendar_delete, collections);
 
 async fn put_get_conditions(srv: TestServer) {
     let path = "/dav/calendars/alice/calendar/a.ics";
     let body = event("a", "First");
-    let r = srv.send(srv.req("PUT", path).header("If-None-Match", "*").header("Content-Type", "text/calendar").body(body.clone())).await;
+    let r = srv
+        .send(
+            srv.req("PUT", path)
+                .header("If-None-Match", "*")
+                .header("Content-Type", "text/calendar")
+                .body(body.clone()),
+        )
+        .await;
     r.expect(201);
     let etag1 = r.etag();
     assert!(etag1.starts_with('"') && !etag1.starts_with("W/"));
-    srv.send(srv.req("PUT", path).header("If-None-Match", "*").header("Content-Type", "text/calendar").body(body.clone())).await.expect(412);
+    srv.send(
+        srv.req("PUT", path)
+            .header("If-None-Match", "*")
+            .header("Content-Type", "text/calendar")
+            .body(body.clone()),
+    )
+    .await
+    .expect(412);
 
     let r = srv.send(srv.req("GET", path)).await;
     r.expect(200);
@@ -209,11 +352,27 @@ async fn put_get_conditions(srv: TestServer) {
     let r = srv.send(srv.req("HEAD", path)).await;
     r.expect(200);
     assert_eq!(r.etag(), etag1);
-    srv.send(srv.req("GET", path).header("If-None-Match", &etag1)).await.expect(304);
+    srv.send(srv.req("GET", path).header("If-None-Match", &etag1))
+        .await
+        .expect(304);
 
     let body2 = event("a", "Second");
-    srv.send(srv.req("PUT", path).header("If-Match", "\"nope\"").header("Content-Type", "text/calendar").body(body2.clone())).await.expect(412);
-    let r = srv.send(srv.req("PUT", path).header("If-Match", &etag1).header("Content-Type", "text/calendar").body(body2.clone())).await;
+    srv.send(
+        srv.req("PUT", path)
+            .header("If-Match", "\"nope\"")
+            .header("Content-Type", "text/calendar")
+            .body(body2.clone()),
+    )
+    .await
+    .expect(412);
+    let r = srv
+        .send(
+            srv.req("PUT", path)
+                .header("If-Match", &etag1)
+                .header("Content-Type", "text/calendar")
+                .body(body2.clone()),
+        )
+        .await;
     r.expect(204);
     let etag2 = r.etag();
     assert_ne!(etag1, etag2);
@@ -225,33 +384,58 @@ async fn put_get_conditions(srv: TestServer) {
     let r = srv.put_ics(path, bad).await;
     r.expect(403);
     let t = r.text();
-    assert!(t.contains("valid-calendar-data") && t.contains("line 5"), "{t}");
+    assert!(
+        t.contains("valid-calendar-data") && t.contains("line 5"),
+        "{t}"
+    );
     let two = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:y\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let r = srv.put_ics(path, two).await;
     r.expect(403);
     assert!(r.text().contains("valid-calendar-object-resource"));
-    let r = srv.send(srv.req("PUT", path).header("Content-Type", "text/plain").body(body2.clone())).await;
+    let r = srv
+        .send(
+            srv.req("PUT", path)
+                .header("Content-Type", "text/plain")
+                .body(body2.clone()),
+        )
+        .await;
     r.expect(403);
     assert!(r.text().contains("supported-calendar-data"));
     assert_eq!(srv.send(srv.req("GET", path)).await.body, body2.as_bytes());
 
     // Same UID under another name: no-uid-conflict naming the holder.
-    let r = srv.put_ics("/dav/calendars/alice/calendar/other.ics", &body2).await;
+    let r = srv
+        .put_ics("/dav/calendars/alice/calendar/other.ics", &body2)
+        .await;
     r.expect(403);
     let t = r.text();
-    assert!(t.contains("no-uid-conflict") && t.contains("/dav/calendars/alice/calendar/a.ics"), "{t}");
+    assert!(
+        t.contains("no-uid-conflict") && t.contains("/dav/calendars/alice/calendar/a.ics"),
+        "{t}"
+    );
 
     // PUT into a missing collection: 409.
-    srv.put_ics("/dav/calendars/alice/nope/a.ics", &body2).await.expect(409);
+    srv.put_ics("/dav/calendars/alice/nope/a.ics", &body2)
+        .await
+        .expect(409);
 
     // DELETE with a wrong ETag: 412; right: 204.
-    srv.send(srv.req("DELETE", path).header("If-Match", &etag1)).await.expect(412);
-    srv.send(srv.req("DELETE", path).header("If-Match", &etag2)).await.expect(204);
+    srv.send(srv.req("DELETE", path).header("If-Match", &etag1))
+        .await
+        .expect(412);
+    srv.send(srv.req("DELETE", path).header("If-Match", &etag2))
+        .await
+        .expect(204);
     srv.send(srv.req("GET", path)).await.expect(404);
 
     // Huge bodies are refused with 413 before they are stored.
     let huge = "X".repeat(21 * 1024 * 1024);
-    let r = srv.send(srv.req("PUT", "/dav/calendars/alice/calendar/huge.ics").body(huge)).await;
+    let r = srv
+        .send(
+            srv.req("PUT", "/dav/calendars/alice/calendar/huge.ics")
+                .body(huge),
+        )
+        .await;
     r.expect(413);
 }
 both_backends!(put_get_delete_conditions, put_get_conditions);
@@ -259,56 +443,121 @@ both_backends!(put_get_delete_conditions, put_get_conditions);
 async fn long_names(srv: TestServer) {
     let uid = format!("{}@example.com", "u".repeat(300));
     let name = format!("{}@x y.ics", "n".repeat(260));
-    let enc = format!("/dav/calendars/alice/calendar/{}%40x%20y.ics", "n".repeat(260));
+    let enc = format!(
+        "/dav/calendars/alice/calendar/{}%40x%20y.ics",
+        "n".repeat(260)
+    );
     srv.put_ics(&enc, &event(&uid, "Long")).await.expect(201);
-    let r = srv.propfind(CAL, "1", r#"<propfind xmlns="DAV:"><prop><getetag/></prop></propfind>"#).await;
+    let r = srv
+        .propfind(
+            CAL,
+            "1",
+            r#"<propfind xmlns="DAV:"><prop><getetag/></prop></propfind>"#,
+        )
+        .await;
     let ms = r.xml();
     let hrefs: Vec<String> = responses(&ms).into_iter().map(|(h, _)| h).collect();
     assert!(hrefs.contains(&enc), "{hrefs:?}");
     let _ = name;
     // A client that sends '@' unencoded reaches the same resource.
-    let raw = format!("/dav/calendars/alice/calendar/{}@x%20y.ics", "n".repeat(260));
+    let raw = format!(
+        "/dav/calendars/alice/calendar/{}@x%20y.ics",
+        "n".repeat(260)
+    );
     srv.send(srv.req("GET", &raw)).await.expect(200);
 }
 both_backends!(long_uids_and_hrefs, long_names);
 
 async fn copy_move(srv: TestServer) {
-    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/second/")).await.expect(201);
-    srv.put_ics("/dav/calendars/alice/calendar/m.ics", &event("m", "Move me")).await.expect(201);
+    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/second/"))
+        .await
+        .expect(201);
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/m.ics",
+        &event("m", "Move me"),
+    )
+    .await
+    .expect(201);
     let dest = srv.url("/dav/calendars/alice/second/m.ics");
     // COPY across calendars.
-    srv.send(srv.req("COPY", "/dav/calendars/alice/calendar/m.ics").header("Destination", &dest)).await.expect(201);
+    srv.send(
+        srv.req("COPY", "/dav/calendars/alice/calendar/m.ics")
+            .header("Destination", &dest),
+    )
+    .await
+    .expect(201);
     // Overwrite: F on an existing destination: 412.
-    srv.send(srv.req("COPY", "/dav/calendars/alice/calendar/m.ics").header("Destination", &dest).header("Overwrite", "F")).await.expect(412);
+    srv.send(
+        srv.req("COPY", "/dav/calendars/alice/calendar/m.ics")
+            .header("Destination", &dest)
+            .header("Overwrite", "F"),
+    )
+    .await
+    .expect(412);
     // COPY within the same calendar collides on UID.
     let r = srv
-        .send(srv.req("COPY", "/dav/calendars/alice/calendar/m.ics").header("Destination", srv.url("/dav/calendars/alice/calendar/m2.ics")))
+        .send(
+            srv.req("COPY", "/dav/calendars/alice/calendar/m.ics")
+                .header(
+                    "Destination",
+                    srv.url("/dav/calendars/alice/calendar/m2.ics"),
+                ),
+        )
         .await;
     r.expect(403);
     assert!(r.text().contains("no-uid-conflict"));
     // MOVE within a calendar (rename) keeps the bytes.
-    srv.send(srv.req("MOVE", "/dav/calendars/alice/calendar/m.ics").header("Destination", srv.url("/dav/calendars/alice/calendar/renamed.ics"))).await.expect(201);
-    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/m.ics")).await.expect(404);
-    let r = srv.send(srv.req("GET", "/dav/calendars/alice/calendar/renamed.ics")).await;
+    srv.send(
+        srv.req("MOVE", "/dav/calendars/alice/calendar/m.ics")
+            .header(
+                "Destination",
+                srv.url("/dav/calendars/alice/calendar/renamed.ics"),
+            ),
+    )
+    .await
+    .expect(201);
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/m.ics"))
+        .await
+        .expect(404);
+    let r = srv
+        .send(srv.req("GET", "/dav/calendars/alice/calendar/renamed.ics"))
+        .await;
     r.expect(200);
     assert_eq!(r.body, event("m", "Move me").as_bytes());
     // MOVE across calendars onto an existing copy with Overwrite: T.
-    srv.send(srv.req("MOVE", "/dav/calendars/alice/calendar/renamed.ics").header("Destination", &dest)).await.expect(204);
+    srv.send(
+        srv.req("MOVE", "/dav/calendars/alice/calendar/renamed.ics")
+            .header("Destination", &dest),
+    )
+    .await
+    .expect(204);
     // A VEVENT cannot be moved into a task list.
     let r = srv
-        .send(srv.req("MOVE", "/dav/calendars/alice/second/m.ics").header("Destination", srv.url("/dav/calendars/alice/tasks/m.ics")))
+        .send(
+            srv.req("MOVE", "/dav/calendars/alice/second/m.ics")
+                .header("Destination", srv.url("/dav/calendars/alice/tasks/m.ics")),
+        )
         .await;
     r.expect(403);
     assert!(r.text().contains("supported-calendar-component"));
     // Never into another user's home.
-    srv.send(srv.req("COPY", "/dav/calendars/alice/second/m.ics").header("Destination", srv.url("/dav/calendars/bob/calendar/m.ics"))).await.expect(403);
+    srv.send(
+        srv.req("COPY", "/dav/calendars/alice/second/m.ics")
+            .header("Destination", srv.url("/dav/calendars/bob/calendar/m.ics")),
+    )
+    .await
+    .expect(403);
 }
 both_backends!(copy_and_move, copy_move);
 
 async fn multiget(srv: TestServer) {
     let e1 = event("g1", "One");
-    srv.put_ics("/dav/calendars/alice/calendar/g1.ics", &e1).await.expect(201);
-    srv.put_ics("/dav/calendars/alice/calendar/g2.ics", &event("g2", "Two")).await.expect(201);
+    srv.put_ics("/dav/calendars/alice/calendar/g1.ics", &e1)
+        .await
+        .expect(201);
+    srv.put_ics("/dav/calendars/alice/calendar/g2.ics", &event("g2", "Two"))
+        .await
+        .expect(201);
     let body = r#"<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop><D:href>/dav/calendars/alice/calendar/g1.ics</D:href><D:href>/dav/calendars/alice/calendar/g2.ics</D:href><D:href>/dav/calendars/alice/calendar/none.ics</D:href></C:calendar-multiget>"#;
     let r = srv.report(CAL, body).await;
     r.expect(207);
@@ -317,7 +566,10 @@ async fn multiget(srv: TestServer) {
     assert_eq!(all.len(), 3);
     let g1 = &all.iter().find(|(h, _)| h.ends_with("g1.ics")).unwrap().1;
     // calendar-data comes back byte-exact, CRLF included.
-    assert_eq!(prop_text(g1, "urn:ietf:params:xml:ns:caldav", "calendar-data").unwrap(), e1);
+    assert_eq!(
+        prop_text(g1, "urn:ietf:params:xml:ns:caldav", "calendar-data").unwrap(),
+        e1
+    );
     let none = &all.iter().find(|(h, _)| h.ends_with("none.ics")).unwrap().1;
     assert!(none.child("DAV:", "status").unwrap().text.contains("404"));
 }
@@ -327,16 +579,23 @@ fn sync_body(token: &str, limit: Option<usize>, props: &str) -> String {
     let limit = limit
         .map(|l| format!("<D:limit><D:nresults>{l}</D:nresults></D:limit>"))
         .unwrap_or_default();
-    format!(r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>{limit}<D:prop>{props}</D:prop></D:sync-collection>"#)
+    format!(
+        r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>{limit}<D:prop>{props}</D:prop></D:sync-collection>"#
+    )
 }
 
 fn token_of(ms: &convene::dav::Element) -> String {
-    ms.child("DAV:", "sync-token").expect("sync-token").text.clone()
+    ms.child("DAV:", "sync-token")
+        .expect("sync-token")
+        .text
+        .clone()
 }
 
 async fn sync(srv: TestServer) {
     for i in 0..5 {
-        srv.put_ics(&format!("{CAL}s{i}.ics"), &event(&format!("s{i}"), "S")).await.expect(201);
+        srv.put_ics(&format!("{CAL}s{i}.ics"), &event(&format!("s{i}"), "S"))
+            .await
+            .expect(201);
     }
     // Initial sync lists everything.
     let r = srv.report(CAL, &sync_body("", None, "<D:getetag/>")).await;
@@ -346,14 +605,24 @@ async fn sync(srv: TestServer) {
     let t0 = token_of(&ms);
 
     // No change: empty answer, same token.
-    let ms = srv.report(CAL, &sync_body(&t0, None, "<D:getetag/>")).await.xml();
+    let ms = srv
+        .report(CAL, &sync_body(&t0, None, "<D:getetag/>"))
+        .await
+        .xml();
     assert!(responses(&ms).is_empty());
     assert_eq!(token_of(&ms), t0);
 
     // Change one, delete one: both reported, the delete as 404.
-    srv.put_ics(&format!("{CAL}s1.ics"), &event("s1", "S changed")).await.expect(204);
-    srv.send(srv.req("DELETE", &format!("{CAL}s2.ics"))).await.expect(204);
-    let ms = srv.report(CAL, &sync_body(&t0, None, "<D:getetag/>")).await.xml();
+    srv.put_ics(&format!("{CAL}s1.ics"), &event("s1", "S changed"))
+        .await
+        .expect(204);
+    srv.send(srv.req("DELETE", &format!("{CAL}s2.ics")))
+        .await
+        .expect(204);
+    let ms = srv
+        .report(CAL, &sync_body(&t0, None, "<D:getetag/>"))
+        .await
+        .xml();
     let all = responses(&ms);
     assert_eq!(all.len(), 2, "{all:?}");
     let del = &all.iter().find(|(h, _)| h.ends_with("s2.ics")).unwrap().1;
@@ -366,14 +635,23 @@ async fn sync(srv: TestServer) {
 
     // DAV:limit: 507 for the collection and a token that resumes exactly.
     for i in 10..17 {
-        srv.put_ics(&format!("{CAL}s{i}.ics"), &event(&format!("s{i}"), "S")).await.expect(201);
+        srv.put_ics(&format!("{CAL}s{i}.ics"), &event(&format!("s{i}"), "S"))
+            .await
+            .expect(201);
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut token = t1.clone();
     for _round in 0..10 {
-        let ms = srv.report(CAL, &sync_body(&token, Some(3), "<D:getetag/>")).await.xml();
+        let ms = srv
+            .report(CAL, &sync_body(&token, Some(3), "<D:getetag/>"))
+            .await
+            .xml();
         let all = responses(&ms);
-        let truncated = all.iter().any(|(h, r)| h == CAL && r.child("DAV:", "status").is_some_and(|s| s.text.contains("507")));
+        let truncated = all.iter().any(|(h, r)| {
+            h == CAL
+                && r.child("DAV:", "status")
+                    .is_some_and(|s| s.text.contains("507"))
+        });
         for (h, _) in all.iter().filter(|(h, _)| h != CAL) {
             assert!(seen.insert(h.clone()), "{h} reported twice");
         }
@@ -386,7 +664,11 @@ async fn sync(srv: TestServer) {
     assert_eq!(seen.len(), 7, "every change exactly once: {seen:?}");
 
     // Invalid and foreign tokens: 403 valid-sync-token.
-    for bad in ["garbage", "https://convene.invalid/sync/00000000-0000-0000-0000-000000000000/1", &format!("{}999999", t0.rsplit_once('/').unwrap().0.to_string() + "/")] {
+    for bad in [
+        "garbage",
+        "https://convene.invalid/sync/00000000-0000-0000-0000-000000000000/1",
+        &format!("{}999999", t0.rsplit_once('/').unwrap().0.to_string() + "/"),
+    ] {
         let r = srv.report(CAL, &sync_body(bad, None, "<D:getetag/>")).await;
         r.expect(403);
         assert!(r.text().contains("valid-sync-token"));
@@ -394,23 +676,52 @@ async fn sync(srv: TestServer) {
 
     // Home-level sync (Apple): a changed calendar is reported.
     let home = "/dav/calendars/alice/";
-    let ms = srv.report(home, &sync_body("", None, "<D:getetag/>")).await.xml();
+    let ms = srv
+        .report(home, &sync_body("", None, "<D:getetag/>"))
+        .await
+        .xml();
     let ht = token_of(&ms);
-    srv.put_ics(&format!("{CAL}h.ics"), &event("h", "H")).await.expect(201);
-    let ms = srv.report(home, &sync_body(&ht, None, "<CS:getctag xmlns:CS=\"http://calendarserver.org/ns/\"/>")).await.xml();
+    srv.put_ics(&format!("{CAL}h.ics"), &event("h", "H"))
+        .await
+        .expect(201);
+    let ms = srv
+        .report(
+            home,
+            &sync_body(
+                &ht,
+                None,
+                "<CS:getctag xmlns:CS=\"http://calendarserver.org/ns/\"/>",
+            ),
+        )
+        .await
+        .xml();
     let all = responses(&ms);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].0, CAL);
-    srv.send(srv.req("DELETE", "/dav/calendars/alice/tasks/")).await.expect(204);
-    let ms = srv.report(home, &sync_body(&token_of(&ms), None, "")).await.xml();
+    srv.send(srv.req("DELETE", "/dav/calendars/alice/tasks/"))
+        .await
+        .expect(204);
+    let ms = srv
+        .report(home, &sync_body(&token_of(&ms), None, ""))
+        .await
+        .xml();
     let all = responses(&ms);
     assert_eq!(all.len(), 1);
-    assert!(all[0].1.child("DAV:", "status").unwrap().text.contains("404"));
+    assert!(
+        all[0]
+            .1
+            .child("DAV:", "status")
+            .unwrap()
+            .text
+            .contains("404")
+    );
 }
 both_backends!(sync_collection, sync);
 
 async fn isolation(srv: TestServer) {
-    srv.put_ics(&format!("{CAL}p.ics"), &event("p", "Private")).await.expect(201);
+    srv.put_ics(&format!("{CAL}p.ics"), &event("p", "Private"))
+        .await
+        .expect(201);
     for (m, p) in [
         ("GET", "/dav/calendars/alice/calendar/p.ics"),
         ("PROPFIND", "/dav/calendars/alice/"),
@@ -420,38 +731,84 @@ async fn isolation(srv: TestServer) {
         ("MKCALENDAR", "/dav/calendars/alice/new/"),
         ("PROPFIND", "/dav/calendars/nobody/"),
     ] {
-        let r = srv.send(srv.req_as("bob", "bob-pw", m, p).header("Depth", "0").body(event("q", "x"))).await;
+        let r = srv
+            .send(
+                srv.req_as("bob", "bob-pw", m, p)
+                    .header("Depth", "0")
+                    .body(event("q", "x")),
+            )
+            .await;
         assert_eq!(r.status.as_u16(), 403, "{m} {p}: {}", r.text());
     }
-    assert_eq!(srv.send(srv.req("GET", "/dav/calendars/alice/calendar/p.ics")).await.body, event("p", "Private").as_bytes());
+    assert_eq!(
+        srv.send(srv.req("GET", "/dav/calendars/alice/calendar/p.ics"))
+            .await
+            .body,
+        event("p", "Private").as_bytes()
+    );
 }
 both_backends!(users_cannot_reach_other_homes, isolation);
 
 async fn corpus(srv: TestServer) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/valid");
     let mut n = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("corpus dir").flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.path());
     let path = "/dav/calendars/alice/corpus/";
     let mk = r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:supported-calendar-component-set><C:comp name="VEVENT"/><C:comp name="VTODO"/><C:comp name="VJOURNAL"/><C:comp name="VFREEBUSY"/><C:comp name="VAVAILABILITY"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"#;
-    srv.send(srv.req("MKCALENDAR", path).body(mk)).await.expect(201);
+    srv.send(srv.req("MKCALENDAR", path).body(mk))
+        .await
+        .expect(201);
     for e in entries {
         let bytes = std::fs::read(e.path()).unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
         let href = format!("{path}{name}");
-        let r = srv.send(srv.req("PUT", &href).header("Content-Type", "text/calendar").body(bytes.clone())).await;
+        let r = srv
+            .send(
+                srv.req("PUT", &href)
+                    .header("Content-Type", "text/calendar")
+                    .body(bytes.clone()),
+            )
+            .await;
         assert!(r.status.is_success(), "{name}: {}", r.text());
         let got = srv.send(srv.req("GET", &href)).await;
         assert_eq!(got.body, bytes, "{name} did not round-trip byte-exact");
         n += 1;
     }
     assert!(n >= 8, "corpus too small: {n}");
-    let bad = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/invalid/09_malformed.ics")).unwrap();
-    let r = srv.send(srv.req("PUT", &format!("{CAL}bad.ics")).header("Content-Type", "text/calendar").body(bad)).await;
+    let bad = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/ical-corpus/invalid/09_malformed.ics"),
+    )
+    .unwrap();
+    let r = srv
+        .send(
+            srv.req("PUT", &format!("{CAL}bad.ics"))
+                .header("Content-Type", "text/calendar")
+                .body(bad),
+        )
+        .await;
     r.expect(403);
-    assert!(r.text().contains("valid-calendar-data") && r.text().contains("line"), "{}", r.text());
-    let outlook = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/invalid/06_outlook.ics")).unwrap();
-    let r = srv.send(srv.req("PUT", &format!("{CAL}itip.ics")).header("Content-Type", "text/calendar").body(outlook)).await;
+    assert!(
+        r.text().contains("valid-calendar-data") && r.text().contains("line"),
+        "{}",
+        r.text()
+    );
+    let outlook = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/ical-corpus/invalid/06_outlook.ics"),
+    )
+    .unwrap();
+    let r = srv
+        .send(
+            srv.req("PUT", &format!("{CAL}itip.ics"))
+                .header("Content-Type", "text/calendar")
+                .body(outlook),
+        )
+        .await;
     r.expect(403);
     assert!(r.text().contains("METHOD"), "{}", r.text());
 }

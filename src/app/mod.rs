@@ -136,10 +136,11 @@ impl Config {
     pub fn load(cli: &Cli) -> Result<Config, AppError> {
         let mut cfg = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| AppError::ConfigRead {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| AppError::ConfigRead {
+                        path: path.clone(),
+                        source,
+                    })?;
                 toml::from_str(&text).map_err(|source| AppError::ConfigParse {
                     path: path.clone(),
                     source: Box::new(source),
@@ -187,7 +188,9 @@ fn read_password() -> Result<String, AppError> {
     std::io::stdin().read_to_string(&mut s)?;
     let pw = s.trim_end_matches(['\r', '\n']).to_string();
     if pw.is_empty() {
-        return Err(AppError::Usage("password on standard input is empty".into()));
+        return Err(AppError::Usage(
+            "password on standard input is empty".into(),
+        ));
     }
     Ok(pw)
 }
@@ -316,7 +319,9 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             home_href("NAME")
         );
     } else {
-        tracing::info!("client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)");
+        tracing::info!(
+            "client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)"
+        );
     }
     let state = Arc::new(AppState {
         auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds)),

@@ -101,8 +101,8 @@ impl VerifyCache {
     }
 
     fn key_for(&self, user: &User, hash: &str, password: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .expect("HMAC accepts any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(&user.id.0.to_be_bytes());
         mac.update(&(hash.len() as u64).to_be_bytes());
         mac.update(hash.as_bytes());
@@ -140,6 +140,8 @@ impl VerifyCache {
 pub struct LocalAuthenticator {
     store: Store,
     cache: VerifyCache,
+    /// argon2 verifications performed (cache misses), for metrics and tests.
+    verifications: std::sync::atomic::AtomicU64,
 }
 
 impl LocalAuthenticator {
@@ -147,7 +149,13 @@ impl LocalAuthenticator {
         LocalAuthenticator {
             store,
             cache: VerifyCache::new(cache_ttl),
+            verifications: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -169,6 +177,8 @@ impl Authenticator for LocalAuthenticator {
         if self.cache.hit(&key) {
             return Ok(Some(user));
         }
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let password = creds.password.clone();
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
@@ -194,6 +204,60 @@ mod tests {
         assert!(Credentials::from_basic_header("Bearer abc").is_none());
         assert!(Credentials::from_basic_header("Basic !!!").is_none());
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[tokio::test]
+    async fn verifications_are_cached_and_invalidated_by_a_new_hash() {
+        use crate::store::NewUser;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let u = store
+            .create_user(NewUser {
+                name: "ann".into(),
+                password_hash: Some(hash_password("pw").unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let auth = LocalAuthenticator::new(store.clone(), Duration::from_secs(60));
+        let good = Credentials {
+            username: "ann".into(),
+            password: "pw".into(),
+        };
+        let bad = Credentials {
+            username: "ann".into(),
+            password: "nope".into(),
+        };
+        let empty = Credentials {
+            username: "ann".into(),
+            password: String::new(),
+        };
+        for _ in 0..100 {
+            assert!(auth.authenticate(&good).await.unwrap().is_some());
+        }
+        assert_eq!(
+            auth.verifications(),
+            1,
+            "a sync of 100 requests costs one argon2 run"
+        );
+        assert!(auth.authenticate(&bad).await.unwrap().is_none());
+        assert!(auth.authenticate(&bad).await.unwrap().is_none());
+        assert_eq!(auth.verifications(), 3, "failures are never cached");
+        assert!(auth.authenticate(&empty).await.unwrap().is_none());
+        assert_eq!(
+            auth.verifications(),
+            3,
+            "empty passwords are refused before hashing"
+        );
+        store
+            .set_password(u.id, &hash_password("pw2").unwrap())
+            .await
+            .unwrap();
+        assert!(
+            auth.authenticate(&good).await.unwrap().is_none(),
+            "old password stops at once"
+        );
     }
 
     #[test]

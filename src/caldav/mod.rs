@@ -156,7 +156,9 @@ pub fn etag_of(data: &[u8]) -> String {
 }
 
 fn http_date(epoch: i64) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64))
+    httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64),
+    )
 }
 
 fn rfc3339(epoch: i64) -> String {
@@ -276,6 +278,9 @@ pub fn default_collections() -> Vec<NewCollection> {
     ]
 }
 
+/// Properties to store and (namespace, name) pairs to remove, after validation.
+type PatchPlan = (Vec<StoredProp>, Vec<(String, String)>);
+
 /// The handler's view of the world: the store, the settings and who is asking.
 pub struct Dav<'a> {
     pub store: &'a Store,
@@ -303,7 +308,10 @@ pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
         "COPY" => dav.copy_move(&req, false).await,
         "MOVE" => dav.copy_move(&req, true).await,
         "REPORT" => dav.report(&req).await,
-        _ => Err(DavError::new(405, format!("method {} is not supported", req.method))),
+        _ => Err(DavError::new(
+            405,
+            format!("method {} is not supported", req.method),
+        )),
     };
     match result {
         Ok(r) => r,
@@ -317,7 +325,8 @@ pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
     }
 }
 
-const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, COPY, MOVE, REPORT";
+const ALLOW: &str =
+    "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, COPY, MOVE, REPORT";
 
 /// RFC 4918 10.1 and RFC 4791 5.1: advertise only what is implemented.
 pub fn options() -> DavResponse {
@@ -393,10 +402,7 @@ impl<'a> Dav<'a> {
                             });
                         }
                         None => {
-                            return Ok(Target::Missing {
-                                parent: None,
-                                segs,
-                            });
+                            return Ok(Target::Missing { parent: None, segs });
                         }
                     }
                 }
@@ -735,7 +741,11 @@ impl<'a> Dav<'a> {
 
     async fn stored_props(&self, node: &Node<'_>) -> Result<Vec<StoredProp>, DavError> {
         match node {
-            Node::Res { res, .. } => self.store.props(res.id, self.user.id).await.map_err(internal),
+            Node::Res { res, .. } => self
+                .store
+                .props(res.id, self.user.id)
+                .await
+                .map_err(internal),
             _ => Ok(vec![]),
         }
     }
@@ -786,7 +796,8 @@ impl<'a> Dav<'a> {
                 self.write_node(&mut ms, &pf, &Node::Principals).await?;
                 if depth == Depth::One {
                     // Only the caller's own principal is listed; others are found by search.
-                    self.write_node(&mut ms, &pf, &Node::Principal(self.user)).await?;
+                    self.write_node(&mut ms, &pf, &Node::Principal(self.user))
+                        .await?;
                 }
             }
             Target::Principal(u) => {
@@ -876,10 +887,10 @@ impl<'a> Dav<'a> {
                     DavError::with(403, CalCondition::ValidCalendarData, e.to_string())
                 })?;
             }
-            Prop::CalendarOrder => {
-                if !el.text.trim().is_empty() && el.text.trim().parse::<i64>().is_err() {
-                    return Err(DavError::new(409, "calendar-order must be an integer"));
-                }
+            Prop::CalendarOrder
+                if !el.text.trim().is_empty() && el.text.trim().parse::<i64>().is_err() =>
+            {
+                return Err(DavError::new(409, "calendar-order must be an integer"));
             }
             Prop::ScheduleCalendarTransp => {
                 let ok = el.children.len() == 1
@@ -907,7 +918,7 @@ impl<'a> Dav<'a> {
         &self,
         ops: &[PatchOp],
         kind: ResourceKind,
-    ) -> Result<(Vec<StoredProp>, Vec<(String, String)>), Vec<(PropertyName, DavError)>> {
+    ) -> Result<PatchPlan, Vec<(PropertyName, DavError)>> {
         let mut set = vec![];
         let mut remove = vec![];
         let mut failures = vec![];
@@ -933,7 +944,11 @@ impl<'a> Dav<'a> {
         }
     }
 
-    fn patch_failure_body(href: &str, ops: &[PatchOp], failures: &[(PropertyName, DavError)]) -> String {
+    fn patch_failure_body(
+        href: &str,
+        ops: &[PatchOp],
+        failures: &[(PropertyName, DavError)],
+    ) -> String {
         let mut ms = Multistatus::new();
         let mut by_status: Vec<(u16, Vec<String>)> = vec![];
         let mut messages = String::new();
@@ -970,7 +985,9 @@ impl<'a> Dav<'a> {
     async fn proppatch(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         let ops = dav::parse_proppatch(&req.body, self.settings.xml)?;
         if ops.len() > self.settings.max_props_per_request {
-            return Err(DavError::bad_request("too many properties in one PROPPATCH"));
+            return Err(DavError::bad_request(
+                "too many properties in one PROPPATCH",
+            ));
         }
         let (owner, res, segs) = match self.resolve(&req.path).await? {
             Target::Res { owner, res, segs } => (owner, res, segs),
@@ -1095,8 +1112,14 @@ impl<'a> Dav<'a> {
             Ok(p) => p,
             Err(failures) => {
                 let href = href_of(&segs.iter().map(String::as_str).collect::<Vec<_>>(), true);
-                let body = Self::patch_failure_body(&href, &ops, &failures)
-                    .replace("D:multistatus", if calendar { "C:mkcalendar-response" } else { "D:mkcol-response" });
+                let body = Self::patch_failure_body(&href, &ops, &failures).replace(
+                    "D:multistatus",
+                    if calendar {
+                        "C:mkcalendar-response"
+                    } else {
+                        "D:mkcol-response"
+                    },
+                );
                 return Ok(DavResponse::xml(StatusCode::FORBIDDEN, body));
             }
         };
@@ -1110,7 +1133,11 @@ impl<'a> Dav<'a> {
                 NewCollection {
                     name,
                     kind,
-                    supported_components: if kind == ResourceKind::Calendar { components } else { None },
+                    supported_components: if kind == ResourceKind::Calendar {
+                        components
+                    } else {
+                        None
+                    },
                     props: set,
                 },
             )
@@ -1132,7 +1159,9 @@ impl<'a> Dav<'a> {
                 if let Some(inm) = header_str(&req.headers, "if-none-match")
                     && EtagMatch::parse(inm).matches(Some(&etag))
                 {
-                    return Ok(DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag));
+                    return Ok(
+                        DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag)
+                    );
                 }
                 let data = self
                     .store
@@ -1145,7 +1174,9 @@ impl<'a> Dav<'a> {
                     .header(header::LAST_MODIFIED, &http_date(res.modified_at))
                     .header(
                         header::CONTENT_TYPE,
-                        res.content_type.as_deref().unwrap_or("application/octet-stream"),
+                        res.content_type
+                            .as_deref()
+                            .unwrap_or("application/octet-stream"),
                     )
                     .header(header::CONTENT_LENGTH, &data.len().to_string());
                 if with_body {
@@ -1192,7 +1223,10 @@ impl<'a> Dav<'a> {
             return Err(DavError::with(
                 403,
                 CalCondition::MaxResourceSize,
-                format!("calendar object exceeds {} bytes", self.settings.max_resource_size),
+                format!(
+                    "calendar object exceeds {} bytes",
+                    self.settings.max_resource_size
+                ),
             ));
         }
         if let Some(ct) = content_type {
@@ -1225,7 +1259,10 @@ impl<'a> Dav<'a> {
             return Err(DavError::with(
                 403,
                 CalCondition::SupportedCalendarComponent,
-                format!("this calendar accepts {allowed}, not {}", summary.kind.name()),
+                format!(
+                    "this calendar accepts {allowed}, not {}",
+                    summary.kind.name()
+                ),
             ));
         }
         Ok(summary)
@@ -1294,7 +1331,9 @@ impl<'a> Dav<'a> {
             ResourceKind::Collection => (
                 None,
                 None,
-                content_type.unwrap_or("application/octet-stream").to_string(),
+                content_type
+                    .unwrap_or("application/octet-stream")
+                    .to_string(),
             ),
             _ => {
                 return Err(DavError::forbidden(
@@ -1322,9 +1361,10 @@ impl<'a> Dav<'a> {
             })
             .header(header::ETAG, &etag)
             .header(header::CONTENT_LENGTH, "0")),
-            Err(StoreError::PreconditionFailed) => {
-                Err(DavError::new(412, "the resource's ETag does not match the request"))
-            }
+            Err(StoreError::PreconditionFailed) => Err(DavError::new(
+                412,
+                "the resource's ETag does not match the request",
+            )),
             Err(StoreError::UidConflict(holder)) => Err(DavError::with(
                 403,
                 CalCondition::NoUidConflict(Self::uid_conflict_href(&segs, &holder)),
@@ -1338,11 +1378,16 @@ impl<'a> Dav<'a> {
     async fn delete(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. } if res.parent.is_some() => {
-                match self.store.delete(res.id, Self::write_condition(&req.headers)).await {
+                match self
+                    .store
+                    .delete(res.id, Self::write_condition(&req.headers))
+                    .await
+                {
                     Ok(()) => Ok(DavResponse::new(StatusCode::NO_CONTENT)),
-                    Err(StoreError::PreconditionFailed) => {
-                        Err(DavError::new(412, "the resource's ETag does not match the request"))
-                    }
+                    Err(StoreError::PreconditionFailed) => Err(DavError::new(
+                        412,
+                        "the resource's ETag does not match the request",
+                    )),
                     Err(StoreError::NotFound) => Err(DavError::not_found()),
                     Err(e) => Err(internal(e)),
                 }
@@ -1363,7 +1408,9 @@ impl<'a> Dav<'a> {
         };
         let depth = Depth::parse(header_str(&req.headers, "depth"))?;
         if is_move && matches!(depth, Some(Depth::Zero | Depth::One)) {
-            return Err(DavError::bad_request("MOVE of a collection requires Depth: infinity"));
+            return Err(DavError::bad_request(
+                "MOVE of a collection requires Depth: infinity",
+            ));
         }
         let (src, src_segs) = match self.resolve(&req.path).await? {
             Target::Res { res, segs, .. } if res.parent.is_some() => (res, segs),
@@ -1377,7 +1424,10 @@ impl<'a> Dav<'a> {
                 ..
             }) => (p, segs, false),
             Ok(Target::Missing { parent: None, .. }) => {
-                return Err(DavError::new(409, "destination's parent collection does not exist"));
+                return Err(DavError::new(
+                    409,
+                    "destination's parent collection does not exist",
+                ));
             }
             Ok(Target::Res { res, segs, .. }) if res.parent.is_some() => {
                 let parent = self
@@ -1420,7 +1470,8 @@ impl<'a> Dav<'a> {
             return Err(DavError::forbidden(
                 "resources can only be placed inside a calendar or collection",
             ));
-        } else if dest_parent.kind == ResourceKind::Collection && src.kind == ResourceKind::Calendar {
+        } else if dest_parent.kind == ResourceKind::Collection && src.kind == ResourceKind::Calendar
+        {
             return Err(DavError::with(
                 403,
                 CalCondition::CalendarCollectionLocationOk,
@@ -1597,7 +1648,10 @@ impl<'a> Dav<'a> {
         if truncated {
             let l = sc.limit.unwrap_or(0);
             changes.truncate(l);
-            token_seq = changes.last().map(Change::seq).unwrap_or(since.unwrap_or(0));
+            token_seq = changes
+                .last()
+                .map(Change::seq)
+                .unwrap_or(since.unwrap_or(0));
         } else {
             changes.retain(|c| c.seq() <= token_seq);
         }
@@ -1620,7 +1674,10 @@ impl<'a> Dav<'a> {
             ms.status_response(href, 507, None);
         }
         let token = Self::sync_token(&current, token_seq);
-        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(Some(&token))))
+        Ok(DavResponse::xml(
+            StatusCode::MULTI_STATUS,
+            ms.finish(Some(&token)),
+        ))
     }
 
     async fn multiget(
@@ -1639,7 +1696,9 @@ impl<'a> Dav<'a> {
             .map(|h| h.text.trim())
             .collect();
         if hrefs.is_empty() {
-            return Err(DavError::bad_request("calendar-multiget needs at least one DAV:href"));
+            return Err(DavError::bad_request(
+                "calendar-multiget needs at least one DAV:href",
+            ));
         }
         let mut ms = Multistatus::new();
         for h in hrefs {
@@ -1654,7 +1713,11 @@ impl<'a> Dav<'a> {
             match target {
                 Target::Res {
                     res: item, segs, ..
-                } if item.kind == ResourceKind::Object && (item.parent == Some(res.id) || item.id == res.id || res.kind != ResourceKind::Object) => {
+                } if item.kind == ResourceKind::Object
+                    && (item.parent == Some(res.id)
+                        || item.id == res.id
+                        || res.kind != ResourceKind::Object) =>
+                {
                     let item_href = Self::res_href(&segs, &item);
                     self.report_response(&mut ms, owner, &item, item_href, &names)
                         .await?;
@@ -1685,7 +1748,10 @@ impl<'a> Dav<'a> {
             .ok_or_else(|| DavError::bad_request("calendar-query needs a CALDAV:filter"))?;
         let vcal = filter
             .child(NS_CALDAV, "comp-filter")
-            .filter(|c| c.attr("name").is_some_and(|n| n.eq_ignore_ascii_case("VCALENDAR")))
+            .filter(|c| {
+                c.attr("name")
+                    .is_some_and(|n| n.eq_ignore_ascii_case("VCALENDAR"))
+            })
             .ok_or_else(|| {
                 DavError::with(
                     403,
@@ -1708,7 +1774,11 @@ impl<'a> Dav<'a> {
                 "only component filters are supported by this version",
             )
         };
-        if vcal.children.iter().any(|c| !c.is(NS_CALDAV, "comp-filter")) {
+        if vcal
+            .children
+            .iter()
+            .any(|c| !c.is(NS_CALDAV, "comp-filter"))
+        {
             return Err(unsupported());
         }
         let mut wanted: Vec<String> = vec![];
@@ -1722,12 +1792,15 @@ impl<'a> Dav<'a> {
         }
         let mut ms = Multistatus::new();
         for child in self.store.children(res.id).await.map_err(internal)? {
-            let Some(comp) = &child.component else { continue };
+            let Some(comp) = &child.component else {
+                continue;
+            };
             if !wanted.is_empty() && !wanted.iter().any(|w| w == comp) {
                 continue;
             }
             let h = Self::child_href(href, &child);
-            self.report_response(&mut ms, owner, &child, h, &names).await?;
+            self.report_response(&mut ms, owner, &child, h, &names)
+                .await?;
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
@@ -1775,6 +1848,9 @@ mod tests {
     #[test]
     fn hrefs() {
         assert_eq!(principal_href("a@b"), "/dav/principals/a%40b/");
-        assert_eq!(href_of(&["calendars", "u", "c", "x y.ics"], false), "/dav/calendars/u/c/x%20y.ics");
+        assert_eq!(
+            href_of(&["calendars", "u", "c", "x y.ics"], false),
+            "/dav/calendars/u/c/x%20y.ics"
+        );
     }
 }

@@ -183,7 +183,8 @@ impl DavError {
     /// The `<D:error>` body (RFC 4918 16), with the message in a Convene element so clients that
     /// only look for the condition are not confused.
     pub fn body(&self) -> String {
-        let mut s = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"");
+        let mut s =
+            String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"");
         if let Some(c) = &self.condition {
             match prefix_for(c.ns) {
                 Some("D") => {
@@ -202,9 +203,9 @@ impl DavError {
         } else {
             s.push('>');
         }
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<M:message xmlns:M=\"{NS_CONVENE}\">{}</M:message></D:error>\n",
+            "<M:message xmlns:M=\"{NS_CONVENE}\">{}</M:message></D:error>",
             escape(&self.message)
         );
         s
@@ -253,7 +254,10 @@ pub fn decode_segments(path: &str) -> Result<Vec<String>, DavError> {
 /// to its path.
 pub fn href_path(href: &str) -> &str {
     let h = href.trim();
-    if let Some(rest) = h.strip_prefix("http://").or_else(|| h.strip_prefix("https://")) {
+    if let Some(rest) = h
+        .strip_prefix("http://")
+        .or_else(|| h.strip_prefix("https://"))
+    {
         match rest.find('/') {
             Some(i) => &rest[i..],
             None => "/",
@@ -357,7 +361,9 @@ pub fn parse_proppatch(body: &[u8], limits: XmlLimits) -> Result<Vec<PatchOp>, D
     }
     let ops = collect_ops(&root, body);
     if ops.is_empty() {
-        return Err(DavError::bad_request("DAV:propertyupdate has no set or remove"));
+        return Err(DavError::bad_request(
+            "DAV:propertyupdate has no set or remove",
+        ));
     }
     Ok(ops)
 }
@@ -391,7 +397,9 @@ pub fn parse_sync_collection(root: &Element) -> Result<SyncCollection, DavError>
         Some("1") | None => false,
         Some(l) if l.eq_ignore_ascii_case("infinite") => true,
         Some(other) => {
-            return Err(DavError::bad_request(format!("invalid sync-level '{other}'")));
+            return Err(DavError::bad_request(format!(
+                "invalid sync-level '{other}'"
+            )));
         }
     };
     let limit = match root
@@ -477,7 +485,12 @@ impl Multistatus {
         Multistatus { buf }
     }
 
-    pub fn propstat_response(&mut self, href: &str, found: &[String], missing: &[(u16, Vec<String>)]) {
+    pub fn propstat_response(
+        &mut self,
+        href: &str,
+        found: &[String],
+        missing: &[(u16, Vec<String>)],
+    ) {
         let _ = write!(self.buf, "<D:response><D:href>{}</D:href>", escape(href));
         if !found.is_empty() {
             self.buf.push_str("<D:propstat><D:prop>");

@@ -255,7 +255,10 @@ pub fn parse(source: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let scope = stack.last().map(|o| o.el.scope.clone()).unwrap_or_else(|| empty_scope.clone());
+                let scope = stack
+                    .last()
+                    .map(|o| o.el.scope.clone())
+                    .unwrap_or_else(|| empty_scope.clone());
                 let el = open_element(&s, &scope, before)?;
                 stack.push(Open {
                     el,
@@ -267,7 +270,10 @@ pub fn parse(source: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 if count > limits.max_elements {
                     return Err(XmlError::TooManyElements(limits.max_elements));
                 }
-                let scope = stack.last().map(|o| o.el.scope.clone()).unwrap_or_else(|| empty_scope.clone());
+                let scope = stack
+                    .last()
+                    .map(|o| o.el.scope.clone())
+                    .unwrap_or_else(|| empty_scope.clone());
                 let mut el = open_element(&s, &scope, before)?;
                 el.inner = after..after;
                 match stack.last_mut() {
@@ -353,7 +359,11 @@ mod tests {
     #[test]
     fn refuses_doctype_unbound_prefix_and_depth() {
         assert_eq!(
-            parse(b"<!DOCTYPE x [<!ENTITY a \"b\">]><x/>", XmlLimits::default()).err(),
+            parse(
+                b"<!DOCTYPE x [<!ENTITY a \"b\">]><x/>",
+                XmlLimits::default()
+            )
+            .err(),
             Some(XmlError::Doctype)
         );
         assert!(matches!(
@@ -365,7 +375,10 @@ mod tests {
             max_depth: 5,
             max_elements: 100,
         };
-        assert_eq!(parse(deep.as_bytes(), lim).err(), Some(XmlError::TooDeep(5)));
+        assert_eq!(
+            parse(deep.as_bytes(), lim).err(),
+            Some(XmlError::TooDeep(5))
+        );
         assert!(matches!(
             parse(b"<a><b></a>", XmlLimits::default()),
             Err(XmlError::Malformed { .. })

@@ -63,7 +63,9 @@ pub enum IcalError {
     NoComponents,
     #[error("component {0} has no UID")]
     MissingUid(String),
-    #[error("all components of one resource must share one UID (RFC 4791 4.1); found '{0}' and '{1}'")]
+    #[error(
+        "all components of one resource must share one UID (RFC 4791 4.1); found '{0}' and '{1}'"
+    )]
     SeveralUids(String, String),
     #[error("all components of one resource must be of one type (RFC 4791 4.1); found {0} and {1}")]
     MixedComponents(String, String),
@@ -270,7 +272,9 @@ mod tests {
 
     #[test]
     fn accepts_event_with_override_sharing_uid() {
-        let c = cal("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20240102T110000Z\r\nEND:VEVENT\r\n");
+        let c = cal(
+            "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20240102T110000Z\r\nEND:VEVENT\r\n",
+        );
         let s = validate_object(c.as_bytes()).unwrap();
         assert_eq!(s.uid, "a");
         assert_eq!(s.kind, ComponentKind::Event);
@@ -278,15 +282,32 @@ mod tests {
 
     #[test]
     fn rejects_what_rfc4791_forbids() {
-        let two = cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:b\r\nEND:VEVENT\r\n");
-        assert!(matches!(validate_object(two.as_bytes()), Err(IcalError::SeveralUids(..))));
-        let mixed = cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VTODO\r\nUID:a\r\nEND:VTODO\r\n");
-        assert!(matches!(validate_object(mixed.as_bytes()), Err(IcalError::MixedComponents(..))));
+        let two =
+            cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:b\r\nEND:VEVENT\r\n");
+        assert!(matches!(
+            validate_object(two.as_bytes()),
+            Err(IcalError::SeveralUids(..))
+        ));
+        let mixed =
+            cal("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VTODO\r\nUID:a\r\nEND:VTODO\r\n");
+        assert!(matches!(
+            validate_object(mixed.as_bytes()),
+            Err(IcalError::MixedComponents(..))
+        ));
         let method = cal("METHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\n");
-        assert_eq!(validate_object(method.as_bytes()), Err(IcalError::MethodPresent));
+        assert_eq!(
+            validate_object(method.as_bytes()),
+            Err(IcalError::MethodPresent)
+        );
         let no_uid = cal("BEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\n");
-        assert!(matches!(validate_object(no_uid.as_bytes()), Err(IcalError::MissingUid(_))));
-        assert_eq!(validate_object(cal("").as_bytes()), Err(IcalError::NoComponents));
+        assert!(matches!(
+            validate_object(no_uid.as_bytes()),
+            Err(IcalError::MissingUid(_))
+        ));
+        assert_eq!(
+            validate_object(cal("").as_bytes()),
+            Err(IcalError::NoComponents)
+        );
         assert!(validate_object(b"hello").is_err());
     }
 

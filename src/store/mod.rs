@@ -73,7 +73,11 @@ impl ResourceKind {
             "calendar" => ResourceKind::Calendar,
             "collection" => ResourceKind::Collection,
             "object" => ResourceKind::Object,
-            other => return Err(StoreError::Corrupt(format!("unknown resource kind {other}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown resource kind {other}"
+                )));
+            }
         })
     }
     pub fn is_collection(self) -> bool {
@@ -150,7 +154,7 @@ pub enum WriteCondition {
 /// One entry of a sync-collection answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Live(Resource),
+    Live(Box<Resource>),
     Deleted { name: String, seq: i64 },
 }
 

@@ -10,12 +10,17 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str) -> crate::store::Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
         sqlx::migrate!("schemas/postgres").run(&pool).await?;
         Ok(PgStore { pool })
     }
 
-    async fn begin(&self) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    async fn begin(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
 }

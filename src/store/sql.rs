@@ -699,7 +699,7 @@ macro_rules! impl_sql_store {
                 .await?;
                 let mut out: Vec<Change> = rows
                     .iter()
-                    .map(|r| map_resource(r).map(Change::Live))
+                    .map(|r| map_resource(r).map(|res| Change::Live(Box::new(res))))
                     .collect::<Result<_>>()?;
                 if let Some(since) = since {
                     let dead = sqlx::query(

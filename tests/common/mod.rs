@@ -28,9 +28,9 @@ pub async fn fresh_pg_database() -> String {
     use sqlx::Connection;
     let admin = pg_admin_url();
     let name = format!("convene_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL must be reachable for the PostgreSQL half of the suite (CONVENE_TEST_PG_URL)");
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect(
+        "PostgreSQL must be reachable for the PostgreSQL half of the suite (CONVENE_TEST_PG_URL)",
+    );
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
@@ -76,8 +76,30 @@ impl TestServer {
                 .expect("client"),
         };
         let _ = srv.child.wait();
-        srv.cli_ok(&["user", "add", "alice", "--password-stdin", "--email", "alice@example.org", "--display-name", "Alice A"], "alice-pw");
-        srv.cli_ok(&["user", "add", "bob", "--password-stdin", "--email", "bob@example.org"], "bob-pw");
+        srv.cli_ok(
+            &[
+                "user",
+                "add",
+                "alice",
+                "--password-stdin",
+                "--email",
+                "alice@example.org",
+                "--display-name",
+                "Alice A",
+            ],
+            "alice-pw",
+        );
+        srv.cli_ok(
+            &[
+                "user",
+                "add",
+                "bob",
+                "--password-stdin",
+                "--email",
+                "bob@example.org",
+            ],
+            "bob-pw",
+        );
         srv.spawn_server().await;
         srv
     }
@@ -149,9 +171,18 @@ impl TestServer {
         self.req_as("alice", "alice-pw", method, path)
     }
 
-    pub fn req_as(&self, user: &str, pw: &str, method: &str, path: &str) -> reqwest::RequestBuilder {
+    pub fn req_as(
+        &self,
+        user: &str,
+        pw: &str,
+        method: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
-            .request(Method::from_bytes(method.as_bytes()).expect("method"), self.url(path))
+            .request(
+                Method::from_bytes(method.as_bytes()).expect("method"),
+                self.url(path),
+            )
             .basic_auth(user, Some(pw))
     }
 
@@ -286,7 +317,11 @@ pub fn prop_text(resp: &convene::dav::Element, ns: &str, local: &str) -> Option<
     found_prop(resp, ns, local).map(|p| p.text.clone())
 }
 
-pub fn found_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> Option<convene::dav::Element> {
+pub fn found_prop(
+    resp: &convene::dav::Element,
+    ns: &str,
+    local: &str,
+) -> Option<convene::dav::Element> {
     for ps in resp.children_named("DAV:", "propstat") {
         let ok = ps
             .child("DAV:", "status")
@@ -303,7 +338,8 @@ pub fn found_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> Option
 
 pub fn missing_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> bool {
     resp.children_named("DAV:", "propstat").any(|ps| {
-        ps.child("DAV:", "status").is_some_and(|s| s.text.contains(" 404 "))
+        ps.child("DAV:", "status")
+            .is_some_and(|s| s.text.contains(" 404 "))
             && ps
                 .child("DAV:", "prop")
                 .and_then(|p| p.child(ns, local))

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The one test command (README "Test"): brings up what the tests need where it is missing
+# (PostgreSQL, litmus, a Python venv with the pinned external suites), then runs the external
+# conformance suites and the whole cargo test suite (unit, integration on SQLite and
+# PostgreSQL, store contract, architecture). Exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source conformance/lib.sh
+set +e
+
+PG_OWN_DIR=""
+PG_BIN=""
+
+pg_reachable() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_own_postgres() {
+  # No PostgreSQL on 127.0.0.1:5432: install Debian's and run a throwaway cluster on a
+  # loopback port below 32768, stopped again on exit.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing PostgreSQL from Debian" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2
+  fi
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  PG_OWN_DIR="$(mktemp -d)"
+  local port=25432
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$PG_OWN_DIR"
+    run=(runuser -u postgres --)
+  fi
+  "${run[@]}" "$PG_BIN/initdb" -D "$PG_OWN_DIR/data" -A trust -U postgres >/dev/null
+  "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_OWN_DIR/data" -l "$PG_OWN_DIR/log" -w \
+    -o "-p $port -k $PG_OWN_DIR -c listen_addresses=127.0.0.1" start >/dev/null
+  export CONVENE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  PG_RUN=("${run[@]}")
+}
+
+stop_own_postgres() {
+  if [ -n "$PG_OWN_DIR" ]; then
+    "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_OWN_DIR/data" -m fast -w stop >/dev/null 2>&1
+    rm -rf "$PG_OWN_DIR"
+  fi
+}
+trap stop_own_postgres EXIT
+
+if [ -z "${CONVENE_TEST_PG_URL:-}" ]; then
+  if pg_reachable 5432; then
+    export CONVENE_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    start_own_postgres
+  fi
+fi
+
+drop_test_databases() {
+  command -v psql >/dev/null || return 0
+  psql "$CONVENE_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'convene\_t\_%'" 2>/dev/null |
+    while read -r db; do
+      [ -n "$db" ] && psql "$CONVENE_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1
+    done
+}
+drop_test_databases
+
+failed=0
+results=()
+run_suite() {
+  local name="$1"
+  shift
+  local line
+  line="$("$@" | tail -1)"
+  local rc=${PIPESTATUS[0]}
+  results+=("$line")
+  if [ "$rc" != 0 ]; then
+    failed=$((failed + 1))
+    echo "conformance suite $name failed" >&2
+  fi
+}
+
+echo "== building" >&2
+cargo build --quiet --bin convene || exit 1
+cargo test --no-run --quiet || exit 1
+
+echo "== external conformance suites" >&2
+run_suite litmus conformance/litmus.sh
+run_suite vdirsyncer conformance/vdirsyncer.sh
+run_suite caldav-server-tester conformance/caldav-server-tester.sh
+for r in "${results[@]}"; do echo "$r"; done
+
+echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
+cargo test --quiet
+test_rc=$?
+drop_test_databases
+
+if [ "$failed" != 0 ] || [ "$test_rc" != 0 ]; then
+  echo "FAILED: $failed conformance suite(s), cargo test exit $test_rc" >&2
+  exit 1
+fi

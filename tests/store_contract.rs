@@ -1,0 +1,438 @@
+//! One contract for every storage backend (sabre/dav's model): the same assertions run against
+//! embedded SQLite and a real PostgreSQL, so the adapters cannot drift apart.
+
+mod common;
+
+use convene::store::*;
+
+struct Fixture {
+    store: Store,
+    /// A second, independent connection pool on the same database: a second instance.
+    other: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn open(backend: common::Backend) -> Fixture {
+    match backend {
+        common::Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("c.db").display());
+            Fixture {
+                store: Store::open(&url).await.unwrap(),
+                other: Store::open(&url).await.unwrap(),
+                _dir: Some(dir),
+            }
+        }
+        common::Backend::Postgres => {
+            let url = common::fresh_pg_database().await;
+            Fixture {
+                store: Store::open(&url).await.unwrap(),
+                other: Store::open(&url).await.unwrap(),
+                _dir: None,
+            }
+        }
+    }
+}
+
+fn obj(uid: &str, body: &str) -> NewObject {
+    NewObject {
+        data: body.as_bytes().to_vec(),
+        etag: format!("\"{body}\""),
+        content_type: "text/calendar".into(),
+        uid: Some(uid.into()),
+        component: Some("VEVENT".into()),
+    }
+}
+
+fn cal(name: &str) -> NewCollection {
+    NewCollection {
+        name: name.into(),
+        kind: ResourceKind::Calendar,
+        supported_components: Some("VEVENT".into()),
+        props: vec![],
+    }
+}
+
+async fn user(s: &Store, name: &str) -> User {
+    s.create_user(NewUser {
+        name: name.into(),
+        email: Some(format!("{name}@example.org")),
+        display_name: None,
+        password_hash: Some("h".into()),
+    })
+    .await
+    .unwrap()
+}
+
+macro_rules! contract {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(open(common::Backend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(open(common::Backend::Postgres).await).await;
+            }
+        }
+    };
+}
+
+async fn users(f: Fixture) {
+    let s = &f.store;
+    let a = user(s, "ann").await;
+    assert!(matches!(
+        s.create_user(NewUser {
+            name: "ann".into(),
+            ..Default::default()
+        })
+        .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(s.user_by_name("ann").await.unwrap().unwrap().id, a.id);
+    assert_eq!(s.user_by_id(a.id).await.unwrap().unwrap().name, "ann");
+    assert!(s.user_by_name("nobody").await.unwrap().is_none());
+    s.set_password(a.id, "h2").await.unwrap();
+    assert_eq!(
+        s.user_by_id(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("h2")
+    );
+    user(s, "bea").await;
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, vec!["ann", "bea"]);
+    // Deleting a user removes their tree.
+    let home = s.ensure_home(a.id, &[cal("c")]).await.unwrap();
+    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    s.put_object(c.id, "x.ics", obj("x", "1"), WriteCondition::None)
+        .await
+        .unwrap();
+    s.delete_user(a.id).await.unwrap();
+    assert!(s.resource(c.id).await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_user(a.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+contract!(user_accounts, users);
+
+async fn homes_and_objects(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let home = s
+        .ensure_home(u.id, &[cal("calendar"), cal("tasks")])
+        .await
+        .unwrap();
+    // Idempotent, also from a second instance: no duplicate defaults.
+    let again = f
+        .other
+        .ensure_home(u.id, &[cal("calendar"), cal("tasks")])
+        .await
+        .unwrap();
+    assert_eq!(home.id, again.id);
+    let kids = s.children(home.id).await.unwrap();
+    assert_eq!(
+        kids.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        vec!["calendar", "tasks"]
+    );
+    let c = &kids[0];
+
+    let (r, created) = s
+        .put_object(c.id, "a.ics", obj("a", "v1"), WriteCondition::MustNotExist)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(r.etag.as_deref(), Some("\"v1\""));
+    assert!(matches!(
+        s.put_object(c.id, "a.ics", obj("a", "v2"), WriteCondition::MustNotExist)
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert!(matches!(
+        s.put_object(
+            c.id,
+            "a.ics",
+            obj("a", "v2"),
+            WriteCondition::EtagIn(vec!["\"v0\"".into()])
+        )
+        .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    let (_, created) = s
+        .put_object(
+            c.id,
+            "a.ics",
+            obj("a", "v2"),
+            WriteCondition::EtagIn(vec!["\"v1\"".into()]),
+        )
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(s.object_data(r.id).await.unwrap().unwrap(), b"v2");
+    // UID conflict names the holder; the failed write stored nothing.
+    match s
+        .put_object(c.id, "b.ics", obj("a", "v3"), WriteCondition::None)
+        .await
+    {
+        Err(StoreError::UidConflict(holder)) => assert_eq!(holder, "a.ics"),
+        other => panic!("expected a UID conflict, got {other:?}"),
+    }
+    assert!(s.child(c.id, "b.ics").await.unwrap().is_none());
+    // The same UID in another calendar is fine.
+    s.put_object(kids[1].id, "a.ics", obj("a", "v1"), WriteCondition::None)
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        s.delete(r.id, WriteCondition::EtagIn(vec!["\"v1\"".into()]))
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    s.delete(r.id, WriteCondition::EtagIn(vec!["\"v2\"".into()]))
+        .await
+        .unwrap();
+    assert!(s.child(c.id, "a.ics").await.unwrap().is_none());
+}
+contract!(homes_objects_conditions, homes_and_objects);
+
+async fn change_log(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
+    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    let home_seq0 = s.resource(home.id).await.unwrap().unwrap().sync_seq;
+    for i in 0..5 {
+        s.put_object(
+            c.id,
+            &format!("{i}.ics"),
+            obj(&i.to_string(), "x"),
+            WriteCondition::None,
+        )
+        .await
+        .unwrap();
+    }
+    let c1 = s.resource(c.id).await.unwrap().unwrap();
+    assert_eq!(c1.sync_seq, 5);
+    // The home saw its calendar change (Apple's home-level sync and ctag).
+    let home1 = s.resource(home.id).await.unwrap().unwrap();
+    assert!(home1.sync_seq > home_seq0);
+    assert_eq!(
+        s.child(home.id, "c").await.unwrap().unwrap().mod_seq,
+        home1.sync_seq
+    );
+
+    let all = s.changes_since(c.id, None, None).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let seqs: Vec<i64> = all.iter().map(Change::seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+
+    let victim = s.child(c.id, "1.ics").await.unwrap().unwrap();
+    s.delete(victim.id, WriteCondition::None).await.unwrap();
+    s.put_object(c.id, "3.ics", obj("3", "y"), WriteCondition::None)
+        .await
+        .unwrap();
+    let since = s.changes_since(c.id, Some(5), None).await.unwrap();
+    assert_eq!(since.len(), 2);
+    assert!(matches!(&since[0], Change::Deleted { name, seq: 6 } if name == "1.ics"));
+    assert!(matches!(&since[1], Change::Live(r) if r.name == "3.ics" && r.mod_seq == 7));
+    // A limit returns one extra so the caller can tell that more exist.
+    let limited = s.changes_since(c.id, Some(0), Some(2)).await.unwrap();
+    assert_eq!(limited.len(), 3);
+    // Recreating a deleted name clears its tombstone.
+    s.put_object(c.id, "1.ics", obj("1", "z"), WriteCondition::None)
+        .await
+        .unwrap();
+    let since = s.changes_since(c.id, Some(5), None).await.unwrap();
+    assert!(since.iter().all(|c| !matches!(c, Change::Deleted { .. })));
+}
+contract!(change_log_and_tombstones, change_log);
+
+async fn transfer(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("a"), cal("b")]).await.unwrap();
+    let a = s.child(home.id, "a").await.unwrap().unwrap();
+    let b = s.child(home.id, "b").await.unwrap().unwrap();
+    let (x, _) = s
+        .put_object(a.id, "x.ics", obj("x", "1"), WriteCondition::None)
+        .await
+        .unwrap();
+    s.patch_props(
+        x.id,
+        u.id,
+        vec![StoredProp {
+            ns: "urn:t".into(),
+            local: "p".into(),
+            xml: b"<p xmlns=\"urn:t\"/>".to_vec(),
+        }],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(s.transfer(x.id, b.id, "y.ics", true, false).await.unwrap());
+    let y = s.child(b.id, "y.ics").await.unwrap().unwrap();
+    assert_eq!(s.object_data(y.id).await.unwrap().unwrap(), b"1");
+    assert_eq!(
+        s.props(y.id, u.id).await.unwrap().len(),
+        1,
+        "dead properties are copied"
+    );
+    // Copy into the same calendar collides on UID.
+    assert!(matches!(
+        s.transfer(x.id, a.id, "z.ics", true, false).await,
+        Err(StoreError::UidConflict(_))
+    ));
+    // Overwrite F.
+    assert!(matches!(
+        s.transfer(x.id, b.id, "y.ics", false, false).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    // Move with overwrite; the source is gone and tombstoned.
+    let before = s.resource(a.id).await.unwrap().unwrap().sync_seq;
+    assert!(!s.transfer(x.id, b.id, "y.ics", true, true).await.unwrap());
+    assert!(s.child(a.id, "x.ics").await.unwrap().is_none());
+    let ch = s.changes_since(a.id, Some(before), None).await.unwrap();
+    assert!(matches!(&ch[0], Change::Deleted { name, .. } if name == "x.ics"));
+    // A collection cannot be moved into itself.
+    let sub = s
+        .create_collection(
+            home.id,
+            NewCollection {
+                name: "p".into(),
+                kind: ResourceKind::Collection,
+                supported_components: None,
+                props: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let inner = s
+        .create_collection(
+            sub.id,
+            NewCollection {
+                name: "q".into(),
+                kind: ResourceKind::Collection,
+                supported_components: None,
+                props: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.transfer(sub.id, inner.id, "p", true, true).await,
+        Err(StoreError::Cycle)
+    ));
+    // Deep copy of a collection tree.
+    s.put_object(
+        inner.id,
+        "f",
+        NewObject {
+            uid: None,
+            component: None,
+            ..obj("f", "file")
+        },
+        WriteCondition::None,
+    )
+    .await
+    .unwrap();
+    s.transfer(sub.id, home.id, "p2", false, false)
+        .await
+        .unwrap();
+    let p2 = s.child(home.id, "p2").await.unwrap().unwrap();
+    let q2 = s.child(p2.id, "q").await.unwrap().unwrap();
+    assert!(s.child(q2.id, "f").await.unwrap().is_some());
+}
+contract!(copy_and_move, transfer);
+
+async fn props(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let v = user(s, "v").await;
+    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
+    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    let p = |l: &str, x: &str| StoredProp {
+        ns: "urn:t".into(),
+        local: l.into(),
+        xml: x.as_bytes().to_vec(),
+    };
+    s.patch_props(
+        c.id,
+        u.id,
+        vec![p("a", "<a>1</a>"), p("b", "<b>ü</b>")],
+        vec![],
+    )
+    .await
+    .unwrap();
+    s.patch_props(c.id, v.id, vec![p("a", "<a>other</a>")], vec![])
+        .await
+        .unwrap();
+    let mine = s.props(c.id, u.id).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[1].xml, "<b>ü</b>".as_bytes());
+    assert_eq!(
+        s.props(c.id, v.id).await.unwrap()[0].xml,
+        b"<a>other</a>",
+        "properties are per user"
+    );
+    s.patch_props(
+        c.id,
+        u.id,
+        vec![p("a", "<a>2</a>")],
+        vec![("urn:t".into(), "b".into())],
+    )
+    .await
+    .unwrap();
+    let mine = s.props(c.id, u.id).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].xml, b"<a>2</a>");
+}
+contract!(per_user_properties, props);
+
+async fn concurrent(f: Fixture) {
+    // Two instances write into one calendar at once: every change gets its own number, and a
+    // client syncing from any token sees every change exactly once.
+    let u = user(&f.store, "u").await;
+    let home = f.store.ensure_home(u.id, &[cal("c")]).await.unwrap();
+    let c = f.store.child(home.id, "c").await.unwrap().unwrap();
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let s = if i % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.other.clone()
+        };
+        let cid = c.id;
+        tasks.push(tokio::spawn(async move {
+            s.put_object(
+                cid,
+                &format!("{i}.ics"),
+                obj(&format!("u{i}"), "x"),
+                WriteCondition::None,
+            )
+            .await
+            .map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let all = f.store.changes_since(c.id, None, None).await.unwrap();
+    assert_eq!(all.len(), 40);
+    let mut seqs: Vec<i64> = all.iter().map(Change::seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 40, "change numbers are unique");
+    assert_eq!(f.store.resource(c.id).await.unwrap().unwrap().sync_seq, 40);
+}
+contract!(concurrent_writers, concurrent);
