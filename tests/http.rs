@@ -295,6 +295,26 @@ async fn collections(srv: TestServer) {
     let t = r.text();
     assert!(t.contains("calendar") && t.contains(">Ext<"), "{t}");
 
+    // A protected property in extended MKCOL: 403 with a mkcol-response, nothing created.
+    let body = r#"<D:mkcol xmlns:D="DAV:"><D:set><D:prop><D:displayname>X</D:displayname><D:getetag>no</D:getetag></D:prop></D:set></D:mkcol>"#;
+    let r = srv
+        .send(
+            srv.req("MKCOL", "/dav/calendars/alice/bad/")
+                .header("Content-Type", "application/xml")
+                .body(body),
+        )
+        .await;
+    r.expect(403);
+    let root = r.xml();
+    assert!(root.is("DAV:", "mkcol-response"), "{}", r.text());
+    assert!(r.text().contains("424 Failed Dependency"));
+    srv.send(
+        srv.req("PROPFIND", "/dav/calendars/alice/bad/")
+            .header("Depth", "0"),
+    )
+    .await
+    .expect(404);
+
     // Plain MKCOL; nesting a calendar in a calendar is refused.
     srv.send(srv.req("MKCOL", "/dav/calendars/alice/plain/"))
         .await

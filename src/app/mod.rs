@@ -3,6 +3,7 @@
 //!
 //! Must never: hold protocol or storage logic of its own, or print a secret.
 
+use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -330,8 +331,26 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         max_body_bytes: cfg.max_body_bytes,
     });
     let app = router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
-    server.await?;
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(true);
+        })
+        .into_future();
+    tokio::pin!(server);
+    let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
+    // In-flight requests get `shutdown_grace_seconds` to finish; a client that holds a
+    // connection open longer is cut off rather than keeping the process alive.
+    tokio::select! {
+        r = &mut server => r?,
+        _ = async {
+            let _ = stopping_rx.changed().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

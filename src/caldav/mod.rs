@@ -944,42 +944,40 @@ impl<'a> Dav<'a> {
         }
     }
 
-    fn patch_failure_body(
-        href: &str,
+    /// Per-status property lists for a failed PROPPATCH/MKCOL: failed properties carry their
+    /// own status, the rest 424 Failed Dependency (RFC 4918 9.2.1). Also returns the messages.
+    fn failure_statuses(
         ops: &[PatchOp],
         failures: &[(PropertyName, DavError)],
-    ) -> String {
-        let mut ms = Multistatus::new();
+    ) -> (Vec<(u16, Vec<String>)>, String) {
         let mut by_status: Vec<(u16, Vec<String>)> = vec![];
-        let mut messages = String::new();
+        let mut messages: Vec<&str> = vec![];
         for op in ops {
             let n = op.name();
-            let status = failures
-                .iter()
-                .find(|(f, _)| *f == n)
-                .map(|(_, e)| {
-                    messages.push_str(&e.message);
-                    messages.push_str("; ");
+            let status = match failures.iter().find(|(f, _)| *f == n) {
+                Some((_, e)) => {
+                    messages.push(&e.message);
                     e.status
-                })
-                .unwrap_or(424);
+                }
+                None => 424,
+            };
             match by_status.iter_mut().find(|(s, _)| *s == status) {
                 Some((_, v)) => v.push(n.empty_element()),
                 None => by_status.push((status, vec![n.empty_element()])),
             }
         }
-        let mut inner = Multistatus::new();
-        inner.propstat_response(href, &[], &by_status);
-        let body = inner.finish(None);
-        // Append a description so a human can see why.
-        let _ = &mut ms;
-        body.replace(
-            "</D:response>",
-            &format!(
-                "<D:responsedescription>{}</D:responsedescription></D:response>",
-                escape(messages.trim_end_matches("; "))
-            ),
-        )
+        (by_status, messages.join("; "))
+    }
+
+    fn patch_failure_body(
+        href: &str,
+        ops: &[PatchOp],
+        failures: &[(PropertyName, DavError)],
+    ) -> String {
+        let (by_status, messages) = Self::failure_statuses(ops, failures);
+        let mut ms = Multistatus::new();
+        ms.propstat_response_described(href, &[], &by_status, Some(&messages));
+        ms.finish(None)
     }
 
     async fn proppatch(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
@@ -1111,15 +1109,25 @@ impl<'a> Dav<'a> {
         let (set, _) = match self.plan_patch(&ops, kind) {
             Ok(p) => p,
             Err(failures) => {
-                let href = href_of(&segs.iter().map(String::as_str).collect::<Vec<_>>(), true);
-                let body = Self::patch_failure_body(&href, &ops, &failures).replace(
-                    "D:multistatus",
-                    if calendar {
-                        "C:mkcalendar-response"
-                    } else {
-                        "D:mkcol-response"
-                    },
+                // RFC 5689 5.2 / RFC 4791 5.3.1.2: the response body holds the propstats.
+                let (by_status, messages) = Self::failure_statuses(&ops, &failures);
+                let root = if calendar {
+                    "C:mkcalendar-response"
+                } else {
+                    "D:mkcol-response"
+                };
+                let mut body = format!(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<{root}{}>",
+                    dav::root_namespace_decls()
                 );
+                for (status, props) in &by_status {
+                    body.push_str(&dav::propstat_xml(*status, props));
+                }
+                body.push_str(&format!(
+                    "<D:responsedescription>{}</D:responsedescription></{}>",
+                    escape(&messages),
+                    root
+                ));
                 return Ok(DavResponse::xml(StatusCode::FORBIDDEN, body));
             }
         };

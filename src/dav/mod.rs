@@ -478,9 +478,7 @@ impl Multistatus {
     pub fn new() -> Self {
         let mut buf = String::with_capacity(4096);
         buf.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus");
-        for (p, u) in ROOT_PREFIXES {
-            let _ = write!(buf, " xmlns:{p}=\"{u}\"");
-        }
+        buf.push_str(&root_namespace_decls());
         buf.push('>');
         Multistatus { buf }
     }
@@ -491,28 +489,31 @@ impl Multistatus {
         found: &[String],
         missing: &[(u16, Vec<String>)],
     ) {
+        self.propstat_response_described(href, found, missing, None);
+    }
+
+    /// A response with propstats and, when given, a human-readable description.
+    pub fn propstat_response_described(
+        &mut self,
+        href: &str,
+        found: &[String],
+        missing: &[(u16, Vec<String>)],
+        description: Option<&str>,
+    ) {
         let _ = write!(self.buf, "<D:response><D:href>{}</D:href>", escape(href));
         if !found.is_empty() {
-            self.buf.push_str("<D:propstat><D:prop>");
-            for p in found {
-                self.buf.push_str(p);
-            }
-            self.buf
-                .push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
+            self.buf.push_str(&propstat_xml(200, found));
         }
         for (status, props) in missing {
-            if props.is_empty() {
-                continue;
+            if !props.is_empty() {
+                self.buf.push_str(&propstat_xml(*status, props));
             }
-            self.buf.push_str("<D:propstat><D:prop>");
-            for p in props {
-                self.buf.push_str(p);
-            }
+        }
+        if let Some(d) = description.filter(|d| !d.is_empty()) {
             let _ = write!(
                 self.buf,
-                "</D:prop><D:status>HTTP/1.1 {} {}</D:status></D:propstat>",
-                status,
-                reason(*status)
+                "<D:responsedescription>{}</D:responsedescription>",
+                escape(d)
             );
         }
         self.buf.push_str("</D:response>");
@@ -562,6 +563,30 @@ impl Multistatus {
         self.buf.push_str("</D:multistatus>\n");
         self.buf
     }
+}
+
+/// `xmlns` declarations for the prefixes pre-rendered properties use.
+pub fn root_namespace_decls() -> String {
+    let mut s = String::new();
+    for (p, u) in ROOT_PREFIXES {
+        let _ = write!(s, " xmlns:{p}=\"{u}\"");
+    }
+    s
+}
+
+/// One `DAV:propstat` element holding pre-rendered properties.
+pub fn propstat_xml(status: u16, props: &[String]) -> String {
+    let mut s = String::from("<D:propstat><D:prop>");
+    for p in props {
+        s.push_str(p);
+    }
+    let _ = write!(
+        s,
+        "</D:prop><D:status>HTTP/1.1 {} {}</D:status></D:propstat>",
+        status,
+        reason(status)
+    );
+    s
 }
 
 pub fn reason(status: u16) -> &'static str {
