@@ -397,6 +397,12 @@ async fn props(f: Fixture) {
     let mine = s.props(c.id, u.id).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].xml, b"<a>2</a>");
+    // Batch read for a Depth 1 listing: members only, this viewer only.
+    let batch = s.child_props(home.id, u.id).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].0, c.id);
+    assert_eq!(batch[0].1.xml, b"<a>2</a>");
+    assert_eq!(s.child_props(c.id, u.id).await.unwrap().len(), 0);
 }
 contract!(per_user_properties, props);
 

@@ -681,7 +681,7 @@ impl<'a> Dav<'a> {
     }
 
     /// Properties of one node for a PROPFIND request: (found, not found).
-    fn propstat(
+    fn propfind_props(
         &self,
         req: &PropfindRequest,
         node: &Node<'_>,
@@ -757,7 +757,7 @@ impl<'a> Dav<'a> {
         node: &Node<'_>,
     ) -> Result<(), DavError> {
         let stored = self.stored_props(node).await?;
-        let (found, missing) = self.propstat(req, node, &stored);
+        let (found, missing) = self.propfind_props(req, node, &stored);
         ms.propstat_response(&node.href(), &found, &[(404, missing)]);
         Ok(())
     }
@@ -833,13 +833,26 @@ impl<'a> Dav<'a> {
                 };
                 self.write_node(&mut ms, &pf, &node).await?;
                 if depth == Depth::One && res.kind.is_collection() {
+                    // Two queries for the whole listing, never one per member.
+                    let mut props: std::collections::HashMap<_, Vec<StoredProp>> =
+                        std::collections::HashMap::new();
+                    for (id, p) in self
+                        .store
+                        .child_props(res.id, self.user.id)
+                        .await
+                        .map_err(internal)?
+                    {
+                        props.entry(id).or_default().push(p);
+                    }
                     for child in self.store.children(res.id).await.map_err(internal)? {
                         let node = Node::Res {
                             owner: &owner,
                             res: &child,
                             href: Self::child_href(&href, &child),
                         };
-                        self.write_node(&mut ms, &pf, &node).await?;
+                        let stored = props.remove(&child.id).unwrap_or_default();
+                        let (found, missing) = self.propfind_props(&pf, &node, &stored);
+                        ms.propstat_response(&node.href(), &found, &[(404, missing)]);
                     }
                 }
             }

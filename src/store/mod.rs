@@ -210,6 +210,12 @@ pub trait ResourceReader {
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>>;
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>>;
+    /// The properties of every member of `parent`, in one query (PROPFIND Depth 1).
+    async fn child_props(
+        &self,
+        parent: ResourceId,
+        viewer: UserId,
+    ) -> Result<Vec<(ResourceId, StoredProp)>>;
 }
 
 /// Changing the resource tree. Every change bumps the sequence of its parent (and ancestors),
@@ -340,6 +346,13 @@ impl ResourceReader for Store {
     }
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
         delegate!(self, s => s.props(id, viewer).await)
+    }
+    async fn child_props(
+        &self,
+        parent: ResourceId,
+        viewer: UserId,
+    ) -> Result<Vec<(ResourceId, StoredProp)>> {
+        delegate!(self, s => s.child_props(parent, viewer).await)
     }
 }
 

@@ -454,6 +454,34 @@ macro_rules! impl_sql_store {
                     })
                     .collect()
             }
+
+            async fn child_props(
+                &self,
+                parent: ResourceId,
+                viewer: UserId,
+            ) -> Result<Vec<(ResourceId, StoredProp)>> {
+                let rows = sqlx::query(
+                    "SELECT p.resource_id, p.ns, p.local, p.xml FROM props p \
+                     JOIN resources r ON r.id = p.resource_id \
+                     WHERE r.parent_id = $1 AND p.user_id = $2 ORDER BY p.resource_id, p.ns, p.local",
+                )
+                .bind(parent.0)
+                .bind(viewer.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            ResourceId(r.try_get("resource_id")?),
+                            StoredProp {
+                                ns: r.try_get("ns")?,
+                                local: r.try_get("local")?,
+                                xml: r.try_get("xml")?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
         }
 
         impl ResourceWriter for $store {
