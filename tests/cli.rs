@@ -124,7 +124,7 @@ async fn config_file_and_env() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_prints_guidance_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 20000 + (rand::random::<u16>() % 12000);
+    let port = free_port();
     let child = std::process::Command::new(BIN)
         .env("CONVENE_DATA_DIR", dir.path())
         .env("CONVENE_LISTEN", format!("127.0.0.1:{port}"))

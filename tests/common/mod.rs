@@ -39,7 +39,7 @@ pub async fn fresh_pg_database() -> String {
     format!("{base}/{name}")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // Below 32768: above it is the kernel's range for outgoing connections.
     for _ in 0..200 {
         let p = 20000 + (rand::random::<u16>() % 12000);
@@ -104,27 +104,49 @@ impl TestServer {
         srv
     }
 
+    /// Start the server on a free loopback port. Readiness is the server's own "listening"
+    /// log line, not a successful connect, so a port another test's server grabbed in between
+    /// is detected (our server exits) and another port is tried.
     pub async fn spawn_server(&mut self) {
-        for _attempt in 0..5 {
+        for _attempt in 0..10 {
             let port = free_port();
-            let mut cmd = Command::new(BIN);
-            cmd.args(&self.db_args)
+            let mut child = Command::new(BIN)
+                .args(&self.db_args)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .env("CONVENE_LOG", "warn")
+                .env("CONVENE_LOG", "info,tower_http=warn")
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
-            let child = cmd.spawn().expect("spawn convene");
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn convene");
+            let stderr = child.stderr.take().expect("stderr");
+            let (tx, rx) = std::sync::mpsc::channel::<bool>();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut ready_sent = false;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if !ready_sent && line.contains("convene listening") {
+                        let _ = tx.send(true);
+                        ready_sent = true;
+                    } else if line.contains("WARN") || line.contains("ERROR") {
+                        eprintln!("[convene] {line}");
+                    }
+                }
+                let _ = tx.send(false);
+            });
             self.child = child;
             self.base = format!("http://127.0.0.1:{port}");
-            for _ in 0..300 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return;
-                }
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let ready = tokio::task::spawn_blocking(move || {
+                rx.recv_timeout(Duration::from_secs(30)).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            if ready {
+                return;
             }
             let _ = self.child.kill();
             let _ = self.child.wait();
