@@ -448,15 +448,42 @@ async fn put_get_conditions(srv: TestServer) {
         .expect(204);
     srv.send(srv.req("GET", path)).await.expect(404);
 
-    // Huge bodies are refused with 413 before they are stored.
-    let huge = "X".repeat(21 * 1024 * 1024);
+    // Huge bodies are refused with 413 from the Content-Length alone, before any byte of the
+    // body is read (a raw request, so the client cannot trip over the early answer).
+    use std::io::{Read, Write};
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "PUT /dav/calendars/alice/calendar/huge.ics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcHc=\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\n\r\n",
+        21 * 1024 * 1024
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = sock.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/huge.ics"))
+        .await
+        .expect(404);
+    // A chunked body without Content-Length is cut off at the limit; the client may see the
+    // 413 or a closed connection, but nothing is stored either way.
+    let stream = futures_util::stream::iter(
+        (0..22).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'X'; 1024 * 1024]))),
+    );
     let r = srv
-        .send(
-            srv.req("PUT", "/dav/calendars/alice/calendar/huge.ics")
-                .body(huge),
-        )
+        .req("PUT", "/dav/calendars/alice/calendar/huge2.ics")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
         .await;
-    r.expect(413);
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/huge2.ics"))
+        .await
+        .expect(404);
 }
 both_backends!(put_get_delete_conditions, put_get_conditions);
 

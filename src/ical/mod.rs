@@ -7,6 +7,9 @@
 //!
 //! Pure: no I/O, no SQL, no HTTP. Must never panic on any input.
 
+pub mod index;
+pub mod zones;
+
 use icalrs::tree::cst::{IcalCst, IcalItem};
 
 /// The component type of a calendar object resource (RFC 4791 4.1: one type per resource).
@@ -73,6 +76,8 @@ pub enum IcalError {
     EmptyUid,
     #[error("calendar-timezone must hold exactly one VTIMEZONE (RFC 4791 5.2.2)")]
     NotOneTimezone,
+    #[error("the recurrence set has more than {0} instances within the indexing horizon")]
+    TooManyInstances(usize),
 }
 
 /// What validation learned about a calendar object resource.
