@@ -569,7 +569,11 @@ mod tests {
         );
         assert!(i.complete_until <= LIM.horizon);
         assert_eq!(i.last_end, POS_INF);
-        assert!(i.instances.len() > 1890 && i.instances.len() < 1910, "{}", i.instances.len());
+        assert!(
+            i.instances.len() > 1890 && i.instances.len() < 1910,
+            "{}",
+            i.instances.len()
+        );
     }
 
     #[test]
