@@ -41,6 +41,33 @@ fn obj(uid: &str, body: &str) -> NewObject {
         content_type: "text/calendar".into(),
         uid: Some(uid.into()),
         component: Some("VEVENT".into()),
+        index: None,
+    }
+}
+
+fn indexed(uid: &str, spans: &[(i64, i64)], complete_until: i64) -> NewObject {
+    use convene::ical::index::{Instance, MatchRule, ObjectIndex};
+    let instances: Vec<Instance> = spans
+        .iter()
+        .map(|&(start, end)| Instance {
+            start,
+            end,
+            rule: MatchRule::Overlap,
+            floating: false,
+        })
+        .collect();
+    NewObject {
+        index: Some(ObjectIndex {
+            first_start: instances.iter().map(|i| i.start).min().unwrap_or(0),
+            last_end: if complete_until < i64::MAX / 4 {
+                i64::MAX / 4
+            } else {
+                instances.iter().map(|i| i.end).max().unwrap_or(0)
+            },
+            complete_until,
+            instances,
+        }),
+        ..obj(uid, uid)
     }
 }
 
@@ -442,3 +469,127 @@ async fn concurrent(f: Fixture) {
     assert_eq!(f.store.resource(c.id).await.unwrap().unwrap().sync_seq, 40);
 }
 contract!(concurrent_writers, concurrent);
+
+async fn time_index(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("a"), cal("b")]).await.unwrap();
+    let a = s.child(home.id, "a").await.unwrap().unwrap();
+    let b = s.child(home.id, "b").await.unwrap().unwrap();
+    const H: i64 = 3600;
+    const INF: i64 = i64::MAX / 4;
+    let (short, _) = s
+        .put_object(
+            a.id,
+            "short.ics",
+            indexed("short", &[(100 * H, 101 * H)], INF),
+            WriteCondition::None,
+        )
+        .await
+        .unwrap();
+    let (long, _) = s
+        .put_object(
+            a.id,
+            "long.ics",
+            indexed("long", &[(0, 1000 * H)], INF),
+            WriteCondition::None,
+        )
+        .await
+        .unwrap();
+    let (weekly, _) = s
+        .put_object(
+            a.id,
+            "weekly.ics",
+            indexed("weekly", &[(10 * H, 11 * H), (178 * H, 179 * H)], 200 * H),
+            WriteCondition::None,
+        )
+        .await
+        .unwrap();
+    // Rows are candidates; the exact RFC 4791 rule decides (as the query layer does).
+    let ids = |rows: Vec<InstanceRow>| {
+        let mut v: Vec<ResourceId> = rows.into_iter().map(|r| r.resource).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // A window around "short" finds it and the long span (which started long before).
+    let mut want = vec![short.id, long.id];
+    want.sort();
+    let exact = |rows: Vec<InstanceRow>, a: i64, b: i64| {
+        let mut v: Vec<ResourceId> = rows
+            .into_iter()
+            .filter(|r| r.instance.matches(a, b))
+            .map(|r| r.resource)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        exact(
+            s.instances_between(a.id, 99 * H, 102 * H).await.unwrap(),
+            99 * H,
+            102 * H
+        ),
+        want
+    );
+    // Far from every row, nothing is a candidate.
+    assert!(
+        s.instances_between(a.id, 5000 * H, 5001 * H)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rows = s.instances_between(a.id, 177 * H, 180 * H).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.resource == weekly.id && r.instance.start == 178 * H)
+    );
+    // Beyond its coverage the weekly object is reported for expansion; inside it, not.
+    let inc = s.incomplete_objects(a.id, 300 * H, 400 * H).await.unwrap();
+    assert_eq!(
+        inc.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![weekly.id]
+    );
+    assert!(
+        s.incomplete_objects(a.id, 0, 150 * H)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Rewriting replaces the rows.
+    s.put_object(
+        a.id,
+        "short.ics",
+        indexed("short", &[(500 * H, 501 * H)], INF),
+        WriteCondition::None,
+    )
+    .await
+    .unwrap();
+    assert!(!ids(s.instances_between(a.id, 99 * H, 102 * H).await.unwrap()).contains(&short.id));
+    // Move and copy carry the index to the destination calendar.
+    s.transfer(short.id, b.id, "moved.ics", false, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(s.instances_between(b.id, 499 * H, 502 * H).await.unwrap()),
+        vec![short.id]
+    );
+    assert!(
+        s.instances_between(a.id, 499 * H, 502 * H)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.resource != short.id)
+    );
+    s.transfer(weekly.id, b.id, "copied.ics", false, false)
+        .await
+        .unwrap();
+    let copied = s.child(b.id, "copied.ics").await.unwrap().unwrap();
+    assert_eq!(copied.complete_until, Some(200 * H));
+    assert!(ids(s.instances_between(b.id, 177 * H, 180 * H).await.unwrap()).contains(&copied.id));
+    // Deleting removes the rows.
+    s.delete(copied.id, WriteCondition::None).await.unwrap();
+    assert!(!ids(s.instances_between(b.id, 177 * H, 180 * H).await.unwrap()).contains(&copied.id));
+}
+contract!(time_range_index, time_index);

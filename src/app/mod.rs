@@ -94,6 +94,8 @@ pub struct Config {
     pub max_props_per_request: usize,
     pub auth_cache_seconds: u64,
     pub shutdown_grace_seconds: u64,
+    pub index_horizon_days: i64,
+    pub max_instances: usize,
 }
 
 impl Default for Config {
@@ -109,6 +111,8 @@ impl Default for Config {
             max_props_per_request: 1000,
             auth_cache_seconds: 300,
             shutdown_grace_seconds: 30,
+            index_horizon_days: 3 * 366,
+            max_instances: 20_000,
         }
     }
 }
@@ -180,6 +184,8 @@ impl Config {
                 max_elements: self.xml_max_elements,
             },
             max_props_per_request: self.max_props_per_request,
+            index_horizon_days: self.index_horizon_days,
+            max_instances: self.max_instances,
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct DavSettings {
     pub max_resource_size: usize,
     pub xml: XmlLimits,
     pub max_props_per_request: usize,
+    /// Recurrences are indexed this far ahead of now (the rolling horizon).
+    pub index_horizon_days: i64,
+    /// CALDAV:max-instances: most instances one object may generate within the horizon.
+    pub max_instances: usize,
 }
 
 impl Default for DavSettings {
@@ -47,6 +51,8 @@ impl Default for DavSettings {
             max_resource_size: 10 * 1024 * 1024,
             xml: XmlLimits::default(),
             max_props_per_request: 1000,
+            index_horizon_days: 3 * 366,
+            max_instances: 20_000,
         }
     }
 }
@@ -665,7 +671,10 @@ impl<'a> Dav<'a> {
             ),
             Prop::MinDateTime if is_cal => "<C:min-date-time>19000101T000000Z</C:min-date-time>".into(),
             Prop::MaxDateTime if is_cal => "<C:max-date-time>21001231T235959Z</C:max-date-time>".into(),
-            Prop::MaxInstances if is_cal => "<C:max-instances>100000</C:max-instances>".into(),
+            Prop::MaxInstances if is_cal => format!(
+                "<C:max-instances>{}</C:max-instances>",
+                self.settings.max_instances
+            ),
             Prop::MaxAttendeesPerInstance if is_cal => {
                 "<C:max-attendees-per-instance>1000</C:max-attendees-per-instance>".into()
             }
@@ -1289,6 +1298,29 @@ impl<'a> Dav<'a> {
         Ok(summary)
     }
 
+    pub fn index_limits(&self) -> ical::index::IndexLimits {
+        ical::index::IndexLimits {
+            horizon: crate::store::now_epoch() + self.settings.index_horizon_days * 86_400,
+            max_instances: self.settings.max_instances,
+        }
+    }
+
+    /// Compute the time-range index of a validated body (RFC 4791 5.3.2.1 max-instances).
+    fn index_body(&self, body: &[u8]) -> Result<ical::index::ObjectIndex, DavError> {
+        ical::index::index_object(body, self.index_limits()).map_err(|e| match e {
+            IcalError::TooManyInstances(_) => DavError::with(
+                403,
+                Condition {
+                    ns: NS_CALDAV,
+                    name: "max-instances",
+                    body: String::new(),
+                },
+                e.to_string(),
+            ),
+            other => DavError::with(403, CalCondition::ValidCalendarData, other.to_string()),
+        })
+    }
+
     fn write_condition(headers: &HeaderMap) -> WriteCondition {
         if let Some(im) = header_str(headers, "if-match") {
             return match EtagMatch::parse(im) {
@@ -1340,13 +1372,15 @@ impl<'a> Dav<'a> {
         };
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
-        let (uid, component, ct) = match parent.kind {
+        let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
                 let s = self.check_calendar_body(&parent, content_type, &req.body)?;
+                let index = self.index_body(&req.body)?;
                 (
                     Some(s.uid),
                     Some(s.kind.name().to_string()),
                     "text/calendar; charset=utf-8".to_string(),
+                    Some(index),
                 )
             }
             ResourceKind::Collection => (
@@ -1355,6 +1389,7 @@ impl<'a> Dav<'a> {
                 content_type
                     .unwrap_or("application/octet-stream")
                     .to_string(),
+                None,
             ),
             _ => {
                 return Err(DavError::forbidden(
@@ -1369,6 +1404,7 @@ impl<'a> Dav<'a> {
             content_type: ct,
             uid,
             component,
+            index,
         };
         match self
             .store

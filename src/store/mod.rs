@@ -15,6 +15,8 @@ mod sqlite;
 
 use std::fmt;
 
+use crate::ical::index::{Instance, ObjectIndex};
+
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -110,6 +112,8 @@ pub struct Resource {
     pub tomb_floor: i64,
     pub created_at: i64,
     pub modified_at: i64,
+    /// Time-range index coverage (objects in calendars): instances are complete up to here.
+    pub complete_until: Option<i64>,
 }
 
 /// A stored property: a standalone XML element (namespace declarations included).
@@ -127,6 +131,18 @@ pub struct NewObject {
     pub content_type: String,
     pub uid: Option<String>,
     pub component: Option<String>,
+    /// The time-range index of a calendar object (none for plain resources).
+    pub index: Option<ObjectIndex>,
+}
+
+/// Spans longer than this are kept in the "long" lookup so window scans stay narrow.
+pub const LONG_SPAN: i64 = 7 * 86_400;
+
+/// One index row: an instance of an object's main component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub resource: ResourceId,
+    pub instance: Instance,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +284,28 @@ pub trait SyncReader {
     ) -> Result<Vec<Change>>;
 }
 
+/// The time-range index (RFC 4791 9.9).
+#[allow(async_fn_in_trait)]
+pub trait IndexReader {
+    /// Index rows of members of `parent` that may overlap `[from, to]`: rows starting in
+    /// `[from - LONG_SPAN, to]`, plus long rows overlapping the window. Callers add their own
+    /// slack and apply the exact match rule.
+    async fn instances_between(
+        &self,
+        parent: ResourceId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<InstanceRow>>;
+    /// Members whose index is incomplete before `to` and whose set may reach `[from, to]`:
+    /// they must be expanded at query time.
+    async fn incomplete_objects(
+        &self,
+        parent: ResourceId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Resource>>;
+}
+
 /// The configured backend. An enum rather than `dyn` because async trait methods are not
 /// object safe; every method is a plain delegation.
 #[derive(Clone)]
@@ -396,6 +434,25 @@ impl ResourceWriter for Store {
     }
 }
 
+impl IndexReader for Store {
+    async fn instances_between(
+        &self,
+        parent: ResourceId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<InstanceRow>> {
+        delegate!(self, s => s.instances_between(parent, from, to).await)
+    }
+    async fn incomplete_objects(
+        &self,
+        parent: ResourceId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.incomplete_objects(parent, from, to).await)
+    }
+}
+
 impl SyncReader for Store {
     async fn changes_since(
         &self,
@@ -405,6 +462,11 @@ impl SyncReader for Store {
     ) -> Result<Vec<Change>> {
         delegate!(self, s => s.changes_since(parent, since, limit).await)
     }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_epoch() -> i64 {
+    now()
 }
 
 pub(crate) fn now() -> i64 {

@@ -12,7 +12,7 @@
 macro_rules! res_cols {
     () => {
         "id, uuid, owner_id, parent_id, name, kind, content_type, etag, size, uid, component, \
-         supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at"
+         supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at, complete_until"
     };
 }
 pub(crate) use res_cols;
@@ -59,7 +59,56 @@ macro_rules! impl_sql_store {
                 tomb_floor: row.try_get("tomb_floor")?,
                 created_at: row.try_get("created_at")?,
                 modified_at: row.try_get("modified_at")?,
+                complete_until: row.try_get("complete_until")?,
             })
+        }
+
+        /// Replace an object's index rows and coverage.
+        async fn write_index(
+            tx: &mut Tx,
+            id: ResourceId,
+            parent: ResourceId,
+            index: Option<&crate::ical::index::ObjectIndex>,
+        ) -> Result<()> {
+            sqlx::query("DELETE FROM instances WHERE resource_id = $1")
+                .bind(id.0)
+                .execute(&mut **tx)
+                .await?;
+            let Some(index) = index else {
+                sqlx::query(
+                    "UPDATE resources SET first_start = NULL, last_end = NULL, complete_until = NULL WHERE id = $1",
+                )
+                .bind(id.0)
+                .execute(&mut **tx)
+                .await?;
+                return Ok(());
+            };
+            sqlx::query(
+                "UPDATE resources SET first_start = $2, last_end = $3, complete_until = $4 WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(index.first_start)
+            .bind(index.last_end)
+            .bind(index.complete_until)
+            .execute(&mut **tx)
+            .await?;
+            // Multi-row inserts: one round trip per 500 instances.
+            for chunk in index.instances.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) ",
+                );
+                qb.push_values(chunk, |mut b, i| {
+                    b.push_bind(id.0)
+                        .push_bind(parent.0)
+                        .push_bind(i.start)
+                        .push_bind(i.end)
+                        .push_bind(i.rule as i64)
+                        .push_bind(i64::from(i.floating))
+                        .push_bind(i64::from(i.end.saturating_sub(i.start) > LONG_SPAN));
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
         }
 
         fn new_uuid() -> String {
@@ -244,9 +293,11 @@ macro_rules! impl_sql_store {
                 }
                 let row = sqlx::query(
                     "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
-                     size, uid, component, supported_components, sync_seq, mod_seq, created_at, modified_at) \
+                     size, uid, component, supported_components, sync_seq, mod_seq, created_at, modified_at, \
+                     first_start, last_end, complete_until) \
                      SELECT $1, owner_id, $2, $3, kind, content_type, data, etag, size, uid, component, \
-                     supported_components, $4, $5, $6, $6 FROM resources WHERE id = $7 RETURNING id",
+                     supported_components, $4, $5, $6, $6, first_start, last_end, complete_until \
+                     FROM resources WHERE id = $7 RETURNING id",
                 )
                 .bind(new_uuid())
                 .bind(p.0)
@@ -258,6 +309,15 @@ macro_rules! impl_sql_store {
                 .fetch_one(&mut **tx)
                 .await?;
                 let new_id: i64 = row.try_get("id")?;
+                sqlx::query(
+                    "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) \
+                     SELECT $1, $2, start_at, end_at, rule, floating, long_span FROM instances WHERE resource_id = $3",
+                )
+                .bind(new_id)
+                .bind(p.0)
+                .bind(s.id.0)
+                .execute(&mut **tx)
+                .await?;
                 sqlx::query(
                     "INSERT INTO props (resource_id, user_id, ns, local, xml) \
                      SELECT $1, user_id, ns, local, xml FROM props WHERE resource_id = $2",
@@ -593,7 +653,9 @@ macro_rules! impl_sql_store {
                         .await?
                     }
                 };
-                let res = map_resource(&row)?;
+                let mut res = map_resource(&row)?;
+                write_index(&mut tx, res.id, parent, obj.index.as_ref()).await?;
+                res.complete_until = obj.index.as_ref().map(|i| i.complete_until);
                 tx.commit().await?;
                 Ok((res, existing.is_none()))
             }
@@ -660,6 +722,11 @@ macro_rules! impl_sql_store {
                         .bind(dseq)
                         .execute(&mut *tx)
                         .await?;
+                    sqlx::query("UPDATE instances SET parent_id = $2 WHERE resource_id = $1")
+                        .bind(s.id.0)
+                        .bind(dest_parent.0)
+                        .execute(&mut *tx)
+                        .await?;
                 } else {
                     let dseq = touch(&mut tx, dest_parent).await?;
                     copy_tree(&mut tx, &s, dest_parent, dest_name, dseq).await?;
@@ -702,6 +769,62 @@ macro_rules! impl_sql_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+        }
+
+        impl IndexReader for $store {
+            async fn instances_between(
+                &self,
+                parent: ResourceId,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<InstanceRow>> {
+                let rows = sqlx::query(
+                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                     WHERE parent_id = $1 AND start_at <= $3 AND start_at >= $2 \
+                     UNION ALL \
+                     SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                     WHERE parent_id = $1 AND long_span = 1 AND start_at < $2 AND end_at >= $4",
+                )
+                .bind(parent.0)
+                .bind(from.saturating_sub(LONG_SPAN))
+                .bind(to)
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(InstanceRow {
+                            resource: ResourceId(r.try_get("resource_id")?),
+                            instance: crate::ical::index::Instance {
+                                start: r.try_get("start_at")?,
+                                end: r.try_get("end_at")?,
+                                rule: crate::ical::index::MatchRule::from_code(r.try_get("rule")?),
+                                floating: r.try_get::<i64, _>("floating")? != 0,
+                            },
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn incomplete_objects(
+                &self,
+                parent: ResourceId,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<Resource>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 AND complete_until < $3 \
+                     AND first_start <= $3 AND last_end >= $2"
+                ))
+                .bind(parent.0)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_resource).collect()
             }
         }
 
