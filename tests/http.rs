@@ -473,8 +473,10 @@ async fn put_get_conditions(srv: TestServer) {
     let stream = futures_util::stream::iter(
         (0..22).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'X'; 1024 * 1024]))),
     );
-    let r = srv
-        .req("PUT", "/dav/calendars/alice/calendar/huge2.ics")
+    // A one-off client, so the connection the server closes is not reused by later requests.
+    let r = reqwest::Client::new()
+        .put(srv.url("/dav/calendars/alice/calendar/huge2.ics"))
+        .basic_auth("alice", Some("alice-pw"))
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;

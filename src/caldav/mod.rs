@@ -12,6 +12,7 @@
 //! write another user's home (403 with `need-privileges`; sharing comes later).
 
 pub mod props;
+pub mod query;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -1590,8 +1591,11 @@ impl<'a> Dav<'a> {
                 self.sync_collection(&owner, &res, &href, sc).await
             }
             (NS_CALDAV, "calendar-multiget") => self.multiget(&owner, &res, &href, &root).await,
-            (NS_CALDAV, "calendar-query") if res.kind == ResourceKind::Calendar => {
-                self.calendar_query(&owner, &res, &href, &root).await
+            (NS_CALDAV, "calendar-query")
+                if matches!(res.kind, ResourceKind::Calendar | ResourceKind::Object) =>
+            {
+                let depth = Depth::parse(header_str(&req.headers, "depth"))?;
+                self.calendar_query(&owner, &res, &href, &root, depth).await
             }
             _ => Err(DavError::with(
                 403,
@@ -1786,80 +1790,102 @@ impl<'a> Dav<'a> {
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
 
-    /// calendar-query (RFC 4791 7.8) — component-type filtering only for now; time-range and
-    /// property filters arrive with the calendar engine (index-backed). Until then a
-    /// time-range filter is refused rather than answered wrongly.
+    /// calendar-query (RFC 4791 7.8): the filter answered from the time-range index where it
+    /// can be, parsing only the objects it cannot decide.
     async fn calendar_query(
         &self,
         owner: &User,
         res: &Resource,
         href: &str,
         root: &dav::Element,
+        depth: Option<Depth>,
     ) -> Result<DavResponse, DavError> {
         let names = root
             .child(NS_DAV, "prop")
             .map(dav::prop_names)
             .unwrap_or_default();
-        let filter = root
+        let filter_el = root
             .child(NS_CALDAV, "filter")
             .ok_or_else(|| DavError::bad_request("calendar-query needs a CALDAV:filter"))?;
-        let vcal = filter
+        let vcal = filter_el
             .child(NS_CALDAV, "comp-filter")
-            .filter(|c| {
-                c.attr("name")
-                    .is_some_and(|n| n.eq_ignore_ascii_case("VCALENDAR"))
-            })
-            .ok_or_else(|| {
-                DavError::with(
-                    403,
-                    Condition {
-                        ns: NS_CALDAV,
-                        name: "valid-filter",
-                        body: String::new(),
-                    },
-                    "the filter must start with comp-filter VCALENDAR",
-                )
-            })?;
-        let unsupported = || {
-            DavError::with(
+            .ok_or_else(|| DavError::bad_request("CALDAV:filter needs a comp-filter"))?;
+        let filter = query::parse_comp_filter(vcal, 0)?;
+        if filter.name != "VCALENDAR" {
+            return Err(DavError::with(
                 403,
                 Condition {
                     ns: NS_CALDAV,
-                    name: "supported-filter",
+                    name: "valid-filter",
                     body: String::new(),
                 },
-                "only component filters are supported by this version",
-            )
+                "the filter must start with comp-filter VCALENDAR",
+            ));
+        }
+        let (calendar, single) = if res.kind == ResourceKind::Object {
+            let parent = self
+                .store
+                .resource(res.parent.unwrap_or(res.id))
+                .await
+                .map_err(internal)?
+                .ok_or_else(DavError::not_found)?;
+            (parent, Some(res.clone()))
+        } else {
+            (res.clone(), None)
         };
-        if vcal
-            .children
-            .iter()
-            .any(|c| !c.is(NS_CALDAV, "comp-filter"))
-        {
-            return Err(unsupported());
-        }
-        let mut wanted: Vec<String> = vec![];
-        for cf in &vcal.children {
-            if !cf.children.is_empty() {
-                return Err(unsupported());
-            }
-            if let Some(n) = cf.attr("name") {
-                wanted.push(n.to_ascii_uppercase());
-            }
-        }
+        let query_tz = root.child(NS_CALDAV, "timezone").map(|t| t.text.clone());
+        let cal_tz = self.calendar_timezone_text(&calendar).await?;
+        let mut limits = self.index_limits();
+        let ctx_zone = query::floating_zone(query_tz.as_deref(), cal_tz.as_deref());
+        // Expansion at query time must reach the end of any time range asked about.
+        limits.horizon = limits
+            .horizon
+            .max(max_range_end(&filter).saturating_add(86_400));
+        let ctx = ical::filter::EvalContext {
+            floating_zone: ctx_zone,
+            limits,
+        };
         let mut ms = Multistatus::new();
-        for child in self.store.children(res.id).await.map_err(internal)? {
-            let Some(comp) = &child.component else {
-                continue;
-            };
-            if !wanted.is_empty() && !wanted.iter().any(|w| w == comp) {
+        // RFC 4791 7.8: Depth 0 on a collection selects nothing but the collection itself.
+        if single.is_none() && depth == Some(Depth::Zero) {
+            return Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)));
+        }
+        let selected = query::select(self.store, &calendar, &filter, &ctx)
+            .await
+            .map_err(internal)?;
+        let cal_href = match &single {
+            Some(_) => href
+                .rsplit_once('/')
+                .map(|(p, _)| format!("{p}/"))
+                .unwrap_or_default(),
+            None => href.to_string(),
+        };
+        for child in selected {
+            if single.as_ref().is_some_and(|s| s.id != child.id) {
                 continue;
             }
-            let h = Self::child_href(href, &child);
+            let h = Self::child_href(&cal_href, &child);
             self.report_response(&mut ms, owner, &child, h, &names)
                 .await?;
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// The text of a calendar's `calendar-timezone` property, if set.
+    async fn calendar_timezone_text(
+        &self,
+        calendar: &Resource,
+    ) -> Result<Option<String>, DavError> {
+        let props = self
+            .store
+            .props(calendar.id, self.user.id)
+            .await
+            .map_err(internal)?;
+        Ok(props
+            .iter()
+            .find(|p| p.ns == NS_CALDAV && p.local == "calendar-timezone")
+            .and_then(|p| dav::xml::parse(&p.xml, self.settings.xml).ok())
+            .map(|el| el.text))
     }
 }
 
@@ -1881,6 +1907,37 @@ fn xml_text_exact(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The latest bound of any time range in a filter (for query-time expansion).
+fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
+    let mine = f
+        .time_range
+        .map(|t| {
+            if t.end >= ical::index::POS_INF {
+                t.start
+            } else {
+                t.end
+            }
+        })
+        .unwrap_or(0);
+    let props = f
+        .props
+        .iter()
+        .filter_map(|p| p.time_range)
+        .map(|t| {
+            if t.end >= ical::index::POS_INF {
+                t.start
+            } else {
+                t.end
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    f.comps
+        .iter()
+        .map(max_range_end)
+        .fold(mine.max(props), i64::max)
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

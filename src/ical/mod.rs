@@ -248,6 +248,20 @@ pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
         .ok_or(IcalError::NotOneTimezone)
 }
 
+/// The zone a `calendar-timezone` value (a VCALENDAR with one VTIMEZONE) stands for: the tz
+/// database's zone when its TZID is known there, else the VTIMEZONE's own rules.
+pub fn zone_of_vtimezone(body: &[u8]) -> Option<zones::Zone> {
+    let tzid = validate_timezone(body).ok()?;
+    let cal = parse_one(body).ok()?;
+    let decoded = cal.decode();
+    let carried: Vec<icalrs::tz::IcalTz> = decoded
+        .components
+        .iter()
+        .filter_map(icalrs::tz::IcalTz::of_component)
+        .collect();
+    zones::Zone::for_tzid(&tzid, &carried)
+}
+
 /// RFC 5545 3.1 unfolding at the byte level (CRLF or LF followed by one space or tab).
 fn unfold(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());

@@ -1,0 +1,274 @@
+//! calendar-query (RFC 4791 7.8, 9.7): the XML filter parsed into `ical::filter` types, and the
+//! plan that answers it from the time-range index, parsing only the objects the index cannot
+//! decide (beyond their indexed horizon, or filters on properties).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::dav::{Condition, DavError, Element, NS_CALDAV};
+use crate::ical::filter::{
+    Collation, CompFilter, EvalContext, ParamFilter, PropFilter, TextMatch, TimeRange,
+    instance_matches,
+};
+use crate::ical::zones::Zone;
+use crate::store::{IndexReader, Resource, ResourceId, ResourceReader, Store};
+
+/// Window slack for floating times: the widest UTC offsets are -12 and +14 hours.
+const FLOATING_SLACK: i64 = 15 * 3600;
+
+fn valid_filter(msg: impl Into<String>) -> DavError {
+    DavError::with(
+        403,
+        Condition {
+            ns: NS_CALDAV,
+            name: "valid-filter",
+            body: String::new(),
+        },
+        msg,
+    )
+}
+
+/// Parse an RFC 4791 time-range attribute: a UTC DATE-TIME (`20240105T000000Z`).
+pub fn parse_utc(value: &str) -> Result<i64, DavError> {
+    let v = value.trim();
+    let bad = || valid_filter(format!("time-range value '{v}' is not a UTC date-time"));
+    if v.len() != 16 || !v.ends_with(['Z', 'z']) || v.as_bytes()[8] != b'T' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| v[r].parse::<i64>().map_err(|_| bad());
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant), then seconds.
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+fn time_range(el: &Element) -> Result<Option<TimeRange>, DavError> {
+    let Some(tr) = el.child(NS_CALDAV, "time-range") else {
+        return Ok(None);
+    };
+    let start = tr.attr("start").map(parse_utc).transpose()?;
+    let end = tr.attr("end").map(parse_utc).transpose()?;
+    if start.is_none() && end.is_none() {
+        return Err(valid_filter("time-range needs a start or an end"));
+    }
+    if let (Some(s), Some(e)) = (start, end)
+        && e <= s
+    {
+        return Err(valid_filter("time-range end must be after its start"));
+    }
+    Ok(Some(TimeRange::new(start, end)))
+}
+
+fn text_match(el: &Element) -> Result<Option<TextMatch>, DavError> {
+    let Some(tm) = el.child(NS_CALDAV, "text-match") else {
+        return Ok(None);
+    };
+    let collation = match tm.attr("collation") {
+        None => Collation::AsciiCasemap,
+        Some(c) => Collation::parse(c).ok_or_else(|| {
+            DavError::with(
+                403,
+                Condition {
+                    ns: NS_CALDAV,
+                    name: "supported-collation",
+                    body: String::new(),
+                },
+                format!("collation '{c}' is not supported"),
+            )
+        })?,
+    };
+    let negate = tm
+        .attr("negate-condition")
+        .is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+    Ok(Some(TextMatch {
+        value: tm.text.clone(),
+        collation,
+        negate,
+    }))
+}
+
+fn name_attr(el: &Element) -> Result<String, DavError> {
+    el.attr("name")
+        .map(|n| n.to_ascii_uppercase())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| valid_filter(format!("{} needs a name", el.local)))
+}
+
+pub fn parse_comp_filter(el: &Element, depth: usize) -> Result<CompFilter, DavError> {
+    if depth > 8 {
+        return Err(valid_filter("comp-filter nesting is too deep"));
+    }
+    let mut f = CompFilter {
+        name: name_attr(el)?,
+        is_not_defined: el.child(NS_CALDAV, "is-not-defined").is_some(),
+        time_range: time_range(el)?,
+        props: vec![],
+        comps: vec![],
+    };
+    for c in &el.children {
+        if c.is(NS_CALDAV, "comp-filter") {
+            f.comps.push(parse_comp_filter(c, depth + 1)?);
+        } else if c.is(NS_CALDAV, "prop-filter") {
+            let mut p = PropFilter {
+                name: name_attr(c)?,
+                is_not_defined: c.child(NS_CALDAV, "is-not-defined").is_some(),
+                time_range: time_range(c)?,
+                text: text_match(c)?,
+                params: vec![],
+            };
+            for pf in c.children_named(NS_CALDAV, "param-filter") {
+                p.params.push(ParamFilter {
+                    name: name_attr(pf)?,
+                    is_not_defined: pf.child(NS_CALDAV, "is-not-defined").is_some(),
+                    text: text_match(pf)?,
+                });
+            }
+            f.props.push(p);
+        }
+    }
+    Ok(f)
+}
+
+/// The members of a calendar a filter selects. `eval_body` is consulted only for objects the
+/// index cannot decide; it returns whether a body matches.
+pub async fn select(
+    store: &Store,
+    calendar: &Resource,
+    filter: &CompFilter,
+    ctx: &EvalContext,
+) -> Result<Vec<Resource>, crate::store::StoreError> {
+    let children = store.children(calendar.id).await?;
+    let objects: Vec<Resource> = children
+        .into_iter()
+        .filter(|c| c.component.is_some())
+        .collect();
+    if filter.is_not_defined {
+        return Ok(vec![]);
+    }
+    // The common shape: VCALENDAR > one component filter.
+    let (main, rest_simple) = match filter.comps.as_slice() {
+        [] => {
+            return Ok(if filter.is_simple() {
+                objects
+            } else {
+                parse_all(store, objects, filter, ctx).await?
+            });
+        }
+        [m] => (m, filter.props.is_empty() && filter.time_range.is_none()),
+        _ => return parse_all(store, objects, filter, ctx).await,
+    };
+    let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
+    if main.is_not_defined {
+        let kept: Vec<Resource> = objects.into_iter().filter(|r| !of_type(r)).collect();
+        return if rest_simple {
+            Ok(kept)
+        } else {
+            parse_all(store, kept, filter, ctx).await
+        };
+    }
+    let typed: Vec<Resource> = objects.into_iter().filter(of_type).collect();
+    let simple = rest_simple && main.props.is_empty() && main.comps.is_empty();
+    let Some(tr) = main.time_range else {
+        return if simple {
+            Ok(typed)
+        } else {
+            parse_all(store, typed, filter, ctx).await
+        };
+    };
+    // Index path: candidate rows around the window, decided exactly by the RFC 4791 9.9 rule.
+    let from = tr.start.saturating_sub(FLOATING_SLACK);
+    let to = tr.end.saturating_add(FLOATING_SLACK);
+    let complete = |r: &Resource| r.complete_until.is_none_or(|c| c >= tr.end);
+    let by_id: HashMap<ResourceId, &Resource> = typed.iter().map(|r| (r.id, r)).collect();
+    let mut hit: HashSet<ResourceId> = HashSet::new();
+    for row in store.instances_between(calendar.id, from, to).await? {
+        if let Some(r) = by_id.get(&row.resource)
+            && complete(r)
+            && instance_matches(&row.instance, tr, &ctx.floating_zone)
+        {
+            hit.insert(row.resource);
+        }
+    }
+    let incomplete: HashSet<ResourceId> = store
+        .incomplete_objects(calendar.id, from, to)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| by_id.get(id).is_some_and(|r| !complete(r)))
+        .collect();
+    let mut decided = vec![];
+    let mut undecided = vec![];
+    for r in typed {
+        if incomplete.contains(&r.id) {
+            undecided.push(r);
+        } else if hit.contains(&r.id) {
+            if simple {
+                decided.push(r);
+            } else {
+                undecided.push(r);
+            }
+        }
+    }
+    let mut out = decided;
+    out.extend(parse_all(store, undecided, filter, ctx).await?);
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+async fn parse_all(
+    store: &Store,
+    candidates: Vec<Resource>,
+    filter: &CompFilter,
+    ctx: &EvalContext,
+) -> Result<Vec<Resource>, crate::store::StoreError> {
+    let mut out = vec![];
+    for r in candidates {
+        let Some(body) = store.object_data(r.id).await? else {
+            continue;
+        };
+        if crate::ical::filter::matches(&body, filter, ctx).unwrap_or(false) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The zone floating times are read in: the query's `CALDAV:timezone`, else the calendar's
+/// `calendar-timezone`, else UTC (RFC 4791 9.8, 7.3).
+pub fn floating_zone(query_tz: Option<&str>, calendar_tz: Option<&str>) -> Zone {
+    for text in [query_tz, calendar_tz].into_iter().flatten() {
+        if let Some(z) = crate::ical::zone_of_vtimezone(text.as_bytes()) {
+            return z;
+        }
+    }
+    Zone::Utc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_time_range_values() {
+        assert_eq!(parse_utc("19700101T000000Z").unwrap(), 0);
+        assert_eq!(parse_utc("20240105T100000Z").unwrap(), 1_704_448_800);
+        assert_eq!(parse_utc("20240229T123456Z").unwrap(), 1_709_210_096);
+        for bad in [
+            "20240105T100000",
+            "2024-01-05",
+            "20241305T100000Z",
+            "garbageZ",
+        ] {
+            assert!(parse_utc(bad).is_err(), "{bad}");
+        }
+    }
+}
