@@ -598,6 +598,7 @@ impl<'a> Dav<'a> {
                     (Node::Res { .. }, Some(ResourceKind::Calendar)) => &[
                         "<C:calendar-multiget/>",
                         "<C:calendar-query/>",
+                        "<C:free-busy-query/>",
                         "<D:sync-collection/>",
                     ],
                     (Node::Res { .. }, Some(ResourceKind::Object)) => &[],
@@ -1591,6 +1592,9 @@ impl<'a> Dav<'a> {
                 self.sync_collection(&owner, &res, &href, sc).await
             }
             (NS_CALDAV, "calendar-multiget") => self.multiget(&owner, &res, &href, &root).await,
+            (NS_CALDAV, "free-busy-query") if res.kind == ResourceKind::Calendar => {
+                self.free_busy(&res, &root).await
+            }
             (NS_CALDAV, "calendar-query")
                 if matches!(res.kind, ResourceKind::Calendar | ResourceKind::Object) =>
             {
@@ -1617,6 +1621,7 @@ impl<'a> Dav<'a> {
         res: &Resource,
         href: String,
         names: &[PropertyName],
+        spec: &DataSpec,
     ) -> Result<(), DavError> {
         let node = Node::Res { owner, res, href };
         let stored = self.stored_props(&node).await?;
@@ -1632,6 +1637,17 @@ impl<'a> Dav<'a> {
                         .await
                         .map_err(internal)?
                         .unwrap_or_default();
+                    let data = match spec.expand {
+                        Some(range) => ical::expand::expand(
+                            &data,
+                            range,
+                            self.expand_limits(range),
+                            &spec.zone,
+                        )
+                        .map(String::into_bytes)
+                        .unwrap_or(data),
+                        None => data,
+                    };
                     found.push(format!(
                         "<C:calendar-data>{}</C:calendar-data>",
                         xml_text_exact(&data)
@@ -1719,8 +1735,15 @@ impl<'a> Dav<'a> {
         for c in &changes {
             match c {
                 Change::Live(r) => {
-                    self.report_response(&mut ms, owner, r, Self::child_href(href, r), &sc.props)
-                        .await?
+                    self.report_response(
+                        &mut ms,
+                        owner,
+                        r,
+                        Self::child_href(href, r),
+                        &sc.props,
+                        &DataSpec::plain(),
+                    )
+                    .await?
                 }
                 Change::Deleted { name, .. } => {
                     let mut h = href.to_string();
@@ -1752,6 +1775,7 @@ impl<'a> Dav<'a> {
             .child(NS_DAV, "prop")
             .map(dav::prop_names)
             .unwrap_or_default();
+        let spec = self.data_spec(root, res).await?;
         let hrefs: Vec<&str> = root
             .children_named(NS_DAV, "href")
             .map(|h| h.text.trim())
@@ -1780,7 +1804,7 @@ impl<'a> Dav<'a> {
                         || res.kind != ResourceKind::Object) =>
                 {
                     let item_href = Self::res_href(&segs, &item);
-                    self.report_response(&mut ms, owner, &item, item_href, &names)
+                    self.report_response(&mut ms, owner, &item, item_href, &names, &spec)
                         .await?;
                 }
                 _ => ms.status_response(h, 404, None),
@@ -1845,6 +1869,7 @@ impl<'a> Dav<'a> {
             floating_zone: ctx_zone,
             limits,
         };
+        let spec = self.data_spec(root, &calendar).await?;
         let mut ms = Multistatus::new();
         // RFC 4791 7.8: Depth 0 on a collection selects nothing but the collection itself.
         if single.is_none() && depth == Some(Depth::Zero) {
@@ -1865,10 +1890,114 @@ impl<'a> Dav<'a> {
                 continue;
             }
             let h = Self::child_href(&cal_href, &child);
-            self.report_response(&mut ms, owner, &child, h, &names)
+            self.report_response(&mut ms, owner, &child, h, &names, &spec)
                 .await?;
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    fn expand_limits(&self, range: ical::filter::TimeRange) -> ical::index::IndexLimits {
+        let mut l = self.index_limits();
+        if range.end < ical::index::POS_INF {
+            l.horizon = l.horizon.max(range.end.saturating_add(86_400));
+        }
+        l
+    }
+
+    /// What a report asks of `calendar-data` (RFC 4791 9.6): for now, `expand`.
+    async fn data_spec(
+        &self,
+        root: &dav::Element,
+        collection: &Resource,
+    ) -> Result<DataSpec, DavError> {
+        let Some(cd) = root
+            .child(NS_DAV, "prop")
+            .and_then(|p| p.child(NS_CALDAV, "calendar-data"))
+        else {
+            return Ok(DataSpec::plain());
+        };
+        let Some(ex) = cd.child(NS_CALDAV, "expand") else {
+            return Ok(DataSpec::plain());
+        };
+        let start = ex.attr("start").map(query::parse_utc).transpose()?;
+        let end = ex.attr("end").map(query::parse_utc).transpose()?;
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(DavError::bad_request("CALDAV:expand needs start and end"));
+        };
+        let calendar = if collection.kind == ResourceKind::Object {
+            self.store
+                .resource(collection.parent.unwrap_or(collection.id))
+                .await
+                .map_err(internal)?
+                .unwrap_or_else(|| collection.clone())
+        } else {
+            collection.clone()
+        };
+        let tz = self.calendar_timezone_text(&calendar).await?;
+        Ok(DataSpec {
+            expand: Some(ical::filter::TimeRange::new(Some(start), Some(end))),
+            zone: query::floating_zone(None, tz.as_deref()),
+        })
+    }
+
+    /// free-busy-query (RFC 4791 7.10): busy time from the index's candidates, honouring
+    /// TRANSP and STATUS. Only the owner reaches this for now (read-free-busy is in read).
+    async fn free_busy(
+        &self,
+        cal: &Resource,
+        root: &dav::Element,
+    ) -> Result<DavResponse, DavError> {
+        let tr_el = root
+            .child(NS_CALDAV, "time-range")
+            .ok_or_else(|| DavError::bad_request("free-busy-query needs a CALDAV:time-range"))?;
+        let start = tr_el.attr("start").map(query::parse_utc).transpose()?;
+        let end = tr_el.attr("end").map(query::parse_utc).transpose()?;
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(DavError::bad_request(
+                "the free-busy time-range needs start and end",
+            ));
+        };
+        if end <= start {
+            return Err(DavError::bad_request(
+                "the free-busy time-range end must follow its start",
+            ));
+        }
+        let range = ical::filter::TimeRange::new(Some(start), Some(end));
+        let tz = self.calendar_timezone_text(cal).await?;
+        let zone = query::floating_zone(None, tz.as_deref());
+        let filter = ical::filter::CompFilter {
+            name: "VCALENDAR".into(),
+            is_not_defined: false,
+            time_range: None,
+            props: vec![],
+            comps: vec![ical::filter::CompFilter {
+                name: "VEVENT".into(),
+                is_not_defined: false,
+                time_range: Some(range),
+                props: vec![],
+                comps: vec![],
+            }],
+        };
+        let ctx = ical::filter::EvalContext {
+            floating_zone: zone.clone(),
+            limits: self.expand_limits(range),
+        };
+        let candidates = query::select(self.store, cal, &filter, &ctx)
+            .await
+            .map_err(internal)?;
+        let mut periods = vec![];
+        for r in candidates {
+            if let Some(body) = self.store.object_data(r.id).await.map_err(internal)? {
+                periods.extend(ical::freebusy::busy_periods(
+                    &body, range, ctx.limits, &zone,
+                ));
+            }
+        }
+        let text = ical::freebusy::vfreebusy(periods, range, crate::store::now_epoch());
+        let mut resp = DavResponse::new(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/calendar; charset=utf-8");
+        resp.body = Bytes::from(text);
+        Ok(resp)
     }
 
     /// The text of a calendar's `calendar-timezone` property, if set.
@@ -1907,6 +2036,21 @@ fn xml_text_exact(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// What a REPORT asks of calendar-data.
+pub struct DataSpec {
+    pub expand: Option<ical::filter::TimeRange>,
+    pub zone: ical::zones::Zone,
+}
+
+impl DataSpec {
+    fn plain() -> Self {
+        DataSpec {
+            expand: None,
+            zone: ical::zones::Zone::Utc,
+        }
+    }
 }
 
 /// The latest bound of any time range in a filter (for query-time expansion).

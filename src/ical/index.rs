@@ -367,88 +367,129 @@ pub fn index_object(body: &[u8], limits: IndexLimits) -> Result<ObjectIndex, Ica
     index_components(&cal.components, limits)
 }
 
+/// One occurrence of an object's main component, with where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    pub instance: Instance,
+    /// The instance identity (what RECURRENCE-ID names), as an instant on the series' clock
+    /// (civil seconds when floating). `None` for a non-recurring object.
+    pub recurrence_id: Option<i64>,
+    /// Index, among the components passed in, of the component describing this occurrence
+    /// (the series, or the override that replaced the instance).
+    pub source: usize,
+}
+
+/// Every occurrence up to the horizon, and how far that list is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub occurrences: Vec<Occurrence>,
+    pub complete_until: i64,
+    /// The set continues past the horizon (an open-ended rule, or cut at the horizon).
+    pub open_ended: bool,
+}
+
 /// Index decoded components (the VCALENDAR's children).
 pub fn index_components(
     components: &[IcalComponent<'_>],
     limits: IndexLimits,
 ) -> Result<ObjectIndex, IcalError> {
+    let e = expand_components(components, limits)?;
+    let mut idx = finish(
+        e.occurrences.iter().map(|o| o.instance).collect(),
+        e.complete_until,
+    );
+    if e.open_ended {
+        idx.complete_until = idx.complete_until.min(limits.horizon);
+        idx.last_end = POS_INF;
+    }
+    Ok(idx)
+}
+
+/// Expand the main component's recurrence set (RRULE, RDATE, EXDATE, overrides) up to the
+/// horizon, bounded by `max_instances`.
+pub fn expand_components(
+    components: &[IcalComponent<'_>],
+    limits: IndexLimits,
+) -> Result<Expansion, IcalError> {
     let carried: Vec<IcalTz> = components.iter().filter_map(IcalTz::of_component).collect();
-    let mains: Vec<&IcalComponent<'_>> = components
-        .iter()
-        .filter(|c| {
-            is_main(&component_kind(c))
-                && component_kind(c) != ComponentKind::Other("VTIMEZONE".into())
+    let mains: Vec<usize> = (0..components.len())
+        .filter(|&i| {
+            let c = &components[i];
+            is_main(&component_kind(c)) && !c.name.eq_ignore_ascii_case("VTIMEZONE")
         })
-        .filter(|c| !c.name.eq_ignore_ascii_case("VTIMEZONE"))
         .collect();
-    let series = mains
+    let series_idx = mains
         .iter()
         .copied()
-        .find(|c| !has(c, IcalPropKind::RecurrenceId))
+        .find(|&i| !has(&components[i], IcalPropKind::RecurrenceId))
         .or_else(|| mains.first().copied());
-    let Some(series) = series else {
-        return Ok(ObjectIndex {
-            instances: vec![],
+    let Some(series_idx) = series_idx else {
+        return Ok(Expansion {
+            occurrences: vec![],
             complete_until: POS_INF,
-            first_start: POS_INF,
-            last_end: NEG_INF,
+            open_ended: false,
         });
     };
+    let series = &components[series_idx];
     let kind = component_kind(series);
     let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
     let series_shape = shape(&kind, series, start.as_ref(), &carried);
     let recurring = has(series, IcalPropKind::RRule) || has(series, IcalPropKind::RDate);
-    let overrides: Vec<&IcalComponent<'_>> = mains
-        .iter()
-        .copied()
-        .filter(|c| has(c, IcalPropKind::RecurrenceId))
-        .collect();
-
-    let mut instances = Vec::new();
-    let mut complete_until = POS_INF;
-    let mut last_end = NEG_INF;
 
     let Some(start) = start.filter(|_| recurring) else {
-        let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
         // A single instance (overrides of a non-recurring series are ignored, as clients do).
+        let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
         let floating = start.as_ref().is_some_and(|w| w.zone.is_floating());
         let s = start.as_ref().map(When::instant).unwrap_or(NEG_INF);
-        if let Some(i) = instance_from(series_shape, s, floating) {
-            instances.push(i);
-        }
-        return Ok(finish(instances, complete_until));
+        let occurrences = instance_from(series_shape, s, floating)
+            .map(|instance| Occurrence {
+                instance,
+                recurrence_id: None,
+                source: series_idx,
+            })
+            .into_iter()
+            .collect();
+        return Ok(Expansion {
+            occurrences,
+            complete_until: POS_INF,
+            open_ended: false,
+        });
     };
 
-    // Recurring: expand the set on the series' civil clock, then convert each instance.
     let uid = find(series, IcalPropKind::Uid)
         .map(|p| match &p.value {
             IcalValue::Text(t) => t.0.to_string(),
             _ => String::new(),
         })
         .unwrap_or_default();
-    let owned: Vec<IcalComponent<'_>> = components.to_vec();
     let set = if uid.is_empty() {
         IcalRecurSet::of_component_in(series, &carried)
     } else {
-        IcalRecurSet::of_uid(&owned, &uid)
+        IcalRecurSet::of_uid(components, &uid)
     };
     let floating = start.zone.is_floating();
     let infinite = set
         .rules
         .iter()
         .any(|r| r.count.is_none() && r.until.is_none());
-    // Overrides by their identity on the series clock, for their own end times.
-    let zone_label = set.zone.clone();
-    let over_shapes: Vec<(IcalRecurDateTime, Shape)> = overrides
+    // Overrides by their identity on the series clock, with their own shapes.
+    let over_info: Vec<(IcalRecurDateTime, Shape, usize)> = mains
         .iter()
-        .filter_map(|c| {
-            let o = icalrs::recur::set::IcalRecurOverride::of_component(c, &zone_label, &carried)?;
+        .copied()
+        .filter(|&i| has(&components[i], IcalPropKind::RecurrenceId))
+        .filter_map(|i| {
+            let c = &components[i];
+            let o = icalrs::recur::set::IcalRecurOverride::of_component(c, &set.zone, &carried)?;
             let ostart = find(c, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
-            let okind = component_kind(c);
-            Some((o.id, shape(&okind, c, ostart.as_ref(), &carried)))
+            Some((
+                o.id,
+                shape(&component_kind(c), c, ostart.as_ref(), &carried),
+                i,
+            ))
         })
         .collect();
-    let mut count = 0usize;
+    let mut occurrences = Vec::new();
+    let mut complete_until = POS_INF;
     let mut steps = 0usize;
     let step_cap = limits.max_instances.saturating_mul(4).max(10_000);
     for occ in set.expand() {
@@ -461,27 +502,30 @@ pub fn index_components(
         if steps > step_cap {
             return Err(IcalError::TooManyInstances(limits.max_instances));
         }
-        let shape_here = occ
+        let over = occ
             .over
             .and_then(|i| set.overrides.get(i))
-            .and_then(|o| over_shapes.iter().find(|(id, _)| *id == o.id))
-            .map(|(_, sh)| *sh)
-            .unwrap_or(series_shape);
-        if let Some(i) = instance_from(shape_here, s, floating) {
-            instances.push(i);
-            count += 1;
-            if count > limits.max_instances {
+            .and_then(|o| over_info.iter().find(|(id, _, _)| *id == o.id));
+        let (shape_here, source) = match over {
+            Some((_, sh, i)) => (*sh, *i),
+            None => (series_shape, series_idx),
+        };
+        if let Some(instance) = instance_from(shape_here, s, floating) {
+            occurrences.push(Occurrence {
+                instance,
+                recurrence_id: Some(start.zone.instant(occ.id)),
+                source,
+            });
+            if occurrences.len() > limits.max_instances {
                 return Err(IcalError::TooManyInstances(limits.max_instances));
             }
         }
     }
-    let mut idx = finish(instances, complete_until);
-    if complete_until != POS_INF || infinite {
-        idx.complete_until = idx.complete_until.min(limits.horizon);
-        idx.last_end = POS_INF;
-    }
-    let _ = &mut last_end;
-    Ok(idx)
+    Ok(Expansion {
+        occurrences,
+        open_ended: infinite || complete_until != POS_INF,
+        complete_until,
+    })
 }
 
 fn finish(instances: Vec<Instance>, complete_until: i64) -> ObjectIndex {

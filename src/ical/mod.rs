@@ -7,7 +7,9 @@
 //!
 //! Pure: no I/O, no SQL, no HTTP. Must never panic on any input.
 
+pub mod expand;
 pub mod filter;
+pub mod freebusy;
 pub mod index;
 pub mod zones;
 
