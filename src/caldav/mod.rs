@@ -1354,12 +1354,7 @@ impl<'a> Dav<'a> {
         }
         let (parent, segs) = match self.resolve(&req.path).await? {
             Target::Res { res, segs, .. } if res.kind == ResourceKind::Object => {
-                let parent = match res.parent {
-                    Some(p) => self.store.resource(p).await.map_err(internal)?,
-                    None => None,
-                }
-                .ok_or_else(DavError::not_found)?;
-                (parent, segs)
+                (self.parent_of(&res).await?, segs)
             }
             Target::Res { .. } => return Err(DavError::new(405, "cannot PUT to a collection")),
             Target::Missing {
@@ -1489,12 +1484,7 @@ impl<'a> Dav<'a> {
                 ));
             }
             Ok(Target::Res { res, segs, .. }) if res.parent.is_some() => {
-                let parent = self
-                    .store
-                    .resource(res.parent.unwrap_or(res.id))
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(DavError::not_found)?;
+                let parent = self.parent_of(&res).await?;
                 if res.id == src.id {
                     return Err(DavError::forbidden("source and destination are the same"));
                 }
@@ -1847,13 +1837,7 @@ impl<'a> Dav<'a> {
             ));
         }
         let (calendar, single) = if res.kind == ResourceKind::Object {
-            let parent = self
-                .store
-                .resource(res.parent.unwrap_or(res.id))
-                .await
-                .map_err(internal)?
-                .ok_or_else(DavError::not_found)?;
-            (parent, Some(res.clone()))
+            (self.parent_of(res).await?, Some(res.clone()))
         } else {
             (res.clone(), None)
         };
@@ -1896,6 +1880,18 @@ impl<'a> Dav<'a> {
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
 
+    /// The collection holding a resource.
+    async fn parent_of(&self, res: &Resource) -> Result<Resource, DavError> {
+        let Some(parent) = res.parent else {
+            return Err(DavError::not_found());
+        };
+        self.store
+            .resource(parent)
+            .await
+            .map_err(internal)?
+            .ok_or_else(DavError::not_found)
+    }
+
     fn expand_limits(&self, range: ical::filter::TimeRange) -> ical::index::IndexLimits {
         let mut l = self.index_limits();
         if range.end < ical::index::POS_INF {
@@ -1925,11 +1921,7 @@ impl<'a> Dav<'a> {
             return Err(DavError::bad_request("CALDAV:expand needs start and end"));
         };
         let calendar = if collection.kind == ResourceKind::Object {
-            self.store
-                .resource(collection.parent.unwrap_or(collection.id))
-                .await
-                .map_err(internal)?
-                .unwrap_or_else(|| collection.clone())
+            self.parent_of(collection).await?
         } else {
             collection.clone()
         };

@@ -43,18 +43,10 @@ pub fn expand(
     limits: IndexLimits,
     floating_zone: &Zone,
 ) -> Option<String> {
-    let input = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let root = IcalCst::parse(input).ok()?;
+    let root = super::parse_stored(body)?;
     let decoded = root.decode();
     let expansion = expand_components(&decoded.components, limits).ok()?;
-    let sources: Vec<&IcalCst<'_>> = root
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            IcalItem::Component(c) => Some(&**c),
-            _ => None,
-        })
-        .collect();
+    let sources: Vec<&IcalCst<'_>> = super::subcomponents(&root).collect();
     let mut out = root.clone();
     out.items.retain(|i| matches!(i, IcalItem::Prop(_)));
     for occ in &expansion.occurrences {

@@ -139,12 +139,7 @@ fn name_of(c: &IcalCst<'_>) -> String {
         .unwrap_or_default()
 }
 
-fn subcomponents<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalCst<'a>> {
-    c.items.iter().filter_map(|i| match i {
-        IcalItem::Component(s) => Some(&**s),
-        _ => None,
-    })
-}
+use super::subcomponents;
 
 fn props_named<'c, 'a>(
     c: &'c IcalCst<'a>,
@@ -211,8 +206,7 @@ struct Object {
 /// Evaluate a VCALENDAR comp-filter against one object body. Returns `None` when the body
 /// does not parse (such an object never matches).
 pub fn matches(body: &[u8], filter: &CompFilter, ctx: &EvalContext) -> Option<bool> {
-    let input = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let root = IcalCst::parse(input).ok()?;
+    let root = super::parse_stored(body)?;
     let decoded = root.decode();
     let carried: Vec<IcalTz> = decoded
         .components

@@ -43,22 +43,14 @@ pub fn busy_periods(
     limits: IndexLimits,
     floating_zone: &Zone,
 ) -> Vec<(i64, i64, BusyType)> {
-    let input = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let Ok(root) = IcalCst::parse(input) else {
+    let Some(root) = super::parse_stored(body) else {
         return vec![];
     };
     let decoded = root.decode();
     let Ok(expansion) = expand_components(&decoded.components, limits) else {
         return vec![];
     };
-    let sources: Vec<&IcalCst<'_>> = root
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            IcalItem::Component(c) => Some(&**c),
-            _ => None,
-        })
-        .collect();
+    let sources: Vec<&IcalCst<'_>> = super::subcomponents(&root).collect();
     let mut out = vec![];
     for occ in &expansion.occurrences {
         let Some(src) = sources.get(occ.source) else {

@@ -121,6 +121,11 @@ fn parse_error_text(e: &icalrs::tree::error::IcalParseError) -> &str {
     }
 }
 
+/// Parse a stored body (already validated) for reading: a leading BOM is skipped.
+pub(crate) fn parse_stored(body: &[u8]) -> Option<IcalCst<'_>> {
+    IcalCst::parse(strip_bom(body)).ok()
+}
+
 /// Parse exactly one VCALENDAR, strictly.
 fn parse_one(body: &[u8]) -> Result<IcalCst<'_>, IcalError> {
     let input = strip_bom(body);
@@ -172,7 +177,8 @@ fn has_prop(c: &IcalCst<'_>, name: &str) -> bool {
         .any(|i| matches!(i, IcalItem::Prop(line) if line.name.get().eq_ignore_ascii_case(name)))
 }
 
-fn subcomponents<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalCst<'a>> {
+/// The components directly inside `c`.
+pub(crate) fn subcomponents<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalCst<'a>> {
     c.items.iter().filter_map(|i| match i {
         IcalItem::Component(sub) => Some(&**sub),
         _ => None,
