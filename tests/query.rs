@@ -253,6 +253,25 @@ async fn expand_and_freebusy(srv: TestServer) {
         "03-25 is excluded: {data}"
     );
 
+    // Partial retrieval (RFC 4791 9.6.1): only UID and SUMMARY of the VEVENTs.
+    let body = r#"<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data><C:comp name="VCALENDAR"><C:allprop/><C:comp name="VEVENT"><C:prop name="UID"/><C:prop name="SUMMARY"/></C:comp></C:comp></C:calendar-data></D:prop><D:href>/dav/calendars/alice/calendar/weekly.ics</D:href></C:calendar-multiget>"#;
+    let r = srv.report(CAL, body).await;
+    r.expect(207);
+    let data = prop_text(
+        &responses(&r.xml())[0].1,
+        "urn:ietf:params:xml:ns:caldav",
+        "calendar-data",
+    )
+    .unwrap();
+    assert!(
+        data.contains("SUMMARY:Standup") && data.contains("UID:weekly"),
+        "{data}"
+    );
+    assert!(
+        !data.contains("DTSTART") && !data.contains("VTIMEZONE") && !data.contains("VALARM"),
+        "{data}"
+    );
+
     let fb = r#"<C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav"><C:time-range start="20240105T000000Z" end="20240111T000000Z"/></C:free-busy-query>"#;
     let r = srv.report(CAL, fb).await;
     r.expect(200);

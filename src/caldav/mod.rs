@@ -1627,17 +1627,7 @@ impl<'a> Dav<'a> {
                         .await
                         .map_err(internal)?
                         .unwrap_or_default();
-                    let data = match spec.expand {
-                        Some(range) => ical::expand::expand(
-                            &data,
-                            range,
-                            self.expand_limits(range),
-                            &spec.zone,
-                        )
-                        .map(String::into_bytes)
-                        .unwrap_or(data),
-                        None => data,
-                    };
+                    let data = self.shape_data(data, spec);
                     found.push(format!(
                         "<C:calendar-data>{}</C:calendar-data>",
                         xml_text_exact(&data)
@@ -1880,6 +1870,29 @@ impl<'a> Dav<'a> {
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
 
+    /// Apply a report's calendar-data request (RFC 4791 9.6) to stored bytes.
+    fn shape_data(&self, data: Vec<u8>, spec: &DataSpec) -> Vec<u8> {
+        let mut data = data;
+        let reshaped = match (spec.expand, spec.limit_recurrence) {
+            (Some(range), _) => {
+                ical::expand::expand(&data, range, self.expand_limits(range), &spec.zone)
+            }
+            (None, Some(range)) => {
+                ical::partial::limit_recurrence_set(&data, range, self.expand_limits(range))
+            }
+            (None, None) => None,
+        };
+        if let Some(x) = reshaped {
+            data = x.into_bytes();
+        }
+        if let Some(sel) = &spec.select
+            && let Some(x) = ical::partial::select_parts(&data, sel)
+        {
+            data = x.into_bytes();
+        }
+        data
+    }
+
     /// The collection holding a resource.
     async fn parent_of(&self, res: &Resource) -> Result<Resource, DavError> {
         let Some(parent) = res.parent else {
@@ -1912,23 +1925,42 @@ impl<'a> Dav<'a> {
         else {
             return Ok(DataSpec::plain());
         };
-        let Some(ex) = cd.child(NS_CALDAV, "expand") else {
-            return Ok(DataSpec::plain());
+        let range_of = |el: &dav::Element| -> Result<ical::filter::TimeRange, DavError> {
+            let start = el.attr("start").map(query::parse_utc).transpose()?;
+            let end = el.attr("end").map(query::parse_utc).transpose()?;
+            match (start, end) {
+                (Some(s), Some(e)) => Ok(ical::filter::TimeRange::new(Some(s), Some(e))),
+                _ => Err(DavError::bad_request(format!(
+                    "CALDAV:{} needs start and end",
+                    el.local
+                ))),
+            }
         };
-        let start = ex.attr("start").map(query::parse_utc).transpose()?;
-        let end = ex.attr("end").map(query::parse_utc).transpose()?;
-        let (Some(start), Some(end)) = (start, end) else {
-            return Err(DavError::bad_request("CALDAV:expand needs start and end"));
-        };
-        let calendar = if collection.kind == ResourceKind::Object {
-            self.parent_of(collection).await?
+        let expand = cd.child(NS_CALDAV, "expand").map(range_of).transpose()?;
+        let limit_recurrence = cd
+            .child(NS_CALDAV, "limit-recurrence-set")
+            .map(range_of)
+            .transpose()?;
+        let select = cd
+            .child(NS_CALDAV, "comp")
+            .map(parse_comp_select)
+            .transpose()?;
+        let zone = if expand.is_some() {
+            let calendar = if collection.kind == ResourceKind::Object {
+                self.parent_of(collection).await?
+            } else {
+                collection.clone()
+            };
+            let tz = self.calendar_timezone_text(&calendar).await?;
+            query::floating_zone(None, tz.as_deref())
         } else {
-            collection.clone()
+            ical::zones::Zone::Utc
         };
-        let tz = self.calendar_timezone_text(&calendar).await?;
         Ok(DataSpec {
-            expand: Some(ical::filter::TimeRange::new(Some(start), Some(end))),
-            zone: query::floating_zone(None, tz.as_deref()),
+            expand,
+            limit_recurrence,
+            select,
+            zone,
         })
     }
 
@@ -2033,6 +2065,8 @@ fn xml_text_exact(data: &[u8]) -> String {
 /// What a REPORT asks of calendar-data.
 pub struct DataSpec {
     pub expand: Option<ical::filter::TimeRange>,
+    pub limit_recurrence: Option<ical::filter::TimeRange>,
+    pub select: Option<ical::partial::CompSelect>,
     pub zone: ical::zones::Zone,
 }
 
@@ -2040,9 +2074,39 @@ impl DataSpec {
     fn plain() -> Self {
         DataSpec {
             expand: None,
+            limit_recurrence: None,
+            select: None,
             zone: ical::zones::Zone::Utc,
         }
     }
+}
+
+/// `CALDAV:comp` (RFC 4791 9.6.1) as a selection.
+fn parse_comp_select(el: &dav::Element) -> Result<ical::partial::CompSelect, DavError> {
+    fn inner(el: &dav::Element, depth: usize) -> Result<ical::partial::CompSelect, DavError> {
+        if depth > 8 {
+            return Err(DavError::bad_request("CALDAV:comp nesting is too deep"));
+        }
+        let name = el
+            .attr("name")
+            .ok_or_else(|| DavError::bad_request("CALDAV:comp needs a name"))?
+            .to_ascii_uppercase();
+        let mut comps = vec![];
+        for c in el.children_named(NS_CALDAV, "comp") {
+            comps.push(inner(c, depth + 1)?);
+        }
+        Ok(ical::partial::CompSelect {
+            name,
+            all_props: el.child(NS_CALDAV, "allprop").is_some(),
+            props: el
+                .children_named(NS_CALDAV, "prop")
+                .filter_map(|p| p.attr("name").map(str::to_string))
+                .collect(),
+            all_comps: el.child(NS_CALDAV, "allcomp").is_some(),
+            comps,
+        })
+    }
+    inner(el, 0)
 }
 
 /// The latest bound of any time range in a filter (for query-time expansion).

@@ -11,6 +11,7 @@ pub mod expand;
 pub mod filter;
 pub mod freebusy;
 pub mod index;
+pub mod partial;
 pub mod zones;
 
 use icalrs::tree::cst::{IcalCst, IcalItem};
