@@ -1765,8 +1765,41 @@ impl<'a> Dav<'a> {
                 "calendar-multiget needs at least one DAV:href",
             ));
         }
+        // Members of the request collection (the usual case) are looked up in one query;
+        // anything else goes through full path resolution.
+        let own_segs = dav::decode_segments(href)?;
+        let direct_name = |h: &str| -> Option<String> {
+            let segs = dav::decode_segments(dav::href_path(h)).ok()?;
+            (res.kind.is_collection()
+                && segs.len() == own_segs.len() + 1
+                && segs[..own_segs.len()] == own_segs[..])
+                .then(|| segs[own_segs.len()].clone())
+        };
+        let wanted: Vec<String> = hrefs.iter().filter_map(|h| direct_name(h)).collect();
+        let found: std::collections::HashMap<String, Resource> = if wanted.is_empty() {
+            Default::default()
+        } else {
+            self.store
+                .children_by_name(res.id, &wanted)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect()
+        };
         let mut ms = Multistatus::new();
         for h in hrefs {
+            if let Some(name) = direct_name(h) {
+                match found.get(&name) {
+                    Some(item) if item.kind == ResourceKind::Object => {
+                        let item_href = Self::child_href(href, item);
+                        self.report_response(&mut ms, owner, item, item_href, &names, &spec)
+                            .await?;
+                    }
+                    _ => ms.status_response(h, 404, None),
+                }
+                continue;
+            }
             let path = dav::href_path(h);
             let target = match self.resolve(path).await {
                 Ok(t) => t,

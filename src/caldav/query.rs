@@ -146,22 +146,32 @@ pub async fn select(
     filter: &CompFilter,
     ctx: &EvalContext,
 ) -> Result<Vec<Resource>, crate::store::StoreError> {
-    let children = store.children(calendar.id).await?;
-    let objects: Vec<Resource> = children
-        .into_iter()
-        .filter(|c| c.component.is_some())
-        .collect();
     if filter.is_not_defined {
         return Ok(vec![]);
     }
-    // The common shape: VCALENDAR > one component filter.
+    // The common shape: VCALENDAR > one component filter with a time range. It is answered
+    // from index rows near the window; only the resources those rows name are loaded.
+    if let [main] = filter.comps.as_slice()
+        && filter.props.is_empty()
+        && filter.time_range.is_none()
+        && !main.is_not_defined
+        && let Some(tr) = main.time_range
+    {
+        return select_by_time(store, calendar, filter, main, tr, ctx).await;
+    }
+    let objects: Vec<Resource> = store
+        .children(calendar.id)
+        .await?
+        .into_iter()
+        .filter(|c| c.component.is_some())
+        .collect();
     let (main, rest_simple) = match filter.comps.as_slice() {
         [] => {
-            return Ok(if filter.is_simple() {
-                objects
+            return if filter.is_simple() {
+                Ok(objects)
             } else {
-                parse_all(store, objects, filter, ctx).await?
-            });
+                parse_all(store, objects, filter, ctx).await
+            };
         }
         [m] => (m, filter.props.is_empty() && filter.time_range.is_none()),
         _ => return parse_all(store, objects, filter, ctx).await,
@@ -176,49 +186,65 @@ pub async fn select(
         };
     }
     let typed: Vec<Resource> = objects.into_iter().filter(of_type).collect();
-    let simple = rest_simple && main.props.is_empty() && main.comps.is_empty();
-    let Some(tr) = main.time_range else {
-        return if simple {
-            Ok(typed)
-        } else {
-            parse_all(store, typed, filter, ctx).await
-        };
-    };
-    // Index path: candidate rows around the window, decided exactly by the RFC 4791 9.9 rule.
+    if rest_simple && main.props.is_empty() && main.comps.is_empty() {
+        Ok(typed)
+    } else {
+        parse_all(store, typed, filter, ctx).await
+    }
+}
+
+async fn select_by_time(
+    store: &Store,
+    calendar: &Resource,
+    filter: &CompFilter,
+    main: &CompFilter,
+    tr: TimeRange,
+    ctx: &EvalContext,
+) -> Result<Vec<Resource>, crate::store::StoreError> {
+    let simple = main.props.is_empty() && main.comps.is_empty();
     let from = tr.start.saturating_sub(FLOATING_SLACK);
     let to = tr.end.saturating_add(FLOATING_SLACK);
     let complete = |r: &Resource| r.complete_until.is_none_or(|c| c >= tr.end);
-    let by_id: HashMap<ResourceId, &Resource> = typed.iter().map(|r| (r.id, r)).collect();
+    let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
+    let rows = store.instances_between(calendar.id, from, to).await?;
+    let mut ids: Vec<ResourceId> = rows.iter().map(|r| r.resource).collect();
+    ids.sort();
+    ids.dedup();
+    let near: HashMap<ResourceId, Resource> = store
+        .children_by_id(calendar.id, &ids)
+        .await?
+        .into_iter()
+        .filter(|r| of_type(r))
+        .map(|r| (r.id, r))
+        .collect();
     let mut hit: HashSet<ResourceId> = HashSet::new();
-    for row in store.instances_between(calendar.id, from, to).await? {
-        if let Some(r) = by_id.get(&row.resource)
+    for row in &rows {
+        if let Some(r) = near.get(&row.resource)
             && complete(r)
             && instance_matches(&row.instance, tr, &ctx.floating_zone)
         {
             hit.insert(row.resource);
         }
     }
-    let incomplete: HashSet<ResourceId> = store
+    // Objects whose index ends before the window must be expanded now.
+    let mut undecided: Vec<Resource> = store
         .incomplete_objects(calendar.id, from, to)
         .await?
         .into_iter()
-        .map(|r| r.id)
-        .filter(|id| by_id.get(id).is_some_and(|r| !complete(r)))
+        .filter(|r| of_type(r) && !complete(r))
         .collect();
-    let mut decided = vec![];
-    let mut undecided = vec![];
-    for r in typed {
-        if incomplete.contains(&r.id) {
-            undecided.push(r);
-        } else if hit.contains(&r.id) {
+    let mut out = vec![];
+    for (id, r) in near {
+        if hit.contains(&id) {
             if simple {
-                decided.push(r);
+                out.push(r);
             } else {
                 undecided.push(r);
             }
         }
     }
-    let mut out = decided;
+    undecided.sort_by_key(|r| r.id);
+    undecided.dedup_by_key(|r| r.id);
     out.extend(parse_all(store, undecided, filter, ctx).await?);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

@@ -224,6 +224,12 @@ pub trait ResourceReader {
     async fn resource(&self, id: ResourceId) -> Result<Option<Resource>>;
     async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>>;
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>>;
+    /// Members of `parent` with these ids (in any order); unknown ids are skipped.
+    async fn children_by_id(&self, parent: ResourceId, ids: &[ResourceId])
+    -> Result<Vec<Resource>>;
+    /// Members of `parent` with these names (in any order); unknown names are skipped.
+    async fn children_by_name(&self, parent: ResourceId, names: &[String])
+    -> Result<Vec<Resource>>;
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>>;
     /// The properties of every member of `parent`, in one query (PROPFIND Depth 1).
@@ -378,6 +384,20 @@ impl ResourceReader for Store {
     }
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
         delegate!(self, s => s.children(parent).await)
+    }
+    async fn children_by_id(
+        &self,
+        parent: ResourceId,
+        ids: &[ResourceId],
+    ) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.children_by_id(parent, ids).await)
+    }
+    async fn children_by_name(
+        &self,
+        parent: ResourceId,
+        names: &[String],
+    ) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.children_by_name(parent, names).await)
     }
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
         delegate!(self, s => s.object_data(id).await)
