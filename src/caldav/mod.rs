@@ -845,15 +845,23 @@ impl<'a> Dav<'a> {
                 self.write_node(&mut ms, &pf, &node).await?;
                 if depth == Depth::One && res.kind.is_collection() {
                     // Two queries for the whole listing, never one per member.
+                    let needs_stored = match &pf {
+                        PropfindRequest::Prop(names) => {
+                            names.iter().any(|n| Prop::from_name(n).is_stored())
+                        }
+                        _ => true,
+                    };
                     let mut props: std::collections::HashMap<_, Vec<StoredProp>> =
                         std::collections::HashMap::new();
-                    for (id, p) in self
-                        .store
-                        .child_props(res.id, self.user.id)
-                        .await
-                        .map_err(internal)?
-                    {
-                        props.entry(id).or_default().push(p);
+                    if needs_stored {
+                        for (id, p) in self
+                            .store
+                            .child_props(res.id, self.user.id)
+                            .await
+                            .map_err(internal)?
+                        {
+                            props.entry(id).or_default().push(p);
+                        }
                     }
                     for child in self.store.children(res.id).await.map_err(internal)? {
                         let node = Node::Res {
@@ -1614,7 +1622,12 @@ impl<'a> Dav<'a> {
         spec: &DataSpec,
     ) -> Result<(), DavError> {
         let node = Node::Res { owner, res, href };
-        let stored = self.stored_props(&node).await?;
+        // Only a request for a stored (dead or client-set) property needs the property table.
+        let stored = if names.iter().any(|n| Prop::from_name(n).is_stored()) {
+            self.stored_props(&node).await?
+        } else {
+            vec![]
+        };
         let mut found = vec![];
         let mut missing = vec![];
         for n in names {
