@@ -80,6 +80,8 @@ pub enum IcalError {
     EmptyUid,
     #[error("calendar-timezone must hold exactly one VTIMEZONE (RFC 4791 5.2.2)")]
     NotOneTimezone,
+    #[error("TZID '{0}' has no VTIMEZONE in the object and is not a known time zone")]
+    UnknownTimezone(String),
     #[error("the recurrence set has more than {0} instances within the indexing horizon")]
     TooManyInstances(usize),
 }
@@ -236,10 +238,52 @@ pub fn validate_object(body: &[u8]) -> Result<ObjectSummary, IcalError> {
             Some(_) => {}
         }
     }
+    check_timezones(&cal)?;
     match (uid, kind) {
         (Some(uid), Some(kind)) => Ok(ObjectSummary { uid, kind }),
         _ => Err(IcalError::NoComponents),
     }
+}
+
+/// RFC 5545 3.2.19 / RFC 4791 4.1: every TZID used needs a VTIMEZONE in the object. Clients
+/// that omit it for a well-known zone (IANA or Windows names, possibly padded) are tolerated,
+/// since the server resolves those from the tz database; an unknown zone without a definition
+/// cannot be placed in time and is refused.
+fn check_timezones(cal: &IcalCst<'_>) -> Result<(), IcalError> {
+    let defined: Vec<String> = subcomponents(cal)
+        .filter(|c| component_name(c).as_deref() == Some("VTIMEZONE"))
+        .filter_map(|c| prop_value(c, "TZID").map(|t| t.trim().to_string()))
+        .collect();
+    let mut stack: Vec<&IcalCst<'_>> = subcomponents(cal)
+        .filter(|c| component_name(c).as_deref() != Some("VTIMEZONE"))
+        .collect();
+    let mut visited = 0usize;
+    while let Some(c) = stack.pop() {
+        visited += 1;
+        if visited > 10_000 {
+            break;
+        }
+        for item in &c.items {
+            match item {
+                IcalItem::Prop(line) => {
+                    for p in &line.params {
+                        if !p.name.get().eq_ignore_ascii_case("TZID") {
+                            continue;
+                        }
+                        for v in &p.values {
+                            let t = v.get().trim_matches('"').trim();
+                            if !defined.iter().any(|d| d == t) && zones::iana_name(t).is_none() {
+                                return Err(IcalError::UnknownTimezone(t.to_string()));
+                            }
+                        }
+                    }
+                }
+                IcalItem::Component(sub) => stack.push(sub),
+                IcalItem::Opaque(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Validate a `calendar-timezone` property value (RFC 4791 5.2.2): a VCALENDAR holding exactly
@@ -355,6 +399,23 @@ mod tests {
     fn tolerates_bom_and_lf() {
         let c = "\u{feff}BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nEND:VEVENT\nEND:VCALENDAR\n";
         assert_eq!(validate_object(c.as_bytes()).unwrap().uid, "x");
+    }
+
+    #[test]
+    fn tzids_need_a_definition_unless_well_known() {
+        let ev = |tz: &str, vtz: &str| {
+            cal(&format!(
+                "{vtz}BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID={tz}:20240101T100000\r\nEND:VEVENT\r\n"
+            ))
+        };
+        assert!(validate_object(ev("Europe/Berlin", "").as_bytes()).is_ok());
+        assert!(validate_object(ev("W. Europe Standard Time ", "").as_bytes()).is_ok());
+        assert_eq!(
+            validate_object(ev("Mars/Olympus", "").as_bytes()),
+            Err(IcalError::UnknownTimezone("Mars/Olympus".into()))
+        );
+        let vtz = "BEGIN:VTIMEZONE\r\nTZID:Mars/Olympus\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0000\r\nTZOFFSETTO:+0000\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
+        assert!(validate_object(ev("Mars/Olympus", vtz).as_bytes()).is_ok());
     }
 
     #[test]
