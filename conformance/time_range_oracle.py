@@ -9,22 +9,21 @@ the run fails on any. Prints one summary line.
 
 Usage: time_range_oracle.py BASE_URL USER PASSWORD COUNT [COUNT...]
 """
-import base64
 import concurrent.futures
 import datetime as dt
 import random
 import sys
-import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 
 import icalendar
 import recurring_ical_events
 
+import davhttp
+
 BASE, USER, PASSWORD = sys.argv[1:4]
 VERBOSE = bool(__import__("os").environ.get("ORACLE_VERBOSE"))
 COUNTS = [int(c) for c in sys.argv[4:]] or [1000]
-AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 UTC = dt.timezone.utc
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "America/Los_Angeles"]
 
@@ -114,16 +113,12 @@ def generate(rng, n, base_year=2025):
         yield f"{uid}.ics", ics
 
 
+_http = davhttp.client(BASE, USER, PASSWORD)
+
+
 def http(method, path, body=None, headers=None):
-    req = urllib.request.Request(BASE + path, data=body, method=method)
-    req.add_header("Authorization", AUTH)
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, _, data = _http(method, path, body, headers)
+    return status, data
 
 
 def windows():

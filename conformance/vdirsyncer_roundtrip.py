@@ -6,19 +6,17 @@ failed step, and prints one summary line.
 
 Usage: vdirsyncer_roundtrip.py VDIRSYNCER_BIN BASE_URL USER PASSWORD WORKDIR
 """
-import base64
 import os
 import pathlib
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+
+import davhttp
 
 VDIR, BASE, USER, PASSWORD, WORK = sys.argv[1:6]
 WORK = pathlib.Path(WORK)
 LOCAL = WORK / "local"
 CAL = f"/dav/calendars/{USER}/calendar/"
-AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
 def ics(uid, summary, extra=""):
@@ -34,16 +32,7 @@ def ics(uid, summary, extra=""):
     )
 
 
-def http(method, path, body=None, headers=None):
-    req = urllib.request.Request(BASE + path, data=body, method=method)
-    req.add_header("Authorization", AUTH)
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+http = davhttp.client(BASE, USER, PASSWORD)
 
 
 def sync():

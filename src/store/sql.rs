@@ -347,6 +347,36 @@ macro_rules! impl_sql_store {
             Ok(())
         }
 
+        /// Members of `parent` whose `column` is one of `values`, 500 per query.
+        async fn children_in<T>(
+            pool: &sqlx::Pool<$db>,
+            parent: ResourceId,
+            column: &'static str,
+            values: &[T],
+        ) -> Result<Vec<Resource>>
+        where
+            T: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Clone + Send + Sync + 'static,
+        {
+            let mut out = Vec::with_capacity(values.len());
+            for chunk in values.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = "
+                ));
+                qb.push_bind(parent.0).push(" AND ").push(column).push(" IN (");
+                let mut sep = qb.separated(", ");
+                for v in chunk {
+                    sep.push_bind(v.clone());
+                }
+                sep.push_unseparated(")");
+                for r in qb.build().fetch_all(pool).await? {
+                    out.push(map_resource(&r)?);
+                }
+            }
+            Ok(out)
+        }
+
         impl $store {
             async fn tx(&self) -> Result<Tx> {
                 Ok(self.begin().await?)
@@ -492,24 +522,8 @@ macro_rules! impl_sql_store {
                 parent: ResourceId,
                 ids: &[ResourceId],
             ) -> Result<Vec<Resource>> {
-                let mut out = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
-                        "SELECT ",
-                        res_cols!(),
-                        " FROM resources WHERE parent_id = "
-                    ));
-                    qb.push_bind(parent.0).push(" AND id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(id.0);
-                    }
-                    sep.push_unseparated(")");
-                    for r in qb.build().fetch_all(&self.pool).await? {
-                        out.push(map_resource(&r)?);
-                    }
-                }
-                Ok(out)
+                let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+                children_in(&self.pool, parent, "id", &ids).await
             }
 
             async fn children_by_name(
@@ -517,24 +531,7 @@ macro_rules! impl_sql_store {
                 parent: ResourceId,
                 names: &[String],
             ) -> Result<Vec<Resource>> {
-                let mut out = Vec::with_capacity(names.len());
-                for chunk in names.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
-                        "SELECT ",
-                        res_cols!(),
-                        " FROM resources WHERE parent_id = "
-                    ));
-                    qb.push_bind(parent.0).push(" AND name IN (");
-                    let mut sep = qb.separated(", ");
-                    for n in chunk {
-                        sep.push_bind(n.clone());
-                    }
-                    sep.push_unseparated(")");
-                    for r in qb.build().fetch_all(&self.pool).await? {
-                        out.push(map_resource(&r)?);
-                    }
-                }
-                Ok(out)
+                children_in(&self.pool, parent, "name", names).await
             }
 
             async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
