@@ -306,5 +306,18 @@ async fn bombs(srv: TestServer) {
     srv.send(srv.req("GET", &format!("{CAL}bomb.ics")))
         .await
         .expect(404);
+    // A VTIMEZONE whose observance recurs every second from 1601 would make offset resolution
+    // walk billions of transitions: refused, and the server keeps answering.
+    let zone_bomb = wrap(
+        "BEGIN:VTIMEZONE\r\nTZID:Bomb\r\nBEGIN:STANDARD\r\nDTSTART:16010101T000000\r\nRRULE:FREQ=SECONDLY\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:zb\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;TZID=Bomb:20240101T100000\r\nRRULE:FREQ=DAILY;UNTIL=20240110T000000Z\r\nEND:VEVENT\r\n",
+    );
+    let r = srv.put_ics(&format!("{CAL}zb.ics"), &zone_bomb).await;
+    r.expect(403);
+    assert!(
+        r.text().contains("VTIMEZONE") && r.text().contains("valid-calendar"),
+        "{}",
+        r.text()
+    );
+    srv.send(srv.req("OPTIONS", "/dav/")).await.expect(200);
 }
 both_backends!(rrule_bomb_is_a_4xx, bombs);

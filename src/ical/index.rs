@@ -411,6 +411,18 @@ pub fn expand_components(
     components: &[IcalComponent<'_>],
     limits: IndexLimits,
 ) -> Result<Expansion, IcalError> {
+    // Unsafe VTIMEZONEs (see `ical::decoded_zone_is_safe`) never reach the resolver.
+    let sanitized: Vec<IcalComponent<'_>>;
+    let components = if components.iter().all(super::decoded_zone_is_safe) {
+        components
+    } else {
+        sanitized = components
+            .iter()
+            .filter(|c| super::decoded_zone_is_safe(c))
+            .cloned()
+            .collect();
+        &sanitized
+    };
     let carried: Vec<IcalTz> = components.iter().filter_map(IcalTz::of_component).collect();
     let mains: Vec<usize> = (0..components.len())
         .filter(|&i| {

@@ -80,6 +80,8 @@ pub enum IcalError {
     EmptyUid,
     #[error("calendar-timezone must hold exactly one VTIMEZONE (RFC 4791 5.2.2)")]
     NotOneTimezone,
+    #[error("VTIMEZONE '{0}' is not usable: {1}")]
+    BadTimezone(String, String),
     #[error("TZID '{0}' has no VTIMEZONE in the object and is not a known time zone")]
     UnknownTimezone(String),
     #[error("the recurrence set has more than {0} instances within the indexing horizon")]
@@ -245,11 +247,63 @@ pub fn validate_object(body: &[u8]) -> Result<ObjectSummary, IcalError> {
     }
 }
 
+/// Most observances one VTIMEZONE may hold.
+const MAX_OBSERVANCES: usize = 64;
+
+/// A VTIMEZONE whose observances recur other than yearly (or with too many observances)
+/// would make offset resolution walk an unbounded number of transitions from its DTSTART, so
+/// it is refused on write and ignored on read (real zones recur yearly, RFC 5545 3.6.5).
+fn vtimezone_problem(c: &IcalCst<'_>) -> Option<String> {
+    let observances: Vec<&IcalCst<'_>> = subcomponents(c).collect();
+    if observances.len() > MAX_OBSERVANCES {
+        return Some(format!("more than {MAX_OBSERVANCES} observances"));
+    }
+    for o in observances {
+        for item in &o.items {
+            if let IcalItem::Prop(line) = item
+                && line.name.get().eq_ignore_ascii_case("RRULE")
+                && !line
+                    .raw_value_str()
+                    .to_ascii_uppercase()
+                    .contains("FREQ=YEARLY")
+            {
+                return Some("observance rules must recur yearly".into());
+            }
+        }
+    }
+    None
+}
+
+/// The same check on the decoded model, used to drop unsafe zones before expansion.
+pub(crate) fn decoded_zone_is_safe(c: &icalrs::component::IcalComponent<'_>) -> bool {
+    if !c.name.eq_ignore_ascii_case("VTIMEZONE") {
+        return true;
+    }
+    c.components.len() <= MAX_OBSERVANCES
+        && c.components.iter().all(|o| {
+            o.props.iter().all(|p| match (&*p.name, &p.value) {
+                (n, icalrs::value::IcalValue::Recur(r)) if n.eq_ignore_ascii_case("RRULE") => {
+                    r.0.to_ascii_uppercase().contains("FREQ=YEARLY")
+                }
+                (n, _) if n.eq_ignore_ascii_case("RRULE") => false,
+                _ => true,
+            })
+        })
+}
+
 /// RFC 5545 3.2.19 / RFC 4791 4.1: every TZID used needs a VTIMEZONE in the object. Clients
 /// that omit it for a well-known zone (IANA or Windows names, possibly padded) are tolerated,
 /// since the server resolves those from the tz database; an unknown zone without a definition
 /// cannot be placed in time and is refused.
 fn check_timezones(cal: &IcalCst<'_>) -> Result<(), IcalError> {
+    for tz in subcomponents(cal).filter(|c| component_name(c).as_deref() == Some("VTIMEZONE")) {
+        if let Some(problem) = vtimezone_problem(tz) {
+            let id = prop_value(tz, "TZID")
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default();
+            return Err(IcalError::BadTimezone(id, problem));
+        }
+    }
     let defined: Vec<String> = subcomponents(cal)
         .filter(|c| component_name(c).as_deref() == Some("VTIMEZONE"))
         .filter_map(|c| prop_value(c, "TZID").map(|t| t.trim().to_string()))
@@ -296,6 +350,12 @@ pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
     if tzs.len() != 1 {
         return Err(IcalError::NotOneTimezone);
     }
+    if let Some(problem) = vtimezone_problem(tzs[0]) {
+        let id = prop_value(tzs[0], "TZID")
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        return Err(IcalError::BadTimezone(id, problem));
+    }
     prop_value(tzs[0], "TZID")
         .map(|t| t.trim().to_string())
         .ok_or(IcalError::NotOneTimezone)
@@ -310,6 +370,7 @@ pub fn zone_of_vtimezone(body: &[u8]) -> Option<zones::Zone> {
     let carried: Vec<icalrs::tz::IcalTz> = decoded
         .components
         .iter()
+        .filter(|c| decoded_zone_is_safe(c))
         .filter_map(icalrs::tz::IcalTz::of_component)
         .collect();
     zones::Zone::for_tzid(&tzid, &carried)
