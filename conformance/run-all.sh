@@ -46,7 +46,8 @@ stop_own_postgres() {
 trap stop_own_postgres EXIT
 
 if [ -z "${CONVENE_TEST_PG_URL:-}" ]; then
-  if pg_reachable 5432; then
+  # CONVENE_TEST_OWN_PG=1 exercises the fresh-machine path even where a server runs.
+  if pg_reachable 5432 && [ "${CONVENE_TEST_OWN_PG:-}" != 1 ]; then
     export CONVENE_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
   else
     start_own_postgres
