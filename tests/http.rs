@@ -251,6 +251,98 @@ async fn proppatch_rules(srv: TestServer) {
 }
 both_backends!(proppatch, proppatch_rules);
 
+async fn calendar_properties(srv: TestServer) {
+    // Every calendar collection property a client reads is present (RFC 4791 5.2, RFC 6638
+    // 9.1, RFC 7809, RFC 5842, CalendarServer ctag, Apple colour/order).
+    const C: &str = "urn:ietf:params:xml:ns:caldav";
+    let body = r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:CS="http://calendarserver.org/ns/"><D:prop><C:supported-calendar-data/><C:max-resource-size/><C:min-date-time/><C:max-date-time/><C:max-instances/><C:max-attendees-per-instance/><C:schedule-calendar-transp/><CS:getctag/><D:sync-token/><D:resource-id/><D:owner/><D:acl/><D:supported-report-set/></D:prop></D:propfind>"#;
+    let r = srv.propfind(CAL, "0", body).await;
+    r.expect(207);
+    let ms = r.xml();
+    let (_, resp) = &responses(&ms)[0];
+    for (ns, name) in [
+        (C, "supported-calendar-data"),
+        (C, "max-resource-size"),
+        (C, "min-date-time"),
+        (C, "max-date-time"),
+        (C, "max-instances"),
+        (C, "max-attendees-per-instance"),
+        (C, "schedule-calendar-transp"),
+        ("http://calendarserver.org/ns/", "getctag"),
+        ("DAV:", "sync-token"),
+        ("DAV:", "resource-id"),
+        ("DAV:", "owner"),
+        ("DAV:", "acl"),
+    ] {
+        assert!(
+            found_prop(resp, ns, name).is_some(),
+            "{name} missing:\n{}",
+            r.text()
+        );
+    }
+    let reports = found_prop(resp, "DAV:", "supported-report-set").unwrap();
+    let listed: Vec<String> = reports
+        .children
+        .iter()
+        .filter_map(|r| r.child("DAV:", "report"))
+        .filter_map(|r| r.children.first().map(|c| c.local.clone()))
+        .collect();
+    for want in [
+        "calendar-multiget",
+        "calendar-query",
+        "free-busy-query",
+        "sync-collection",
+    ] {
+        assert!(listed.iter().any(|l| l == want), "{want} not in {listed:?}");
+    }
+
+    // Writable ones persist: time-zone id (RFC 7809), transparency, description, order.
+    let set = r#"<D:propertyupdate xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:A="http://apple.com/ns/ical/"><D:set><D:prop><C:calendar-timezone-id>Europe/Berlin</C:calendar-timezone-id><C:schedule-calendar-transp><C:transparent/></C:schedule-calendar-transp><C:calendar-description>Team dates</C:calendar-description><A:calendar-order>3</A:calendar-order></D:prop></D:set></D:propertyupdate>"#;
+    let r = srv.send(srv.req("PROPPATCH", CAL).body(set)).await;
+    r.expect(207);
+    assert!(
+        !r.text().contains("403") && !r.text().contains("424"),
+        "{}",
+        r.text()
+    );
+    let get = r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:A="http://apple.com/ns/ical/"><D:prop><C:calendar-timezone-id/><C:schedule-calendar-transp/><C:calendar-description/><A:calendar-order/></D:prop></D:propfind>"#;
+    let ms = srv.propfind(CAL, "0", get).await.xml();
+    let (_, resp) = &responses(&ms)[0];
+    assert_eq!(
+        prop_text(resp, C, "calendar-timezone-id").unwrap(),
+        "Europe/Berlin"
+    );
+    assert!(
+        found_prop(resp, C, "schedule-calendar-transp")
+            .unwrap()
+            .child(C, "transparent")
+            .is_some()
+    );
+    assert_eq!(
+        prop_text(resp, C, "calendar-description").unwrap(),
+        "Team dates"
+    );
+    assert_eq!(
+        prop_text(resp, "http://apple.com/ns/ical/", "calendar-order").unwrap(),
+        "3"
+    );
+    // Bad values are refused and change nothing.
+    let bad = r#"<D:propertyupdate xmlns:D="DAV:" xmlns:A="http://apple.com/ns/ical/"><D:set><D:prop><A:calendar-order>first</A:calendar-order></D:prop></D:set></D:propertyupdate>"#;
+    let r = srv.send(srv.req("PROPPATCH", CAL).body(bad)).await;
+    assert!(r.text().contains("409"), "{}", r.text());
+    let ms = srv.propfind(CAL, "0", get).await.xml();
+    assert_eq!(
+        prop_text(
+            &responses(&ms)[0].1,
+            "http://apple.com/ns/ical/",
+            "calendar-order"
+        )
+        .unwrap(),
+        "3"
+    );
+}
+both_backends!(calendar_collection_properties, calendar_properties);
+
 async fn collections(srv: TestServer) {
     // MKCALENDAR with initial properties.
     let body = r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Chores</D:displayname><C:supported-calendar-component-set><C:comp name="VTODO"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"#;
