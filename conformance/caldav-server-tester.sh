@@ -19,4 +19,4 @@ expected="$CONFORMANCE_DIR/expected/caldav-server-tester.json"
 if [ "${CONVENE_UPDATE_EXPECTED:-}" = 1 ]; then
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("ts",None); d.pop("url",None); json.dump(d,open(sys.argv[2],"w"),indent=1,sort_keys=True)' "$observed" "$expected"
 fi
-python3 "$CONFORMANCE_DIR/compare_features.py" "$expected" "$observed"
+"$VENV/bin/python" "$CONFORMANCE_DIR/compare_features.py" "$expected" "$observed"

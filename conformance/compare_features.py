@@ -39,9 +39,42 @@ def main(expected_path, observed_path):
         print(f"  regressed: {d}", file=sys.stderr)
     for g in gains:
         print(f"  improved (update conformance/expected): {g}", file=sys.stderr)
-    state = "FAILED" if drops else "ok"
-    print(f"caldav-server-tester: {state} ({len(drops)} regressions, {len(gains)} improvements; listed deviations: {shown})")
-    return 1 if drops else 0
+    totals = all_checked(observed_path)
+    bad = [n for n, lvl in totals.items() if lvl in ("broken", "ungraceful")]
+    for n in bad:
+        print(f"  {totals[n]}: {n}", file=sys.stderr)
+    tally = {}
+    for lvl in totals.values():
+        tally[lvl] = tally.get(lvl, 0) + 1
+    full = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
+    state = "FAILED" if drops or bad else "ok"
+    print(
+        f"caldav-server-tester: {state} ({len(drops)} regressions, {len(gains)} improvements; "
+        f"all {len(totals)} checked features: {full}; listed deviations: {shown})"
+    )
+    return 1 if drops or bad else 0
+
+
+def all_checked(observed_path):
+    """Every feature the tester checks, at its observed level or, where the compact output
+    omits it, at the library's default level for it (what 'full' counts are quoted against)."""
+    import inspect
+
+    from caldav.compatibility_hints import FeatureSet
+    import caldav_server_tester.checks as checks
+
+    names = set()
+    for _, cls in inspect.getmembers(checks, inspect.isclass):
+        f = getattr(cls, "features_to_be_checked", None)
+        if isinstance(f, (set, list, tuple)):
+            names |= set(f)
+    with open(observed_path) as fh:
+        fs = FeatureSet(json.load(fh).get("features", {}))
+    out = {}
+    for n in sorted(names):
+        lvl = fs.is_supported(n, str)
+        out[n] = lvl if lvl in RANK else "full" if lvl == "True" else str(lvl)
+    return out
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ run_suite litmus conformance/litmus.sh
 run_suite vdirsyncer conformance/vdirsyncer.sh
 run_suite caldav-server-tester conformance/caldav-server-tester.sh
 run_suite time-range-oracle conformance/time-range-oracle.sh
+run_suite caldav-functional conformance/caldav-functional.sh
+run_suite fuzz conformance/fuzz.sh
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2

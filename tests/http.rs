@@ -954,3 +954,74 @@ async fn corpus(srv: TestServer) {
     assert!(r.text().contains("METHOD"), "{}", r.text());
 }
 both_backends!(ical_corpus_round_trip, corpus);
+
+/// RFC 3744 9.4/9.5: finding people by name or address (Apple Calendar's invitee lookup).
+async fn search_hrefs(srv: &TestServer, body: &str) -> Vec<String> {
+    let r = srv.report("/dav/", body).await;
+    r.expect(207);
+    let mut hrefs: Vec<String> = responses(&r.xml()).into_iter().map(|(h, _)| h).collect();
+    hrefs.sort();
+    hrefs
+}
+
+async fn principal_search(srv: TestServer) {
+    let srv = &srv;
+    let search = |body: &'static str| search_hrefs(srv, body);
+    let by_name = r#"<D:principal-property-search xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:property-search><D:prop><D:displayname/></D:prop><D:match>alice a</D:match></D:property-search><D:prop><D:displayname/><C:calendar-home-set/></D:prop></D:principal-property-search>"#;
+    assert_eq!(search(by_name).await, vec!["/dav/principals/alice/"]);
+    let r = srv.report("/dav/principals/", by_name).await;
+    let ms = r.xml();
+    let hit = &responses(&ms)[0].1;
+    assert_eq!(
+        prop_text(hit, "DAV:", "displayname").as_deref(),
+        Some("Alice A")
+    );
+    let home = found_prop(hit, "urn:ietf:params:xml:ns:caldav", "calendar-home-set").unwrap();
+    assert_eq!(home.children[0].text, "/dav/calendars/alice/");
+    // python-caldav's shape: the wanted properties beside an empty DAV:prop.
+    let sibling = r#"<D:principal-property-search xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:property-search><D:prop><D:displayname/></D:prop><D:match>bob</D:match></D:property-search><D:prop/><C:calendar-home-set/><D:displayname/></D:principal-property-search>"#;
+    let r = srv.report("/dav/", sibling).await;
+    let ms = r.xml();
+    let hit = &responses(&ms)[0].1;
+    assert_eq!(
+        prop_text(hit, "DAV:", "displayname").as_deref(),
+        Some("bob")
+    );
+    assert!(found_prop(hit, "urn:ietf:params:xml:ns:caldav", "calendar-home-set").is_some());
+    // Address search; anyof versus allof.
+    let by_mail = r#"<D:principal-property-search xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:property-search><D:prop><C:calendar-user-address-set/></D:prop><D:match>BOB@example</D:match></D:property-search><D:prop><D:displayname/></D:prop></D:principal-property-search>"#;
+    assert_eq!(search(by_mail).await, vec!["/dav/principals/bob/"]);
+    let any = r#"<D:principal-property-search xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" test="anyof"><D:property-search><D:prop><D:displayname/></D:prop><D:match>Alice</D:match></D:property-search><D:property-search><D:prop><C:calendar-user-address-set/></D:prop><D:match>bob@</D:match></D:property-search><D:prop><D:displayname/></D:prop></D:principal-property-search>"#;
+    assert_eq!(
+        search(any).await,
+        vec!["/dav/principals/alice/", "/dav/principals/bob/"]
+    );
+    let all = any.replace(r#" test="anyof""#, "");
+    assert!(search(Box::leak(all.into_boxed_str())).await.is_empty());
+    let nobody = r#"<D:principal-property-search xmlns:D="DAV:"><D:property-search><D:prop><D:displayname/></D:prop><D:match>zelda</D:match></D:property-search><D:prop><D:displayname/></D:prop></D:principal-property-search>"#;
+    assert!(search(nobody).await.is_empty());
+    // Listing everyone (no property-search), as python-caldav and DAVx5 do.
+    let list = r#"<D:principal-property-search xmlns:D="DAV:"><D:prop><D:displayname/></D:prop></D:principal-property-search>"#;
+    assert_eq!(
+        search(list).await,
+        vec!["/dav/principals/alice/", "/dav/principals/bob/"]
+    );
+    // A search on a property that cannot be searched is refused with a message.
+    let bad = r#"<D:principal-property-search xmlns:D="DAV:"><D:property-search><D:prop><D:getetag/></D:prop><D:match>x</D:match></D:property-search></D:principal-property-search>"#;
+    srv.report("/dav/", bad).await.expect(400);
+    // The searchable set is advertised.
+    let r = srv
+        .report(
+            "/dav/principals/",
+            r#"<D:principal-search-property-set xmlns:D="DAV:"/>"#,
+        )
+        .await;
+    r.expect(200);
+    let set = r.xml();
+    assert_eq!(
+        set.children_named("DAV:", "principal-search-property")
+            .count(),
+        2
+    );
+}
+both_backends!(principal_property_search, principal_search);

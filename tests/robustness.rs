@@ -167,3 +167,28 @@ fn xml_parser_never_panics_on_mutated_requests() {
         let _ = convene::dav::parse_proppatch(&input, XmlLimits::default());
     }
 }
+
+/// Every input a `cargo fuzz` target ever crashed on (fixtures/fuzz-crashes/<target>/) goes
+/// through the same calls as that target, in every `cargo test`.
+#[test]
+fn recorded_fuzz_crashes_stay_fixed() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz-crashes");
+    let limits = IndexLimits {
+        horizon: 1_900_000_000,
+        max_instances: 2000,
+    };
+    let range = TimeRange::new(Some(1_704_067_200), Some(1_706_745_600));
+    for target in ["ical_validate_index", "recurrence", "dav_xml"] {
+        let Ok(dir) = std::fs::read_dir(base.join(target)) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let input = std::fs::read(entry.path()).unwrap();
+            let _ = ical::validate_object(&input);
+            let _ = ical::index::index_object(&input, limits);
+            let _ = ical::expand::expand(&input, range, limits, &Zone::Utc);
+            let _ = xml::parse(&input, XmlLimits::default());
+            let _ = convene::dav::parse_propfind(&input, XmlLimits::default());
+        }
+    }
+}

@@ -593,3 +593,118 @@ async fn time_index(f: Fixture) {
     assert!(!ids(s.instances_between(b.id, 177 * H, 180 * H).await.unwrap()).contains(&copied.id));
 }
 contract!(time_range_index, time_index);
+
+/// The in-memory listing must answer exactly as the SQL does, after every kind of change made
+/// by another instance (it learns of them only through the collection's change number).
+async fn listing(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let u = user(s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("a"), cal("b")]).await.unwrap();
+    let a = s.child(home.id, "a").await.unwrap().unwrap();
+    let b = s.child(home.id, "b").await.unwrap().unwrap();
+    const H: i64 = 3600;
+    const INF: i64 = i64::MAX / 4;
+    let key = |rows: Vec<InstanceRow>| {
+        let mut v: Vec<(i64, i64, i64)> = rows
+            .into_iter()
+            .map(|r| (r.resource.0, r.instance.start, r.instance.end))
+            .collect();
+        v.sort();
+        v
+    };
+    let check = |step: &'static str| async move {
+        let coll = s.resource(a.id).await.unwrap().unwrap();
+        let shared = s.listing(&coll).await.unwrap().expect("fits the budget");
+        let (members, windows, incomplete) = {
+            let l = shared.read().unwrap();
+            assert!(
+                l.seq() >= coll.sync_seq,
+                "{step}: listing older than the row"
+            );
+            let members: Vec<(String, Option<String>)> = l
+                .members()
+                .map(|r| (r.name.clone(), r.etag.clone()))
+                .collect();
+            let windows: Vec<_> = [(0, 50 * H), (99 * H, 102 * H), (170 * H, 600 * H)]
+                .iter()
+                .map(|&(x, y)| key(l.instances_between(x, y)))
+                .collect();
+            let mut inc: Vec<i64> = l.incomplete(300 * H, 400 * H).map(|r| r.id.0).collect();
+            inc.sort();
+            (members, windows, inc)
+        };
+        let sql_members: Vec<(String, Option<String>)> = s
+            .children(a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.etag))
+            .collect();
+        assert_eq!(members, sql_members, "{step}: members");
+        for (i, &(x, y)) in [(0, 50 * H), (99 * H, 102 * H), (170 * H, 600 * H)]
+            .iter()
+            .enumerate()
+        {
+            let sql = key(s.instances_between(a.id, x, y).await.unwrap());
+            assert_eq!(windows[i], sql, "{step}: window {i}");
+        }
+        let mut sql_inc: Vec<i64> = s
+            .incomplete_objects(a.id, 300 * H, 400 * H)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id.0)
+            .collect();
+        sql_inc.sort();
+        assert_eq!(incomplete, sql_inc, "{step}: incomplete");
+    };
+    check("empty").await;
+    let put = |name: &'static str, o: NewObject| async move {
+        other
+            .put_object(a.id, name, o, WriteCondition::None)
+            .await
+            .unwrap()
+            .0
+    };
+    put("short.ics", indexed("short", &[(100 * H, 101 * H)], INF)).await;
+    put("long.ics", indexed("long", &[(0, 1000 * H)], INF)).await;
+    let weekly = put(
+        "weekly.ics",
+        indexed("weekly", &[(10 * H, 11 * H), (178 * H, 179 * H)], 200 * H),
+    )
+    .await;
+    check("created").await;
+    put("short.ics", indexed("short", &[(500 * H, 501 * H)], INF)).await;
+    check("rewritten").await;
+    other.delete(weekly.id, WriteCondition::None).await.unwrap();
+    check("deleted").await;
+    // Deleted and created again under the same name, then renamed within the collection.
+    put("weekly.ics", indexed("weekly2", &[(20 * H, 21 * H)], INF)).await;
+    let again = other.child(a.id, "weekly.ics").await.unwrap().unwrap();
+    other
+        .transfer(again.id, a.id, "renamed.ics", false, true)
+        .await
+        .unwrap();
+    check("recreated and renamed").await;
+    // Moved out and copied in.
+    let short = other.child(a.id, "short.ics").await.unwrap().unwrap();
+    other
+        .transfer(short.id, b.id, "moved.ics", false, true)
+        .await
+        .unwrap();
+    let moved = other.child(b.id, "moved.ics").await.unwrap().unwrap();
+    other
+        .transfer(moved.id, a.id, "copy.ics", false, false)
+        .await
+        .unwrap();
+    check("moved and copied").await;
+    // A listing read with an older row is still at least as new as that row.
+    let stale = a.clone();
+    let l = s.listing(&stale).await.unwrap().unwrap();
+    assert!(l.read().unwrap().seq() >= stale.sync_seq);
+    // A collection bigger than the budget is not cached: callers use the SQL path.
+    let tiny = f.other.clone().with_listing_budget(2);
+    let coll = tiny.resource(a.id).await.unwrap().unwrap();
+    assert!(tiny.listing(&coll).await.unwrap().is_none());
+}
+contract!(listing_matches_sql, listing);

@@ -96,6 +96,9 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     pub index_horizon_days: i64,
     pub max_instances: usize,
+    /// Rows (members plus time-range index rows) of collection listings kept in memory over
+    /// all collections; 0 turns the cache off. About 70 bytes a row.
+    pub listing_cache_rows: usize,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             shutdown_grace_seconds: 30,
             index_horizon_days: 3 * 366,
             max_instances: 20_000,
+            listing_cache_rows: crate::store::listing::DEFAULT_BUDGET_ROWS,
         }
     }
 }
@@ -365,7 +369,9 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let cfg = Config::load(&cli)?;
     let url = cfg.store_url()?;
-    let store = Store::open(&url).await?;
+    let store = Store::open(&url)
+        .await?
+        .with_listing_budget(cfg.listing_cache_rows);
     match cli.command {
         Command::Serve(_) => serve(cfg, store).await,
         Command::User(cmd) => {

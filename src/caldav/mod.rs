@@ -24,8 +24,8 @@ use crate::dav::{
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
-    Change, NewCollection, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter,
-    Store, StoreError, StoredProp, SyncReader, User, UserStore, WriteCondition,
+    Change, NewCollection, NewObject, Resource, ResourceId, ResourceKind, ResourceReader,
+    ResourceWriter, Store, StoreError, StoredProp, SyncReader, User, UserStore, WriteCondition,
 };
 use props::Prop;
 
@@ -287,6 +287,58 @@ pub fn default_collections() -> Vec<NewCollection> {
 
 /// Properties to store and (namespace, name) pairs to remove, after validation.
 type PatchPlan = (Vec<StoredProp>, Vec<(String, String)>);
+
+/// The properties principal-property-search can match on (RFC 3744 9.5).
+const PRINCIPAL_SEARCH_PROPERTY_SET: &str = concat!(
+    r#"<?xml version="1.0" encoding="utf-8"?>"#,
+    r#"<D:principal-search-property-set xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">"#,
+    r#"<D:principal-search-property><D:prop><D:displayname/></D:prop>"#,
+    r#"<D:description xml:lang="en">Display name</D:description></D:principal-search-property>"#,
+    r#"<D:principal-search-property><D:prop><C:calendar-user-address-set/></D:prop>"#,
+    r#"<D:description xml:lang="en">Calendar address (mailto:)</D:description></D:principal-search-property>"#,
+    r#"</D:principal-search-property-set>"#
+);
+
+/// A principal property principal-property-search matches against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrincipalField {
+    DisplayName,
+    Address,
+}
+
+impl PrincipalField {
+    fn of(ns: &str, local: &str) -> Option<PrincipalField> {
+        match (ns, local) {
+            (NS_DAV, "displayname") => Some(PrincipalField::DisplayName),
+            (NS_CALDAV, "calendar-user-address-set") => Some(PrincipalField::Address),
+            (crate::dav::NS_CS, "email-address-set") => Some(PrincipalField::Address),
+            _ => None,
+        }
+    }
+
+    fn value(self, u: &User) -> String {
+        match self {
+            PrincipalField::DisplayName => u.display_name.clone().unwrap_or_else(|| u.name.clone()),
+            PrincipalField::Address => {
+                format!(
+                    "mailto:{} {}",
+                    u.email.as_deref().unwrap_or(""),
+                    principal_href(&u.name)
+                )
+            }
+        }
+    }
+}
+
+/// What a report asks of each member: properties, and how to shape calendar-data.
+#[derive(Clone, Copy)]
+struct Wanted<'a> {
+    names: &'a [PropertyName],
+    spec: &'a DataSpec,
+}
+
+/// Object bodies fetched ahead for a report, by resource.
+type Bodies = std::collections::HashMap<ResourceId, Vec<u8>>;
 
 /// The handler's view of the world: the store, the settings and who is asking.
 pub struct Dav<'a> {
@@ -603,7 +655,10 @@ impl<'a> Dav<'a> {
                     ],
                     (Node::Res { .. }, Some(ResourceKind::Object)) => &[],
                     (Node::Res { .. }, _) => &["<D:sync-collection/>"],
-                    _ => &[],
+                    _ => &[
+                        "<D:principal-property-search/>",
+                        "<D:principal-search-property-set/>",
+                    ],
                 };
                 let mut s = String::from("<D:supported-report-set>");
                 for r in reports {
@@ -863,15 +918,26 @@ impl<'a> Dav<'a> {
                             props.entry(id).or_default().push(p);
                         }
                     }
-                    for child in self.store.children(res.id).await.map_err(internal)? {
+                    let mut emit = |child: &Resource| {
                         let node = Node::Res {
                             owner: &owner,
-                            res: &child,
-                            href: Self::child_href(&href, &child),
+                            res: child,
+                            href: Self::child_href(&href, child),
                         };
                         let stored = props.remove(&child.id).unwrap_or_default();
                         let (found, missing) = self.propfind_props(&pf, &node, &stored);
                         ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+                    };
+                    match self.store.listing(&res).await.map_err(internal)? {
+                        Some(listing) => {
+                            let l = listing.read().unwrap_or_else(|e| e.into_inner());
+                            l.members().for_each(&mut emit);
+                        }
+                        None => {
+                            for child in self.store.children(res.id).await.map_err(internal)? {
+                                emit(&child);
+                            }
+                        }
                     }
                 }
             }
@@ -1568,6 +1634,26 @@ impl<'a> Dav<'a> {
 
     async fn report(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         let root = dav::xml::parse(&req.body, self.settings.xml)?;
+        // The principal reports (RFC 3744 9.4, 9.5) search the principal collection, whatever
+        // resource they are sent to (clients send them to the DAV root or a principal).
+        if root.ns == NS_DAV
+            && matches!(
+                root.local.as_str(),
+                "principal-property-search" | "principal-search-property-set"
+            )
+        {
+            if let Target::Missing { .. } = self.resolve(&req.path).await? {
+                return Err(DavError::not_found());
+            }
+            return if root.local == "principal-search-property-set" {
+                Ok(DavResponse::xml(
+                    StatusCode::OK,
+                    PRINCIPAL_SEARCH_PROPERTY_SET.into(),
+                ))
+            } else {
+                self.principal_search(&root).await
+            };
+        }
         let (owner, res, segs) = match self.resolve(&req.path).await? {
             Target::Res { owner, res, segs } => (owner, res, segs),
             Target::Missing { .. } => return Err(DavError::not_found()),
@@ -1611,6 +1697,77 @@ impl<'a> Dav<'a> {
         }
     }
 
+    /// principal-property-search (RFC 3744 9.4): users whose searchable properties contain
+    /// the match text, caseless. `test="anyof"` needs one property-search to match, the default
+    /// `allof` every one. Without any property-search (not RFC 3744, but sent by clients to
+    /// list principals) every principal matches.
+    async fn principal_search(&self, root: &dav::Element) -> Result<DavResponse, DavError> {
+        let any_of = root.attr("test") == Some("anyof");
+        let mut searches: Vec<(Vec<PrincipalField>, String)> = vec![];
+        for ps in root.children_named(NS_DAV, "property-search") {
+            let text = ps
+                .child(NS_DAV, "match")
+                .map(|m| m.text.trim().to_lowercase())
+                .unwrap_or_default();
+            let fields: Vec<PrincipalField> = ps
+                .child(NS_DAV, "prop")
+                .map(|p| {
+                    p.children
+                        .iter()
+                        .filter_map(|c| PrincipalField::of(&c.ns, &c.local))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if fields.is_empty() {
+                return Err(DavError::bad_request(
+                    "property-search names no searchable property (see principal-search-property-set)",
+                ));
+            }
+            searches.push((fields, text));
+        }
+        let mut names = root
+            .child(NS_DAV, "prop")
+            .map(dav::prop_names)
+            .unwrap_or_default();
+        // python-caldav (through 3.6) sends the wanted properties as siblings of an empty
+        // DAV:prop; take them from there too rather than answer with bare hrefs.
+        names.extend(
+            root.children
+                .iter()
+                .filter(|c| {
+                    !(c.ns == NS_DAV
+                        && matches!(
+                            c.local.as_str(),
+                            "prop" | "property-search" | "apply-to-principal-collection-set"
+                        ))
+                })
+                .map(PropertyName::of),
+        );
+        let users = self.store.list_users().await.map_err(internal)?;
+        let mut ms = Multistatus::new();
+        for u in users.iter().filter(|u| !u.disabled) {
+            let hit = |(fields, text): &(Vec<PrincipalField>, String)| {
+                fields
+                    .iter()
+                    .any(|f| f.value(u).to_lowercase().contains(text))
+            };
+            let selected = searches.is_empty()
+                || if any_of {
+                    searches.iter().any(hit)
+                } else {
+                    searches.iter().all(hit)
+                };
+            if !selected {
+                continue;
+            }
+            let node = Node::Principal(u);
+            let (found, missing) =
+                self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
+            ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+        }
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
     /// Properties for a report response, with calendar-data rendered from the stored bytes.
     async fn report_response(
         &self,
@@ -1618,9 +1775,10 @@ impl<'a> Dav<'a> {
         owner: &User,
         res: &Resource,
         href: String,
-        names: &[PropertyName],
-        spec: &DataSpec,
+        wanted: Wanted<'_>,
+        bodies: &mut Bodies,
     ) -> Result<(), DavError> {
+        let Wanted { names, spec } = wanted;
         let node = Node::Res { owner, res, href };
         // Only a request for a stored (dead or client-set) property needs the property table.
         let stored = if names.iter().any(|n| Prop::from_name(n).is_stored()) {
@@ -1634,12 +1792,15 @@ impl<'a> Dav<'a> {
             let p = Prop::from_name(n);
             if p == Prop::CalendarData {
                 if res.kind == ResourceKind::Object && res.component.is_some() {
-                    let data = self
-                        .store
-                        .object_data(res.id)
-                        .await
-                        .map_err(internal)?
-                        .unwrap_or_default();
+                    let data = match bodies.remove(&res.id) {
+                        Some(d) => d,
+                        None => self
+                            .store
+                            .object_data(res.id)
+                            .await
+                            .map_err(internal)?
+                            .unwrap_or_default(),
+                    };
                     let data = self.shape_data(data, spec);
                     found.push(format!(
                         "<C:calendar-data>{}</C:calendar-data>",
@@ -1733,8 +1894,11 @@ impl<'a> Dav<'a> {
                         owner,
                         r,
                         Self::child_href(href, r),
-                        &sc.props,
-                        &DataSpec::plain(),
+                        Wanted {
+                            names: &sc.props,
+                            spec: &DataSpec::plain(),
+                        },
+                        &mut Bodies::new(),
                     )
                     .await?
                 }
@@ -1791,6 +1955,13 @@ impl<'a> Dav<'a> {
         let wanted: Vec<String> = hrefs.iter().filter_map(|h| direct_name(h)).collect();
         let found: std::collections::HashMap<String, Resource> = if wanted.is_empty() {
             Default::default()
+        } else if let Some(listing) = self.store.listing(res).await.map_err(internal)? {
+            let l = listing.read().unwrap_or_else(|e| e.into_inner());
+            wanted
+                .iter()
+                .filter_map(|n| l.by_name(n))
+                .map(|r| (r.name.clone(), r.clone()))
+                .collect()
         } else {
             self.store
                 .children_by_name(res.id, &wanted)
@@ -1800,14 +1971,30 @@ impl<'a> Dav<'a> {
                 .map(|r| (r.name.clone(), r))
                 .collect()
         };
+        let items: Vec<Resource> = found
+            .values()
+            .filter(|r| r.kind == ResourceKind::Object)
+            .cloned()
+            .collect();
+        let mut bodies = self.prefetch_bodies(&items, &names).await?;
         let mut ms = Multistatus::new();
         for h in hrefs {
             if let Some(name) = direct_name(h) {
                 match found.get(&name) {
                     Some(item) if item.kind == ResourceKind::Object => {
                         let item_href = Self::child_href(href, item);
-                        self.report_response(&mut ms, owner, item, item_href, &names, &spec)
-                            .await?;
+                        self.report_response(
+                            &mut ms,
+                            owner,
+                            item,
+                            item_href,
+                            Wanted {
+                                names: &names,
+                                spec: &spec,
+                            },
+                            &mut bodies,
+                        )
+                        .await?;
                     }
                     _ => ms.status_response(h, 404, None),
                 }
@@ -1830,8 +2017,18 @@ impl<'a> Dav<'a> {
                         || res.kind != ResourceKind::Object) =>
                 {
                     let item_href = Self::res_href(&segs, &item);
-                    self.report_response(&mut ms, owner, &item, item_href, &names, &spec)
-                        .await?;
+                    self.report_response(
+                        &mut ms,
+                        owner,
+                        &item,
+                        item_href,
+                        Wanted {
+                            names: &names,
+                            spec: &spec,
+                        },
+                        &mut Bodies::new(),
+                    )
+                    .await?;
                 }
                 _ => ms.status_response(h, 404, None),
             }
@@ -1905,15 +2102,43 @@ impl<'a> Dav<'a> {
                 .unwrap_or_default(),
             None => href.to_string(),
         };
+        let selected: Vec<Resource> = selected
+            .into_iter()
+            .filter(|c| single.as_ref().is_none_or(|s| s.id == c.id))
+            .collect();
+        let mut bodies = self.prefetch_bodies(&selected, &names).await?;
         for child in selected {
-            if single.as_ref().is_some_and(|s| s.id != child.id) {
-                continue;
-            }
             let h = Self::child_href(&cal_href, &child);
-            self.report_response(&mut ms, owner, &child, h, &names, &spec)
+            let wanted = Wanted {
+                names: &names,
+                spec: &spec,
+            };
+            self.report_response(&mut ms, owner, &child, h, wanted, &mut bodies)
                 .await?;
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// The bodies a report will write, in one round trip, when it asks for calendar-data.
+    async fn prefetch_bodies(
+        &self,
+        items: &[Resource],
+        names: &[PropertyName],
+    ) -> Result<Bodies, DavError> {
+        if !names
+            .iter()
+            .any(|n| Prop::from_name(n) == Prop::CalendarData)
+        {
+            return Ok(Bodies::new());
+        }
+        let ids: Vec<ResourceId> = items.iter().map(|r| r.id).collect();
+        Ok(self
+            .store
+            .object_datas(&ids)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .collect())
     }
 
     /// Apply a report's calendar-data request (RFC 4791 9.6) to stored bytes.

@@ -159,12 +159,21 @@ pub async fn select(
     {
         return select_by_time(store, calendar, filter, main, tr, ctx).await;
     }
-    let objects: Vec<Resource> = store
-        .children(calendar.id)
-        .await?
-        .into_iter()
-        .filter(|c| c.component.is_some())
-        .collect();
+    let objects: Vec<Resource> = match store.listing(calendar).await? {
+        Some(listing) => {
+            let l = listing.read().unwrap_or_else(|e| e.into_inner());
+            l.members()
+                .filter(|c| c.component.is_some())
+                .cloned()
+                .collect()
+        }
+        None => store
+            .children(calendar.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.component.is_some())
+            .collect(),
+    };
     let (main, rest_simple) = match filter.comps.as_slice() {
         [] => {
             return if filter.is_simple() {
@@ -206,17 +215,35 @@ async fn select_by_time(
     let to = tr.end.saturating_add(FLOATING_SLACK);
     let complete = |r: &Resource| r.complete_until.is_none_or(|c| c >= tr.end);
     let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
-    let rows = store.instances_between(calendar.id, from, to).await?;
-    let mut ids: Vec<ResourceId> = rows.iter().map(|r| r.resource).collect();
-    ids.sort();
-    ids.dedup();
-    let near: HashMap<ResourceId, Resource> = store
-        .children_by_id(calendar.id, &ids)
-        .await?
-        .into_iter()
-        .filter(|r| of_type(r))
-        .map(|r| (r.id, r))
-        .collect();
+    let (rows, near, incomplete) = match store.listing(calendar).await? {
+        Some(listing) => {
+            let l = listing.read().unwrap_or_else(|e| e.into_inner());
+            let rows = l.instances_between(from, to);
+            let near: HashMap<ResourceId, Resource> = rows
+                .iter()
+                .filter_map(|row| l.by_id(row.resource))
+                .filter(|r| of_type(r))
+                .map(|r| (r.id, r.clone()))
+                .collect();
+            let incomplete: Vec<Resource> = l.incomplete(from, to).cloned().collect();
+            (rows, near, incomplete)
+        }
+        None => {
+            let rows = store.instances_between(calendar.id, from, to).await?;
+            let mut ids: Vec<ResourceId> = rows.iter().map(|r| r.resource).collect();
+            ids.sort();
+            ids.dedup();
+            let near: HashMap<ResourceId, Resource> = store
+                .children_by_id(calendar.id, &ids)
+                .await?
+                .into_iter()
+                .filter(|r| of_type(r))
+                .map(|r| (r.id, r))
+                .collect();
+            let incomplete = store.incomplete_objects(calendar.id, from, to).await?;
+            (rows, near, incomplete)
+        }
+    };
     let mut hit: HashSet<ResourceId> = HashSet::new();
     for row in &rows {
         if let Some(r) = near.get(&row.resource)
@@ -227,9 +254,7 @@ async fn select_by_time(
         }
     }
     // Objects whose index ends before the window must be expanded now.
-    let mut undecided: Vec<Resource> = store
-        .incomplete_objects(calendar.id, from, to)
-        .await?
+    let mut undecided: Vec<Resource> = incomplete
         .into_iter()
         .filter(|r| of_type(r) && !complete(r))
         .collect();

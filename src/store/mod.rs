@@ -9,14 +9,18 @@
 //!
 //! Must never: know HTTP or XML, or log calendar data or password hashes.
 
+pub mod listing;
 mod postgres;
 mod sql;
 mod sqlite;
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::ical::index::{Instance, ObjectIndex};
 
+pub use listing::SharedListing;
+use listing::{Listing, ListingCache};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -114,6 +118,10 @@ pub struct Resource {
     pub modified_at: i64,
     /// Time-range index coverage (objects in calendars): instances are complete up to here.
     pub complete_until: Option<i64>,
+    /// Earliest instance start and latest instance end (objects in calendars; open-ended
+    /// rules end at the far future).
+    pub first_start: Option<i64>,
+    pub last_end: Option<i64>,
 }
 
 /// A stored property: a standalone XML element (namespace declarations included).
@@ -231,6 +239,8 @@ pub trait ResourceReader {
     async fn children_by_name(&self, parent: ResourceId, names: &[String])
     -> Result<Vec<Resource>>;
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
+    /// The bodies of these objects, in one round trip per 500; ids without a body are skipped.
+    async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>>;
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>>;
     /// The properties of every member of `parent`, in one query (PROPFIND Depth 1).
     async fn child_props(
@@ -302,6 +312,12 @@ pub trait IndexReader {
         from: i64,
         to: i64,
     ) -> Result<Vec<InstanceRow>>;
+    /// Every index row of members of `parent`, or of the members with these ids.
+    async fn instances_of(
+        &self,
+        parent: ResourceId,
+        ids: Option<&[ResourceId]>,
+    ) -> Result<Vec<InstanceRow>>;
     /// Members whose index is incomplete before `to` and whose set may reach `[from, to]`:
     /// they must be expanded at query time.
     async fn incomplete_objects(
@@ -315,16 +331,23 @@ pub trait IndexReader {
 /// The configured backend. An enum rather than `dyn` because async trait methods are not
 /// object safe; every method is a plain delegation.
 #[derive(Clone)]
-pub enum Store {
+enum Backend {
     Sqlite(SqliteStore),
     Postgres(PgStore),
 }
 
+/// The store: a backend plus this process's cache of collection listings.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    listings: Arc<ListingCache>,
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Sqlite($s) => $e,
-            Store::Postgres($s) => $e,
+        match &$self.backend {
+            Backend::Sqlite($s) => $e,
+            Backend::Postgres($s) => $e,
         }
     };
 }
@@ -332,18 +355,94 @@ macro_rules! delegate {
 impl Store {
     /// Open (creating and migrating) a store from a URL: `sqlite://path` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Store> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(PgStore::open(url).await?))
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(PgStore::open(url).await?)
         } else {
-            Ok(Store::Sqlite(SqliteStore::open(url).await?))
-        }
+            Backend::Sqlite(SqliteStore::open(url).await?)
+        };
+        Ok(Store {
+            backend,
+            listings: Arc::new(ListingCache::new(listing::DEFAULT_BUDGET_ROWS)),
+        })
+    }
+
+    /// Bound the listing cache to `rows` (members plus index rows over all collections);
+    /// 0 turns it off.
+    pub fn with_listing_budget(mut self, rows: usize) -> Store {
+        self.listings = Arc::new(ListingCache::new(rows));
+        self
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// The members and index rows of collection `coll`, at least as new as `coll.sync_seq`
+    /// (the change number the caller read). `None` when the collection does not fit the
+    /// listing budget: the caller then asks the indexed queries instead.
+    pub async fn listing(&self, coll: &Resource) -> Result<Option<SharedListing>> {
+        if self.listings.budget() == 0 || self.listings.is_too_big(coll.id) {
+            return Ok(None);
+        }
+        if let Some(shared) = self.listings.get(coll.id) {
+            let since = {
+                let l = shared.read().unwrap_or_else(|e| e.into_inner());
+                l.seq()
+            };
+            if since >= coll.sync_seq {
+                return Ok(Some(shared));
+            }
+            if coll.tomb_floor <= since {
+                let changes = self
+                    .changes_since(coll.id, Some(since), Some(listing::DELTA_LIMIT))
+                    .await?;
+                if changes.len() <= listing::DELTA_LIMIT {
+                    let live: Vec<ResourceId> = changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            Change::Live(r) => Some(r.id),
+                            Change::Deleted { .. } => None,
+                        })
+                        .collect();
+                    let rows = if live.is_empty() {
+                        vec![]
+                    } else {
+                        self.instances_of(coll.id, Some(&live)).await?
+                    };
+                    let size = {
+                        let mut l = shared.write().unwrap_or_else(|e| e.into_inner());
+                        // Another request may have patched it meanwhile; replaying changes
+                        // in order from an older label is idempotent, from a newer one it
+                        // would be wrong, so only patch the label we read.
+                        if l.seq() == since {
+                            tracing::debug!(
+                                collection = coll.id.0,
+                                since,
+                                changes = changes.len(),
+                                "listing patched"
+                            );
+                            l.apply(coll.sync_seq, changes, rows);
+                        }
+                        listing::rows_of(&l)
+                    };
+                    self.listings.resized(coll.id, size);
+                    return Ok(Some(shared));
+                }
+            }
+        }
+        tracing::debug!(
+            collection = coll.id.0,
+            seq = coll.sync_seq,
+            "listing loaded"
+        );
+        let members = self.children(coll.id).await?;
+        let rows = self.instances_of(coll.id, None).await?;
+        Ok(self
+            .listings
+            .put(coll.id, Listing::build(coll.sync_seq, members, rows)))
     }
 
     pub async fn close(&self) {
@@ -401,6 +500,9 @@ impl ResourceReader for Store {
     }
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
         delegate!(self, s => s.object_data(id).await)
+    }
+    async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
+        delegate!(self, s => s.object_datas(ids).await)
     }
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
         delegate!(self, s => s.props(id, viewer).await)
@@ -462,6 +564,13 @@ impl IndexReader for Store {
         to: i64,
     ) -> Result<Vec<InstanceRow>> {
         delegate!(self, s => s.instances_between(parent, from, to).await)
+    }
+    async fn instances_of(
+        &self,
+        parent: ResourceId,
+        ids: Option<&[ResourceId]>,
+    ) -> Result<Vec<InstanceRow>> {
+        delegate!(self, s => s.instances_of(parent, ids).await)
     }
     async fn incomplete_objects(
         &self,

@@ -12,7 +12,8 @@
 macro_rules! res_cols {
     () => {
         "id, uuid, owner_id, parent_id, name, kind, content_type, etag, size, uid, component, \
-         supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at, complete_until"
+         supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at, complete_until, \
+         first_start, last_end"
     };
 }
 pub(crate) use res_cols;
@@ -62,6 +63,21 @@ macro_rules! impl_sql_store {
                 created_at: row.try_get(15)?,
                 modified_at: row.try_get(16)?,
                 complete_until: row.try_get(17)?,
+                first_start: row.try_get(18)?,
+                last_end: row.try_get(19)?,
+            })
+        }
+
+        /// Columns by position: resource_id, start_at, end_at, rule, floating.
+        fn map_instance(r: &DbRow) -> Result<InstanceRow> {
+            Ok(InstanceRow {
+                resource: ResourceId(r.try_get(0)?),
+                instance: crate::ical::index::Instance {
+                    start: r.try_get(1)?,
+                    end: r.try_get(2)?,
+                    rule: crate::ical::index::MatchRule::from_code(r.try_get(3)?),
+                    floating: r.try_get::<i64, _>(4)? != 0,
+                },
             })
         }
 
@@ -545,6 +561,24 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, data FROM resources WHERE data IS NOT NULL AND id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.0);
+                    }
+                    sep.push_unseparated(")");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push((ResourceId(r.try_get(0)?), r.try_get(1)?));
+                    }
+                }
+                Ok(out)
+            }
+
             async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
                 let rows = sqlx::query(
                     "SELECT ns, local, xml FROM props WHERE resource_id = $1 AND user_id = $2 ORDER BY ns, local",
@@ -841,19 +875,46 @@ macro_rules! impl_sql_store {
                 .bind(from)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(InstanceRow {
-                            resource: ResourceId(r.try_get("resource_id")?),
-                            instance: crate::ical::index::Instance {
-                                start: r.try_get("start_at")?,
-                                end: r.try_get("end_at")?,
-                                rule: crate::ical::index::MatchRule::from_code(r.try_get("rule")?),
-                                floating: r.try_get::<i64, _>("floating")? != 0,
-                            },
-                        })
-                    })
-                    .collect()
+                rows.iter().map(map_instance).collect()
+            }
+
+            async fn instances_of(
+                &self,
+                parent: ResourceId,
+                ids: Option<&[ResourceId]>,
+            ) -> Result<Vec<InstanceRow>> {
+                macro_rules! cols {
+                    () => {
+                        "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                         WHERE parent_id = "
+                    };
+                }
+                const COLS_BY_ID: &str =
+                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                     WHERE +parent_id = ";
+                let Some(ids) = ids else {
+                    let rows = sqlx::query(concat!(cols!(), "$1"))
+                        .bind(parent.0)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    return rows.iter().map(map_instance).collect();
+                };
+                let mut out = vec![];
+                for chunk in ids.chunks(500) {
+                    // `+parent_id` keeps the planner off the (parent_id, start_at) index: the
+                    // resource_id lookup is the narrow one.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(COLS_BY_ID);
+                    qb.push_bind(parent.0).push(" AND resource_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.0);
+                    }
+                    sep.push_unseparated(")");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push(map_instance(&r)?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn incomplete_objects(
