@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use futures_util::StreamExt;
 
 const CAL: &str = "/dav/calendars/alice/calendar/";
 
@@ -1025,3 +1026,44 @@ async fn principal_search(srv: TestServer) {
     );
 }
 both_backends!(principal_property_search, principal_search);
+
+/// A collection bigger than the streaming threshold: the Depth 1 listing arrives as a stream
+/// (chunked, no Content-Length) and is still one complete, well-formed multistatus naming every
+/// member exactly once, with the properties asked for.
+async fn streamed_listing(srv: TestServer) {
+    const N: usize = 2_300;
+    let srv = &srv;
+    let puts = futures_util::stream::iter(0..N).map(|k| async move {
+        srv.put_ics(&format!("{CAL}s{k:05}.ics"), &event(&format!("s{k}"), "S"))
+            .await
+            .expect(201);
+    });
+    puts.buffer_unordered(8).collect::<Vec<()>>().await;
+    let r = srv
+        .send(
+            srv.req("PROPFIND", CAL)
+                .header("Depth", "1")
+                .header("Content-Type", "application/xml")
+                .body(r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#),
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.header("content-length").is_none(),
+        "expected a streamed body"
+    );
+    let ms = r.xml();
+    let all = responses(&ms);
+    assert_eq!(all.len(), N + 1);
+    let mut members: Vec<&String> = all.iter().map(|(h, _)| h).filter(|h| *h != CAL).collect();
+    members.sort();
+    members.dedup();
+    assert_eq!(members.len(), N);
+    assert_eq!(members[0], &format!("{CAL}s00000.ics"));
+    assert!(
+        all.iter()
+            .filter(|(h, _)| h != CAL)
+            .all(|(_, resp)| prop_text(resp, "DAV:", "getetag").is_some_and(|e| e.starts_with('"')))
+    );
+}
+both_backends!(streamed_depth1_listing, streamed_listing);

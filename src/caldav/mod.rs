@@ -111,6 +111,9 @@ pub struct DavResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// A body written while it is sent (large multistatus responses): chunks in order, after
+    /// `body`. Memory stays bounded by the channel, whatever the number of members.
+    pub stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl DavResponse {
@@ -119,6 +122,7 @@ impl DavResponse {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            stream: None,
         }
     }
 
@@ -329,6 +333,12 @@ impl PrincipalField {
         }
     }
 }
+
+/// Listings with more members than this are streamed (PROPFIND Depth 1).
+const STREAM_MIN_MEMBERS: usize = 2_000;
+/// Members written per streamed chunk, and chunks buffered ahead of the client.
+const STREAM_BATCH: usize = 500;
+const STREAM_CHANNEL: usize = 2;
 
 /// What a report asks of each member: properties, and how to shape calendar-data.
 #[derive(Clone, Copy)]
@@ -929,6 +939,12 @@ impl<'a> Dav<'a> {
                         ms.propstat_response(&node.href(), &found, &[(404, missing)]);
                     };
                     match self.store.listing(&res).await.map_err(internal)? {
+                        Some(listing)
+                            if listing.read().unwrap_or_else(|e| e.into_inner()).len()
+                                > STREAM_MIN_MEMBERS =>
+                        {
+                            return Ok(self.stream_members(ms, listing, pf, owner, href, props));
+                        }
                         Some(listing) => {
                             let l = listing.read().unwrap_or_else(|e| e.into_inner());
                             l.members().for_each(&mut emit);
@@ -944,6 +960,66 @@ impl<'a> Dav<'a> {
             Target::Missing { .. } => return Err(DavError::not_found()),
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// PROPFIND Depth 1 over a large collection, streamed: the collection's own response
+    /// goes first, then members in batches of `STREAM_BATCH`, walked by name with the listing
+    /// locked only while a batch is written. The writer task stops when the client goes away.
+    fn stream_members(
+        &self,
+        mut ms: Multistatus,
+        listing: crate::store::SharedListing,
+        pf: PropfindRequest,
+        owner: User,
+        href: String,
+        mut props: std::collections::HashMap<ResourceId, Vec<StoredProp>>,
+    ) -> DavResponse {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_CHANNEL);
+        let head = Bytes::from(ms.take_chunk());
+        let (store, settings, user) =
+            (self.store.clone(), self.settings.clone(), self.user.clone());
+        tokio::spawn(async move {
+            let dav = Dav {
+                store: &store,
+                settings: &settings,
+                user: &user,
+            };
+            if tx.send(head).await.is_err() {
+                return;
+            }
+            let mut after: Option<String> = None;
+            loop {
+                let mut batch = Multistatus::new();
+                batch.take_chunk();
+                {
+                    let l = listing.read().unwrap_or_else(|e| e.into_inner());
+                    for child in l.members_after(after.as_deref()).take(STREAM_BATCH) {
+                        let node = Node::Res {
+                            owner: &owner,
+                            res: child,
+                            href: Self::child_href(&href, child),
+                        };
+                        let stored = props.remove(&child.id).unwrap_or_default();
+                        let (found, missing) = dav.propfind_props(&pf, &node, &stored);
+                        batch.propstat_response(&node.href(), &found, &[(404, missing)]);
+                        after = Some(child.name.clone());
+                    }
+                }
+                let chunk = batch.take_chunk();
+                if chunk.is_empty() {
+                    break;
+                }
+                if tx.send(Bytes::from(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(Bytes::from_static(Multistatus::tail().as_bytes()))
+                .await;
+        });
+        let mut r = DavResponse::xml(StatusCode::MULTI_STATUS, String::new());
+        r.stream = Some(rx);
+        r
     }
 
     // -----------------------------------------------------------------------------------------

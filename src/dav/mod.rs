@@ -544,6 +544,17 @@ impl Multistatus {
         self.buf.push_str("</D:response>");
     }
 
+    /// Take what has been written so far, leaving the writer empty: a streamed multistatus
+    /// sends the head and then each batch of responses as it is written.
+    pub fn take_chunk(&mut self) -> String {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The closing tag of a streamed multistatus (no sync token).
+    pub fn tail() -> &'static str {
+        "</D:multistatus>"
+    }
+
     pub fn raw(&mut self, xml: &str) {
         self.buf.push_str(xml);
     }

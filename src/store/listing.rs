@@ -82,6 +82,22 @@ impl Listing {
             .filter_map(|id| self.members.get(id).map(|m| &m.res))
     }
 
+    /// Members whose name sorts after `after` (all members for `None`), in name order: a
+    /// cursor for walking a large listing in batches without holding it locked.
+    pub fn members_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a Resource> + use<'a> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        self.by_name
+            .range((lower, Bound::Unbounded))
+            .filter_map(|(_, id)| self.members.get(id).map(|m| &m.res))
+    }
+
     pub fn by_name(&self, name: &str) -> Option<&Resource> {
         self.by_name
             .get(name)

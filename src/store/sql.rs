@@ -81,35 +81,24 @@ macro_rules! impl_sql_store {
             })
         }
 
-        /// Replace an object's index rows and coverage.
-        async fn write_index(
+        /// Write an object's index rows (coverage columns are the caller's), first removing
+        /// the old ones unless the object is new.
+        async fn write_instances(
             tx: &mut Tx,
             id: ResourceId,
             parent: ResourceId,
             index: Option<&crate::ical::index::ObjectIndex>,
+            replace: bool,
         ) -> Result<()> {
-            sqlx::query("DELETE FROM instances WHERE resource_id = $1")
-                .bind(id.0)
-                .execute(&mut **tx)
-                .await?;
+            if replace {
+                sqlx::query("DELETE FROM instances WHERE resource_id = $1")
+                    .bind(id.0)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             let Some(index) = index else {
-                sqlx::query(
-                    "UPDATE resources SET first_start = NULL, last_end = NULL, complete_until = NULL WHERE id = $1",
-                )
-                .bind(id.0)
-                .execute(&mut **tx)
-                .await?;
                 return Ok(());
             };
-            sqlx::query(
-                "UPDATE resources SET first_start = $2, last_end = $3, complete_until = $4 WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(index.first_start)
-            .bind(index.last_end)
-            .bind(index.complete_until)
-            .execute(&mut **tx)
-            .await?;
             // Multi-row inserts: one round trip per 500 instances.
             for chunk in index.instances.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -694,10 +683,13 @@ macro_rules! impl_sql_store {
                 }
                 let now = now();
                 let size = obj.data.len() as i64;
+                // The coverage columns go in with the row: one statement fewer per write.
+                let span = obj.index.as_ref();
                 let row = match &existing {
                     Some(e) => sqlx::query(concat!(
                         "UPDATE resources SET data = $2, etag = $3, size = $4, uid = $5, component = $6, \
-                         content_type = $7, mod_seq = $8, modified_at = $9 WHERE id = $1 RETURNING ",
+                         content_type = $7, mod_seq = $8, modified_at = $9, first_start = $10, \
+                         last_end = $11, complete_until = $12 WHERE id = $1 RETURNING ",
                         res_cols!()
                     ))
                     .bind(e.id.0)
@@ -709,19 +701,23 @@ macro_rules! impl_sql_store {
                     .bind(&obj.content_type)
                     .bind(seq)
                     .bind(now)
+                    .bind(span.map(|i| i.first_start))
+                    .bind(span.map(|i| i.last_end))
+                    .bind(span.map(|i| i.complete_until))
                     .fetch_one(&mut *tx)
                     .await?,
                     None => {
-                        let owner = load(&mut tx, parent).await?.owner;
+                        // A live name never has a tombstone; only a new one can.
                         clear_tombstone(&mut tx, parent, name).await?;
                         sqlx::query(concat!(
                             "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
-                             size, uid, component, sync_seq, mod_seq, created_at, modified_at) \
-                             VALUES ($1, $2, $3, $4, 'object', $5, $6, $7, $8, $9, $10, 0, $11, $12, $12) RETURNING ",
+                             size, uid, component, sync_seq, mod_seq, created_at, modified_at, \
+                             first_start, last_end, complete_until) \
+                             SELECT $1, owner_id, $2, $3, 'object', $4, $5, $6, $7, $8, $9, 0, $10, $11, $11, \
+                             $12, $13, $14 FROM resources WHERE id = $2 RETURNING ",
                             res_cols!()
                         ))
                         .bind(new_uuid())
-                        .bind(owner.0)
                         .bind(parent.0)
                         .bind(name)
                         .bind(&obj.content_type)
@@ -732,13 +728,15 @@ macro_rules! impl_sql_store {
                         .bind(&obj.component)
                         .bind(seq)
                         .bind(now)
+                        .bind(span.map(|i| i.first_start))
+                        .bind(span.map(|i| i.last_end))
+                        .bind(span.map(|i| i.complete_until))
                         .fetch_one(&mut *tx)
                         .await?
                     }
                 };
-                let mut res = map_resource(&row)?;
-                write_index(&mut tx, res.id, parent, obj.index.as_ref()).await?;
-                res.complete_until = obj.index.as_ref().map(|i| i.complete_until);
+                let res = map_resource(&row)?;
+                write_instances(&mut tx, res.id, parent, span, existing.is_some()).await?;
                 tx.commit().await?;
                 Ok((res, existing.is_none()))
             }

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use axum::Router;
+use std::convert::Infallible;
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -82,7 +84,17 @@ fn error_response(e: &DavError) -> Response {
 }
 
 fn into_axum(r: caldav::DavResponse) -> Response {
-    let mut out = Response::new(Body::from(r.body));
+    let body = match r.stream {
+        None => Body::from(r.body),
+        Some(rx) => {
+            let head = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(r.body)));
+            let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+            });
+            Body::from_stream(futures_util::StreamExt::chain(head, rest))
+        }
+    };
+    let mut out = Response::new(body);
     *out.status_mut() = r.status;
     *out.headers_mut() = r.headers;
     out
