@@ -1944,11 +1944,25 @@ impl<'a> Dav<'a> {
             .await
             .map_err(internal)?
             .ok_or_else(DavError::not_found)?;
-        let mut changes = self
-            .store
-            .changes_since(coll.id, since, sc.limit)
-            .await
-            .map_err(internal)?;
+        // An initial sync without a limit lists every live member: the listing has them.
+        let listed = match (since, sc.limit) {
+            (None, None) => self.store.listing(&current).await.map_err(internal)?,
+            _ => None,
+        };
+        let mut changes = match listed {
+            Some(listing) => {
+                let l = listing.read().unwrap_or_else(|e| e.into_inner());
+                l.members()
+                    .filter(|r| r.mod_seq <= current.sync_seq)
+                    .map(|r| Change::Live(Box::new(r.clone())))
+                    .collect()
+            }
+            None => self
+                .store
+                .changes_since(coll.id, since, sc.limit)
+                .await
+                .map_err(internal)?,
+        };
         let mut ms = Multistatus::new();
         let mut token_seq = current.sync_seq;
         let truncated = matches!(sc.limit, Some(l) if changes.len() > l);
@@ -1962,6 +1976,11 @@ impl<'a> Dav<'a> {
         } else {
             changes.retain(|c| c.seq() <= token_seq);
         }
+        let live = changes.iter().filter_map(|c| match c {
+            Change::Live(r) if r.kind == ResourceKind::Object => Some(r.id),
+            _ => None,
+        });
+        let mut bodies = self.prefetch_bodies(live, &sc.props).await?;
         for c in &changes {
             match c {
                 Change::Live(r) => {
@@ -1974,7 +1993,7 @@ impl<'a> Dav<'a> {
                             names: &sc.props,
                             spec: &DataSpec::plain(),
                         },
-                        &mut Bodies::new(),
+                        &mut bodies,
                     )
                     .await?
                 }
@@ -2047,12 +2066,11 @@ impl<'a> Dav<'a> {
                 .map(|r| (r.name.clone(), r))
                 .collect()
         };
-        let items: Vec<Resource> = found
+        let items = found
             .values()
             .filter(|r| r.kind == ResourceKind::Object)
-            .cloned()
-            .collect();
-        let mut bodies = self.prefetch_bodies(&items, &names).await?;
+            .map(|r| r.id);
+        let mut bodies = self.prefetch_bodies(items, &names).await?;
         let mut ms = Multistatus::new();
         for h in hrefs {
             if let Some(name) = direct_name(h) {
@@ -2182,7 +2200,9 @@ impl<'a> Dav<'a> {
             .into_iter()
             .filter(|c| single.as_ref().is_none_or(|s| s.id == c.id))
             .collect();
-        let mut bodies = self.prefetch_bodies(&selected, &names).await?;
+        let mut bodies = self
+            .prefetch_bodies(selected.iter().map(|r| r.id), &names)
+            .await?;
         for child in selected {
             let h = Self::child_href(&cal_href, &child);
             let wanted = Wanted {
@@ -2198,7 +2218,7 @@ impl<'a> Dav<'a> {
     /// The bodies a report will write, in one round trip, when it asks for calendar-data.
     async fn prefetch_bodies(
         &self,
-        items: &[Resource],
+        items: impl Iterator<Item = ResourceId>,
         names: &[PropertyName],
     ) -> Result<Bodies, DavError> {
         if !names
@@ -2207,7 +2227,7 @@ impl<'a> Dav<'a> {
         {
             return Ok(Bodies::new());
         }
-        let ids: Vec<ResourceId> = items.iter().map(|r| r.id).collect();
+        let ids: Vec<ResourceId> = items.collect();
         Ok(self
             .store
             .object_datas(&ids)
