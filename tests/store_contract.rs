@@ -708,3 +708,46 @@ async fn listing(f: Fixture) {
     assert!(tiny.listing(&coll).await.unwrap().is_none());
 }
 contract!(listing_matches_sql, listing);
+
+/// Path lookup in one statement: the chain stops at the first missing level.
+async fn path_lookup(f: Fixture) {
+    let s = &f.store;
+    let u = user(s, "u").await;
+    let v = user(s, "v").await;
+    assert!(s.lookup_path(u.id, &[]).await.unwrap().is_empty());
+    let home = s.ensure_home(u.id, &[cal("a")]).await.unwrap();
+    s.ensure_home(v.id, &[cal("a")]).await.unwrap();
+    let a = s.child(home.id, "a").await.unwrap().unwrap();
+    let (o, _) = s
+        .put_object(a.id, "o.ics", obj("o", "o"), WriteCondition::None)
+        .await
+        .unwrap();
+    let names = |v: Vec<Resource>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let p = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.lookup_path(u.id, &[]).await.unwrap()),
+        vec![home.id]
+    );
+    assert_eq!(
+        names(s.lookup_path(u.id, &p(&["a"])).await.unwrap()),
+        vec![home.id, a.id]
+    );
+    assert_eq!(
+        names(s.lookup_path(u.id, &p(&["a", "o.ics"])).await.unwrap()),
+        vec![home.id, a.id, o.id]
+    );
+    assert_eq!(
+        names(s.lookup_path(u.id, &p(&["a", "nope.ics"])).await.unwrap()),
+        vec![home.id, a.id]
+    );
+    // A missing middle level hides the (non-existent) level below it.
+    assert_eq!(
+        names(s.lookup_path(u.id, &p(&["b", "o.ics"])).await.unwrap()),
+        vec![home.id]
+    );
+    // Another user's tree is never reached.
+    let theirs = s.lookup_path(v.id, &p(&["a", "o.ics"])).await.unwrap();
+    assert_eq!(theirs.len(), 2);
+    assert_ne!(theirs[1].id, a.id);
+}
+contract!(path_lookup_in_one_statement, path_lookup);

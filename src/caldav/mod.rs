@@ -447,16 +447,38 @@ impl<'a> Dav<'a> {
                     return Err(need_privilege(raw_path, "read"));
                 }
                 let owner = self.user.clone();
-                let home = self
+                // The home and the first two levels below it come in one query.
+                let head = &path[..path.len().min(2)];
+                let mut chain = self
                     .store
-                    .ensure_home(owner.id, &default_collections())
+                    .lookup_path(owner.id, head)
                     .await
                     .map_err(internal)?;
-                let mut current = home;
+                if chain.is_empty() {
+                    let home = self
+                        .store
+                        .ensure_home(owner.id, &default_collections())
+                        .await
+                        .map_err(internal)?;
+                    chain = vec![home];
+                    if !head.is_empty() {
+                        chain = self
+                            .store
+                            .lookup_path(owner.id, head)
+                            .await
+                            .map_err(internal)?;
+                    }
+                }
+                let Some(mut current) = chain.pop() else {
+                    return Err(DavError::not_found());
+                };
+                let found = chain.len();
                 let mut segs: Vec<String> = vec!["calendars".into(), name.clone()];
-                for (i, seg) in path.iter().enumerate() {
+                segs.extend(path[..found].iter().cloned());
+                for (i, seg) in path.iter().enumerate().skip(found) {
                     let last = i + 1 == path.len();
-                    let child = if current.kind.is_collection() {
+                    // Below the first two levels, or not looked up yet: ask the store.
+                    let child = if current.kind.is_collection() && i >= head.len() {
                         self.store.child(current.id, seg).await.map_err(internal)?
                     } else {
                         None

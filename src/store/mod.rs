@@ -238,6 +238,9 @@ pub trait ResourceReader {
     /// Members of `parent` with these names (in any order); unknown names are skipped.
     async fn children_by_name(&self, parent: ResourceId, names: &[String])
     -> Result<Vec<Resource>>;
+    /// The home of `owner`, then its member named `names[0]`, then that one's member named
+    /// `names[1]` (at most two names), stopping at the first that does not exist.
+    async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>>;
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
     /// The bodies of these objects, in one round trip per 500; ids without a body are skipped.
     async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>>;
@@ -500,6 +503,9 @@ impl ResourceReader for Store {
     }
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
         delegate!(self, s => s.object_data(id).await)
+    }
+    async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.lookup_path(owner, names).await)
     }
     async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
         delegate!(self, s => s.object_datas(ids).await)

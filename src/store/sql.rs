@@ -550,6 +550,35 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
+                // One statement for the home and up to two levels below it (a calendar and an
+                // object): the scalar subqueries are portable, and each level rides the
+                // (parent_id, name) index.
+                let rows = sqlx::query(concat!(
+                    "SELECT ", res_cols!(), ", CAST(0 AS BIGINT) FROM resources WHERE owner_id = $1 AND parent_id IS NULL \
+                     UNION ALL SELECT ", res_cols!(), ", CAST(1 AS BIGINT) FROM resources WHERE name = $2 AND parent_id = \
+                     (SELECT id FROM resources WHERE owner_id = $1 AND parent_id IS NULL) \
+                     UNION ALL SELECT ", res_cols!(), ", CAST(2 AS BIGINT) FROM resources WHERE name = $3 AND parent_id = \
+                     (SELECT id FROM resources WHERE name = $2 AND parent_id = \
+                     (SELECT id FROM resources WHERE owner_id = $1 AND parent_id IS NULL)) \
+                     ORDER BY 21"
+                ))
+                .bind(owner.0)
+                .bind(names.first().map(String::as_str).unwrap_or(""))
+                .bind(names.get(1).map(String::as_str).unwrap_or(""))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out: Vec<Resource> = Vec::with_capacity(3);
+                for r in &rows {
+                    let depth: i64 = r.try_get(20)?;
+                    // A level only counts when every level above it was found.
+                    if depth as usize == out.len() && depth as usize <= names.len() {
+                        out.push(map_resource(r)?);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(500) {
