@@ -334,6 +334,14 @@ impl PrincipalField {
     }
 }
 
+/// Does answering this PROPFIND need the stored (dead or client-set) properties?
+fn needs_stored(req: &PropfindRequest) -> bool {
+    match req {
+        PropfindRequest::Prop(names) => names.iter().any(|n| Prop::from_name(n).is_stored()),
+        _ => true,
+    }
+}
+
 /// Listings with more members than this are streamed (PROPFIND Depth 1).
 const STREAM_MIN_MEMBERS: usize = 2_000;
 /// Members written per streamed chunk, and chunks buffered ahead of the client.
@@ -854,7 +862,13 @@ impl<'a> Dav<'a> {
         req: &PropfindRequest,
         node: &Node<'_>,
     ) -> Result<(), DavError> {
-        let stored = self.stored_props(node).await?;
+        // Polling clients ask for live properties only (getctag, sync-token, getetag): then
+        // the property table is not read at all.
+        let stored = if needs_stored(req) {
+            self.stored_props(node).await?
+        } else {
+            vec![]
+        };
         let (found, missing) = self.propfind_props(req, node, &stored);
         ms.propstat_response(&node.href(), &found, &[(404, missing)]);
         Ok(())
@@ -932,12 +946,7 @@ impl<'a> Dav<'a> {
                 self.write_node(&mut ms, &pf, &node).await?;
                 if depth == Depth::One && res.kind.is_collection() {
                     // Two queries for the whole listing, never one per member.
-                    let needs_stored = match &pf {
-                        PropfindRequest::Prop(names) => {
-                            names.iter().any(|n| Prop::from_name(n).is_stored())
-                        }
-                        _ => true,
-                    };
+                    let needs_stored = needs_stored(&pf);
                     let mut props: std::collections::HashMap<_, Vec<StoredProp>> =
                         std::collections::HashMap::new();
                     if needs_stored {
