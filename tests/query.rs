@@ -321,3 +321,42 @@ async fn bombs(srv: TestServer) {
     srv.send(srv.req("OPTIONS", "/dav/")).await.expect(200);
 }
 both_backends!(rrule_bomb_is_a_4xx, bombs);
+
+/// RFC 4791 9.6.7: limit-freebusy-set trims FREEBUSY periods to the range, in a calendar that
+/// stores VFREEBUSY components.
+async fn limit_freebusy(srv: TestServer) {
+    const FB: &str = "/dav/calendars/alice/published/";
+    srv.send(srv.req("MKCALENDAR", FB).body(
+        r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:supported-calendar-component-set><C:comp name="VFREEBUSY"/></C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"#,
+    ))
+    .await
+    .expect(201);
+    let body = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VFREEBUSY\r\nUID:fb1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240101T000000Z\r\nDTEND:20240201T000000Z\r\nFREEBUSY;FBTYPE=BUSY:20240101T090000Z/20240101T100000Z,20240105T090000Z/PT1H\r\nFREEBUSY;FBTYPE=BUSY-TENTATIVE:20240120T090000Z/PT2H\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+    srv.put_ics(&format!("{FB}fb1.ics"), body).await.expect(201);
+    let mg = format!(
+        r#"<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data><C:limit-freebusy-set start="20240104T000000Z" end="20240110T000000Z"/></C:calendar-data></D:prop><D:href>{FB}fb1.ics</D:href></C:calendar-multiget>"#
+    );
+    let r = srv.report(FB, &mg).await;
+    r.expect(207);
+    let ms = r.xml();
+    let data = prop_text(
+        &responses(&ms)[0].1,
+        "urn:ietf:params:xml:ns:caldav",
+        "calendar-data",
+    )
+    .unwrap()
+    .replace("\r\n", "\n");
+    assert!(
+        data.contains("FREEBUSY;FBTYPE=BUSY:20240105T090000Z/PT1H\n"),
+        "{data}"
+    );
+    assert!(
+        !data.contains("20240101T090000Z/") && !data.contains("BUSY-TENTATIVE"),
+        "{data}"
+    );
+    assert!(data.contains("UID:fb1\n") && data.contains("DTSTART:20240101T000000Z\n"));
+    // Without the element the object comes back byte for byte.
+    let plain = srv.send(srv.req("GET", &format!("{FB}fb1.ics"))).await;
+    assert_eq!(plain.text(), body);
+}
+both_backends!(limit_freebusy_set, limit_freebusy);

@@ -2283,6 +2283,11 @@ impl<'a> Dav<'a> {
         if let Some(x) = reshaped {
             data = x.into_bytes();
         }
+        if let Some(range) = spec.limit_freebusy
+            && let Some(x) = ical::partial::limit_freebusy_set(&data, range)
+        {
+            data = x.into_bytes();
+        }
         if let Some(sel) = &spec.select
             && let Some(x) = ical::partial::select_parts(&data, sel)
         {
@@ -2339,6 +2344,10 @@ impl<'a> Dav<'a> {
             .child(NS_CALDAV, "limit-recurrence-set")
             .map(range_of)
             .transpose()?;
+        let limit_freebusy = cd
+            .child(NS_CALDAV, "limit-freebusy-set")
+            .map(range_of)
+            .transpose()?;
         let select = cd
             .child(NS_CALDAV, "comp")
             .map(parse_comp_select)
@@ -2357,6 +2366,7 @@ impl<'a> Dav<'a> {
         Ok(DataSpec {
             expand,
             limit_recurrence,
+            limit_freebusy,
             select,
             zone,
         })
@@ -2464,6 +2474,7 @@ fn xml_text_exact(data: &[u8]) -> String {
 pub struct DataSpec {
     pub expand: Option<ical::filter::TimeRange>,
     pub limit_recurrence: Option<ical::filter::TimeRange>,
+    pub limit_freebusy: Option<ical::filter::TimeRange>,
     pub select: Option<ical::partial::CompSelect>,
     pub zone: ical::zones::Zone,
 }
@@ -2473,6 +2484,7 @@ impl DataSpec {
         DataSpec {
             expand: None,
             limit_recurrence: None,
+            limit_freebusy: None,
             select: None,
             zone: ical::zones::Zone::Utc,
         }

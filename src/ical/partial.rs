@@ -101,6 +101,101 @@ pub fn limit_recurrence_set(body: &[u8], range: TimeRange, limits: IndexLimits) 
     Some(out.to_string())
 }
 
+/// RFC 4791 9.6.7: in VFREEBUSY components, keep only the FREEBUSY periods that overlap the
+/// range, and drop a FREEBUSY property left with none. Everything else is copied as written.
+pub fn limit_freebusy_set(body: &[u8], range: TimeRange) -> Option<String> {
+    // Pass one computes each FREEBUSY line's new value (None: drop the line); pass two parses
+    // again, borrowing those values, and writes the result.
+    let mut values: Vec<Option<String>> = vec![];
+    {
+        let root = super::parse_stored(body)?;
+        visit_freebusy(&root, false, &mut |line| {
+            let kept: Vec<&str> = line
+                .split(',')
+                .filter(|p| period_overlaps(p.trim(), range))
+                .collect();
+            values.push((!kept.is_empty()).then(|| kept.join(",")));
+        });
+    }
+    let mut root = super::parse_stored(body)?;
+    let mut next = values.iter();
+    rewrite_freebusy(&mut root, false, &mut next);
+    Some(root.to_string())
+}
+
+fn is_freebusy_line(item: &IcalItem<'_>) -> bool {
+    matches!(item, IcalItem::Prop(l) if l.name.get().eq_ignore_ascii_case("FREEBUSY"))
+}
+
+fn visit_freebusy(c: &IcalCst<'_>, inside: bool, f: &mut dyn FnMut(&str)) {
+    let inside = inside || name_of(c) == "VFREEBUSY";
+    for item in &c.items {
+        match item {
+            IcalItem::Prop(l) if inside && is_freebusy_line(item) => f(&l.raw_value_str()),
+            IcalItem::Component(sub) => visit_freebusy(sub, inside, f),
+            _ => {}
+        }
+    }
+}
+
+fn rewrite_freebusy<'a>(
+    c: &mut IcalCst<'a>,
+    inside: bool,
+    next: &mut std::slice::Iter<'a, Option<String>>,
+) {
+    let inside = inside || name_of(c) == "VFREEBUSY";
+    let items = std::mem::take(&mut c.items);
+    for mut item in items {
+        let freebusy = inside && is_freebusy_line(&item);
+        match &mut item {
+            IcalItem::Prop(l) if freebusy => {
+                match next.next() {
+                    Some(Some(v)) => {
+                        l.value = icalrs::tree::value::node::IcalValueNode::parse(v.as_bytes());
+                        l.wire = Default::default();
+                    }
+                    // No period of this line overlaps: the property goes.
+                    _ => continue,
+                }
+            }
+            IcalItem::Component(sub) => rewrite_freebusy(sub, inside, next),
+            _ => {}
+        }
+        c.items.push(item);
+    }
+}
+
+/// Does a FREEBUSY period (`start/end` or `start/duration`, UTC) overlap the range? A period
+/// that cannot be read is kept: dropping data we do not understand would lose it silently.
+fn period_overlaps(period: &str, range: TimeRange) -> bool {
+    let Some((a, b)) = period.split_once('/') else {
+        return true;
+    };
+    let Some(start) = utc_seconds(a) else {
+        return true;
+    };
+    let end = if b.starts_with(['P', '+', '-']) {
+        super::filter::duration_seconds(b).map(|d| start.saturating_add(d))
+    } else {
+        utc_seconds(b)
+    };
+    let Some(end) = end else {
+        return true;
+    };
+    start < range.end && end > range.start
+}
+
+fn utc_seconds(text: &str) -> Option<i64> {
+    let t = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", text.trim()).ok()?;
+    let dt = t.to_datetime().ok()?;
+    Some(
+        dt.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp()
+            .as_second(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +222,31 @@ mod tests {
         assert!(
             !out.contains("DESCRIPTION") && !out.contains("VALARM") && !out.contains("RRULE"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn limit_freebusy_set_keeps_overlapping_periods_only() {
+        let fb = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VFREEBUSY\r\nUID:f\r\nDTSTAMP:20240101T000000Z\r\nFREEBUSY;FBTYPE=BUSY:20240101T090000Z/20240101T100000Z,20240105T090000Z/PT1H\r\nFREEBUSY:20240110T090000Z/PT2H\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+        // 2024-01-05 00:00Z .. 2024-01-06 00:00Z
+        let out = limit_freebusy_set(
+            fb.as_bytes(),
+            TimeRange::new(Some(1_704_412_800), Some(1_704_499_200)),
+        )
+        .unwrap();
+        assert!(
+            out.contains("FREEBUSY;FBTYPE=BUSY:20240105T090000Z/PT1H\r\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("20240101T090000Z/") && !out.contains("20240110"),
+            "{out}"
+        );
+        assert!(out.contains("UID:f\r\n") && out.contains("END:VFREEBUSY"));
+        // Events are untouched.
+        assert_eq!(
+            limit_freebusy_set(BODY.as_bytes(), TimeRange::new(Some(0), Some(1))).unwrap(),
+            BODY
         );
     }
 
