@@ -3,6 +3,10 @@
 //! `impl_sql_store!` stamps them onto each adapter with its concrete pool type, so there is no
 //! `sqlx::Any` (which fails on some column types) and no second copy of the logic to drift.
 //!
+//! Statements built with a varying number of binds (IN lists, multi-row inserts) are not kept
+//! prepared (`persistent(false)`): every distinct length would otherwise take a slot in each
+//! connection's statement cache and hold its compiled program in memory.
+//!
 //! Concurrency model: every write transaction first bumps the `sync_seq` of the parent
 //! collection with an `UPDATE ... RETURNING`. On PostgreSQL that row lock serialises writers
 //! per collection, so change numbers inside a collection commit in order and a sync token can
@@ -113,7 +117,7 @@ macro_rules! impl_sql_store {
                         .push_bind(i64::from(i.floating))
                         .push_bind(i64::from(i.end.saturating_sub(i.start) > LONG_SPAN));
                 });
-                qb.build().execute(&mut **tx).await?;
+                qb.build().persistent(false).execute(&mut **tx).await?;
             }
             Ok(())
         }
@@ -375,7 +379,7 @@ macro_rules! impl_sql_store {
                     sep.push_bind(v.clone());
                 }
                 sep.push_unseparated(")");
-                for r in qb.build().fetch_all(pool).await? {
+                for r in qb.build().persistent(false).fetch_all(pool).await? {
                     out.push(map_resource(&r)?);
                 }
             }
@@ -590,7 +594,7 @@ macro_rules! impl_sql_store {
                         sep.push_bind(id.0);
                     }
                     sep.push_unseparated(")");
-                    for r in qb.build().fetch_all(&self.pool).await? {
+                    for r in qb.build().persistent(false).fetch_all(&self.pool).await? {
                         out.push((ResourceId(r.try_get(0)?), r.try_get(1)?));
                     }
                 }
@@ -937,7 +941,7 @@ macro_rules! impl_sql_store {
                         sep.push_bind(id.0);
                     }
                     sep.push_unseparated(")");
-                    for r in qb.build().fetch_all(&self.pool).await? {
+                    for r in qb.build().persistent(false).fetch_all(&self.pool).await? {
                         out.push(map_instance(&r)?);
                     }
                 }
