@@ -1030,15 +1030,25 @@ both_backends!(principal_property_search, principal_search);
 /// A collection bigger than the streaming threshold: the Depth 1 listing arrives as a stream
 /// (chunked, no Content-Length) and is still one complete, well-formed multistatus naming every
 /// member exactly once, with the properties asked for.
-async fn streamed_listing(srv: TestServer) {
+async fn streamed_listing(mut srv: TestServer) {
     const N: usize = 2_300;
-    let srv = &srv;
-    let puts = futures_util::stream::iter(0..N).map(|k| async move {
+    fill_listing(&srv, N).await;
+    check_streamed_listing(&srv, N).await;
+    // With the listing cache off, the stream pages through SQL instead.
+    srv.restart_with_config("listing_cache_rows = 0\n").await;
+    check_streamed_listing(&srv, N).await;
+}
+
+async fn fill_listing(srv: &TestServer, n: usize) {
+    let puts = futures_util::stream::iter(0..n).map(|k| async move {
         srv.put_ics(&format!("{CAL}s{k:05}.ics"), &event(&format!("s{k}"), "S"))
             .await
             .expect(201);
     });
     puts.buffer_unordered(8).collect::<Vec<()>>().await;
+}
+
+async fn check_streamed_listing(srv: &TestServer, n: usize) {
     let r = srv
         .send(
             srv.req("PROPFIND", CAL)
@@ -1054,11 +1064,11 @@ async fn streamed_listing(srv: TestServer) {
     );
     let ms = r.xml();
     let all = responses(&ms);
-    assert_eq!(all.len(), N + 1);
+    assert_eq!(all.len(), n + 1);
     let mut members: Vec<&String> = all.iter().map(|(h, _)| h).filter(|h| *h != CAL).collect();
     members.sort();
     members.dedup();
-    assert_eq!(members.len(), N);
+    assert_eq!(members.len(), n);
     assert_eq!(members[0], &format!("{CAL}s00000.ics"));
     assert!(
         all.iter()
@@ -1067,3 +1077,43 @@ async fn streamed_listing(srv: TestServer) {
     );
 }
 both_backends!(streamed_depth1_listing, streamed_listing);
+
+/// RFC 4791 5.3.2.1: a resource over the configured size is refused with max-resource-size,
+/// which the calendar also advertises; nothing already stored is lost.
+async fn resource_size_limit(mut srv: TestServer) {
+    srv.put_ics(&format!("{CAL}small.ics"), &event("small", "kept"))
+        .await
+        .expect(201);
+    srv.restart_with_config("max_resource_size = 1000\n").await;
+    let r = srv
+        .propfind(
+            CAL,
+            "0",
+            r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:max-resource-size/></D:prop></D:propfind>"#,
+        )
+        .await;
+    let ms = r.xml();
+    assert_eq!(
+        prop_text(
+            &responses(&ms)[0].1,
+            "urn:ietf:params:xml:ns:caldav",
+            "max-resource-size"
+        )
+        .as_deref(),
+        Some("1000")
+    );
+    let big = event("big", &"x".repeat(2000));
+    let r = srv.put_ics(&format!("{CAL}big.ics"), &big).await;
+    r.expect(403);
+    assert!(r.text().contains("max-resource-size"), "{}", r.text());
+    // Overwriting the small one with a big body is refused too, and the old body stays.
+    srv.put_ics(
+        &format!("{CAL}small.ics"),
+        &event("small", &"y".repeat(2000)),
+    )
+    .await
+    .expect(403);
+    let kept = srv.send(srv.req("GET", &format!("{CAL}small.ics"))).await;
+    assert!(kept.text().contains("SUMMARY:kept"));
+}
+both_backends!(max_resource_size, resource_size_limit);

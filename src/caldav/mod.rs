@@ -342,6 +342,13 @@ fn needs_stored(req: &PropfindRequest) -> bool {
     }
 }
 
+/// Where a streamed listing reads its members from: the in-memory listing, or pages of SQL
+/// for a collection too big to cache.
+enum MemberSource {
+    Listing(crate::store::SharedListing),
+    Store(ResourceId),
+}
+
 /// Listings with more members than this are streamed (PROPFIND Depth 1).
 const STREAM_MIN_MEMBERS: usize = 2_000;
 /// Members written per streamed chunk, and chunks buffered ahead of the client.
@@ -972,18 +979,18 @@ impl<'a> Dav<'a> {
                     match self.store.listing(&res).await.map_err(internal)? {
                         Some(listing)
                             if listing.read().unwrap_or_else(|e| e.into_inner()).len()
-                                > STREAM_MIN_MEMBERS =>
+                                <= STREAM_MIN_MEMBERS =>
                         {
-                            return Ok(self.stream_members(ms, listing, pf, owner, href, props));
-                        }
-                        Some(listing) => {
                             let l = listing.read().unwrap_or_else(|e| e.into_inner());
                             l.members().for_each(&mut emit);
                         }
-                        None => {
-                            for child in self.store.children(res.id).await.map_err(internal)? {
-                                emit(&child);
-                            }
+                        // Large, or too large to be cached at all: streamed.
+                        listing => {
+                            let source = match listing {
+                                Some(l) => MemberSource::Listing(l),
+                                None => MemberSource::Store(res.id),
+                            };
+                            return Ok(self.stream_members(ms, source, pf, owner, href, props));
                         }
                     }
                 }
@@ -999,7 +1006,7 @@ impl<'a> Dav<'a> {
     fn stream_members(
         &self,
         mut ms: Multistatus,
-        listing: crate::store::SharedListing,
+        source: MemberSource,
         pf: PropfindRequest,
         owner: User,
         href: String,
@@ -1022,18 +1029,41 @@ impl<'a> Dav<'a> {
             loop {
                 let mut batch = Multistatus::new();
                 batch.take_chunk();
-                {
-                    let l = listing.read().unwrap_or_else(|e| e.into_inner());
-                    for child in l.members_after(after.as_deref()).take(STREAM_BATCH) {
-                        let node = Node::Res {
-                            owner: &owner,
-                            res: child,
-                            href: Self::child_href(&href, child),
+                let mut emit = |child: &Resource| {
+                    let node = Node::Res {
+                        owner: &owner,
+                        res: child,
+                        href: Self::child_href(&href, child),
+                    };
+                    let stored = props.remove(&child.id).unwrap_or_default();
+                    let (found, missing) = dav.propfind_props(&pf, &node, &stored);
+                    batch.propstat_response(&node.href(), &found, &[(404, missing)]);
+                };
+                match &source {
+                    MemberSource::Listing(listing) => {
+                        let l = listing.read().unwrap_or_else(|e| e.into_inner());
+                        for child in l.members_after(after.as_deref()).take(STREAM_BATCH) {
+                            emit(child);
+                            after = Some(child.name.clone());
+                        }
+                    }
+                    MemberSource::Store(parent) => {
+                        let page = match store
+                            .children_after(*parent, after.as_deref(), STREAM_BATCH)
+                            .await
+                        {
+                            Ok(p) => p,
+                            Err(e) => {
+                                // The status line is gone: ending the body early is all that
+                                // is left, and the client sees a truncated document.
+                                tracing::error!(error = %e, "streamed listing failed");
+                                return;
+                            }
                         };
-                        let stored = props.remove(&child.id).unwrap_or_default();
-                        let (found, missing) = dav.propfind_props(&pf, &node, &stored);
-                        batch.propstat_response(&node.href(), &found, &[(404, missing)]);
-                        after = Some(child.name.clone());
+                        for child in &page {
+                            emit(child);
+                        }
+                        after = page.last().map(|c| c.name.clone()).or(after);
                     }
                 }
                 let chunk = batch.take_chunk();

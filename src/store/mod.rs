@@ -232,6 +232,14 @@ pub trait ResourceReader {
     async fn resource(&self, id: ResourceId) -> Result<Option<Resource>>;
     async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>>;
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>>;
+    /// Up to `limit` members of `parent` whose names sort after `after`, in name order: a
+    /// page of a listing too big to hold at once.
+    async fn children_after(
+        &self,
+        parent: ResourceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Resource>>;
     /// Members of `parent` with these ids (in any order); unknown ids are skipped.
     async fn children_by_id(&self, parent: ResourceId, ids: &[ResourceId])
     -> Result<Vec<Resource>>;
@@ -486,6 +494,14 @@ impl ResourceReader for Store {
     }
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
         delegate!(self, s => s.children(parent).await)
+    }
+    async fn children_after(
+        &self,
+        parent: ResourceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.children_after(parent, after, limit).await)
     }
     async fn children_by_id(
         &self,

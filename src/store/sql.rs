@@ -526,6 +526,25 @@ macro_rules! impl_sql_store {
                 rows.iter().map(map_resource).collect()
             }
 
+            async fn children_after(
+                &self,
+                parent: ResourceId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<Resource>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 AND name > $2 ORDER BY name LIMIT $3"
+                ))
+                .bind(parent.0)
+                .bind(after.unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_resource).collect()
+            }
+
             async fn children_by_id(
                 &self,
                 parent: ResourceId,

@@ -56,6 +56,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub db_args: Vec<String>,
     pub client: reqwest::Client,
+    /// A configuration file passed with `--config`, when a test wrote one.
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl TestServer {
@@ -74,6 +76,7 @@ impl TestServer {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            config: None,
         };
         let _ = srv.child.wait();
         srv.cli_ok(
@@ -110,8 +113,13 @@ impl TestServer {
     pub async fn spawn_server(&mut self) {
         for _attempt in 0..10 {
             let port = free_port();
+            let config: Vec<String> = match &self.config {
+                Some(p) => vec!["--config".into(), p.display().to_string()],
+                None => vec![],
+            };
             let mut child = Command::new(BIN)
                 .args(&self.db_args)
+                .args(&config)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .env("CONVENE_LOG", "info,tower_http=warn")
                 .env("NO_COLOR", "1")
@@ -247,6 +255,15 @@ impl TestServer {
                 .body(body.to_string()),
         )
         .await
+    }
+
+    /// Stop the server and start it again on the same store with this TOML configuration.
+    pub async fn restart_with_config(&mut self, toml: &str) {
+        let path = self.dir.path().join("convene.toml");
+        std::fs::write(&path, toml).expect("write config");
+        self.config = Some(path);
+        assert!(self.terminate().success());
+        self.spawn_server().await;
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {
