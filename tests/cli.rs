@@ -140,6 +140,7 @@ async fn first_start_prints_guidance_and_sigterm_stops_cleanly() {
         dir,
         db_args: vec![],
         client: reqwest::Client::new(),
+        config: None,
     };
     let mut up = false;
     for _ in 0..300 {
