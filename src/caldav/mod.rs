@@ -967,14 +967,8 @@ impl<'a> Dav<'a> {
                         }
                     }
                     let mut emit = |child: &Resource| {
-                        let node = Node::Res {
-                            owner: &owner,
-                            res: child,
-                            href: Self::child_href(&href, child),
-                        };
                         let stored = props.remove(&child.id).unwrap_or_default();
-                        let (found, missing) = self.propfind_props(&pf, &node, &stored);
-                        ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+                        self.member_response(&mut ms, &pf, &owner, &href, child, &stored);
                     };
                     match self.store.listing(&res).await.map_err(internal)? {
                         Some(listing)
@@ -998,6 +992,25 @@ impl<'a> Dav<'a> {
             Target::Missing { .. } => return Err(DavError::not_found()),
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// One member's response in a Depth 1 listing.
+    fn member_response(
+        &self,
+        ms: &mut Multistatus,
+        pf: &PropfindRequest,
+        owner: &User,
+        parent_href: &str,
+        child: &Resource,
+        stored: &[StoredProp],
+    ) {
+        let node = Node::Res {
+            owner,
+            res: child,
+            href: Self::child_href(parent_href, child),
+        };
+        let (found, missing) = self.propfind_props(pf, &node, stored);
+        ms.propstat_response(&node.href(), &found, &[(404, missing)]);
     }
 
     /// PROPFIND Depth 1 over a large collection, streamed: the collection's own response
@@ -1030,14 +1043,8 @@ impl<'a> Dav<'a> {
                 let mut batch = Multistatus::new();
                 batch.take_chunk();
                 let mut emit = |child: &Resource| {
-                    let node = Node::Res {
-                        owner: &owner,
-                        res: child,
-                        href: Self::child_href(&href, child),
-                    };
                     let stored = props.remove(&child.id).unwrap_or_default();
-                    let (found, missing) = dav.propfind_props(&pf, &node, &stored);
-                    batch.propstat_response(&node.href(), &found, &[(404, missing)]);
+                    dav.member_response(&mut batch, &pf, &owner, &href, child, &stored);
                 };
                 match &source {
                     MemberSource::Listing(listing) => {

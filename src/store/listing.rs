@@ -36,6 +36,20 @@ struct Row {
     floating: bool,
 }
 
+impl Row {
+    fn at(&self, resource: ResourceId, start: i64) -> InstanceRow {
+        InstanceRow {
+            resource,
+            instance: Instance {
+                start,
+                end: self.end,
+                rule: self.rule,
+                floating: self.floating,
+            },
+        }
+    }
+}
+
 /// A collection's members and index rows as of change number `seq`.
 pub struct Listing {
     seq: i64,
@@ -116,29 +130,13 @@ impl Listing {
         let mut out: Vec<InstanceRow> = self
             .starts
             .range((lo, ResourceId(i64::MIN), 0)..=(to, ResourceId(i64::MAX), u32::MAX))
-            .map(|(&(start, resource, _), row)| InstanceRow {
-                resource,
-                instance: Instance {
-                    start,
-                    end: row.end,
-                    rule: row.rule,
-                    floating: row.floating,
-                },
-            })
+            .map(|(&(start, resource, _), row)| row.at(resource, start))
             .collect();
         out.extend(
             self.long
                 .iter()
                 .filter(|(_, (start, row))| *start <= to && row.end >= from)
-                .map(|(&(resource, _), &(start, row))| InstanceRow {
-                    resource,
-                    instance: Instance {
-                        start,
-                        end: row.end,
-                        rule: row.rule,
-                        floating: row.floating,
-                    },
-                }),
+                .map(|(&(resource, _), &(start, row))| row.at(resource, start)),
         );
         out
     }
