@@ -20,8 +20,9 @@ use crate::store::{Change, InstanceRow, LONG_SPAN, Resource, ResourceId};
 /// More changes than this since a listing's label: reload it whole instead of patching.
 pub const DELTA_LIMIT: usize = 2_000;
 
-/// Default budget: about 40 MiB of listings.
-pub const DEFAULT_BUDGET_ROWS: usize = 600_000;
+/// Default budget, about 70 bytes a row: room for one 100,000-event calendar (100,000
+/// members and about 1.2 million index rows with a 3-year horizon), or many ordinary ones.
+pub const DEFAULT_BUDGET_ROWS: usize = 1_500_000;
 
 struct Member {
     res: Resource,
