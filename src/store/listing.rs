@@ -171,38 +171,54 @@ impl Listing {
         if let Some(other) = self.by_name.get(&res.name).copied() {
             self.remove(other);
         }
-        let mut keys = Vec::with_capacity(rows.len());
-        for (k, r) in rows.iter().enumerate() {
-            let k = k as u32;
-            let i = r.instance;
-            let row = Row {
-                end: i.end,
-                rule: i.rule,
-                floating: i.floating,
-            };
-            if i.end.saturating_sub(i.start) > LONG_SPAN {
-                self.long.insert((id, k), (i.start, row));
-            } else {
-                self.starts.insert((i.start, id, k), row);
-            }
-            keys.push((i.start, k));
-        }
         self.by_name.insert(res.name.clone(), id);
-        self.members.insert(id, Member { res, keys });
+        self.members.insert(
+            id,
+            Member {
+                res,
+                keys: Vec::with_capacity(rows.len()),
+            },
+        );
+        for r in rows {
+            self.add_row(InstanceRow {
+                resource: id,
+                instance: r.instance,
+            });
+        }
     }
 
-    /// A listing built from a full load.
+    /// A listing built from a full load. Rows are moved in one at a time, never copied into
+    /// an intermediate map: a 100,000-event calendar has over a million of them.
     pub fn build(seq: i64, members: Vec<Resource>, rows: Vec<InstanceRow>) -> Listing {
-        let mut by_member: HashMap<ResourceId, Vec<InstanceRow>> = HashMap::new();
-        for r in rows {
-            by_member.entry(r.resource).or_default().push(r);
-        }
         let mut l = Listing::new(seq);
         for m in members {
-            let rows = by_member.remove(&m.id).unwrap_or_default();
-            l.insert(m, &rows);
+            l.insert(m, &[]);
+        }
+        for r in rows {
+            l.add_row(r);
         }
         l
+    }
+
+    /// Add one index row to an existing member (rows of members not listed are skipped: the
+    /// member was created after the member query read).
+    fn add_row(&mut self, r: InstanceRow) {
+        let Some(m) = self.members.get_mut(&r.resource) else {
+            return;
+        };
+        let k = m.keys.len() as u32;
+        let i = r.instance;
+        let row = Row {
+            end: i.end,
+            rule: i.rule,
+            floating: i.floating,
+        };
+        if i.end.saturating_sub(i.start) > LONG_SPAN {
+            self.long.insert((r.resource, k), (i.start, row));
+        } else {
+            self.starts.insert((i.start, r.resource, k), row);
+        }
+        m.keys.push((i.start, k));
     }
 
     /// Apply changes read after this listing's label; `rows` are the index rows of the live

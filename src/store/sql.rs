@@ -515,15 +515,19 @@ macro_rules! impl_sql_store {
             }
 
             async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
-                let rows = sqlx::query(concat!(
+                use futures_util::TryStreamExt as _;
+                let mut out = vec![];
+                let mut rows = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),
                     " FROM resources WHERE parent_id = $1 ORDER BY name"
                 ))
                 .bind(parent.0)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(map_resource).collect()
+                .fetch(&self.pool);
+                while let Some(r) = rows.try_next().await? {
+                    out.push(map_resource(&r)?);
+                }
+                Ok(out)
             }
 
             async fn children_after(
@@ -943,11 +947,17 @@ macro_rules! impl_sql_store {
                     "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
                      WHERE +parent_id = ";
                 let Some(ids) = ids else {
-                    let rows = sqlx::query(concat!(cols!(), "$1"))
+                    // A whole calendar can hold millions of rows: decode them as they stream
+                    // in rather than buffering every driver row first.
+                    use futures_util::TryStreamExt as _;
+                    let mut out = vec![];
+                    let mut rows = sqlx::query(concat!(cols!(), "$1"))
                         .bind(parent.0)
-                        .fetch_all(&self.pool)
-                        .await?;
-                    return rows.iter().map(map_instance).collect();
+                        .fetch(&self.pool);
+                    while let Some(r) = rows.try_next().await? {
+                        out.push(map_instance(&r)?);
+                    }
+                    return Ok(out);
                 };
                 let mut out = vec![];
                 for chunk in ids.chunks(500) {
