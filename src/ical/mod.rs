@@ -283,12 +283,57 @@ pub(crate) fn decoded_zone_is_safe(c: &icalrs::component::IcalComponent<'_>) -> 
         && c.components.iter().all(|o| {
             o.props.iter().all(|p| match (&*p.name, &p.value) {
                 (n, icalrs::value::IcalValue::Recur(r)) if n.eq_ignore_ascii_case("RRULE") => {
-                    r.0.to_ascii_uppercase().contains("FREQ=YEARLY")
+                    observance_rule_is_sane(&r.0)
                 }
                 (n, _) if n.eq_ignore_ascii_case("RRULE") => false,
                 _ => true,
             })
         })
+}
+
+/// A VTIMEZONE observance rule the zone code can walk in bounded time: yearly, and every BY
+/// part within RFC 5545's ranges. A rule that can never match (found by fuzzing: `BYDAY=-0SU`)
+/// would otherwise be searched year after year for an occurrence that does not exist.
+fn observance_rule_is_sane(rule: &str) -> bool {
+    let rule = rule.to_ascii_uppercase();
+    let mut yearly = false;
+    for part in rule.split(';') {
+        let Some((key, value)) = part.split_once('=') else {
+            continue;
+        };
+        let numbers = |lo: i64, hi: i64| {
+            value.split(',').all(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .is_ok_and(|n| n != 0 && n.abs() >= lo && n.abs() <= hi)
+            })
+        };
+        let ok = match key.trim() {
+            "FREQ" => {
+                yearly = value.trim() == "YEARLY";
+                yearly
+            }
+            "BYMONTH" => numbers(1, 12),
+            "BYMONTHDAY" => numbers(1, 31),
+            "BYYEARDAY" => numbers(1, 366),
+            "BYWEEKNO" => numbers(1, 53),
+            "BYSETPOS" => numbers(1, 366),
+            "INTERVAL" | "COUNT" => value.trim().parse::<u32>().is_ok_and(|n| n >= 1),
+            "BYDAY" => value.split(',').all(|d| {
+                let d = d.trim();
+                let (ord, day) = d.split_at(d.len().saturating_sub(2));
+                let weekday = matches!(day, "SU" | "MO" | "TU" | "WE" | "TH" | "FR" | "SA");
+                let ordinal =
+                    ord.is_empty() || ord.parse::<i64>().is_ok_and(|n| n != 0 && n.abs() <= 53);
+                weekday && ordinal
+            }),
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    yearly
 }
 
 /// RFC 5545 3.2.19 / RFC 4791 4.1: every TZID used needs a VTIMEZONE in the object. Clients
@@ -484,5 +529,33 @@ mod tests {
         let c = cal("BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nEND:VTIMEZONE\r\n");
         assert_eq!(validate_timezone(c.as_bytes()).unwrap(), "Europe/Berlin");
         assert!(validate_timezone(cal("").as_bytes()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod observance_tests {
+    use super::observance_rule_is_sane;
+
+    #[test]
+    fn observance_rules_must_be_able_to_match() {
+        for ok in [
+            "FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU",
+            "FREQ=YEARLY;BYMONTH=10;BYDAY=2SU;INTERVAL=1",
+            "freq=yearly;bymonth=4;byday=su;bymonthday=1,2,3,4,5,6,7",
+        ] {
+            assert!(observance_rule_is_sane(ok), "{ok}");
+        }
+        // Found by `cargo fuzz` (fixtures/fuzz-crashes): an ordinal of zero never matches,
+        // and walking the zone for it took seconds per object.
+        for bad in [
+            "FREQ=YEARLY;BYMONTH=10;BYDAY=-0SU",
+            "FREQ=YEARLY;BYMONTH=13;BYDAY=1SU",
+            "FREQ=YEARLY;BYMONTHDAY=0",
+            "FREQ=YEARLY;BYDAY=1XX",
+            "FREQ=YEARLY;INTERVAL=0",
+            "FREQ=MONTHLY;BYDAY=1SU",
+        ] {
+            assert!(!observance_rule_is_sane(bad), "{bad}");
+        }
     }
 }
