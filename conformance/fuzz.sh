@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cargo-fuzz targets (fuzz/): replay every recorded crash and the iCalendar corpus, then fuzz
-# each target briefly (FUZZ_SECONDS, default 45). A new crash fails the run; its input is kept
+# each target briefly (FUZZ_SECONDS, default 45; FUZZ_SEED fixes the run, default a constant
+# so CI runs are repeatable). A new crash fails the run; its input is kept
 # under fixtures/fuzz-crashes/<target>/ so it becomes a permanent regression fixture.
 # cargo-fuzz is installed (pinned) into the cache when missing. The stable toolchain builds the
 # sanitizer-coverage instrumentation with RUSTC_BOOTSTRAP=1 and no sanitizer (-s none).
@@ -46,7 +47,7 @@ for target in ical_validate_index recurrence dav_xml; do
   fi
   mkdir -p "$work/$target-artifacts"
   if cargo fuzz run -s none "$target" "$corpus" -- -max_total_time="$seconds" -max_len=65536 \
-    -timeout=10 -rss_limit_mb=1024 -artifact_prefix="$work/$target-artifacts/" \
+    -timeout=25 -seed="${FUZZ_SEED:-20261127}" -rss_limit_mb=1024 -artifact_prefix="$work/$target-artifacts/" \
     >"$work/$target.log" 2>&1; then
     echo "fuzz $target: $(grep -o 'Done [0-9]* runs in [0-9]* second' "$work/$target.log" | tail -1)s" >&2
   else
