@@ -440,7 +440,10 @@ impl Store {
                         listing::rows_of(&l)
                     };
                     self.listings.resized(coll.id, size);
-                    return Ok(Some(shared));
+                    // If a concurrent patch from an older label won, the listing may still be
+                    // behind the row we read: answer from SQL this time rather than serve it.
+                    let seq = shared.read().unwrap_or_else(|e| e.into_inner()).seq();
+                    return Ok((seq >= coll.sync_seq).then_some(shared));
                 }
             }
         }
