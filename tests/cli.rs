@@ -142,11 +142,16 @@ async fn first_start_prints_guidance_and_sigterm_stops_cleanly() {
         client: reqwest::Client::new(),
         config: None,
     };
+    // A first start creates and migrates the store; on a loaded CI machine that can take a
+    // while, so wait up to 30 s (bounded), and stop early if the server has exited.
     let mut up = false;
-    for _ in 0..300 {
+    for _ in 0..1500 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             up = true;
             break;
+        }
+        if let Ok(Some(st)) = srv.child.try_wait() {
+            panic!("server exited before listening: {st:?}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
