@@ -42,6 +42,7 @@ fn obj(uid: &str, body: &str) -> NewObject {
         uid: Some(uid.into()),
         component: Some("VEVENT".into()),
         index: None,
+        schedule_tag: None,
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod props;
 pub mod query;
+mod schedule;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -68,6 +69,10 @@ pub enum CalCondition {
     NoUidConflict(String),
     MaxResourceSize,
     CalendarCollectionLocationOk,
+    /// RFC 6638 5.1: what was POSTed to the outbox is not a message it accepts.
+    ValidSchedulingMessage,
+    /// RFC 6638 5.1: the ORGANIZER of an outbox request is not the poster.
+    OrganizerAllowed,
 }
 
 impl From<CalCondition> for Condition {
@@ -89,6 +94,8 @@ impl From<CalCondition> for Condition {
             CalCondition::CalendarCollectionLocationOk => {
                 ("calendar-collection-location-ok", String::new())
             }
+            CalCondition::ValidSchedulingMessage => ("valid-scheduling-message", String::new()),
+            CalCondition::OrganizerAllowed => ("organizer-allowed", String::new()),
         };
         Condition {
             ns: NS_CALDAV,
@@ -286,6 +293,18 @@ pub fn default_collections() -> Vec<NewCollection> {
             supported_components: Some("VTODO".into()),
             props: vec![name_prop("Tasks")],
         },
+        NewCollection {
+            name: "inbox".into(),
+            kind: ResourceKind::Inbox,
+            supported_components: None,
+            props: vec![],
+        },
+        NewCollection {
+            name: "outbox".into(),
+            kind: ResourceKind::Outbox,
+            supported_components: None,
+            props: vec![],
+        },
     ]
 }
 
@@ -392,6 +411,7 @@ pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
         "COPY" => dav.copy_move(&req, false).await,
         "MOVE" => dav.copy_move(&req, true).await,
         "REPORT" => dav.report(&req).await,
+        "POST" => dav.post(&req).await,
         _ => Err(DavError::new(
             405,
             format!("method {} is not supported", req.method),
@@ -409,15 +429,14 @@ pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
     }
 }
 
-const ALLOW: &str =
-    "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, COPY, MOVE, REPORT";
+const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, COPY, MOVE, REPORT, POST";
 
 /// RFC 4918 10.1 and RFC 4791 5.1: advertise only what is implemented.
 pub fn options() -> DavResponse {
     DavResponse::new(StatusCode::OK)
         .header(
             header::HeaderName::from_static("dav"),
-            "1, 3, access-control, calendar-access, extended-mkcol",
+            "1, 3, access-control, calendar-access, calendar-auto-schedule, extended-mkcol",
         )
         .header(header::ALLOW, ALLOW)
         .header(header::CONTENT_LENGTH, "0")
@@ -547,9 +566,9 @@ impl<'a> Dav<'a> {
     }
 
     fn privileges_xml(&self, node: &Node<'_>) -> String {
-        let own = match node {
-            Node::Res { owner, .. } => owner.id == self.user.id,
-            _ => false,
+        let (own, kind) = match node {
+            Node::Res { owner, res, .. } => (owner.id == self.user.id, Some(res.kind)),
+            _ => (false, None),
         };
         let privs: &[&str] = if own {
             &[
@@ -567,7 +586,12 @@ impl<'a> Dav<'a> {
             &["<D:read/>", "<D:read-current-user-privilege-set/>"]
         };
         let mut s = String::from("<D:current-user-privilege-set>");
-        for p in privs {
+        let sched: &[&str] = match kind {
+            Some(ResourceKind::Inbox) if own => &["<C:schedule-deliver/>"],
+            Some(ResourceKind::Outbox) if own => &["<C:schedule-send/>"],
+            _ => &[],
+        };
+        for p in privs.iter().chain(sched) {
             s.push_str("<D:privilege>");
             s.push_str(p);
             s.push_str("</D:privilege>");
@@ -598,6 +622,8 @@ impl<'a> Dav<'a> {
                     Node::Principal(_) => "<D:collection/><D:principal/>",
                     Node::Res { res, .. } => match res.kind {
                         ResourceKind::Calendar => "<D:collection/><C:calendar/>",
+                        ResourceKind::Inbox => "<D:collection/><C:schedule-inbox/>",
+                        ResourceKind::Outbox => "<D:collection/><C:schedule-outbox/>",
                         ResourceKind::Object => "",
                         _ => "<D:collection/>",
                     },
@@ -700,7 +726,10 @@ impl<'a> Dav<'a> {
                         "<C:free-busy-query/>",
                         "<D:sync-collection/>",
                     ],
-                    (Node::Res { .. }, Some(ResourceKind::Object)) => &[],
+                    (Node::Res { .. }, Some(ResourceKind::Object | ResourceKind::Outbox)) => &[],
+                    (Node::Res { .. }, Some(ResourceKind::Inbox)) => {
+                        &["<C:calendar-multiget/>", "<D:sync-collection/>"]
+                    }
                     (Node::Res { .. }, _) => &["<D:sync-collection/>"],
                     _ => &[
                         "<D:principal-property-search/>",
@@ -785,6 +814,31 @@ impl<'a> Dav<'a> {
             Prop::ScheduleCalendarTransp if is_cal => {
                 "<C:schedule-calendar-transp><C:opaque/></C:schedule-calendar-transp>".into()
             }
+            Prop::ScheduleInboxUrl => match node {
+                Node::Principal(u) => format!(
+                    "<C:schedule-inbox-URL><D:href>{}inbox/</D:href></C:schedule-inbox-URL>",
+                    escape(&home_href(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::ScheduleOutboxUrl => match node {
+                Node::Principal(u) => format!(
+                    "<C:schedule-outbox-URL><D:href>{}outbox/</D:href></C:schedule-outbox-URL>",
+                    escape(&home_href(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::ScheduleDefaultCalendarUrl if kind == Some(ResourceKind::Inbox) => match node {
+                Node::Res { owner, .. } => format!(
+                    "<C:schedule-default-calendar-URL><D:href>{}calendar/</D:href></C:schedule-default-calendar-URL>",
+                    escape(&home_href(&owner.name))
+                ),
+                _ => return None,
+            },
+            Prop::ScheduleTag => format!(
+                "<C:schedule-tag>{}</C:schedule-tag>",
+                escape(res?.schedule_tag.as_deref()?)
+            ),
             Prop::GetCtag if coll && res.is_some() => {
                 let r = res?;
                 format!("<CS:getctag>{}-{}</CS:getctag>", r.uuid, r.sync_seq)
@@ -1334,11 +1388,14 @@ impl<'a> Dav<'a> {
         }
         // RFC 4791 5.3.1: calendars may not nest, and nothing may be created in a calendar
         // except calendar object resources.
-        if parent.kind == ResourceKind::Calendar {
+        if matches!(
+            parent.kind,
+            ResourceKind::Calendar | ResourceKind::Inbox | ResourceKind::Outbox
+        ) {
             return Err(DavError::with(
                 403,
                 CalCondition::CalendarCollectionLocationOk,
-                "collections cannot be created inside a calendar",
+                "collections cannot be created inside a calendar or a scheduling mailbox",
             ));
         }
         if parent.kind == ResourceKind::Collection && kind == ResourceKind::Calendar {
@@ -1429,6 +1486,9 @@ impl<'a> Dav<'a> {
                             .unwrap_or("application/octet-stream"),
                     )
                     .header(header::CONTENT_LENGTH, &data.len().to_string());
+                if let Some(tag) = &res.schedule_tag {
+                    r = r.header(header::HeaderName::from_static("schedule-tag"), tag);
+                }
                 if with_body {
                     r.body = Bytes::from(data);
                 }
@@ -1570,9 +1630,12 @@ impl<'a> Dav<'a> {
         if header_str(&req.headers, "content-range").is_some() {
             return Err(DavError::bad_request("partial PUT is not supported"));
         }
+        let mut existing = None;
         let (parent, segs) = match self.resolve(&req.path).await? {
             Target::Res { res, segs, .. } if res.kind == ResourceKind::Object => {
-                (self.parent_of(&res).await?, segs)
+                let parent = self.parent_of(&res).await?;
+                existing = Some(res);
+                (parent, segs)
             }
             Target::Res { .. } => return Err(DavError::new(405, "cannot PUT to a collection")),
             Target::Missing {
@@ -1587,10 +1650,15 @@ impl<'a> Dav<'a> {
         };
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
+        let mut plan = None;
         let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
                 let s = self.check_calendar_body(&parent, content_type, &req.body)?;
                 let index = self.index_body(&req.body)?;
+                plan = Some(
+                    self.plan_put(existing.as_ref(), &req.body, s.kind.name(), &req.headers)
+                        .await?,
+                );
                 (
                     Some(s.uid),
                     Some(s.kind.name().to_string()),
@@ -1606,33 +1674,54 @@ impl<'a> Dav<'a> {
                     .to_string(),
                 None,
             ),
+            ResourceKind::Inbox | ResourceKind::Outbox => {
+                return Err(need_privilege(&req.path, "bind"));
+            }
             _ => {
                 return Err(DavError::forbidden(
                     "resources can only be created inside a calendar or collection",
                 ));
             }
         };
-        let etag = etag_of(&req.body);
+        let (data, schedule_tag, cond, after) = match plan {
+            Some(p) => (p.data, p.schedule_tag, p.cond, p.after),
+            None => (None, None, None, None),
+        };
+        // RFC 6638 3.2.? / RFC 4791 5.3.4: when the server changed the bytes, no ETag is
+        // returned, so the client knows to fetch them.
+        let rewritten = data.is_some();
+        let data = data.unwrap_or_else(|| req.body.to_vec());
+        let etag = etag_of(&data);
         let obj = NewObject {
-            data: req.body.to_vec(),
+            data,
             etag: etag.clone(),
             content_type: ct,
             uid,
             component,
             index,
+            schedule_tag: schedule_tag.clone(),
         };
-        match self
-            .store
-            .put_object(parent.id, &name, obj, Self::write_condition(&req.headers))
-            .await
-        {
-            Ok((_, created)) => Ok(DavResponse::new(if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::NO_CONTENT
-            })
-            .header(header::ETAG, &etag)
-            .header(header::CONTENT_LENGTH, "0")),
+        let cond = cond.unwrap_or_else(|| Self::write_condition(&req.headers));
+        let stored = after.as_ref().map(|_| obj.data.clone());
+        match self.store.put_object(parent.id, &name, obj, cond).await {
+            Ok((_, created)) => {
+                if let (Some(after), Some(stored)) = (after, stored) {
+                    self.after_put(after, &stored).await;
+                }
+                let mut r = DavResponse::new(if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::NO_CONTENT
+                })
+                .header(header::CONTENT_LENGTH, "0");
+                if !rewritten {
+                    r = r.header(header::ETAG, &etag);
+                }
+                if let Some(tag) = &schedule_tag {
+                    r = r.header(header::HeaderName::from_static("schedule-tag"), tag);
+                }
+                Ok(r)
+            }
             Err(StoreError::PreconditionFailed) => Err(DavError::new(
                 412,
                 "the resource's ETag does not match the request",
@@ -1649,13 +1738,28 @@ impl<'a> Dav<'a> {
 
     async fn delete(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
+            Target::Res { res, .. }
+                if matches!(res.kind, ResourceKind::Inbox | ResourceKind::Outbox) =>
+            {
+                Err(need_privilege(&req.path, "unbind"))
+            }
             Target::Res { res, .. } if res.parent.is_some() => {
+                // A scheduling object's deletion is sent on (RFC 6638 3.2.3).
+                let old = match res.schedule_tag {
+                    Some(_) => self.store.object_data(res.id).await.map_err(internal)?,
+                    None => None,
+                };
                 match self
                     .store
                     .delete(res.id, Self::write_condition(&req.headers))
                     .await
                 {
-                    Ok(()) => Ok(DavResponse::new(StatusCode::NO_CONTENT)),
+                    Ok(()) => {
+                        if let Some(old) = old {
+                            self.after_delete(&old, &req.headers).await;
+                        }
+                        Ok(DavResponse::new(StatusCode::NO_CONTENT))
+                    }
                     Err(StoreError::PreconditionFailed) => Err(DavError::new(
                         412,
                         "the resource's ETag does not match the request",
@@ -1716,6 +1820,14 @@ impl<'a> Dav<'a> {
         };
         if dest_exists && !overwrite {
             return Err(DavError::new(412, "destination exists and Overwrite is F"));
+        }
+        // The scheduling mailboxes are the server's: never moved, copied, replaced or filled.
+        let mailbox = |k: ResourceKind| matches!(k, ResourceKind::Inbox | ResourceKind::Outbox);
+        if mailbox(src.kind) || mailbox(dest_parent.kind) {
+            return Err(need_privilege(&dest_path, "bind"));
+        }
+        if dest_exists && dest_segs.len() == 3 && matches!(dest_segs[2].as_str(), "inbox" | "outbox") {
+            return Err(need_privilege(&dest_path, "unbind"));
         }
         // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
         if dest_parent.kind == ResourceKind::Calendar {
@@ -2432,6 +2544,21 @@ impl<'a> Dav<'a> {
             ));
         }
         let range = ical::filter::TimeRange::new(Some(start), Some(end));
+        let periods = self.busy_periods(cal, range).await?;
+        let text = ical::freebusy::vfreebusy(periods, range, crate::store::now_epoch());
+        let mut resp = DavResponse::new(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/calendar; charset=utf-8");
+        resp.body = Bytes::from(text);
+        Ok(resp)
+    }
+
+    /// The text of a calendar's `calendar-timezone` property, if set.
+    /// Busy periods of one calendar's events in `range` (RFC 4791 7.10), from the index.
+    async fn busy_periods(
+        &self,
+        cal: &Resource,
+        range: ical::filter::TimeRange,
+    ) -> Result<Vec<(i64, i64, ical::freebusy::BusyType)>, DavError> {
         let tz = self.calendar_timezone_text(cal).await?;
         let zone = query::floating_zone(None, tz.as_deref());
         let filter = ical::filter::CompFilter {
@@ -2454,22 +2581,27 @@ impl<'a> Dav<'a> {
         let candidates = query::select(self.store, cal, &filter, &ctx)
             .await
             .map_err(internal)?;
+        let ids: Vec<ResourceId> = candidates.iter().map(|r| r.id).collect();
         let mut periods = vec![];
-        for r in candidates {
-            if let Some(body) = self.store.object_data(r.id).await.map_err(internal)? {
-                periods.extend(ical::freebusy::busy_periods(
-                    &body, range, ctx.limits, &zone,
-                ));
-            }
+        for (_, body) in self.store.object_datas(&ids).await.map_err(internal)? {
+            periods.extend(ical::freebusy::busy_periods(
+                &body, range, ctx.limits, &zone,
+            ));
         }
-        let text = ical::freebusy::vfreebusy(periods, range, crate::store::now_epoch());
-        let mut resp = DavResponse::new(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/calendar; charset=utf-8");
-        resp.body = Bytes::from(text);
-        Ok(resp)
+        Ok(periods)
     }
 
-    /// The text of a calendar's `calendar-timezone` property, if set.
+    /// POST: only the schedule outbox takes one (RFC 6638 5).
+    async fn post(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        match self.resolve(&req.path).await? {
+            Target::Res { res, .. } if res.kind == ResourceKind::Outbox => {
+                self.outbox_post(&res, &req.body, &req.headers).await
+            }
+            Target::Missing { .. } => Err(DavError::not_found()),
+            _ => Err(DavError::new(405, "POST is accepted only by a schedule outbox")),
+        }
+    }
+
     async fn calendar_timezone_text(
         &self,
         calendar: &Resource,
@@ -2487,7 +2619,7 @@ impl<'a> Dav<'a> {
     }
 }
 
-const SUPPORTED_PRIVILEGES: &str = "<D:supported-privilege-set><D:supported-privilege><D:privilege><D:all/></D:privilege><D:abstract/><D:description xml:lang=\"en\">Any operation</D:description><D:supported-privilege><D:privilege><D:read/></D:privilege><D:description xml:lang=\"en\">Read any object</D:description><D:supported-privilege><D:privilege><C:read-free-busy/></D:privilege><D:description xml:lang=\"en\">Read free/busy</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:write/></D:privilege><D:description xml:lang=\"en\">Write any object</D:description><D:supported-privilege><D:privilege><D:write-properties/></D:privilege><D:description xml:lang=\"en\">Write properties</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:write-content/></D:privilege><D:description xml:lang=\"en\">Write content</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:bind/></D:privilege><D:description xml:lang=\"en\">Add members</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:unbind/></D:privilege><D:description xml:lang=\"en\">Remove members</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:read-acl/></D:privilege><D:description xml:lang=\"en\">Read ACL</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:read-current-user-privilege-set/></D:privilege><D:description xml:lang=\"en\">Read own privileges</D:description></D:supported-privilege></D:supported-privilege></D:supported-privilege-set>";
+const SUPPORTED_PRIVILEGES: &str = "<D:supported-privilege-set><D:supported-privilege><D:privilege><D:all/></D:privilege><D:abstract/><D:description xml:lang=\"en\">Any operation</D:description><D:supported-privilege><D:privilege><D:read/></D:privilege><D:description xml:lang=\"en\">Read any object</D:description><D:supported-privilege><D:privilege><C:read-free-busy/></D:privilege><D:description xml:lang=\"en\">Read free/busy</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:write/></D:privilege><D:description xml:lang=\"en\">Write any object</D:description><D:supported-privilege><D:privilege><D:write-properties/></D:privilege><D:description xml:lang=\"en\">Write properties</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:write-content/></D:privilege><D:description xml:lang=\"en\">Write content</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:bind/></D:privilege><D:description xml:lang=\"en\">Add members</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:unbind/></D:privilege><D:description xml:lang=\"en\">Remove members</D:description></D:supported-privilege></D:supported-privilege><D:supported-privilege><D:privilege><D:read-acl/></D:privilege><D:description xml:lang=\"en\">Read ACL</D:description></D:supported-privilege><D:supported-privilege><D:privilege><D:read-current-user-privilege-set/></D:privilege><D:description xml:lang=\"en\">Read own privileges</D:description></D:supported-privilege><D:supported-privilege><D:privilege><C:schedule-deliver/></D:privilege><D:description xml:lang=\"en\">Receive scheduling messages</D:description></D:supported-privilege><D:supported-privilege><D:privilege><C:schedule-send/></D:privilege><D:description xml:lang=\"en\">Send scheduling messages</D:description></D:supported-privilege></D:supported-privilege></D:supported-privilege-set>";
 
 /// Escape stored bytes as XML character data so that a client's XML parser hands back exactly
 /// those bytes: CR is written as `&#13;` because XML 1.0 2.11 would otherwise fold CRLF to LF.

@@ -1,5 +1,5 @@
 //! The property vocabulary Convene knows (RFC 4918 15, RFC 3744 5, RFC 5397, RFC 6578 4,
-//! RFC 4791 5.2 and 6.2, RFC 7809, RFC 5842, CalendarServer ctag, Apple iCal), as one closed
+//! RFC 4791 5.2 and 6.2, RFC 6638, RFC 7809, RFC 5842, CalendarServer ctag, Apple iCal), as one closed
 //! enum with a dead-property case. Clark names stop at `Prop::from_name`.
 
 use crate::dav::{NS_APPLE, NS_CALDAV, NS_CS, NS_DAV, PropertyName};
@@ -48,8 +48,12 @@ pub enum Prop {
     MaxInstances,
     MaxAttendeesPerInstance,
     CalendarData,
-    // RFC 6638 9.1
+    // RFC 6638 2.1, 2.2, 9.1, 9.2, 3.2.10
+    ScheduleInboxUrl,
+    ScheduleOutboxUrl,
     ScheduleCalendarTransp,
+    ScheduleDefaultCalendarUrl,
+    ScheduleTag,
     // RFC 7809 5.2
     CalendarTimezoneId,
     // CalendarServer
@@ -132,6 +136,14 @@ const TABLE: &[(&str, &str, Prop)] = &[
         Prop::ScheduleCalendarTransp,
     ),
     (NS_CALDAV, "calendar-timezone-id", Prop::CalendarTimezoneId),
+    (NS_CALDAV, "schedule-inbox-URL", Prop::ScheduleInboxUrl),
+    (NS_CALDAV, "schedule-outbox-URL", Prop::ScheduleOutboxUrl),
+    (
+        NS_CALDAV,
+        "schedule-default-calendar-URL",
+        Prop::ScheduleDefaultCalendarUrl,
+    ),
+    (NS_CALDAV, "schedule-tag", Prop::ScheduleTag),
     (NS_CS, "getctag", Prop::GetCtag),
     (NS_APPLE, "calendar-color", Prop::CalendarColor),
     (NS_APPLE, "calendar-order", Prop::CalendarOrder),

@@ -23,7 +23,7 @@ const DROPPED: &[&str] = &[
     "RECURRENCE-ID",
 ];
 
-fn utc_text(t: i64) -> String {
+pub(crate) fn utc_text(t: i64) -> String {
     let c = IcalRecurDateTime::from_seconds(t);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",

@@ -181,7 +181,8 @@ fn param_values(line: &IcalLine<'_>, name: &str) -> Option<Vec<String>> {
         })
 }
 
-fn line_instant(line: &IcalLine<'_>, carried: &[IcalTz]) -> Option<(i64, bool)> {
+/// The instant a DATE or DATE-TIME line names, and whether it is floating.
+pub(crate) fn line_instant(line: &IcalLine<'_>, carried: &[IcalTz]) -> Option<(i64, bool)> {
     let raw = line.raw_value_str();
     let text = raw.trim();
     let civil = IcalRecurDateTime::parse(text).ok()?;

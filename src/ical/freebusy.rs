@@ -93,8 +93,35 @@ fn utc(t: i64) -> String {
     )
 }
 
+/// Who a VFREEBUSY answers in an iTIP REPLY (RFC 6638 5, RFC 5546 3.3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeBusyReply<'a> {
+    pub uid: &'a str,
+    pub organizer: &'a str,
+    pub attendee: &'a str,
+}
+
 /// Merge overlapping periods of each type and write the VFREEBUSY calendar.
-pub fn vfreebusy(mut periods: Vec<(i64, i64, BusyType)>, range: TimeRange, now: i64) -> String {
+pub fn vfreebusy(periods: Vec<(i64, i64, BusyType)>, range: TimeRange, now: i64) -> String {
+    write_vfreebusy(periods, range, now, None)
+}
+
+/// The same, as the METHOD:REPLY a schedule outbox POST answers with.
+pub fn vfreebusy_reply(
+    periods: Vec<(i64, i64, BusyType)>,
+    range: TimeRange,
+    now: i64,
+    reply: &FreeBusyReply<'_>,
+) -> String {
+    write_vfreebusy(periods, range, now, Some(reply))
+}
+
+fn write_vfreebusy(
+    mut periods: Vec<(i64, i64, BusyType)>,
+    range: TimeRange,
+    now: i64,
+    reply: Option<&FreeBusyReply<'_>>,
+) -> String {
     periods.sort();
     let mut merged: Vec<(i64, i64, BusyType)> = vec![];
     for p in periods {
@@ -104,9 +131,18 @@ pub fn vfreebusy(mut periods: Vec<(i64, i64, BusyType)>, range: TimeRange, now: 
         }
     }
     merged.sort_by_key(|m| (m.0, m.2));
-    let mut s = String::from(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Convene//CalDAV//EN\r\nBEGIN:VFREEBUSY\r\n",
-    );
+    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Convene//CalDAV//EN\r\n");
+    if reply.is_some() {
+        s.push_str("METHOD:REPLY\r\n");
+    }
+    s.push_str("BEGIN:VFREEBUSY\r\n");
+    if let Some(r) = reply {
+        // The addresses come from a parsed content line: no line breaks to inject.
+        s.push_str(&format!(
+            "UID:{}\r\nORGANIZER:{}\r\nATTENDEE:{}\r\n",
+            r.uid, r.organizer, r.attendee
+        ));
+    }
     s.push_str(&format!(
         "DTSTAMP:{}\r\nDTSTART:{}\r\nDTEND:{}\r\n",
         utc(now),

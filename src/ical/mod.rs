@@ -11,6 +11,7 @@ pub mod expand;
 pub mod filter;
 pub mod freebusy;
 pub mod index;
+pub mod itip;
 pub mod partial;
 pub mod zones;
 

@@ -62,6 +62,10 @@ pub enum ResourceKind {
     Calendar,
     Collection,
     Object,
+    /// RFC 6638 schedule inbox: holds the scheduling messages delivered to the owner.
+    Inbox,
+    /// RFC 6638 schedule outbox: the POST target for free-busy look-ups.
+    Outbox,
 }
 
 impl ResourceKind {
@@ -71,6 +75,8 @@ impl ResourceKind {
             ResourceKind::Calendar => "calendar",
             ResourceKind::Collection => "collection",
             ResourceKind::Object => "object",
+            ResourceKind::Inbox => "inbox",
+            ResourceKind::Outbox => "outbox",
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
@@ -79,6 +85,8 @@ impl ResourceKind {
             "calendar" => ResourceKind::Calendar,
             "collection" => ResourceKind::Collection,
             "object" => ResourceKind::Object,
+            "inbox" => ResourceKind::Inbox,
+            "outbox" => ResourceKind::Outbox,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown resource kind {other}"
@@ -122,6 +130,8 @@ pub struct Resource {
     /// rules end at the far future).
     pub first_start: Option<i64>,
     pub last_end: Option<i64>,
+    /// RFC 6638 3.2.10 Schedule-Tag (quoted) of a scheduling object resource.
+    pub schedule_tag: Option<String>,
 }
 
 /// A stored property: a standalone XML element (namespace declarations included).
@@ -141,6 +151,8 @@ pub struct NewObject {
     pub component: Option<String>,
     /// The time-range index of a calendar object (none for plain resources).
     pub index: Option<ObjectIndex>,
+    /// RFC 6638 Schedule-Tag (quoted) to store with a scheduling object resource.
+    pub schedule_tag: Option<String>,
 }
 
 /// Spans longer than this are kept in the "long" lookup so window scans stay narrow.
@@ -219,6 +231,8 @@ pub trait UserStore {
     async fn create_user(&self, user: NewUser) -> Result<User>;
     async fn user_by_name(&self, name: &str) -> Result<Option<User>>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
+    /// The user whose email is `email`, compared case-insensitively (calendar-user addresses).
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
     async fn set_password(&self, id: UserId, hash: &str) -> Result<()>;
     /// Deletes the user and everything they own.
@@ -249,6 +263,8 @@ pub trait ResourceReader {
     /// The home of `owner`, then its member named `names[0]`, then that one's member named
     /// `names[1]` (at most two names), stopping at the first that does not exist.
     async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>>;
+    /// The objects with this UID in `owner`'s calendars (a user's copy of a scheduled event).
+    async fn objects_by_uid(&self, owner: UserId, uid: &str) -> Result<Vec<Resource>>;
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>>;
     /// The bodies of these objects, in one round trip per 500; ids without a body are skipped.
     async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>>;
@@ -474,6 +490,9 @@ impl UserStore for Store {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         delegate!(self, s => s.user_by_id(id).await)
     }
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        delegate!(self, s => s.user_by_email(email).await)
+    }
     async fn list_users(&self) -> Result<Vec<User>> {
         delegate!(self, s => s.list_users().await)
     }
@@ -522,6 +541,9 @@ impl ResourceReader for Store {
     }
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
         delegate!(self, s => s.object_data(id).await)
+    }
+    async fn objects_by_uid(&self, owner: UserId, uid: &str) -> Result<Vec<Resource>> {
+        delegate!(self, s => s.objects_by_uid(owner, uid).await)
     }
     async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
         delegate!(self, s => s.lookup_path(owner, names).await)

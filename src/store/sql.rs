@@ -17,7 +17,7 @@ macro_rules! res_cols {
     () => {
         "id, uuid, owner_id, parent_id, name, kind, content_type, etag, size, uid, component, \
          supported_components, sync_seq, mod_seq, tomb_floor, created_at, modified_at, complete_until, \
-         first_start, last_end"
+         first_start, last_end, schedule_tag"
     };
 }
 pub(crate) use res_cols;
@@ -69,6 +69,7 @@ macro_rules! impl_sql_store {
                 complete_until: row.try_get(17)?,
                 first_start: row.try_get(18)?,
                 last_end: row.try_get(19)?,
+                schedule_tag: row.try_get(20)?,
             })
         }
 
@@ -305,9 +306,9 @@ macro_rules! impl_sql_store {
                 let row = sqlx::query(
                     "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
                      size, uid, component, supported_components, sync_seq, mod_seq, created_at, modified_at, \
-                     first_start, last_end, complete_until) \
+                     first_start, last_end, complete_until, schedule_tag) \
                      SELECT $1, owner_id, $2, $3, kind, content_type, data, etag, size, uid, component, \
-                     supported_components, $4, $5, $6, $6, first_start, last_end, complete_until \
+                     supported_components, $4, $5, $6, $6, first_start, last_end, complete_until, schedule_tag \
                      FROM resources WHERE id = $7 RETURNING id",
                 )
                 .bind(new_uuid())
@@ -433,6 +434,14 @@ macro_rules! impl_sql_store {
             async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
                 let row = sqlx::query("SELECT * FROM users WHERE id = $1")
                     .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_user).transpose()
+            }
+
+            async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+                let row = sqlx::query("SELECT * FROM users WHERE lower(email) = lower($1) ORDER BY id LIMIT 1")
+                    .bind(email)
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map(map_user).transpose()
@@ -566,6 +575,19 @@ macro_rules! impl_sql_store {
                 children_in(&self.pool, parent, "name", names).await
             }
 
+            async fn objects_by_uid(&self, owner: UserId, uid: &str) -> Result<Vec<Resource>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ", res_cols!(), " FROM resources WHERE owner_id = $1 AND uid = $2 AND kind = 'object' \
+                     AND parent_id IN (SELECT id FROM resources WHERE owner_id = $1 AND kind = 'calendar') \
+                     ORDER BY id"
+                ))
+                .bind(owner.0)
+                .bind(uid)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_resource).collect()
+            }
+
             async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
                 let row = sqlx::query("SELECT data FROM resources WHERE id = $1")
                     .bind(id.0)
@@ -588,7 +610,7 @@ macro_rules! impl_sql_store {
                      UNION ALL SELECT ", res_cols!(), ", CAST(2 AS BIGINT) FROM resources WHERE name = $3 AND parent_id = \
                      (SELECT id FROM resources WHERE name = $2 AND parent_id = \
                      (SELECT id FROM resources WHERE owner_id = $1 AND parent_id IS NULL)) \
-                     ORDER BY 21"
+                     ORDER BY 22"
                 ))
                 .bind(owner.0)
                 .bind(names.first().map(String::as_str).unwrap_or(""))
@@ -597,7 +619,7 @@ macro_rules! impl_sql_store {
                 .await?;
                 let mut out: Vec<Resource> = Vec::with_capacity(3);
                 for r in &rows {
-                    let depth: i64 = r.try_get(20)?;
+                    let depth: i64 = r.try_get(21)?;
                     // A level only counts when every level above it was found.
                     if depth as usize == out.len() && depth as usize <= names.len() {
                         out.push(map_resource(r)?);
@@ -745,7 +767,7 @@ macro_rules! impl_sql_store {
                     Some(e) => sqlx::query(concat!(
                         "UPDATE resources SET data = $2, etag = $3, size = $4, uid = $5, component = $6, \
                          content_type = $7, mod_seq = $8, modified_at = $9, first_start = $10, \
-                         last_end = $11, complete_until = $12 WHERE id = $1 RETURNING ",
+                         last_end = $11, complete_until = $12, schedule_tag = $13 WHERE id = $1 RETURNING ",
                         res_cols!()
                     ))
                     .bind(e.id.0)
@@ -760,6 +782,7 @@ macro_rules! impl_sql_store {
                     .bind(span.map(|i| i.first_start))
                     .bind(span.map(|i| i.last_end))
                     .bind(span.map(|i| i.complete_until))
+                    .bind(&obj.schedule_tag)
                     .fetch_one(&mut *tx)
                     .await?,
                     None => {
@@ -768,9 +791,9 @@ macro_rules! impl_sql_store {
                         sqlx::query(concat!(
                             "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
                              size, uid, component, sync_seq, mod_seq, created_at, modified_at, \
-                             first_start, last_end, complete_until) \
+                             first_start, last_end, complete_until, schedule_tag) \
                              SELECT $1, owner_id, $2, $3, 'object', $4, $5, $6, $7, $8, $9, 0, $10, $11, $11, \
-                             $12, $13, $14 FROM resources WHERE id = $2 RETURNING ",
+                             $12, $13, $14, $15 FROM resources WHERE id = $2 RETURNING ",
                             res_cols!()
                         ))
                         .bind(new_uuid())
@@ -787,6 +810,7 @@ macro_rules! impl_sql_store {
                         .bind(span.map(|i| i.first_start))
                         .bind(span.map(|i| i.last_end))
                         .bind(span.map(|i| i.complete_until))
+                        .bind(&obj.schedule_tag)
                         .fetch_one(&mut *tx)
                         .await?
                     }

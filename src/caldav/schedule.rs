@@ -1,0 +1,753 @@
+//! RFC 6638 implicit scheduling: what a PUT or DELETE of a scheduling object resource sends,
+//! and to whom; delivery into each local attendee's schedule inbox *and* calendar
+//! (auto-schedule, RFC 6638 3.2.1 with `calendar-auto-schedule`); replies folded back into the
+//! organizer's copy; Schedule-Tag; and the schedule outbox's free-busy look-up.
+//!
+//! The iTIP content itself is built by `ical::itip`; this module decides who gets what and
+//! writes it through the `store` ports.
+//!
+//! Deliveries run after the originating write has committed, one store transaction each, in
+//! the request. A failure is logged and recorded as SCHEDULE-STATUS where the organizer can
+//! see it; it never undoes the organizer's own write.
+//!
+//! Must never: touch SQL, deliver on behalf of a user who is not the organizer (or attendee)
+//! named in the object, or let an attendee's write change what the organizer's copy says
+//! beyond that attendee's own participation status.
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+
+use super::{
+    CalCondition, Dav, DavResponse, header_str, internal, principal_href, xml_text_exact,
+};
+use crate::dav::{DavError, EtagMatch, escape};
+use crate::ical::itip::{self, Scheduling, ScheduleAgent, same_address};
+use crate::ical::{self, filter::TimeRange};
+use crate::store::{
+    NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError, User,
+    UserStore, WriteCondition,
+};
+
+/// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
+mod status {
+    /// Delivered to the attendee's inbox.
+    pub const DELIVERED: &str = "1.2";
+    /// No local calendar user has this address, and there is no other way to reach them.
+    pub const NOT_DELIVERED: &str = "5.1";
+    /// The user exists but has nowhere to receive messages.
+    pub const NO_SCHEDULING: &str = "5.3";
+}
+
+/// What this user is to a scheduling object resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Role {
+    Organizer,
+    /// The attendee address (as written in the object) that is this user's.
+    Attendee(String),
+}
+
+/// Decided before a PUT into a calendar is written.
+pub(super) struct PutPlan {
+    /// The bytes to store, when the server changes the client's (SCHEDULE-STATUS).
+    pub data: Option<Vec<u8>>,
+    pub schedule_tag: Option<String>,
+    /// Replaces the request's If-Match/If-None-Match condition (If-Schedule-Tag-Match).
+    pub cond: Option<WriteCondition>,
+    pub after: Option<AfterPut>,
+}
+
+/// What to send once the PUT has committed.
+pub(super) struct AfterPut {
+    role: Role,
+    old: Option<Vec<u8>>,
+    kind: String,
+}
+
+fn new_tag() -> String {
+    format!("\"{}\"", uuid::Uuid::new_v4().simple())
+}
+
+fn unquote(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/").trim_matches('"')
+}
+
+/// A stable member name for a user's copy of an event, from its UID (any characters) so a
+/// repeated delivery finds the same name.
+fn copy_name(uid: &str) -> String {
+    format!("{}.ics", &super::etag_of(uid.as_bytes())[1..33])
+}
+
+impl Dav<'_> {
+    /// Is this calendar-user address one of the current user's (RFC 6638 2.4.1)?
+    pub(super) fn is_my_address(&self, address: &str) -> bool {
+        address_names_user(address, self.user)
+    }
+
+    /// The local user a calendar-user address names: `mailto:` their email, or their
+    /// principal URL (absolute or as a path).
+    pub(super) async fn user_for_address(&self, address: &str) -> Result<Option<User>, DavError> {
+        let norm = itip::normalize_address(address);
+        if let Some(mail) = norm.strip_prefix("mailto:") {
+            return self.store.user_by_email(mail).await.map_err(internal);
+        }
+        match principal_name(&norm) {
+            Some(name) => self.store.user_by_name(&name).await.map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    fn role_in(&self, s: &Scheduling) -> Option<Role> {
+        if self.is_my_address(&s.organizer.address) {
+            return Some(Role::Organizer);
+        }
+        s.attendees()
+            .into_iter()
+            .find(|a| self.is_my_address(&a.address))
+            .map(|a| Role::Attendee(a.address.clone()))
+    }
+
+    /// Decide how a PUT of `body` over `existing` is scheduled (RFC 6638 3.2), and check
+    /// If-Schedule-Tag-Match (3.2.10) against the stored tag.
+    pub(super) async fn plan_put(
+        &self,
+        existing: Option<&Resource>,
+        body: &[u8],
+        kind: &str,
+        headers: &HeaderMap,
+    ) -> Result<PutPlan, DavError> {
+        let mut cond = None;
+        if let Some(want) = header_str(headers, "if-schedule-tag-match") {
+            let current = existing.and_then(|e| e.schedule_tag.as_deref());
+            if current.is_none_or(|c| unquote(c) != unquote(want)) {
+                return Err(DavError::new(
+                    412,
+                    "the Schedule-Tag does not match: the organizer changed the event since it was read",
+                ));
+            }
+            // Checked again inside the write: the ETag read with the tag must still hold.
+            let etag = existing.and_then(|e| e.etag.clone()).unwrap_or_default();
+            if let Some(im) = header_str(headers, "if-match")
+                && !EtagMatch::parse(im).matches(Some(&etag))
+            {
+                return Err(DavError::new(412, "the resource's ETag does not match the request"));
+            }
+            cond = Some(WriteCondition::EtagIn(vec![etag]));
+        }
+        let new = itip::scheduling(body);
+        let old = match existing {
+            Some(e) if e.schedule_tag.is_some() || new.is_some() => {
+                self.store.object_data(e.id).await.map_err(internal)?
+            }
+            _ => None,
+        };
+        let old_sched = old.as_deref().and_then(itip::scheduling);
+        let role = new
+            .as_ref()
+            .and_then(|s| self.role_in(s))
+            .or_else(|| old_sched.as_ref().and_then(|s| self.role_in(s)));
+        let Some(role) = role else {
+            return Ok(PutPlan {
+                data: None,
+                schedule_tag: None,
+                cond,
+                after: None,
+            });
+        };
+        let (data, schedule_tag) = match (&role, &new) {
+            (Role::Organizer, Some(s)) => {
+                // Resolve every attendee once, so SCHEDULE-STATUS says what delivery will do.
+                let mut statuses: Vec<(String, String)> = vec![];
+                for a in s.attendees() {
+                    if self.is_my_address(&a.address) || a.agent != ScheduleAgent::Server {
+                        continue;
+                    }
+                    let code = match self.user_for_address(&a.address).await? {
+                        Some(_) => status::DELIVERED,
+                        None => status::NOT_DELIVERED,
+                    };
+                    statuses.push((a.address.clone(), code.to_string()));
+                }
+                let data = itip::set_schedule_status(body, &|addr| {
+                    statuses
+                        .iter()
+                        .find(|(a, _)| same_address(a, addr))
+                        .map(|(_, c)| c.clone())
+                });
+                (data, Some(new_tag()))
+            }
+            // An attendee's own change (their PARTSTAT, their alarms) keeps the tag: RFC 6638
+            // 3.2.10, so a client holding it can still write after answering.
+            _ => (
+                None,
+                existing
+                    .and_then(|e| e.schedule_tag.clone())
+                    .or_else(|| new.is_some().then(new_tag)),
+            ),
+        };
+        Ok(PutPlan {
+            data,
+            schedule_tag,
+            cond,
+            after: Some(AfterPut {
+                role,
+                old,
+                kind: kind.to_string(),
+            }),
+        })
+    }
+
+    /// Send what a committed PUT implies.
+    pub(super) async fn after_put(&self, after: AfterPut, stored: &[u8]) {
+        let result = match &after.role {
+            Role::Organizer => {
+                self.organizer_changed(after.old.as_deref(), Some(stored), &after.kind)
+                    .await
+            }
+            Role::Attendee(me) => {
+                self.attendee_changed(me, after.old.as_deref(), Some(stored))
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e.message, "scheduling after PUT failed");
+        }
+    }
+
+    /// Send what the DELETE of a scheduling object implies (RFC 6638 3.2.3: CANCEL from the
+    /// organizer; a DECLINED reply from an attendee unless `Schedule-Reply: F`).
+    pub(super) async fn after_delete(&self, old: &[u8], headers: &HeaderMap) {
+        let Some(s) = itip::scheduling(old) else {
+            return;
+        };
+        let result = match self.role_in(&s) {
+            Some(Role::Organizer) => self.organizer_changed(Some(old), None, "").await,
+            Some(Role::Attendee(me)) => {
+                let silent = header_str(headers, "schedule-reply")
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
+                if silent {
+                    Ok(())
+                } else {
+                    self.attendee_changed(&me, Some(old), None).await
+                }
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e.message, "scheduling after DELETE failed");
+        }
+    }
+
+    /// The organizer stored `new` over `old` (or deleted `old`): REQUEST to every attendee
+    /// still invited, CANCEL to the removed ones and for instances they were taken out of.
+    async fn organizer_changed(
+        &self,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+        kind: &str,
+    ) -> Result<(), DavError> {
+        let now = crate::store::now_epoch();
+        let old_s = old.and_then(itip::scheduling);
+        let new_s = new.and_then(itip::scheduling);
+        // A PUT that changes nothing a recipient sees sends nothing (clients re-save freely).
+        let unchanged = match (old, new) {
+            (Some(o), Some(n)) => {
+                itip::set_schedule_status(o, &|_| Some(String::new())).unwrap_or(o.to_vec())
+                    == itip::set_schedule_status(n, &|_| Some(String::new()))
+                        .unwrap_or(n.to_vec())
+            }
+            _ => false,
+        };
+        let uid = new_s
+            .as_ref()
+            .or(old_s.as_ref())
+            .map(|s| s.uid.clone())
+            .unwrap_or_default();
+        let mut recipients: Vec<itip::Party> = vec![];
+        for s in [&new_s, &old_s].into_iter().flatten() {
+            for a in s.attendees() {
+                if !recipients.iter().any(|r| same_address(&r.address, &a.address)) {
+                    recipients.push(a.clone());
+                }
+            }
+        }
+        for a in recipients {
+            if self.is_my_address(&a.address) || a.agent != ScheduleAgent::Server {
+                continue;
+            }
+            let Some(user) = self.user_for_address(&a.address).await? else {
+                continue;
+            };
+            let invited = new_s.as_ref().is_some_and(|s| s.has_attendee(&a.address));
+            match (new, invited) {
+                (Some(body), true) => {
+                    if unchanged && !a.force_send {
+                        continue;
+                    }
+                    if let Some(msg) = itip::request(body, &a.address, now) {
+                        self.deliver_to_inbox(&user, &msg, kind).await?;
+                    }
+                    // Instances they were in before and are not now: cancel just those.
+                    let dropped = dropped_instances(old_s.as_ref(), new_s.as_ref(), &a.address);
+                    if !dropped.is_empty()
+                        && let Some(msg) = itip::cancel(body, &a.address, Some(&dropped), now)
+                    {
+                        self.deliver_to_inbox(&user, &msg, kind).await?;
+                    }
+                    match itip::attendee_copy(body, &a.address) {
+                        Some(copy) => self.upsert_copy(&user, &uid, copy, kind).await?,
+                        None => self.remove_copy(&user, &uid).await?,
+                    }
+                }
+                _ => {
+                    if let Some(body) = old
+                        && let Some(msg) = itip::cancel(body, &a.address, None, now)
+                    {
+                        self.deliver_to_inbox(&user, &msg, kind).await?;
+                    }
+                    self.remove_copy(&user, &uid).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The attendee `me` stored `new` over `old` (or deleted `old`): if their answer changed,
+    /// REPLY to the organizer and fold it into the organizer's copy.
+    async fn attendee_changed(
+        &self,
+        me: &str,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<(), DavError> {
+        let now = crate::store::now_epoch();
+        let before = old
+            .and_then(itip::scheduling)
+            .map(|s| s.partstats_of(me))
+            .unwrap_or_default();
+        let (body, answers): (Vec<u8>, Vec<(Option<String>, String)>) = match new {
+            Some(n) => {
+                let Some(s) = itip::scheduling(n) else {
+                    return Ok(());
+                };
+                let answers = s.partstats_of(me);
+                let unchanged = if old.is_some() {
+                    answers == before
+                } else {
+                    answers.iter().all(|(_, p)| p == "NEEDS-ACTION")
+                };
+                if unchanged || s.organizer.agent != ScheduleAgent::Server {
+                    return Ok(());
+                }
+                (n.to_vec(), answers)
+            }
+            None => {
+                let Some(o) = old else { return Ok(()) };
+                let declined: Vec<(Option<String>, String)> = before
+                    .iter()
+                    .map(|(r, _)| (r.clone(), "DECLINED".to_string()))
+                    .collect();
+                let body = itip::apply_reply(o, me, &declined).unwrap_or_else(|| o.to_vec());
+                (body, declined)
+            }
+        };
+        let Some(s) = itip::scheduling(&body) else {
+            return Ok(());
+        };
+        let Some(organizer) = self.user_for_address(&s.organizer.address).await? else {
+            return Ok(());
+        };
+        let kind = component_of(&body);
+        if let Some(msg) = itip::reply(&body, me, now) {
+            self.deliver_to_inbox(&organizer, &msg, &kind).await?;
+        }
+        for copy in self
+            .store
+            .objects_by_uid(organizer.id, &s.uid)
+            .await
+            .map_err(internal)?
+        {
+            let Some(data) = self.store.object_data(copy.id).await.map_err(internal)? else {
+                continue;
+            };
+            // Only the organizer's own scheduling object takes replies.
+            let is_organizers = itip::scheduling(&data)
+                .is_some_and(|o| address_names_user(&o.organizer.address, &organizer));
+            if !is_organizers {
+                continue;
+            }
+            let Some(updated) = itip::apply_reply(&data, me, &answers) else {
+                continue;
+            };
+            let cond = WriteCondition::EtagIn(copy.etag.clone().into_iter().collect());
+            // A PARTSTAT change keeps the organizer's Schedule-Tag (RFC 6638 3.2.10).
+            self.write_object(&copy, updated, copy.schedule_tag.clone(), cond)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Store a body as a replacement of `res`, re-indexed.
+    async fn write_object(
+        &self,
+        res: &Resource,
+        data: Vec<u8>,
+        schedule_tag: Option<String>,
+        cond: WriteCondition,
+    ) -> Result<(), DavError> {
+        let Some(parent) = res.parent else {
+            return Ok(());
+        };
+        let index = self.index_body(&data)?;
+        let obj = NewObject {
+            etag: super::etag_of(&data),
+            data,
+            content_type: "text/calendar; charset=utf-8".into(),
+            uid: res.uid.clone(),
+            component: res.component.clone(),
+            index: Some(index),
+            schedule_tag,
+        };
+        match self.store.put_object(parent, &res.name, obj, cond).await {
+            Ok(_) => Ok(()),
+            // Someone wrote it meanwhile; their write wins and carries its own state.
+            Err(StoreError::PreconditionFailed) => Ok(()),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// The user's home members named `name`, the home created on first use.
+    async fn home_member(&self, user: &User, name: &str) -> Result<Option<Resource>, DavError> {
+        let names = [name.to_string()];
+        let mut chain = self
+            .store
+            .lookup_path(user.id, &names)
+            .await
+            .map_err(internal)?;
+        if chain.is_empty() {
+            self.store
+                .ensure_home(user.id, &super::default_collections())
+                .await
+                .map_err(internal)?;
+            chain = self
+                .store
+                .lookup_path(user.id, &names)
+                .await
+                .map_err(internal)?;
+        }
+        Ok((chain.len() == 2).then(|| chain.remove(1)))
+    }
+
+    async fn deliver_to_inbox(&self, user: &User, msg: &[u8], kind: &str) -> Result<(), DavError> {
+        let Some(inbox) = self
+            .home_member(user, "inbox")
+            .await?
+            .filter(|r| r.kind == ResourceKind::Inbox)
+        else {
+            tracing::info!(user = %user.name, "no schedule inbox; message not delivered");
+            return Ok(());
+        };
+        let name = format!("{}.ics", uuid::Uuid::new_v4().simple());
+        let obj = NewObject {
+            etag: super::etag_of(msg),
+            data: msg.to_vec(),
+            content_type: "text/calendar; charset=utf-8".into(),
+            // Several messages about one event may wait in an inbox: no UID uniqueness here.
+            uid: None,
+            component: (!kind.is_empty()).then(|| kind.to_string()),
+            index: None,
+            schedule_tag: None,
+        };
+        self.store
+            .put_object(inbox.id, &name, obj, WriteCondition::MustNotExist)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// The calendar a new invitation lands in: `calendar` (or `tasks` for to-dos) when it takes
+    /// the component, else the first calendar that does.
+    async fn default_calendar(&self, user: &User, kind: &str) -> Result<Option<Resource>, DavError> {
+        let takes = |r: &Resource| {
+            r.kind == ResourceKind::Calendar
+                && r.supported_components
+                    .as_deref()
+                    .unwrap_or(super::DEFAULT_COMPONENTS)
+                    .split(',')
+                    .any(|c| c.eq_ignore_ascii_case(kind))
+        };
+        let preferred = if kind.eq_ignore_ascii_case("VTODO") {
+            "tasks"
+        } else {
+            "calendar"
+        };
+        if let Some(r) = self.home_member(user, preferred).await?
+            && takes(&r)
+        {
+            return Ok(Some(r));
+        }
+        let Some(home) = self.store.home(user.id).await.map_err(internal)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .children(home.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .find(takes))
+    }
+
+    /// Write the attendee's copy into their calendar (auto-schedule), keeping their alarms
+    /// and transparency on an existing copy. The copy gets a new Schedule-Tag.
+    async fn upsert_copy(
+        &self,
+        user: &User,
+        uid: &str,
+        copy: Vec<u8>,
+        kind: &str,
+    ) -> Result<(), DavError> {
+        let existing = self
+            .store
+            .objects_by_uid(user.id, uid)
+            .await
+            .map_err(internal)?;
+        if let Some(current) = existing.first() {
+            let old = self
+                .store
+                .object_data(current.id)
+                .await
+                .map_err(internal)?
+                .unwrap_or_default();
+            let merged = itip::keep_personal(&copy, &old).unwrap_or(copy);
+            let cond = WriteCondition::EtagIn(current.etag.clone().into_iter().collect());
+            return self
+                .write_object(current, merged, Some(new_tag()), cond)
+                .await;
+        }
+        let Some(cal) = self.default_calendar(user, kind).await? else {
+            tracing::info!(user = %user.name, status = status::NO_SCHEDULING, "no calendar takes the invitation");
+            return Ok(());
+        };
+        let index = self.index_body(&copy)?;
+        let obj = NewObject {
+            etag: super::etag_of(&copy),
+            data: copy,
+            content_type: "text/calendar; charset=utf-8".into(),
+            uid: Some(uid.to_string()),
+            component: Some(kind.to_string()),
+            index: Some(index),
+            schedule_tag: Some(new_tag()),
+        };
+        match self
+            .store
+            .put_object(cal.id, &copy_name(uid), obj, WriteCondition::MustNotExist)
+            .await
+        {
+            // A concurrent delivery of the same invitation got there first.
+            Ok(_) | Err(StoreError::PreconditionFailed) | Err(StoreError::UidConflict(_)) => Ok(()),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn remove_copy(&self, user: &User, uid: &str) -> Result<(), DavError> {
+        for r in self
+            .store
+            .objects_by_uid(user.id, uid)
+            .await
+            .map_err(internal)?
+        {
+            match self.store.delete(r.id, WriteCondition::None).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// POST to the schedule outbox (RFC 6638 5): a VFREEBUSY request, answered for each
+    /// attendee from the time-range index of their opaque calendars.
+    pub(super) async fn outbox_post(
+        &self,
+        outbox: &Resource,
+        body: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<DavResponse, DavError> {
+        if outbox.owner != self.user.id {
+            return Err(super::need_privilege("outbox", "schedule-send"));
+        }
+        if let Some(ct) = header_str(headers, "content-type") {
+            let media = ct.split(';').next().unwrap_or("").trim();
+            if !media.eq_ignore_ascii_case("text/calendar") {
+                return Err(DavError::with(
+                    415,
+                    CalCondition::SupportedCalendarData,
+                    format!("the outbox accepts text/calendar, not {media}"),
+                ));
+            }
+        }
+        let req = itip::freebusy_request(body).map_err(|e| match e {
+            itip::OutboxError::NotCalendar => {
+                DavError::with(400, CalCondition::ValidCalendarData, e.to_string())
+            }
+            _ => DavError::with(403, CalCondition::ValidSchedulingMessage, e.to_string()),
+        })?;
+        if !self.is_my_address(&req.organizer) {
+            return Err(DavError::with(
+                403,
+                CalCondition::OrganizerAllowed,
+                "the ORGANIZER is not one of your calendar user addresses",
+            ));
+        }
+        let now = crate::store::now_epoch();
+        let mut xml = String::from(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<C:schedule-response xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:caldav\">",
+        );
+        for attendee in req.attendees.iter().take(100) {
+            xml.push_str("<C:response><C:recipient><D:href>");
+            xml.push_str(&escape(attendee));
+            xml.push_str("</D:href></C:recipient>");
+            match self.user_for_address(attendee).await? {
+                Some(user) => {
+                    let periods = self.busy_of(&user, req.range).await?;
+                    let text = ical::freebusy::vfreebusy_reply(
+                        periods,
+                        req.range,
+                        now,
+                        &ical::freebusy::FreeBusyReply {
+                            uid: &req.uid,
+                            organizer: &req.organizer,
+                            attendee,
+                        },
+                    );
+                    xml.push_str("<C:request-status>2.0;Success</C:request-status><C:calendar-data>");
+                    xml.push_str(&xml_text_exact(text.as_bytes()));
+                    xml.push_str("</C:calendar-data>");
+                }
+                None => xml.push_str(
+                    "<C:request-status>3.7;Invalid calendar user</C:request-status>",
+                ),
+            }
+            xml.push_str("</C:response>");
+        }
+        xml.push_str("</C:schedule-response>");
+        let mut r = DavResponse::new(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/xml; charset=utf-8");
+        r.body = Bytes::from(xml);
+        Ok(r)
+    }
+
+    /// Busy periods of every calendar of `user` that counts for free-busy (RFC 6638 9.1:
+    /// schedule-calendar-transp opaque, the default).
+    async fn busy_of(
+        &self,
+        user: &User,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, i64, ical::freebusy::BusyType)>, DavError> {
+        let Some(home) = self.store.home(user.id).await.map_err(internal)? else {
+            return Ok(vec![]);
+        };
+        let mut periods = vec![];
+        for cal in self.store.children(home.id).await.map_err(internal)? {
+            if cal.kind != ResourceKind::Calendar {
+                continue;
+            }
+            let transparent = self
+                .store
+                .props(cal.id, user.id)
+                .await
+                .map_err(internal)?
+                .iter()
+                .any(|p| {
+                    p.local == "schedule-calendar-transp"
+                        && String::from_utf8_lossy(&p.xml).contains("transparent")
+                });
+            if !transparent {
+                periods.extend(self.busy_periods(&cal, range).await?);
+            }
+        }
+        Ok(periods)
+    }
+}
+
+/// Does `address` name `user` (their email, or their principal URL)?
+fn address_names_user(address: &str, user: &User) -> bool {
+    let norm = itip::normalize_address(address);
+    if let Some(mail) = norm.strip_prefix("mailto:") {
+        return user
+            .email
+            .as_deref()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case(mail));
+    }
+    principal_name(&norm).is_some_and(|n| n == user.name)
+}
+
+/// `NAME` from `.../dav/principals/NAME/`, absolute or a path.
+fn principal_name(address: &str) -> Option<String> {
+    let prefix = principal_href("");
+    let at = address.find(prefix.trim_end_matches('/'))?;
+    let rest = &address[at + prefix.trim_end_matches('/').len()..];
+    let name = rest.trim_start_matches('/').trim_end_matches('/');
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    crate::dav::decode_segments(&format!("/{name}"))
+        .ok()
+        .and_then(|s| s.into_iter().next())
+}
+
+/// RECURRENCE-IDs of overrides the attendee was in before and is not in now, while still
+/// invited to the series.
+fn dropped_instances(
+    old: Option<&Scheduling>,
+    new: Option<&Scheduling>,
+    address: &str,
+) -> Vec<String> {
+    let (Some(old), Some(new)) = (old, new) else {
+        return vec![];
+    };
+    let in_comp = |c: &itip::ComponentParties| c.attendees.iter().any(|a| same_address(&a.address, address));
+    let old_master = old
+        .components
+        .iter()
+        .find(|c| c.recurrence_id.is_none())
+        .is_some_and(in_comp);
+    // Were they in that instance before: in its override, or in the master with no override.
+    let had = |rid: &String| match old
+        .components
+        .iter()
+        .find(|c| c.recurrence_id.as_ref() == Some(rid))
+    {
+        Some(c) => in_comp(c),
+        None => old_master,
+    };
+    new.components
+        .iter()
+        .filter_map(|c| {
+            let rid = c.recurrence_id.as_ref()?;
+            (!in_comp(c) && had(rid)).then(|| rid.clone())
+        })
+        .collect()
+}
+
+fn component_of(body: &[u8]) -> String {
+    ical::validate_object(body)
+        .map(|s| s.kind.name().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_addresses() {
+        assert_eq!(
+            principal_name("https://cal.example.org/dav/principals/bob/").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(principal_name("/dav/principals/a%40b/").as_deref(), Some("a@b"));
+        assert_eq!(principal_name("/dav/principals/").as_deref(), None);
+        assert_eq!(principal_name("mailto:bob@example.org"), None);
+        assert_eq!(copy_name("x").len(), 36);
+    }
+}
