@@ -5,11 +5,16 @@
 source "$(dirname "$0")/lib.sh"
 
 python_env
-start_convene tester tester-pw
+CONVENE_EXTRA_USERS="attendee:attendee-pw" start_convene tester tester-pw
 trap stop_convene EXIT
 observed="$CONVENE_WORK/observed.json"
-(cd "$CONVENE_WORK" && timeout 900 "$VENV/bin/caldav-server-tester" \
+# The second account, for the multi-user scheduling checks, comes from a caldav config file.
+cat >"$CONVENE_WORK/caldav.json" <<JSON
+{"attendee": {"url": "$CONVENE_URL/dav/", "username": "attendee", "password": "attendee-pw"}}
+JSON
+(cd "$CONVENE_WORK" && CALDAV_CONFIG_FILE="$CONVENE_WORK/caldav.json" timeout 900 "$VENV/bin/caldav-server-tester" \
   --caldav-url "$CONVENE_URL/dav/" --caldav-username tester --caldav-password tester-pw \
+  --config-section attendee \
   --format json >"$observed" 2>"$CONVENE_WORK/tester.err") || {
   cat "$CONVENE_WORK/tester.err" >&2
   echo "caldav-server-tester: FAILED (the tool did not complete)"

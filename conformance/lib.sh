@@ -46,13 +46,27 @@ python_env() {
   fi
 }
 
-# start_convene USER PASSWORD: sets CONVENE_URL, CONVENE_PID, CONVENE_WORK.
+# start_convene USER PASSWORD: sets CONVENE_URL, CONVENE_PID, CONVENE_WORK. Each user's email (their
+# calendar-user address) is USER@example.org, or USER itself when that is an email address.
 start_convene() {
   local user="$1" pass="$2"
   local bin
   bin="$(convene_bin)"
   CONVENE_WORK="$(mktemp -d)"
-  printf '%s' "$pass" | "$bin" --data-dir "$CONVENE_WORK/data" user add "$user" --password-stdin --email "$user@example.org" >/dev/null
+  local main_email="$user@example.org"
+  [[ "$user" == *@* ]] && main_email="$user"
+  printf '%s' "$pass" | "$bin" --data-dir "$CONVENE_WORK/data" user add "$user" --password-stdin --email "$main_email" >/dev/null
+  # More accounts (scheduling needs an attendee): CONVENE_EXTRA_USERS="name:password ..."; a
+  # name that is an email address is also its email.
+  local extra
+  local name email
+  for extra in ${CONVENE_EXTRA_USERS:-}; do
+    name="${extra%%:*}"
+    email="$name"
+    [[ "$name" == *@* ]] || email="$name@example.org"
+    printf '%s' "${extra#*:}" | "$bin" --data-dir "$CONVENE_WORK/data" user add "$name" \
+      --password-stdin --email "$email" >/dev/null
+  done
   local port
   port="$(free_port)"
   CONVENE_LOG=warn "$bin" --data-dir "$CONVENE_WORK/data" serve --listen "127.0.0.1:$port" >"$CONVENE_WORK/server.log" 2>&1 &

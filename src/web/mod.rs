@@ -79,6 +79,28 @@ fn unauthorized() -> Response {
     r
 }
 
+/// Bodies up to this size are read and dropped before an early refusal, so the connection
+/// stays usable: clients (python-requests, niquests) send a body unauthenticated, take the 401
+/// and retry on the same connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Answer `resp` to a request whose body was not read. An unread body leaves the connection
+/// unusable, and hyper then closes it, sometimes after the client has already sent its next
+/// request on it (seen as "connection closed without response"). So a small body is drained,
+/// and otherwise the response says `Connection: close`.
+async fn refuse_unread(body: Body, resp: Response) -> Response {
+    match to_bytes(body, DRAIN_LIMIT).await {
+        Ok(_) => resp,
+        Err(_) => closing(resp),
+    }
+}
+
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 fn error_response(e: &DavError) -> Response {
     into_axum(caldav::DavResponse::from_error(e))
 }
@@ -112,13 +134,13 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .and_then(Credentials::from_basic_header);
     let Some(creds) = creds else {
-        return unauthorized();
+        return refuse_unread(body, unauthorized()).await;
     };
     let user = match state.auth.authenticate(&creds).await {
         Ok(Some(u)) => u,
         Ok(None) => {
             tracing::info!(user = %creds.username, "authentication failed");
-            return unauthorized();
+            return refuse_unread(body, unauthorized()).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication backend failed");
@@ -132,11 +154,16 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         .and_then(|v| v.parse::<usize>().ok())
         && len > state.max_body_bytes
     {
-        return error_response(&DavError::new(413, "request body too large"));
+        return closing(error_response(&DavError::new(413, "request body too large")));
     }
     let body = match to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return error_response(&DavError::new(413, "request body too large")),
+        Err(_) => {
+            return closing(error_response(&DavError::new(
+                413,
+                "request body too large",
+            )));
+        }
     };
     let dav = Dav {
         store: &state.store,
