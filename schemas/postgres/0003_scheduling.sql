@@ -10,3 +10,8 @@ SELECT gen_random_uuid()::text, h.owner_id, h.id, m.name, m.name, 0, 0, h.create
 FROM resources h CROSS JOIN (VALUES ('inbox'), ('outbox')) AS m(name)
 WHERE h.parent_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM resources c WHERE c.parent_id = h.id AND c.name = m.name);
+
+-- Recurring objects whose first instance lies beyond the indexing horizon were stored with an
+-- unbounded first start, which hid them from query-time expansion: bound it by the horizon.
+UPDATE resources SET first_start = complete_until
+WHERE complete_until IS NOT NULL AND first_start > complete_until;

@@ -12,3 +12,8 @@ SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(h
 FROM resources h CROSS JOIN (SELECT 'inbox' AS name UNION ALL SELECT 'outbox') m
 WHERE h.parent_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM resources c WHERE c.parent_id = h.id AND c.name = m.name);
+
+-- Recurring objects whose first instance lies beyond the indexing horizon were stored with an
+-- unbounded first start, which hid them from query-time expansion: bound it by the horizon.
+UPDATE resources SET first_start = complete_until
+WHERE complete_until IS NOT NULL AND first_start > complete_until;

@@ -1826,7 +1826,10 @@ impl<'a> Dav<'a> {
         if mailbox(src.kind) || mailbox(dest_parent.kind) {
             return Err(need_privilege(&dest_path, "bind"));
         }
-        if dest_exists && dest_segs.len() == 3 && matches!(dest_segs[2].as_str(), "inbox" | "outbox") {
+        if dest_exists
+            && dest_segs.len() == 3
+            && matches!(dest_segs[2].as_str(), "inbox" | "outbox")
+        {
             return Err(need_privilege(&dest_path, "unbind"));
         }
         // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
@@ -2598,7 +2601,10 @@ impl<'a> Dav<'a> {
                 self.outbox_post(&res, &req.body, &req.headers).await
             }
             Target::Missing { .. } => Err(DavError::not_found()),
-            _ => Err(DavError::new(405, "POST is accepted only by a schedule outbox")),
+            _ => Err(DavError::new(
+                405,
+                "POST is accepted only by a schedule outbox",
+            )),
         }
     }
 

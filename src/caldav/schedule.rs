@@ -17,15 +17,13 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
-use super::{
-    CalCondition, Dav, DavResponse, header_str, internal, principal_href, xml_text_exact,
-};
+use super::{CalCondition, Dav, DavResponse, header_str, internal, principal_href, xml_text_exact};
 use crate::dav::{DavError, EtagMatch, escape};
-use crate::ical::itip::{self, Scheduling, ScheduleAgent, same_address};
+use crate::ical::itip::{self, ScheduleAgent, Scheduling, same_address};
 use crate::ical::{self, filter::TimeRange};
 use crate::store::{
-    NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError, User,
-    UserStore, WriteCondition,
+    NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError, User, UserStore,
+    WriteCondition,
 };
 
 /// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
@@ -129,7 +127,10 @@ impl Dav<'_> {
             if let Some(im) = header_str(headers, "if-match")
                 && !EtagMatch::parse(im).matches(Some(&etag))
             {
-                return Err(DavError::new(412, "the resource's ETag does not match the request"));
+                return Err(DavError::new(
+                    412,
+                    "the resource's ETag does not match the request",
+                ));
             }
             cond = Some(WriteCondition::EtagIn(vec![etag]));
         }
@@ -252,8 +253,7 @@ impl Dav<'_> {
         let unchanged = match (old, new) {
             (Some(o), Some(n)) => {
                 itip::set_schedule_status(o, &|_| Some(String::new())).unwrap_or(o.to_vec())
-                    == itip::set_schedule_status(n, &|_| Some(String::new()))
-                        .unwrap_or(n.to_vec())
+                    == itip::set_schedule_status(n, &|_| Some(String::new())).unwrap_or(n.to_vec())
             }
             _ => false,
         };
@@ -265,7 +265,10 @@ impl Dav<'_> {
         let mut recipients: Vec<itip::Party> = vec![];
         for s in [&new_s, &old_s].into_iter().flatten() {
             for a in s.attendees() {
-                if !recipients.iter().any(|r| same_address(&r.address, &a.address)) {
+                if !recipients
+                    .iter()
+                    .any(|r| same_address(&r.address, &a.address))
+                {
                     recipients.push(a.clone());
                 }
             }
@@ -466,7 +469,11 @@ impl Dav<'_> {
 
     /// The calendar a new invitation lands in: `calendar` (or `tasks` for to-dos) when it takes
     /// the component, else the first calendar that does.
-    async fn default_calendar(&self, user: &User, kind: &str) -> Result<Option<Resource>, DavError> {
+    async fn default_calendar(
+        &self,
+        user: &User,
+        kind: &str,
+    ) -> Result<Option<Resource>, DavError> {
         let takes = |r: &Resource| {
             r.kind == ResourceKind::Calendar
                 && r.supported_components
@@ -619,13 +626,15 @@ impl Dav<'_> {
                             attendee,
                         },
                     );
-                    xml.push_str("<C:request-status>2.0;Success</C:request-status><C:calendar-data>");
+                    xml.push_str(
+                        "<C:request-status>2.0;Success</C:request-status><C:calendar-data>",
+                    );
                     xml.push_str(&xml_text_exact(text.as_bytes()));
                     xml.push_str("</C:calendar-data>");
                 }
-                None => xml.push_str(
-                    "<C:request-status>3.7;Invalid calendar user</C:request-status>",
-                ),
+                None => {
+                    xml.push_str("<C:request-status>3.7;Invalid calendar user</C:request-status>")
+                }
             }
             xml.push_str("</C:response>");
         }
@@ -705,7 +714,11 @@ fn dropped_instances(
     let (Some(old), Some(new)) = (old, new) else {
         return vec![];
     };
-    let in_comp = |c: &itip::ComponentParties| c.attendees.iter().any(|a| same_address(&a.address, address));
+    let in_comp = |c: &itip::ComponentParties| {
+        c.attendees
+            .iter()
+            .any(|a| same_address(&a.address, address))
+    };
     let old_master = old
         .components
         .iter()
@@ -745,7 +758,10 @@ mod tests {
             principal_name("https://cal.example.org/dav/principals/bob/").as_deref(),
             Some("bob")
         );
-        assert_eq!(principal_name("/dav/principals/a%40b/").as_deref(), Some("a@b"));
+        assert_eq!(
+            principal_name("/dav/principals/a%40b/").as_deref(),
+            Some("a@b")
+        );
         assert_eq!(principal_name("/dav/principals/").as_deref(), None);
         assert_eq!(principal_name("mailto:bob@example.org"), None);
         assert_eq!(copy_name("x").len(), 36);

@@ -401,6 +401,10 @@ pub fn index_components(
     if e.open_ended {
         idx.complete_until = idx.complete_until.min(limits.horizon);
         idx.last_end = POS_INF;
+        // A set whose first instance lies beyond the horizon has none indexed yet; its first
+        // start is then somewhere after the horizon, and saying so keeps it a candidate for
+        // query-time expansion (an unbounded first start would hide it from every query).
+        idx.first_start = idx.first_start.min(idx.complete_until);
     }
     Ok(idx)
 }
@@ -566,6 +570,21 @@ mod tests {
 
     fn idx(body: &str) -> ObjectIndex {
         index_object(cal(body).as_bytes(), LIM).unwrap()
+    }
+
+    #[test]
+    fn series_starting_beyond_the_horizon_stays_findable() {
+        // Starts 2031, past LIM's horizon: nothing is indexed, but the coverage columns must
+        // still admit it to query-time expansion for any window after the horizon.
+        let i = idx(
+            "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20310105T100000Z\r\nDTEND:20310105T110000Z\r\nRRULE:FREQ=DAILY;COUNT=5\r\nEND:VEVENT\r\n",
+        );
+        assert!(i.instances.is_empty());
+        assert_eq!(i.complete_until, LIM.horizon);
+        assert!(
+            i.first_start <= LIM.horizon && i.last_end == POS_INF,
+            "{i:?}"
+        );
     }
 
     #[test]

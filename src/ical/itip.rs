@@ -104,9 +104,11 @@ impl Scheduling {
     }
 
     pub fn has_attendee(&self, address: &str) -> bool {
-        self.components
-            .iter()
-            .any(|c| c.attendees.iter().any(|a| same_address(&a.address, address)))
+        self.components.iter().any(|c| {
+            c.attendees
+                .iter()
+                .any(|a| same_address(&a.address, address))
+        })
     }
 }
 
@@ -230,7 +232,8 @@ pub fn scheduling(body: &[u8]) -> Option<Scheduling> {
 }
 
 fn has_attendee(c: &IcalCst<'_>, address: &str) -> bool {
-    lines(c).any(|l| named(l, "ATTENDEE").is_some_and(|l| same_address(&l.raw_value_str(), address)))
+    lines(c)
+        .any(|l| named(l, "ATTENDEE").is_some_and(|l| same_address(&l.raw_value_str(), address)))
 }
 
 fn set_param(line: &mut IcalLine<'_>, name: &str, value: &str) {
@@ -362,12 +365,7 @@ pub fn request(body: &[u8], address: &str, now: i64) -> Option<Vec<u8>> {
 /// A METHOD:CANCEL for one attendee (RFC 5546 3.2.5): of the components they are in, or, with
 /// `only`, of the overrides with those RECURRENCE-IDs (whether or not they are still listed
 /// there: removing someone from one instance cancels it for them).
-pub fn cancel(
-    body: &[u8],
-    address: &str,
-    only: Option<&[String]>,
-    now: i64,
-) -> Option<Vec<u8>> {
+pub fn cancel(body: &[u8], address: &str, only: Option<&[String]>, now: i64) -> Option<Vec<u8>> {
     let mut root = super::parse_stored(body)?;
     let mut kept = 0usize;
     root.items.retain(|item| match item {
@@ -471,7 +469,10 @@ pub fn apply_reply(
 /// RFC 6638 3.2.9: record on each ATTENDEE line of the organizer's copy how delivery went, and
 /// drop SCHEDULE-FORCE-SEND (a one-shot request). `status` maps an address to a status code;
 /// `None` leaves that line's status alone. `None` when nothing changes.
-pub fn set_schedule_status(body: &[u8], status: &dyn Fn(&str) -> Option<String>) -> Option<Vec<u8>> {
+pub fn set_schedule_status(
+    body: &[u8],
+    status: &dyn Fn(&str) -> Option<String>,
+) -> Option<Vec<u8>> {
     let mut root = super::parse_stored(body)?;
     let mut changed = false;
     for c in main_components_mut(&mut root) {
@@ -541,7 +542,9 @@ pub struct FreeBusyRequest {
 pub enum OutboxError {
     #[error("the body is not an iCalendar object")]
     NotCalendar,
-    #[error("only METHOD:REQUEST with a VFREEBUSY is accepted here; {0} is scheduled implicitly by storing the object in a calendar")]
+    #[error(
+        "only METHOD:REQUEST with a VFREEBUSY is accepted here; {0} is scheduled implicitly by storing the object in a calendar"
+    )]
     Unsupported(String),
     #[error("the VFREEBUSY request needs {0}")]
     Missing(&'static str),
@@ -630,10 +633,16 @@ mod tests {
         assert!(!bob.contains("VALARM"), "{bob}");
         assert!(!bob.contains("SCHEDULE-FORCE-SEND"), "{bob}");
         // Untouched lines keep their bytes, quoting included.
-        assert!(bob.contains("ATTENDEE;CN=\"Bob, B.\":MAILTO:Bob@Example.org\r\n"), "{bob}");
+        assert!(
+            bob.contains("ATTENDEE;CN=\"Bob, B.\":MAILTO:Bob@Example.org\r\n"),
+            "{bob}"
+        );
         assert!(bob.contains("X-APPLE-KEEP:yes\r\n"));
         let carol = text(attendee_copy(ORG.as_bytes(), "mailto:carol@example.org"));
-        assert!(carol.contains("Plan (moved)") && !carol.contains("EXDATE"), "{carol}");
+        assert!(
+            carol.contains("Plan (moved)") && !carol.contains("EXDATE"),
+            "{carol}"
+        );
         assert!(attendee_copy(ORG.as_bytes(), "mailto:dave@example.org").is_none());
     }
 
@@ -643,7 +652,10 @@ mod tests {
         assert!(req.contains("METHOD:REQUEST\r\n"), "{req}");
         assert!(req.contains("DTSTAMP:19700101T000000Z\r\n"), "{req}");
         let c = text(cancel(ORG.as_bytes(), "mailto:carol@example.org", None, 0));
-        assert!(c.contains("METHOD:CANCEL\r\n") && c.contains("STATUS:CANCELLED\r\n"), "{c}");
+        assert!(
+            c.contains("METHOD:CANCEL\r\n") && c.contains("STATUS:CANCELLED\r\n"),
+            "{c}"
+        );
         assert_eq!(c.matches("ATTENDEE").count(), 2, "{c}");
         assert!(c.contains("SEQUENCE:1\r\n"), "{c}");
         let one = text(cancel(
@@ -653,22 +665,37 @@ mod tests {
             0,
         ));
         assert_eq!(one.matches("BEGIN:VEVENT").count(), 1, "{one}");
-        assert!(one.contains("RECURRENCE-ID:20260106T100000Z") && one.contains("ATTENDEE:mailto:bob@example.org"));
+        assert!(
+            one.contains("RECURRENCE-ID:20260106T100000Z")
+                && one.contains("ATTENDEE:mailto:bob@example.org")
+        );
         let answered = ORG.replace(
             "ATTENDEE:mailto:carol@example.org",
             "ATTENDEE;PARTSTAT=TENTATIVE:mailto:carol@example.org",
         );
         let r = text(reply(answered.as_bytes(), "mailto:carol@example.org", 0));
         assert!(r.contains("METHOD:REPLY\r\n"), "{r}");
-        assert!(!r.contains("ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice"), "{r}");
+        assert!(
+            !r.contains("ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice"),
+            "{r}"
+        );
         assert_eq!(r.matches("ATTENDEE").count(), 2, "{r}");
     }
 
     #[test]
     fn reply_folds_into_organizer_copy() {
         let answers = vec![(None, "DECLINED".to_string())];
-        let out = text(apply_reply(ORG.as_bytes(), "mailto:carol@example.org", &answers));
-        assert_eq!(out.matches("PARTSTAT=DECLINED;SCHEDULE-STATUS=2.0:mailto:carol").count(), 2, "{out}");
+        let out = text(apply_reply(
+            ORG.as_bytes(),
+            "mailto:carol@example.org",
+            &answers,
+        ));
+        assert_eq!(
+            out.matches("PARTSTAT=DECLINED;SCHEDULE-STATUS=2.0:mailto:carol")
+                .count(),
+            2,
+            "{out}"
+        );
         // Applying the same answer again changes nothing.
         assert!(apply_reply(out.as_bytes(), "mailto:carol@example.org", &answers).is_none());
     }
@@ -678,12 +705,24 @@ mod tests {
         let out = text(set_schedule_status(ORG.as_bytes(), &|a| {
             same_address(a, "mailto:bob@example.org").then(|| "1.2".to_string())
         }));
-        assert!(out.contains("ATTENDEE;CN=\"Bob, B.\";SCHEDULE-STATUS=1.2:MAILTO:Bob@Example.org"), "{out}");
+        assert!(
+            out.contains("ATTENDEE;CN=\"Bob, B.\";SCHEDULE-STATUS=1.2:MAILTO:Bob@Example.org"),
+            "{out}"
+        );
         let bob_old = text(attendee_copy(ORG.as_bytes(), "mailto:bob@example.org"))
             .replace("END:VEVENT", "TRANSP:TRANSPARENT\r\nBEGIN:VALARM\r\nACTION:AUDIO\r\nTRIGGER:-PT1H\r\nEND:VALARM\r\nEND:VEVENT");
-        let bob_new = text(attendee_copy(ORG.replace("SUMMARY:Plan\r\n", "SUMMARY:Plan v2\r\n").as_bytes(), "mailto:bob@example.org"));
+        let bob_new = text(attendee_copy(
+            ORG.replace("SUMMARY:Plan\r\n", "SUMMARY:Plan v2\r\n")
+                .as_bytes(),
+            "mailto:bob@example.org",
+        ));
         let merged = text(keep_personal(bob_new.as_bytes(), bob_old.as_bytes()));
-        assert!(merged.contains("Plan v2") && merged.contains("TRIGGER:-PT1H") && merged.contains("TRANSP:TRANSPARENT"), "{merged}");
+        assert!(
+            merged.contains("Plan v2")
+                && merged.contains("TRIGGER:-PT1H")
+                && merged.contains("TRANSP:TRANSPARENT"),
+            "{merged}"
+        );
     }
 
     #[test]
@@ -693,7 +732,10 @@ mod tests {
         assert_eq!(r.attendees, vec!["mailto:bob@example.org"]);
         assert_eq!(r.range.end - r.range.start, 86_400);
         let counter = fb.replace("METHOD:REQUEST", "METHOD:COUNTER");
-        assert!(matches!(freebusy_request(counter.as_bytes()), Err(OutboxError::Unsupported(_))));
+        assert!(matches!(
+            freebusy_request(counter.as_bytes()),
+            Err(OutboxError::Unsupported(_))
+        ));
         assert_eq!(freebusy_request(b"garbage"), Err(OutboxError::NotCalendar));
     }
 }

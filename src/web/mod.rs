@@ -154,7 +154,10 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         .and_then(|v| v.parse::<usize>().ok())
         && len > state.max_body_bytes
     {
-        return closing(error_response(&DavError::new(413, "request body too large")));
+        return closing(error_response(&DavError::new(
+            413,
+            "request body too large",
+        )));
     }
     let body = match to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
