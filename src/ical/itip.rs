@@ -372,9 +372,7 @@ pub fn cancel(body: &[u8], address: &str, only: Option<&[String]>, now: i64) -> 
         IcalItem::Component(c) if is_main(c) => {
             let keep = match only {
                 None => has_attendee(c, address),
-                Some(rids) => {
-                    value_of(c, "RECURRENCE-ID").is_some_and(|r| rids.iter().any(|x| *x == r))
-                }
+                Some(rids) => value_of(c, "RECURRENCE-ID").is_some_and(|r| rids.contains(&r)),
             };
             kept += usize::from(keep);
             keep
@@ -487,11 +485,12 @@ pub fn set_schedule_status(
             l.params
                 .retain(|p| !p.name.get().eq_ignore_ascii_case("SCHEDULE-FORCE-SEND"));
             changed |= l.params.len() != before;
-            if is_attendee && let Some(code) = status(&l.raw_value_str()) {
-                if param(l, "SCHEDULE-STATUS").as_deref() != Some(code.as_str()) {
-                    set_param(l, "SCHEDULE-STATUS", &code);
-                    changed = true;
-                }
+            if is_attendee
+                && let Some(code) = status(&l.raw_value_str())
+                && param(l, "SCHEDULE-STATUS").as_deref() != Some(code.as_str())
+            {
+                set_param(l, "SCHEDULE-STATUS", &code);
+                changed = true;
             }
         }
     }
