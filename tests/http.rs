@@ -1117,3 +1117,40 @@ async fn resource_size_limit(mut srv: TestServer) {
     assert!(kept.text().contains("SUMMARY:kept"));
 }
 both_backends!(max_resource_size, resource_size_limit);
+
+/// A client that sends a body without credentials, takes the 401 and goes on on the same
+/// connection (python-requests and niquests do) must get an answer to its next request: the
+/// unread body is drained instead of leaving hyper to drop the connection under it.
+async fn unauthenticated_body_keeps_connection(srv: TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let body = "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n";
+    let pipelined = format!(
+        "PUT /dav/calendars/alice/calendar/x.ics HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\n\r\n{body}OPTIONS /dav/ HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(pipelined.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: until both answers are in, the server closes, or 10 s pass.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while String::from_utf8_lossy(&got).matches("HTTP/1.1 ").count() < 2 {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(
+        text.contains("HTTP/1.1 200"),
+        "the second request got no answer:\n{text}"
+    );
+}
+both_backends!(
+    unauthenticated_body_connection_reuse,
+    unauthenticated_body_keeps_connection
+);
