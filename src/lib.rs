@@ -4,6 +4,7 @@
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
 //! - `auth`: credentials to users.
+//! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
 //! - `web`: the HTTP edge (axum).
 //! - `app`: composition root (CLI, configuration, wiring, shutdown).
@@ -12,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod caldav;
 pub mod dav;
+pub mod feed;
 pub mod ical;
 pub mod store;
 pub mod web;

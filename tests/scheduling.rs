@@ -526,7 +526,7 @@ async fn scheduling(srv: TestServer) {
     .expect(403);
     srv.send(post(
         "alice",
-        "/dav/calendars/alice/calendar/",
+        "/dav/calendars/alice/",
         fb("mailto:alice@example.org", "REQUEST"),
     ))
     .await

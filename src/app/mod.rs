@@ -16,7 +16,9 @@ use serde::Deserialize;
 use crate::auth::{LocalAuthenticator, hash_password};
 use crate::caldav::{DavSettings, home_href};
 use crate::dav::XmlLimits;
-use crate::store::{NewUser, Store, StoreError, UserStore};
+use crate::store::{
+    FeedStore, NewUser, ResourceKind, ResourceReader, ResourceWriter, Store, StoreError, UserStore,
+};
 use crate::web::{AppState, router};
 
 #[derive(Debug, Parser)]
@@ -42,6 +44,35 @@ pub enum Command {
     /// Manage local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage a user's read-only ICS subscription feeds (secret URLs for Outlook and others).
+    #[command(subcommand)]
+    Feed(FeedCommand),
+    /// Import an .ics file into a user's calendar: one object per UID, a line of progress, and
+    /// a summary of what was skipped and why.
+    Import {
+        user: String,
+        /// The calendar's name in the user's home (for example `calendar`).
+        calendar: String,
+        /// The .ics file (`-` for standard input).
+        file: PathBuf,
+    },
+    /// Export a user's calendar as one .ics document to standard output.
+    Export { user: String, calendar: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Publish a calendar; prints the feed's path once (the token is not kept in clear).
+    Add {
+        user: String,
+        calendar: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List a user's feeds.
+    List { user: String },
+    /// Revoke a feed: its URL stops working at once.
+    Revoke { user: String, id: i64 },
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +326,133 @@ async fn user_command(store: &Store, cmd: UserCommand) -> Result<(), AppError> {
     Ok(())
 }
 
+async fn named_user(store: &Store, name: &str) -> Result<crate::store::User, AppError> {
+    store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| AppError::Usage(format!("no such user '{name}'")))
+}
+
+/// The calendar `name` in `user`'s home (the home is created on first use).
+async fn named_calendar(
+    store: &Store,
+    user: &crate::store::User,
+    name: &str,
+) -> Result<crate::store::Resource, AppError> {
+    store
+        .ensure_home(user.id, &crate::caldav::default_collections())
+        .await?;
+    let mut chain = store.lookup_path(user.id, &[name.to_string()]).await?;
+    match chain.pop() {
+        Some(c) if chain.len() == 1 && c.kind == ResourceKind::Calendar => Ok(c),
+        _ => Err(AppError::Usage(format!(
+            "'{}' has no calendar named '{name}'",
+            user.name
+        ))),
+    }
+}
+
+async fn feed_command(store: &Store, cmd: FeedCommand) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        FeedCommand::Add {
+            user,
+            calendar,
+            label,
+        } => {
+            let u = named_user(store, &user).await?;
+            let cal = named_calendar(store, &u, &calendar).await?;
+            let label = label.unwrap_or_else(|| calendar.clone());
+            let (f, token) = crate::feed::create(store, &u, &cal, &label).await?;
+            writeln!(
+                out,
+                "feed {} for {user}/{calendar}: {}\n(the path is shown only now; prefix it with the server's public URL)",
+                f.id,
+                crate::feed::feed_path(&token)
+            )?;
+        }
+        FeedCommand::List { user } => {
+            let u = named_user(store, &user).await?;
+            for f in store.feeds_of(u.id).await? {
+                let cal = store.resource(f.calendar).await?.map(|c| c.name);
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\tlast used {}",
+                    f.id,
+                    cal.as_deref().unwrap_or("-"),
+                    f.label,
+                    f.last_used_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into())
+                )?;
+            }
+        }
+        FeedCommand::Revoke { user, id } => {
+            let u = named_user(store, &user).await?;
+            if !store.revoke_feed(u.id, id).await? {
+                return Err(AppError::Usage(format!("{user} has no feed {id}")));
+            }
+            writeln!(out, "revoked feed {id}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn import_command(
+    store: &Store,
+    cfg: &Config,
+    user: &str,
+    calendar: &str,
+    file: &Path,
+) -> Result<(), AppError> {
+    let u = named_user(store, user).await?;
+    let cal = named_calendar(store, &u, calendar).await?;
+    let data = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(file)?
+    };
+    let settings = cfg.dav_settings();
+    let dav = crate::caldav::Dav {
+        store,
+        settings: &settings,
+        user: &u,
+    };
+    let mut progress = |done: usize, total: usize| {
+        if done % 100 == 0 || done == total {
+            eprint!("\rimporting {done}/{total}");
+        }
+    };
+    let report = dav
+        .import(&cal, &data, &mut progress)
+        .await
+        .map_err(|e| AppError::Usage(format!("import failed: {}", e.message)))?;
+    eprintln!();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "imported {} new, replaced {}, skipped {}",
+        report.imported,
+        report.replaced,
+        report.skipped.len()
+    )?;
+    for s in &report.skipped {
+        writeln!(out, "skipped {}: {}", s.what, s.reason)?;
+    }
+    Ok(())
+}
+
+async fn export_command(store: &Store, user: &str, calendar: &str) -> Result<(), AppError> {
+    let u = named_user(store, user).await?;
+    let cal = named_calendar(store, &u, calendar).await?;
+    let body = crate::feed::render(store, &cal).await?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)?;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -376,6 +534,25 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Serve(_) => serve(cfg, store).await,
         Command::User(cmd) => {
             let r = user_command(&store, cmd).await;
+            store.close().await;
+            r
+        }
+        Command::Feed(cmd) => {
+            let r = feed_command(&store, cmd).await;
+            store.close().await;
+            r
+        }
+        Command::Import {
+            user,
+            calendar,
+            file,
+        } => {
+            let r = import_command(&store, &cfg, &user, &calendar, &file).await;
+            store.close().await;
+            r
+        }
+        Command::Export { user, calendar } => {
+            let r = export_command(&store, &user, &calendar).await;
             store.close().await;
             r
         }

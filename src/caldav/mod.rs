@@ -11,9 +11,12 @@
 //! Must never: touch SQL (only `store` traits), panic on client input, or let one user read or
 //! write another user's home (403 with `need-privileges`; sharing comes later).
 
+mod import;
 pub mod props;
 pub mod query;
 mod schedule;
+
+pub use import::{ImportReport, SkippedItem};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -1494,6 +1497,13 @@ impl<'a> Dav<'a> {
                 }
                 Ok(r)
             }
+            Target::Res { res, .. }
+                if res.kind == ResourceKind::Calendar
+                    && header_str(&req.headers, "accept")
+                        .is_some_and(|a| a.contains("text/calendar")) =>
+            {
+                self.export(&res, req, with_body).await
+            }
             Target::Res { res, segs, .. } => {
                 let href = Self::res_href(&segs, &res);
                 let mut listing = String::new();
@@ -2594,11 +2604,58 @@ impl<'a> Dav<'a> {
         Ok(periods)
     }
 
-    /// POST: only the schedule outbox takes one (RFC 6638 5).
+    /// The whole calendar as one iCalendar document (GET with `Accept: text/calendar`).
+    async fn export(
+        &self,
+        cal: &Resource,
+        req: &DavRequest,
+        with_body: bool,
+    ) -> Result<DavResponse, DavError> {
+        let etag = crate::feed::etag(cal);
+        if let Some(inm) = header_str(&req.headers, "if-none-match")
+            && EtagMatch::parse(inm).matches(Some(&etag))
+        {
+            return Ok(DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag));
+        }
+        let body = crate::feed::render(self.store, cal)
+            .await
+            .map_err(internal)?;
+        let mut r = DavResponse::new(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/calendar; charset=utf-8")
+            .header(header::ETAG, &etag)
+            .header(header::CONTENT_LENGTH, &body.len().to_string())
+            .header(
+                header::CONTENT_DISPOSITION,
+                &format!(
+                    "attachment; filename=\"{}.ics\"",
+                    cal.name.replace(['"', '\\'], "_")
+                ),
+            );
+        if with_body {
+            r.body = Bytes::from(body);
+        }
+        Ok(r)
+    }
+
+    /// POST: the schedule outbox (RFC 6638 5), and import into a calendar.
     async fn post(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. } if res.kind == ResourceKind::Outbox => {
                 self.outbox_post(&res, &req.body, &req.headers).await
+            }
+            // Convene's import: a whole .ics file POSTed to a calendar (README documents it).
+            Target::Res { res, .. }
+                if res.kind == ResourceKind::Calendar
+                    && header_str(&req.headers, "content-type")
+                        .is_some_and(|c| c.trim_start().starts_with("text/calendar")) =>
+            {
+                let report = self.import(&res, &req.body, &mut |_, _| {}).await?;
+                let json = serde_json::to_vec(&report)
+                    .map_err(|e| DavError::new(500, format!("report not serialisable: {e}")))?;
+                let mut r = DavResponse::new(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json");
+                r.body = Bytes::from(json);
+                Ok(r)
             }
             Target::Missing { .. } => Err(DavError::not_found()),
             _ => Err(DavError::new(

@@ -71,7 +71,7 @@ fn unquote(tag: &str) -> &str {
 
 /// A stable member name for a user's copy of an event, from its UID (any characters) so a
 /// repeated delivery finds the same name.
-fn copy_name(uid: &str) -> String {
+pub(super) fn copy_name(uid: &str) -> String {
     format!("{}.ics", &super::etag_of(uid.as_bytes())[1..33])
 }
 

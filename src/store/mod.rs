@@ -99,6 +99,17 @@ impl ResourceKind {
     }
 }
 
+/// A published ICS feed of one calendar. The token is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    pub id: i64,
+    pub owner: UserId,
+    pub calendar: ResourceId,
+    pub label: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
 /// Resource metadata (never the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -353,6 +364,23 @@ pub trait IndexReader {
         from: i64,
         to: i64,
     ) -> Result<Vec<Resource>>;
+}
+
+/// ICS subscription feeds (secret URLs, stored as token hashes).
+#[allow(async_fn_in_trait)]
+pub trait FeedStore {
+    async fn create_feed(
+        &self,
+        owner: UserId,
+        calendar: ResourceId,
+        label: &str,
+        token_hash: &str,
+    ) -> Result<Feed>;
+    async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>>;
+    /// The feed with this token hash, stamping its last use.
+    async fn use_feed(&self, token_hash: &str) -> Result<Option<Feed>>;
+    /// Revoke one of `owner`'s feeds; false when they have no such feed.
+    async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool>;
 }
 
 /// The configured backend. An enum rather than `dyn` because async trait methods are not
@@ -626,6 +654,27 @@ impl IndexReader for Store {
         to: i64,
     ) -> Result<Vec<Resource>> {
         delegate!(self, s => s.incomplete_objects(parent, from, to).await)
+    }
+}
+
+impl FeedStore for Store {
+    async fn create_feed(
+        &self,
+        owner: UserId,
+        calendar: ResourceId,
+        label: &str,
+        token_hash: &str,
+    ) -> Result<Feed> {
+        delegate!(self, s => s.create_feed(owner, calendar, label, token_hash).await)
+    }
+    async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>> {
+        delegate!(self, s => s.feeds_of(owner).await)
+    }
+    async fn use_feed(&self, token_hash: &str) -> Result<Option<Feed>> {
+        delegate!(self, s => s.use_feed(token_hash).await)
+    }
+    async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool> {
+        delegate!(self, s => s.revoke_feed(owner, id).await)
     }
 }
 

@@ -73,6 +73,17 @@ macro_rules! impl_sql_store {
             })
         }
 
+        fn map_feed(row: &DbRow) -> Result<Feed> {
+            Ok(Feed {
+                id: row.try_get("id")?,
+                owner: UserId(row.try_get("owner_id")?),
+                calendar: ResourceId(row.try_get("calendar_id")?),
+                label: row.try_get("label")?,
+                created_at: row.try_get("created_at")?,
+                last_used_at: row.try_get("last_used_at")?,
+            })
+        }
+
         /// Columns by position: resource_id, start_at, end_at, rule, floating.
         fn map_instance(r: &DbRow) -> Result<InstanceRow> {
             Ok(InstanceRow {
@@ -1019,6 +1030,62 @@ macro_rules! impl_sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(map_resource).collect()
+            }
+        }
+
+        impl FeedStore for $store {
+            async fn create_feed(
+                &self,
+                owner: UserId,
+                calendar: ResourceId,
+                label: &str,
+                token_hash: &str,
+            ) -> Result<Feed> {
+                let row = sqlx::query(
+                    "INSERT INTO feeds (token_hash, owner_id, calendar_id, label, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at",
+                )
+                .bind(token_hash)
+                .bind(owner.0)
+                .bind(calendar.0)
+                .bind(label)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?;
+                map_feed(&row)
+            }
+
+            async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>> {
+                let rows = sqlx::query(
+                    "SELECT id, owner_id, calendar_id, label, created_at, last_used_at FROM feeds \
+                     WHERE owner_id = $1 ORDER BY id",
+                )
+                .bind(owner.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_feed).collect()
+            }
+
+            async fn use_feed(&self, token_hash: &str) -> Result<Option<Feed>> {
+                let row = sqlx::query(
+                    "UPDATE feeds SET last_used_at = $2 WHERE token_hash = $1 \
+                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at",
+                )
+                .bind(token_hash)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(map_feed).transpose()
+            }
+
+            async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM feeds WHERE id = $1 AND owner_id = $2")
+                    .bind(id)
+                    .bind(owner.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
         }
 

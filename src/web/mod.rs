@@ -21,7 +21,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::{Authenticator, Credentials, LocalAuthenticator};
 use crate::caldav::{self, Dav, DavRequest, DavSettings};
 use crate::dav::DavError;
-use crate::store::Store;
+use crate::feed;
+use crate::store::{FeedStore, ResourceKind, ResourceReader, Store, User};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -38,10 +39,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dav", any(dav_entry))
         .route("/dav/", any(dav_entry))
         .route("/dav/{*path}", any(dav_entry))
+        .route("/feeds/{token}", any(feed_get))
+        .route("/api/feeds", any(api_feeds))
+        .route("/api/feeds/{id}", any(api_feed_delete))
         .route("/", any(index))
         .with_state(state)
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
+            },
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
@@ -77,6 +85,15 @@ fn unauthorized() -> Response {
         HeaderValue::from_static("Basic realm=\"Convene\", charset=\"UTF-8\""),
     );
     r
+}
+
+/// A request path fit for logs: a feed URL's secret token is replaced.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/feeds/") {
+        "/feeds/<token>"
+    } else {
+        path
+    }
 }
 
 /// Bodies up to this size are read and dropped before an early refusal, so the connection
@@ -122,30 +139,46 @@ fn into_axum(r: caldav::DavResponse) -> Response {
     out
 }
 
-async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    if parts.method == Method::OPTIONS {
-        // Clients probe capabilities before authenticating; the answer reveals nothing private.
-        return into_axum(caldav::options());
-    }
+/// Authenticate a request by HTTP Basic; on failure the response to send (the body is
+/// drained first, see `refuse_unread`).
+async fn authenticate(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<(User, Body), Response> {
     let creds = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(Credentials::from_basic_header);
     let Some(creds) = creds else {
-        return refuse_unread(body, unauthorized()).await;
+        return Err(refuse_unread(body, unauthorized()).await);
     };
-    let user = match state.auth.authenticate(&creds).await {
-        Ok(Some(u)) => u,
+    match state.auth.authenticate(&creds).await {
+        Ok(Some(u)) => Ok((u, body)),
         Ok(None) => {
             tracing::info!(user = %creds.username, "authentication failed");
-            return refuse_unread(body, unauthorized()).await;
+            Err(refuse_unread(body, unauthorized()).await)
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication backend failed");
-            return error_response(&DavError::new(503, "authentication backend unavailable"));
+            Err(error_response(&DavError::new(
+                503,
+                "authentication backend unavailable",
+            )))
         }
+    }
+}
+
+async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if parts.method == Method::OPTIONS {
+        // Clients probe capabilities before authenticating; the answer reveals nothing private.
+        return into_axum(caldav::options());
+    }
+    let (user, body) = match authenticate(&state, &parts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     if let Some(len) = parts
         .headers
@@ -184,4 +217,215 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
     )
     .await;
     into_axum(resp)
+}
+
+/// GET of a published feed: no credentials, the secret URL is the credential. Unknown and
+/// revoked tokens look the same (404).
+async fn feed_get(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "feeds are read-only\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let token = token.strip_suffix(".ics").unwrap_or(&token);
+    let cal = match feed::open(&state.store, token).await {
+        Ok(Some((_, cal))) => cal,
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "no such feed\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "feed lookup failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later\n");
+        }
+    };
+    let etag = feed::etag(&cal);
+    let inm = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if inm.is_some_and(|v| crate::dav::EtagMatch::parse(v).matches(Some(&etag))) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return r;
+    }
+    let body = match feed::render(&state.store, &cal).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "feed rendering failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later\n");
+        }
+    };
+    let mut r = if method == Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(body.clone()))
+    };
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/calendar; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    // Subscribers poll; a short private cache lifetime plus the ETag keeps that cheap.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=300"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+#[derive(serde::Deserialize)]
+struct NewFeed {
+    /// The calendar's name in the user's home (`calendar`, or one they made).
+    calendar: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `GET /api/feeds` lists the user's feeds; `POST` publishes a calendar and returns the URL
+/// (the only time the token is shown).
+async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &state.store;
+    let failed = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "feed API store error");
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+    };
+    match parts.method {
+        Method::GET => {
+            let feeds = match store.feeds_of(user.id).await {
+                Ok(f) => f,
+                Err(e) => return failed(e),
+            };
+            let mut out = vec![];
+            for f in feeds {
+                let cal = match store.resource(f.calendar).await {
+                    Ok(c) => c.map(|c| c.name),
+                    Err(e) => return failed(e),
+                };
+                out.push(serde_json::json!({
+                    "id": f.id,
+                    "label": f.label,
+                    "calendar": cal,
+                    "created_at": f.created_at,
+                    "last_used_at": f.last_used_at,
+                }));
+            }
+            json(StatusCode::OK, &serde_json::Value::Array(out))
+        }
+        Method::POST => {
+            let bytes = match to_bytes(body, 64 * 1024).await {
+                Ok(b) => b,
+                Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+            };
+            let new: NewFeed = match serde_json::from_slice(&bytes) {
+                Ok(n) => n,
+                Err(e) => {
+                    return json_error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}"));
+                }
+            };
+            let label = new.label.unwrap_or_else(|| new.calendar.clone());
+            if label.chars().count() > 200 {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "label is longer than 200 characters",
+                );
+            }
+            let cal = match store
+                .lookup_path(user.id, std::slice::from_ref(&new.calendar))
+                .await
+            {
+                Ok(mut chain) if chain.len() == 2 => chain.remove(1),
+                Ok(_) => return json_error(StatusCode::NOT_FOUND, "no such calendar"),
+                Err(e) => return failed(e),
+            };
+            if cal.kind != ResourceKind::Calendar {
+                return json_error(StatusCode::BAD_REQUEST, "only a calendar can be published");
+            }
+            let (f, token) = match feed::create(store, &user, &cal, &label).await {
+                Ok(x) => x,
+                Err(e) => return failed(e),
+            };
+            let path = feed::feed_path(&token);
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.contains(['/', ' ']));
+            let url = host.map(|h| format!("http://{h}{path}"));
+            json(
+                StatusCode::CREATED,
+                &serde_json::json!({
+                    "id": f.id,
+                    "label": f.label,
+                    "calendar": cal.name,
+                    "path": path,
+                    "url": url,
+                }),
+            )
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST"),
+    }
+}
+
+/// `DELETE /api/feeds/{id}` revokes one of the user's feeds at once.
+async fn api_feed_delete(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::DELETE {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE");
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return json_error(StatusCode::NOT_FOUND, "no such feed");
+    };
+    match state.store.revoke_feed(user.id, id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => json_error(StatusCode::NOT_FOUND, "no such feed"),
+        Err(e) => {
+            tracing::error!(error = %e, "feed revoke failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
+    }
 }

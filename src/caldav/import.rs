@@ -1,0 +1,119 @@
+//! Whole-calendar import: an `.ics` file (an export from another server, Outlook or Google)
+//! split into one calendar object resource per UID, each validated and indexed as a PUT would
+//! be, with a report of what was skipped and why. An object whose UID is already in the
+//! calendar is replaced, so importing the same file twice changes nothing.
+//!
+//! Import is a data load: it sends no scheduling messages.
+//!
+//! Must never: touch SQL, or stop at the first bad component (the rest still go in).
+
+use serde::Serialize;
+
+use super::{Dav, internal};
+use crate::dav::DavError;
+use crate::ical;
+use crate::store::{
+    NewObject, Resource, ResourceReader, ResourceWriter, StoreError, WriteCondition,
+};
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// New objects created.
+    pub imported: usize,
+    /// Objects whose UID was already in the calendar, replaced.
+    pub replaced: usize,
+    pub skipped: Vec<SkippedItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedItem {
+    /// The UID, or the component's position when it has none.
+    pub what: String,
+    pub reason: String,
+}
+
+impl Dav<'_> {
+    /// Import `body` into the calendar `cal`; `progress(done, total)` is called as it goes.
+    pub async fn import(
+        &self,
+        cal: &Resource,
+        body: &[u8],
+        progress: &mut (dyn FnMut(usize, usize) + Send),
+    ) -> Result<ImportReport, DavError> {
+        let split = ical::bundle::split_calendar(body).map_err(|e| {
+            DavError::with(403, super::CalCondition::ValidCalendarData, e.to_string())
+        })?;
+        let mut report = ImportReport {
+            skipped: split
+                .skipped
+                .into_iter()
+                .map(|s| SkippedItem {
+                    what: s.what,
+                    reason: s.reason,
+                })
+                .collect(),
+            ..ImportReport::default()
+        };
+        let existing: Vec<(String, String)> = self
+            .store
+            .children(cal.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter_map(|r| r.uid.map(|u| (u, r.name)))
+            .collect();
+        let total = split.pieces.len();
+        for (done, piece) in split.pieces.into_iter().enumerate() {
+            progress(done, total);
+            let skip = |reason: String| SkippedItem {
+                what: piece.uid.clone(),
+                reason,
+            };
+            let summary = match self.check_calendar_body(cal, None, &piece.data) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.skipped.push(skip(e.message));
+                    continue;
+                }
+            };
+            let index = match self.index_body(&piece.data) {
+                Ok(i) => i,
+                Err(e) => {
+                    report.skipped.push(skip(e.message));
+                    continue;
+                }
+            };
+            let name = existing
+                .iter()
+                .find(|(u, _)| *u == piece.uid)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| super::schedule::copy_name(&piece.uid));
+            let obj = NewObject {
+                etag: super::etag_of(&piece.data),
+                data: piece.data,
+                content_type: "text/calendar; charset=utf-8".into(),
+                uid: Some(summary.uid),
+                component: Some(summary.kind.name().to_string()),
+                index: Some(index),
+                schedule_tag: None,
+            };
+            match self
+                .store
+                .put_object(cal.id, &name, obj, WriteCondition::None)
+                .await
+            {
+                Ok((_, true)) => report.imported += 1,
+                Ok((_, false)) => report.replaced += 1,
+                Err(StoreError::UidConflict(holder)) => {
+                    report
+                        .skipped
+                        .push(skip(format!("the UID is already used by {holder}")));
+                }
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        progress(total, total);
+        Ok(report)
+    }
+}
