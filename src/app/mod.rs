@@ -421,7 +421,7 @@ async fn import_command(
         user: &u,
     };
     let mut progress = |done: usize, total: usize| {
-        if done % 100 == 0 || done == total {
+        if done.is_multiple_of(100) || done == total {
             eprint!("\rimporting {done}/{total}");
         }
     };
