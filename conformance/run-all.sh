@@ -92,6 +92,9 @@ run_suite fuzz conformance/fuzz.sh
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
+# Tests that need a real peer from PyPI (the aiosmtpd SMTP server for iMIP) run it from the venv.
+python_env
+export CONVENE_TEST_PYTHON="$VENV/bin/python"
 cargo test --quiet
 test_rc=$?
 drop_test_databases

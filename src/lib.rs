@@ -4,6 +4,7 @@
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
 //! - `auth`: credentials to users.
+//! - `mail`: outgoing iMIP mail through an SMTP relay.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
 //! - `web`: the HTTP edge (axum).
@@ -15,5 +16,6 @@ pub mod caldav;
 pub mod dav;
 pub mod feed;
 pub mod ical;
+pub mod mail;
 pub mod store;
 pub mod web;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 1),
     ("directory", 1),
     ("vault", 1),
+    ("mail", 1),
     ("auth", 2),
     ("share", 2),
     ("remind", 2),
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
 /// External crates confined to one module (and the composition root).
 const CONFINED: &[(&str, &[&str])] = &[
     ("sqlx", &["store"]),
+    ("lettre", &["mail"]),
     ("ldap3", &["directory"]),
     ("axum", &["web", "app"]),
     ("tower_http", &["web"]),

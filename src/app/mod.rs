@@ -130,6 +130,8 @@ pub struct Config {
     /// Rows (members plus time-range index rows) of collection listings kept in memory over
     /// all collections; 0 turns the cache off. About 70 bytes a row.
     pub listing_cache_rows: usize,
+    /// The SMTP relay for iMIP invitations to people outside this server (none: not sent).
+    pub smtp: Option<crate::mail::SmtpConfig>,
 }
 
 impl Default for Config {
@@ -148,6 +150,7 @@ impl Default for Config {
             index_horizon_days: 3 * 366,
             max_instances: 20_000,
             listing_cache_rows: crate::store::listing::DEFAULT_BUDGET_ROWS,
+            smtp: None,
         }
     }
 }
@@ -419,17 +422,19 @@ async fn import_command(
         store,
         settings: &settings,
         user: &u,
+        mailer: None,
     };
     let mut progress = |done: usize, total: usize| {
         if done.is_multiple_of(100) || done == total {
-            eprint!("\rimporting {done}/{total}");
+            // Progress is for the person at the terminal: stderr, not the log.
+            let _ = write!(std::io::stderr().lock(), "\rimporting {done}/{total}");
         }
     };
     let report = dav
         .import(&cal, &data, &mut progress)
         .await
         .map_err(|e| AppError::Usage(format!("import failed: {}", e.message)))?;
-    eprintln!();
+    let _ = writeln!(std::io::stderr().lock());
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -492,11 +497,18 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             "client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)"
         );
     }
+    let mailer = match &cfg.smtp {
+        Some(smtp) => Some(
+            crate::mail::Mailer::new(smtp).map_err(|e| AppError::Usage(format!("[smtp]: {e}")))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
         auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds)),
         store: store.clone(),
         dav: cfg.dav_settings(),
         max_body_bytes: cfg.max_body_bytes,
+        mailer,
     });
     let app = router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

@@ -392,6 +392,8 @@ pub struct Dav<'a> {
     pub store: &'a Store,
     pub settings: &'a DavSettings,
     pub user: &'a User,
+    /// The SMTP relay for iMIP, when one is configured.
+    pub mailer: Option<&'a crate::mail::Mailer>,
 }
 
 /// Handle one authenticated WebDAV/CalDAV request.
@@ -1087,10 +1089,12 @@ impl<'a> Dav<'a> {
         let (store, settings, user) =
             (self.store.clone(), self.settings.clone(), self.user.clone());
         tokio::spawn(async move {
+            // Listing members never schedules: no mailer needed.
             let dav = Dav {
                 store: &store,
                 settings: &settings,
                 user: &user,
+                mailer: None,
             };
             if tx.send(head).await.is_err() {
                 return;

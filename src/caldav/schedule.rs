@@ -28,9 +28,11 @@ use crate::store::{
 
 /// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
 mod status {
+    /// Handed to the SMTP relay as iMIP.
+    pub const SENT: &str = "1.1";
     /// Delivered to the attendee's inbox.
     pub const DELIVERED: &str = "1.2";
-    /// No local calendar user has this address, and there is no other way to reach them.
+    /// No local calendar user has this address, and no mail relay is configured.
     pub const NOT_DELIVERED: &str = "5.1";
     /// The user exists but has nowhere to receive messages.
     pub const NO_SCHEDULING: &str = "5.3";
@@ -164,6 +166,9 @@ impl Dav<'_> {
                     }
                     let code = match self.user_for_address(&a.address).await? {
                         Some(_) => status::DELIVERED,
+                        None if self.mailer.is_some() && mail_of(&a.address).is_some() => {
+                            status::SENT
+                        }
                         None => status::NOT_DELIVERED,
                     };
                     statuses.push((a.address.clone(), code.to_string()));
@@ -277,10 +282,35 @@ impl Dav<'_> {
             if self.is_my_address(&a.address) || a.agent != ScheduleAgent::Server {
                 continue;
             }
+            let invited = new_s.as_ref().is_some_and(|s| s.has_attendee(&a.address));
             let Some(user) = self.user_for_address(&a.address).await? else {
+                // Outside this server: iMIP, when a relay is configured.
+                match (new, invited) {
+                    (Some(body), true) => {
+                        if unchanged && !a.force_send {
+                            continue;
+                        }
+                        if let Some(msg) = itip::request(body, &a.address, now) {
+                            self.send_imip(itip::Method::Request, &a.address, &msg)
+                                .await;
+                        }
+                        let dropped = dropped_instances(old_s.as_ref(), new_s.as_ref(), &a.address);
+                        if !dropped.is_empty()
+                            && let Some(msg) = itip::cancel(body, &a.address, Some(&dropped), now)
+                        {
+                            self.send_imip(itip::Method::Cancel, &a.address, &msg).await;
+                        }
+                    }
+                    _ => {
+                        if let Some(body) = old
+                            && let Some(msg) = itip::cancel(body, &a.address, None, now)
+                        {
+                            self.send_imip(itip::Method::Cancel, &a.address, &msg).await;
+                        }
+                    }
+                }
                 continue;
             };
-            let invited = new_s.as_ref().is_some_and(|s| s.has_attendee(&a.address));
             match (new, invited) {
                 (Some(body), true) => {
                     if unchanged && !a.force_send {
@@ -357,6 +387,11 @@ impl Dav<'_> {
             return Ok(());
         };
         let Some(organizer) = self.user_for_address(&s.organizer.address).await? else {
+            // An organizer outside this server gets the answer by iMIP.
+            if let Some(msg) = itip::reply(&body, me, now) {
+                self.send_imip(itip::Method::Reply, &s.organizer.address, &msg)
+                    .await;
+            }
             return Ok(());
         };
         let kind = component_of(&body);
@@ -387,6 +422,137 @@ impl Dav<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Send an iTIP message by mail (RFC 6047). False when there is no relay, the address is
+    /// not a mail address, or the relay failed (logged).
+    async fn send_imip(&self, method: itip::Method, to: &str, msg: &[u8]) -> bool {
+        let (Some(mailer), Some(rcpt)) = (self.mailer, mail_of(to)) else {
+            return false;
+        };
+        let title = itip::summary(msg).unwrap_or_else(|| "(untitled)".into());
+        let me = self.user.display_name.as_deref().unwrap_or(&self.user.name);
+        let (subject, text) = match method {
+            itip::Method::Request => (
+                format!("Invitation: {title}"),
+                format!(
+                    "{me} invites you to \"{title}\".\n\nYour calendar program shows the details and lets you answer.\n"
+                ),
+            ),
+            itip::Method::Cancel => (
+                format!("Cancelled: {title}"),
+                format!("{me} cancelled \"{title}\".\n"),
+            ),
+            itip::Method::Reply => {
+                let answer = itip::scheduling(msg)
+                    .and_then(|s| s.partstats_of(&address_of(self.user)).into_iter().next())
+                    .map(|(_, p)| p)
+                    .unwrap_or_default();
+                let word = match answer.as_str() {
+                    "ACCEPTED" => "Accepted",
+                    "DECLINED" => "Declined",
+                    "TENTATIVE" => "Tentative",
+                    "COMPLETED" => "Completed",
+                    "IN-PROCESS" => "In progress",
+                    _ => "Answered",
+                };
+                (
+                    format!("{word}: {title}"),
+                    format!("{me} answered \"{title}\": {word}.\n"),
+                )
+            }
+        };
+        let from_mail = self.user.email.clone().unwrap_or_default();
+        let imip = crate::mail::Imip {
+            method: method.name(),
+            to: &rcpt,
+            on_behalf_of: Some((me, &from_mail)),
+            subject,
+            text,
+            calendar: msg,
+        };
+        match mailer.send(&imip).await {
+            Ok(()) => {
+                tracing::info!(method = method.name(), "iMIP message handed to the relay");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, method = method.name(), "iMIP message not sent");
+                false
+            }
+        }
+    }
+
+    /// An iMIP REPLY received by mail for one of the user's events (posted to `/api/imip`
+    /// by whatever fetches their mail): folded into their copy like a local reply. The
+    /// attendee must already be on the event. Returns how many copies changed.
+    pub async fn incoming_imip(&self, body: &[u8]) -> Result<usize, DavError> {
+        if itip::method_of(body).as_deref() != Some("REPLY") {
+            return Err(DavError::with(
+                403,
+                CalCondition::ValidSchedulingMessage,
+                "only METHOD:REPLY is accepted here",
+            ));
+        }
+        let Some(s) = itip::scheduling(body) else {
+            return Err(DavError::with(
+                400,
+                CalCondition::ValidCalendarData,
+                "the reply does not parse or has no ORGANIZER",
+            ));
+        };
+        if !self.is_my_address(&s.organizer.address) {
+            return Err(DavError::with(
+                403,
+                CalCondition::OrganizerAllowed,
+                "the reply is for an event you do not organize",
+            ));
+        }
+        let attendees: Vec<String> = s.attendees().iter().map(|a| a.address.clone()).collect();
+        let mut changed = 0usize;
+        let mut known = false;
+        for copy in self
+            .store
+            .objects_by_uid(self.user.id, &s.uid)
+            .await
+            .map_err(internal)?
+        {
+            let Some(data) = self.store.object_data(copy.id).await.map_err(internal)? else {
+                continue;
+            };
+            let Some(mine) = itip::scheduling(&data) else {
+                continue;
+            };
+            if !self.is_my_address(&mine.organizer.address) {
+                continue;
+            }
+            let mut updated = data.clone();
+            for a in &attendees {
+                // Only someone the organizer invited may answer.
+                if !mine.has_attendee(a) {
+                    continue;
+                }
+                known = true;
+                if let Some(next) = itip::apply_reply(&updated, a, &s.partstats_of(a)) {
+                    updated = next;
+                }
+            }
+            if updated != data {
+                let cond = WriteCondition::EtagIn(copy.etag.clone().into_iter().collect());
+                self.write_object(&copy, updated, copy.schedule_tag.clone(), cond)
+                    .await?;
+                changed += 1;
+            }
+        }
+        if !known {
+            return Err(DavError::new(
+                404,
+                "none of your events with this UID lists the replying attendee",
+            ));
+        }
+        self.deliver_to_inbox(self.user, body, &component_of_message(body))
+            .await?;
+        Ok(changed)
     }
 
     /// Store a body as a replacement of `res`, re-indexed.
@@ -740,6 +906,34 @@ fn dropped_instances(
             (!in_comp(c) && had(rid)).then(|| rid.clone())
         })
         .collect()
+}
+
+/// The `mailto:` address of a calendar user address, without the scheme.
+fn mail_of(address: &str) -> Option<String> {
+    itip::normalize_address(address)
+        .strip_prefix("mailto:")
+        .filter(|m| m.contains('@'))
+        .map(str::to_string)
+}
+
+/// The user's preferred calendar-user address.
+fn address_of(user: &User) -> String {
+    match &user.email {
+        Some(e) => format!("mailto:{e}"),
+        None => principal_href(&user.name),
+    }
+}
+
+/// The component type of an iTIP message (METHOD is allowed there, unlike in a resource).
+fn component_of_message(body: &[u8]) -> String {
+    ["VEVENT", "VTODO", "VJOURNAL"]
+        .into_iter()
+        .find(|k| {
+            body.windows(6 + k.len())
+                .any(|w| w.eq_ignore_ascii_case(format!("BEGIN:{k}").as_bytes()))
+        })
+        .unwrap_or("")
+        .to_string()
 }
 
 fn component_of(body: &[u8]) -> String {

@@ -208,6 +208,32 @@ fn main_components_mut<'c, 'a>(
     })
 }
 
+/// The METHOD of an iTIP message, upper case.
+pub fn method_of(body: &[u8]) -> Option<String> {
+    let root = super::parse_stored(body)?;
+    value_of(&root, "METHOD").map(|m| m.to_ascii_uppercase())
+}
+
+/// The SUMMARY of the first main component, unescaped, for a mail subject (one line).
+pub fn summary(body: &[u8]) -> Option<String> {
+    let root = super::parse_stored(body)?;
+    let raw = main_components(&root).find_map(|c| value_of(c, "SUMMARY"))?;
+    let mut out = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') | Some('N') => out.push(' '),
+                Some(other) => out.push(other),
+                None => {}
+            },
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// Who organizes and attends `body`; `None` when it does not parse or has no ORGANIZER (then
 /// it is not a scheduling object resource and nothing is sent).
 pub fn scheduling(body: &[u8]) -> Option<Scheduling> {

@@ -30,6 +30,7 @@ pub struct AppState {
     pub auth: LocalAuthenticator,
     pub dav: DavSettings,
     pub max_body_bytes: usize,
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/feeds/{token}", any(feed_get))
         .route("/api/feeds", any(api_feeds))
         .route("/api/feeds/{id}", any(api_feed_delete))
+        .route("/api/imip", any(api_imip))
         .route("/", any(index))
         .with_state(state)
         .layer(CatchPanicLayer::new())
@@ -205,6 +207,7 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         store: &state.store,
         settings: &state.dav,
         user: &user,
+        mailer: state.mailer.as_ref(),
     };
     let resp = caldav::handle(
         &dav,
@@ -427,5 +430,35 @@ async fn api_feed_delete(
             tracing::error!(error = %e, "feed revoke failed");
             json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
+    }
+}
+
+/// `POST /api/imip`: an iMIP REPLY (the `text/calendar` part of an answer that came by mail)
+/// for one of the user's events, posted by whatever reads their mail.
+async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::POST {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    let bytes = match to_bytes(body, state.dav.max_resource_size).await {
+        Ok(b) => b,
+        Err(_) => return closing(json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
+    };
+    let dav = Dav {
+        store: &state.store,
+        settings: &state.dav,
+        user: &user,
+        mailer: state.mailer.as_ref(),
+    };
+    match dav.incoming_imip(&bytes).await {
+        Ok(n) => json(StatusCode::OK, &serde_json::json!({ "applied": n })),
+        Err(e) => json(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            &serde_json::json!({ "error": e.message }),
+        ),
     }
 }
