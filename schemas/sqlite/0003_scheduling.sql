@@ -1,6 +1,7 @@
 -- RFC 6638 scheduling: the Schedule-Tag of scheduling object resources, look-ups of a user's
 -- copy of an event by UID and of a user by calendar-user address, and a schedule inbox and
--- outbox in every existing home (new homes get them when they are created).
+-- outbox (and the CalendarServer notification collection) in every existing home (new homes
+-- get them when they are created).
 ALTER TABLE resources ADD COLUMN schedule_tag TEXT;
 CREATE INDEX resources_owner_uid ON resources(owner_id, uid) WHERE uid IS NOT NULL;
 CREATE INDEX users_email ON users(lower(email));
@@ -9,7 +10,7 @@ INSERT INTO resources (uuid, owner_id, parent_id, name, kind, sync_seq, mod_seq,
 SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-a'
              || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
        h.owner_id, h.id, m.name, m.name, 0, 0, h.created_at, h.created_at
-FROM resources h CROSS JOIN (SELECT 'inbox' AS name UNION ALL SELECT 'outbox') m
+FROM resources h CROSS JOIN (SELECT 'inbox' AS name UNION ALL SELECT 'outbox' UNION ALL SELECT 'notification') m
 WHERE h.parent_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM resources c WHERE c.parent_id = h.id AND c.name = m.name);
 

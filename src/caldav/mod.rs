@@ -12,6 +12,7 @@
 //! write another user's home (403 with `need-privileges`; sharing comes later).
 
 mod import;
+mod principal;
 pub mod props;
 pub mod query;
 mod schedule;
@@ -23,8 +24,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use crate::dav::{
-    self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_DAV,
-    PatchOp, PropertyName, PropfindRequest, XmlLimits, escape,
+    self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_CS,
+    NS_DAV, PatchOp, PropertyName, PropfindRequest, XmlLimits, escape,
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
@@ -308,6 +309,12 @@ pub fn default_collections() -> Vec<NewCollection> {
             supported_components: None,
             props: vec![],
         },
+        NewCollection {
+            name: "notification".into(),
+            kind: ResourceKind::Notification,
+            supported_components: None,
+            props: vec![],
+        },
     ]
 }
 
@@ -322,6 +329,12 @@ const PRINCIPAL_SEARCH_PROPERTY_SET: &str = concat!(
     r#"<D:description xml:lang="en">Display name</D:description></D:principal-search-property>"#,
     r#"<D:principal-search-property><D:prop><C:calendar-user-address-set/></D:prop>"#,
     r#"<D:description xml:lang="en">Calendar address (mailto:)</D:description></D:principal-search-property>"#,
+    r#"<D:principal-search-property><D:prop><CS:email-address-set xmlns:CS="http://calendarserver.org/ns/"/></D:prop>"#,
+    r#"<D:description xml:lang="en">Email address</D:description></D:principal-search-property>"#,
+    r#"<D:principal-search-property><D:prop><CS:first-name xmlns:CS="http://calendarserver.org/ns/"/></D:prop>"#,
+    r#"<D:description xml:lang="en">First name</D:description></D:principal-search-property>"#,
+    r#"<D:principal-search-property><D:prop><CS:last-name xmlns:CS="http://calendarserver.org/ns/"/></D:prop>"#,
+    r#"<D:description xml:lang="en">Last name</D:description></D:principal-search-property>"#,
     r#"</D:principal-search-property-set>"#
 );
 
@@ -330,28 +343,75 @@ const PRINCIPAL_SEARCH_PROPERTY_SET: &str = concat!(
 enum PrincipalField {
     DisplayName,
     Address,
+    /// CalendarServer's first-name and last-name: the first and last word of the display name.
+    FirstName,
+    LastName,
 }
-
 impl PrincipalField {
     fn of(ns: &str, local: &str) -> Option<PrincipalField> {
         match (ns, local) {
             (NS_DAV, "displayname") => Some(PrincipalField::DisplayName),
             (NS_CALDAV, "calendar-user-address-set") => Some(PrincipalField::Address),
-            (crate::dav::NS_CS, "email-address-set") => Some(PrincipalField::Address),
+            (NS_CS, "email-address-set") => Some(PrincipalField::Address),
+            (NS_CS, "first-name") => Some(PrincipalField::FirstName),
+            (NS_CS, "last-name") => Some(PrincipalField::LastName),
             _ => None,
         }
     }
 
-    fn value(self, u: &User) -> String {
+    fn values(self, u: &User) -> Vec<String> {
+        let display = u.display_name.clone().unwrap_or_else(|| u.name.clone());
         match self {
-            PrincipalField::DisplayName => u.display_name.clone().unwrap_or_else(|| u.name.clone()),
+            PrincipalField::DisplayName => vec![display],
             PrincipalField::Address => {
-                format!(
-                    "mailto:{} {}",
-                    u.email.as_deref().unwrap_or(""),
-                    principal_href(&u.name)
-                )
+                let mut v = vec![principal_href(&u.name)];
+                if let Some(e) = &u.email {
+                    v.push(e.clone());
+                    v.push(format!("mailto:{e}"));
+                }
+                v
             }
+            PrincipalField::FirstName => display
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+            PrincipalField::LastName => display
+                .split_whitespace()
+                .last()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// RFC 3744 9.4 / RFC 5323 match types, caseless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchType {
+    Contains,
+    StartsWith,
+    EndsWith,
+    Equals,
+}
+
+impl MatchType {
+    fn parse(s: Option<&str>) -> MatchType {
+        match s {
+            Some("starts-with") => MatchType::StartsWith,
+            Some("ends-with") => MatchType::EndsWith,
+            Some("equals") => MatchType::Equals,
+            _ => MatchType::Contains,
+        }
+    }
+    fn test(self, value: &str, text: &str) -> bool {
+        let v = value.to_lowercase();
+        match self {
+            MatchType::Contains => v.contains(text),
+            MatchType::StartsWith => v.starts_with(text),
+            MatchType::EndsWith => v.ends_with(text),
+            MatchType::Equals => v == text,
         }
     }
 }
@@ -629,6 +689,7 @@ impl<'a> Dav<'a> {
                         ResourceKind::Calendar => "<D:collection/><C:calendar/>",
                         ResourceKind::Inbox => "<D:collection/><C:schedule-inbox/>",
                         ResourceKind::Outbox => "<D:collection/><C:schedule-outbox/>",
+                        ResourceKind::Notification => "<D:collection/><CS:notification/>",
                         ResourceKind::Object => "",
                         _ => "<D:collection/>",
                     },
@@ -739,6 +800,8 @@ impl<'a> Dav<'a> {
                     _ => &[
                         "<D:principal-property-search/>",
                         "<D:principal-search-property-set/>",
+                        "<D:expand-property/>",
+                        "<CS:calendarserver-principal-search/>",
                     ],
                 };
                 let mut s = String::from("<D:supported-report-set>");
@@ -844,6 +907,53 @@ impl<'a> Dav<'a> {
                 "<C:schedule-tag>{}</C:schedule-tag>",
                 escape(res?.schedule_tag.as_deref()?)
             ),
+            Prop::EmailAddressSet => match node {
+                Node::Principal(u) => match &u.email {
+                    Some(e) => format!(
+                        "<CS:email-address-set><D:href>{}</D:href></CS:email-address-set>",
+                        escape(e)
+                    ),
+                    None => "<CS:email-address-set/>".into(),
+                },
+                _ => return None,
+            },
+            Prop::NotificationUrl => match node {
+                Node::Principal(u) => format!(
+                    "<CS:notification-URL><D:href>{}notification/</D:href></CS:notification-URL>",
+                    escape(&home_href(&u.name))
+                ),
+                _ => return None,
+            },
+            Prop::FirstName | Prop::LastName => match node {
+                Node::Principal(u) => {
+                    let field = if *prop == Prop::FirstName {
+                        PrincipalField::FirstName
+                    } else {
+                        PrincipalField::LastName
+                    };
+                    let local = if *prop == Prop::FirstName {
+                        "first-name"
+                    } else {
+                        "last-name"
+                    };
+                    let v = field.values(u).into_iter().next()?;
+                    format!("<CS:{local}>{}</CS:{local}>", escape(&v))
+                }
+                _ => return None,
+            },
+            Prop::RecordType => match node {
+                Node::Principal(_) => "<CS:record-type>users</CS:record-type>".into(),
+                _ => return None,
+            },
+            // No delegation yet: the lists are truthfully empty.
+            Prop::CalendarProxyReadFor => match node {
+                Node::Principal(_) => "<CS:calendar-proxy-read-for/>".into(),
+                _ => return None,
+            },
+            Prop::CalendarProxyWriteFor => match node {
+                Node::Principal(_) => "<CS:calendar-proxy-write-for/>".into(),
+                _ => return None,
+            },
             Prop::GetCtag if coll && res.is_some() => {
                 let r = res?;
                 format!("<CS:getctag>{}-{}</CS:getctag>", r.uuid, r.sync_seq)
@@ -1397,7 +1507,10 @@ impl<'a> Dav<'a> {
         // except calendar object resources.
         if matches!(
             parent.kind,
-            ResourceKind::Calendar | ResourceKind::Inbox | ResourceKind::Outbox
+            ResourceKind::Calendar
+                | ResourceKind::Inbox
+                | ResourceKind::Outbox
+                | ResourceKind::Notification
         ) {
             return Err(DavError::with(
                 403,
@@ -1688,7 +1801,7 @@ impl<'a> Dav<'a> {
                     .to_string(),
                 None,
             ),
-            ResourceKind::Inbox | ResourceKind::Outbox => {
+            ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification => {
                 return Err(need_privilege(&req.path, "bind"));
             }
             _ => {
@@ -1753,7 +1866,10 @@ impl<'a> Dav<'a> {
     async fn delete(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. }
-                if matches!(res.kind, ResourceKind::Inbox | ResourceKind::Outbox) =>
+                if matches!(
+                    res.kind,
+                    ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification
+                ) =>
             {
                 Err(need_privilege(&req.path, "unbind"))
             }
@@ -1836,13 +1952,18 @@ impl<'a> Dav<'a> {
             return Err(DavError::new(412, "destination exists and Overwrite is F"));
         }
         // The scheduling mailboxes are the server's: never moved, copied, replaced or filled.
-        let mailbox = |k: ResourceKind| matches!(k, ResourceKind::Inbox | ResourceKind::Outbox);
+        let mailbox = |k: ResourceKind| {
+            matches!(
+                k,
+                ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification
+            )
+        };
         if mailbox(src.kind) || mailbox(dest_parent.kind) {
             return Err(need_privilege(&dest_path, "bind"));
         }
         if dest_exists
             && dest_segs.len() == 3
-            && matches!(dest_segs[2].as_str(), "inbox" | "outbox")
+            && matches!(dest_segs[2].as_str(), "inbox" | "outbox" | "notification")
         {
             return Err(need_privilege(&dest_path, "unbind"));
         }
@@ -1927,6 +2048,54 @@ impl<'a> Dav<'a> {
                 self.principal_search(&root).await
             };
         }
+        if root.ns == NS_CS && root.local == "calendarserver-principal-search" {
+            if let Target::Missing { .. } = self.resolve(&req.path).await? {
+                return Err(DavError::not_found());
+            }
+            return self.cs_principal_search(&req.path, &root).await;
+        }
+        if root.ns == NS_DAV && root.local == "expand-property" {
+            return match self.resolve(&req.path).await? {
+                Target::Missing { .. } => Err(DavError::not_found()),
+                Target::Root => self.expand_property(&Node::Root, &root).await,
+                Target::Principals => self.expand_property(&Node::Principals, &root).await,
+                Target::Homes => self.expand_property(&Node::Homes, &root).await,
+                Target::Principal(u) => self.expand_property(&Node::Principal(&u), &root).await,
+                Target::Res { owner, res, segs } => {
+                    let href = Self::res_href(&segs, &res);
+                    let node = Node::Res {
+                        owner: &owner,
+                        res: &res,
+                        href,
+                    };
+                    self.expand_property(&node, &root).await
+                }
+            };
+        }
+        if root.ns == NS_CS && root.local == "calendarserver-principal-search" {
+            if let Target::Missing { .. } = self.resolve(&req.path).await? {
+                return Err(DavError::not_found());
+            }
+            return self.cs_principal_search(&req.path, &root).await;
+        }
+        if root.ns == NS_DAV && root.local == "expand-property" {
+            return match self.resolve(&req.path).await? {
+                Target::Missing { .. } => Err(DavError::not_found()),
+                Target::Root => self.expand_property(&Node::Root, &root).await,
+                Target::Principals => self.expand_property(&Node::Principals, &root).await,
+                Target::Homes => self.expand_property(&Node::Homes, &root).await,
+                Target::Principal(u) => self.expand_property(&Node::Principal(&u), &root).await,
+                Target::Res { owner, res, segs } => {
+                    let href = Self::res_href(&segs, &res);
+                    let node = Node::Res {
+                        owner: &owner,
+                        res: &res,
+                        href,
+                    };
+                    self.expand_property(&node, &root).await
+                }
+            };
+        }
         let (owner, res, segs) = match self.resolve(&req.path).await? {
             Target::Res { owner, res, segs } => (owner, res, segs),
             Target::Missing { .. } => return Err(DavError::not_found()),
@@ -1976,12 +2145,11 @@ impl<'a> Dav<'a> {
     /// list principals) every principal matches.
     async fn principal_search(&self, root: &dav::Element) -> Result<DavResponse, DavError> {
         let any_of = root.attr("test") == Some("anyof");
-        let mut searches: Vec<(Vec<PrincipalField>, String)> = vec![];
+        let mut searches: Vec<(Vec<PrincipalField>, String, MatchType)> = vec![];
         for ps in root.children_named(NS_DAV, "property-search") {
-            let text = ps
-                .child(NS_DAV, "match")
-                .map(|m| m.text.trim().to_lowercase())
-                .unwrap_or_default();
+            let m = ps.child(NS_DAV, "match");
+            let text = m.map(|m| m.text.trim().to_lowercase()).unwrap_or_default();
+            let how = MatchType::parse(m.and_then(|m| m.attr("match-type")));
             let fields: Vec<PrincipalField> = ps
                 .child(NS_DAV, "prop")
                 .map(|p| {
@@ -1996,7 +2164,7 @@ impl<'a> Dav<'a> {
                     "property-search names no searchable property (see principal-search-property-set)",
                 ));
             }
-            searches.push((fields, text));
+            searches.push((fields, text, how));
         }
         let mut names = root
             .child(NS_DAV, "prop")
@@ -2019,10 +2187,10 @@ impl<'a> Dav<'a> {
         let users = self.store.list_users().await.map_err(internal)?;
         let mut ms = Multistatus::new();
         for u in users.iter().filter(|u| !u.disabled) {
-            let hit = |(fields, text): &(Vec<PrincipalField>, String)| {
+            let hit = |(fields, text, how): &(Vec<PrincipalField>, String, MatchType)| {
                 fields
                     .iter()
-                    .any(|f| f.value(u).to_lowercase().contains(text))
+                    .any(|f| f.values(u).iter().any(|v| how.test(v, text)))
             };
             let selected = searches.is_empty()
                 || if any_of {

@@ -58,6 +58,14 @@ pub enum Prop {
     CalendarTimezoneId,
     // CalendarServer
     GetCtag,
+    EmailAddressSet,
+    NotificationUrl,
+    /// Delegation (calendar-proxy): whose calendars this principal may read or write for.
+    CalendarProxyReadFor,
+    CalendarProxyWriteFor,
+    FirstName,
+    LastName,
+    RecordType,
     // Apple iCal
     CalendarColor,
     CalendarOrder,
@@ -145,6 +153,17 @@ const TABLE: &[(&str, &str, Prop)] = &[
     ),
     (NS_CALDAV, "schedule-tag", Prop::ScheduleTag),
     (NS_CS, "getctag", Prop::GetCtag),
+    (NS_CS, "email-address-set", Prop::EmailAddressSet),
+    (NS_CS, "notification-URL", Prop::NotificationUrl),
+    (NS_CS, "calendar-proxy-read-for", Prop::CalendarProxyReadFor),
+    (
+        NS_CS,
+        "calendar-proxy-write-for",
+        Prop::CalendarProxyWriteFor,
+    ),
+    (NS_CS, "first-name", Prop::FirstName),
+    (NS_CS, "last-name", Prop::LastName),
+    (NS_CS, "record-type", Prop::RecordType),
     (NS_APPLE, "calendar-color", Prop::CalendarColor),
     (NS_APPLE, "calendar-order", Prop::CalendarOrder),
 ];

@@ -857,7 +857,7 @@ fn address_names_user(address: &str, user: &User) -> bool {
 }
 
 /// `NAME` from `.../dav/principals/NAME/`, absolute or a path.
-fn principal_name(address: &str) -> Option<String> {
+pub(super) fn principal_name(address: &str) -> Option<String> {
     let prefix = principal_href("");
     let at = address.find(prefix.trim_end_matches('/'))?;
     let rest = &address[at + prefix.trim_end_matches('/').len()..];

@@ -66,6 +66,8 @@ pub enum ResourceKind {
     Inbox,
     /// RFC 6638 schedule outbox: the POST target for free-busy look-ups.
     Outbox,
+    /// CalendarServer notification collection (sharing invitations, access requests).
+    Notification,
 }
 
 impl ResourceKind {
@@ -77,6 +79,7 @@ impl ResourceKind {
             ResourceKind::Object => "object",
             ResourceKind::Inbox => "inbox",
             ResourceKind::Outbox => "outbox",
+            ResourceKind::Notification => "notification",
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
@@ -87,6 +90,7 @@ impl ResourceKind {
             "object" => ResourceKind::Object,
             "inbox" => ResourceKind::Inbox,
             "outbox" => ResourceKind::Outbox,
+            "notification" => ResourceKind::Notification,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown resource kind {other}"
