@@ -1019,10 +1019,11 @@ async fn principal_search(srv: TestServer) {
         .await;
     r.expect(200);
     let set = r.xml();
+    // Display name, calendar-user address, email, first and last name.
     assert_eq!(
         set.children_named("DAV:", "principal-search-property")
             .count(),
-        2
+        5
     );
 }
 both_backends!(principal_property_search, principal_search);

@@ -423,6 +423,8 @@ async fn import_command(
         settings: &settings,
         user: &u,
         mailer: None,
+        delegation: None,
+        links: Default::default(),
     };
     let mut progress = |done: usize, total: usize| {
         if done.is_multiple_of(100) || done == total {

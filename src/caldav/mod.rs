@@ -11,6 +11,7 @@
 //! Must never: touch SQL (only `store` traits), panic on client input, or let one user read or
 //! write another user's home (403 with `need-privileges`; sharing comes later).
 
+mod delegation;
 mod import;
 mod principal;
 pub mod props;
@@ -29,7 +30,7 @@ use crate::dav::{
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
-    Change, NewCollection, NewObject, Resource, ResourceId, ResourceKind, ResourceReader,
+    Change, DelegateStore, NewCollection, NewObject, Resource, ResourceId, ResourceKind, ResourceReader,
     ResourceWriter, Store, StoreError, StoredProp, SyncReader, User, UserStore, WriteCondition,
 };
 use props::Prop;
@@ -234,6 +235,11 @@ enum Target {
     Root,
     Principals,
     Principal(User),
+    /// A principal's calendar-proxy-read or -write group (CalendarServer delegation).
+    ProxyGroup {
+        owner: User,
+        write: bool,
+    },
     Homes,
     Res {
         owner: User,
@@ -252,6 +258,12 @@ enum Node<'a> {
     Root,
     Principals,
     Principal(&'a User),
+    ProxyGroup {
+        owner: &'a User,
+        write: bool,
+        /// Principal hrefs of the members.
+        members: Vec<String>,
+    },
     Homes,
     Res {
         owner: &'a User,
@@ -266,6 +278,7 @@ impl Node<'_> {
             Node::Root => format!("{DAV_ROOT}/"),
             Node::Principals => href_of(&["principals"], true),
             Node::Principal(u) => principal_href(&u.name),
+            Node::ProxyGroup { owner, write, .. } => delegation::group_href(&owner.name, *write),
             Node::Homes => href_of(&["calendars"], true),
             Node::Res { href, .. } => href.clone(),
         }
@@ -273,6 +286,7 @@ impl Node<'_> {
     fn is_collection(&self) -> bool {
         match self {
             Node::Res { res, .. } => res.kind.is_collection(),
+            Node::ProxyGroup { .. } => false,
             _ => true,
         }
     }
@@ -454,15 +468,35 @@ pub struct Dav<'a> {
     pub user: &'a User,
     /// The SMTP relay for iMIP, when one is configured.
     pub mailer: Option<&'a crate::mail::Mailer>,
+    /// Set by [`handle`] when the request is in the home of someone this user is a delegate of.
+    pub delegation: Option<Delegation>,
+    /// Per-request cache of principals' delegation links, filled before rendering them.
+    pub links: delegation::LinkCache,
+}
+
+/// The user acts in `owner`'s home as their delegate (calendar-proxy).
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub owner: User,
+    pub write: bool,
 }
 
 /// Handle one authenticated WebDAV/CalDAV request.
-pub async fn handle(dav: &Dav<'_>, req: DavRequest) -> DavResponse {
+pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
     // Access is decided before the body is even parsed, so another user's home answers 403
-    // whatever is sent to it.
-    if let Err(e) = dav.check_access(&req.path) {
-        return DavResponse::from_error(&e);
-    }
+    // whatever is sent to it (unless this user is that user's delegate).
+    let delegation = match outer.check_access(&req).await {
+        Ok(d) => d,
+        Err(e) => return DavResponse::from_error(&e),
+    };
+    let dav = &Dav {
+        store: outer.store,
+        settings: outer.settings,
+        user: outer.user,
+        mailer: outer.mailer,
+        delegation,
+        links: delegation::LinkCache::default(),
+    };
     let result = match req.method.as_str() {
         "OPTIONS" => Ok(options()),
         "PROPFIND" => dav.propfind(&req).await,
@@ -501,26 +535,59 @@ pub fn options() -> DavResponse {
     DavResponse::new(StatusCode::OK)
         .header(
             header::HeaderName::from_static("dav"),
-            "1, 3, access-control, calendar-access, calendar-auto-schedule, extended-mkcol",
+            "1, 3, access-control, calendar-access, calendar-auto-schedule, calendar-proxy, extended-mkcol",
         )
         .header(header::ALLOW, ALLOW)
         .header(header::CONTENT_LENGTH, "0")
 }
 
 impl<'a> Dav<'a> {
+    /// Who a write schedules as: the home's owner, also when their delegate writes (the
+    /// "secretary" case of the calendar-proxy extension).
+    fn acting(&self) -> Dav<'_> {
+        Dav {
+            store: self.store,
+            settings: self.settings,
+            user: self.delegation.as_ref().map_or(self.user, |d| &d.owner),
+            mailer: self.mailer,
+            delegation: None,
+            links: delegation::LinkCache::default(),
+        }
+    }
+
     fn is_self(&self, name: &str) -> bool {
         name == self.user.name
     }
 
-    /// RFC 3744: a user holds every privilege on their own home and none on anyone else's.
-    fn check_access(&self, raw_path: &str) -> Result<(), DavError> {
+    /// RFC 3744: a user holds every privilege on their own home; on another user's, what that
+    /// user's delegation grants (read, or read and write), and otherwise nothing.
+    async fn check_access(&self, req: &DavRequest) -> Result<Option<Delegation>, DavError> {
+        let raw_path = req.path.as_str();
         let segs = dav::decode_segments(raw_path)?;
-        match segs.as_slice() {
-            [d, c, name, ..] if d == "dav" && c == "calendars" && !self.is_self(name) => {
-                Err(need_privilege(raw_path, "read"))
-            }
-            _ => Ok(()),
+        let name = match segs.as_slice() {
+            [d, c, name, ..] if d == "dav" && c == "calendars" && !self.is_self(name) => name,
+            _ => return Ok(None),
+        };
+        let owner = self.store.user_by_name(name).await.map_err(internal)?;
+        let grant = match &owner {
+            Some(o) if !o.disabled => self
+                .store
+                .delegation(o.id, self.user.id)
+                .await
+                .map_err(internal)?,
+            _ => None,
+        };
+        let (Some(owner), Some(write)) = (owner, grant) else {
+            return Err(need_privilege(raw_path, "read"));
+        };
+        let writes = matches!(
+            req.method.as_str(),
+            "PUT" | "DELETE" | "PROPPATCH" | "MKCOL" | "MKCALENDAR" | "COPY" | "MOVE" | "POST"
+        );
+        if writes && !write {
+            return Err(need_privilege(raw_path, "write"));
         }
+        Ok(Some(Delegation { owner, write }))
     }
 
     async fn resolve(&self, raw_path: &str) -> Result<Target, DavError> {
@@ -540,12 +607,24 @@ impl<'a> Dav<'a> {
                     None => Err(DavError::not_found()),
                 }
             }
+            [p, name, group] if p == "principals" => {
+                let write = match group.as_str() {
+                    delegation::PROXY_READ => false,
+                    delegation::PROXY_WRITE => true,
+                    _ => return Err(DavError::not_found()),
+                };
+                match self.store.user_by_name(name).await.map_err(internal)? {
+                    Some(owner) => Ok(Target::ProxyGroup { owner, write }),
+                    None => Err(DavError::not_found()),
+                }
+            }
             [c] if c == "calendars" => Ok(Target::Homes),
             [c, name, path @ ..] if c == "calendars" => {
-                if !self.is_self(name) {
-                    return Err(need_privilege(raw_path, "read"));
-                }
-                let owner = self.user.clone();
+                let owner = match &self.delegation {
+                    _ if self.is_self(name) => self.user.clone(),
+                    Some(d) if d.owner.name == *name => d.owner.clone(),
+                    _ => return Err(need_privilege(raw_path, "read")),
+                };
                 // The home and the first two levels below it come in one query.
                 let head = &path[..path.len().min(2)];
                 let mut chain = self
@@ -632,7 +711,14 @@ impl<'a> Dav<'a> {
 
     fn privileges_xml(&self, node: &Node<'_>) -> String {
         let (own, kind) = match node {
-            Node::Res { owner, res, .. } => (owner.id == self.user.id, Some(res.kind)),
+            Node::Res { owner, res, .. } => (
+                owner.id == self.user.id
+                    || self
+                        .delegation
+                        .as_ref()
+                        .is_some_and(|d| d.write && d.owner.id == owner.id),
+                Some(res.kind),
+            ),
             _ => (false, None),
         };
         let privs: &[&str] = if own {
@@ -672,6 +758,20 @@ impl<'a> Dav<'a> {
             if let Some(s) = stored.iter().find(|s| s.ns == n.ns && s.local == n.local) {
                 return Some(String::from_utf8_lossy(&s.xml).into_owned());
             }
+        }
+        if let Node::ProxyGroup {
+            owner,
+            write,
+            members,
+        } = node
+            && let Some(answer) = self.render_proxy_group(prop, owner, *write, members)
+        {
+            return answer;
+        }
+        if let Node::Principal(u) = node
+            && let Some(x) = self.render_links(prop, u)
+        {
+            return Some(x);
         }
         let me = &self.user.name;
         let res = match node {
@@ -776,10 +876,7 @@ impl<'a> Dav<'a> {
             }
             Prop::SupportedPrivilegeSet => SUPPORTED_PRIVILEGES.into(),
             Prop::InheritedAclSet => "<D:inherited-acl-set/>".into(),
-            Prop::GroupMembership => match node {
-                Node::Principal(_) => "<D:group-membership/>".into(),
-                _ => return None,
-            },
+
             Prop::AlternateUriSet => match node {
                 Node::Principal(_) => "<D:alternate-URI-set/>".into(),
                 _ => return None,
@@ -945,15 +1042,7 @@ impl<'a> Dav<'a> {
                 Node::Principal(_) => "<CS:record-type>users</CS:record-type>".into(),
                 _ => return None,
             },
-            // No delegation yet: the lists are truthfully empty.
-            Prop::CalendarProxyReadFor => match node {
-                Node::Principal(_) => "<CS:calendar-proxy-read-for/>".into(),
-                _ => return None,
-            },
-            Prop::CalendarProxyWriteFor => match node {
-                Node::Principal(_) => "<CS:calendar-proxy-write-for/>".into(),
-                _ => return None,
-            },
+
             Prop::GetCtag if coll && res.is_some() => {
                 let r = res?;
                 format!("<CS:getctag>{}-{}</CS:getctag>", r.uuid, r.sync_seq)
@@ -1023,9 +1112,10 @@ impl<'a> Dav<'a> {
 
     async fn stored_props(&self, node: &Node<'_>) -> Result<Vec<StoredProp>, DavError> {
         match node {
+            // Properties are the owner's: a delegate sees the names and colours the owner set.
             Node::Res { res, .. } => self
                 .store
-                .props(res.id, self.user.id)
+                .props(res.id, res.owner)
                 .await
                 .map_err(internal),
             _ => Ok(vec![]),
@@ -1089,7 +1179,19 @@ impl<'a> Dav<'a> {
                 }
             }
             Target::Principal(u) => {
+                self.prefetch_links(&u).await?;
                 self.write_node(&mut ms, &pf, &Node::Principal(&u)).await?;
+                if depth == Depth::One {
+                    // RFC: the proxy groups are the principal's members (CalendarServer proxy 5.2).
+                    for write in [false, true] {
+                        let node = self.proxy_group_node(&u, write).await?;
+                        self.write_node(&mut ms, &pf, &node).await?;
+                    }
+                }
+            }
+            Target::ProxyGroup { owner, write } => {
+                let node = self.proxy_group_node(&owner, write).await?;
+                self.write_node(&mut ms, &pf, &node).await?;
             }
             Target::Homes => {
                 self.write_node(&mut ms, &pf, &Node::Homes).await?;
@@ -1128,7 +1230,7 @@ impl<'a> Dav<'a> {
                     if needs_stored {
                         for (id, p) in self
                             .store
-                            .child_props(res.id, self.user.id)
+                            .child_props(res.id, res.owner)
                             .await
                             .map_err(internal)?
                         {
@@ -1205,6 +1307,8 @@ impl<'a> Dav<'a> {
                 settings: &settings,
                 user: &user,
                 mailer: None,
+                delegation: None,
+                links: Default::default(),
             };
             if tx.send(head).await.is_err() {
                 return;
@@ -1400,13 +1504,16 @@ impl<'a> Dav<'a> {
                 "too many properties in one PROPPATCH",
             ));
         }
-        let (owner, res, segs) = match self.resolve(&req.path).await? {
-            Target::Res { owner, res, segs } => (owner, res, segs),
+        let (res, segs) = match self.resolve(&req.path).await? {
+            Target::Res { res, segs, .. } => (res, segs),
+            Target::ProxyGroup { owner, write } => {
+                let href = delegation::group_href(&owner.name, write);
+                return self.patch_proxy_group(&owner, write, &ops, &href).await;
+            }
             Target::Missing { .. } => return Err(DavError::not_found()),
             _ => return Err(need_privilege(&req.path, "write-properties")),
         };
         let href = Self::res_href(&segs, &res);
-        let _ = owner;
         match self.plan_patch(&ops, res.kind) {
             Err(failures) => Ok(DavResponse::xml(
                 StatusCode::MULTI_STATUS,
@@ -1414,7 +1521,7 @@ impl<'a> Dav<'a> {
             )),
             Ok((set, remove)) => {
                 self.store
-                    .patch_props(res.id, self.user.id, set, remove)
+                    .patch_props(res.id, res.owner, set, remove)
                     .await
                     .map_err(internal)?;
                 let mut ms = Multistatus::new();
@@ -1438,7 +1545,9 @@ impl<'a> Dav<'a> {
             Target::Res { .. } | Target::Root | Target::Principals | Target::Homes => {
                 return Err(DavError::new(405, "resource already exists"));
             }
-            Target::Principal(_) => return Err(DavError::new(405, "resource already exists")),
+            Target::Principal(_) | Target::ProxyGroup { .. } => {
+                return Err(DavError::new(405, "resource already exists"));
+            }
         };
         let name = segs.last().cloned().unwrap_or_default();
         let mut kind = if calendar {
@@ -1783,7 +1892,8 @@ impl<'a> Dav<'a> {
                 let s = self.check_calendar_body(&parent, content_type, &req.body)?;
                 let index = self.index_body(&req.body)?;
                 plan = Some(
-                    self.plan_put(existing.as_ref(), &req.body, s.kind.name(), &req.headers)
+                    self.acting()
+                        .plan_put(existing.as_ref(), &req.body, s.kind.name(), &req.headers)
                         .await?,
                 );
                 (
@@ -1833,7 +1943,7 @@ impl<'a> Dav<'a> {
         match self.store.put_object(parent.id, &name, obj, cond).await {
             Ok((_, created)) => {
                 if let (Some(after), Some(stored)) = (after, stored) {
-                    self.after_put(after, &stored).await;
+                    self.acting().after_put(after, &stored).await;
                 }
                 let mut r = DavResponse::new(if created {
                     StatusCode::CREATED
@@ -1886,7 +1996,7 @@ impl<'a> Dav<'a> {
                 {
                     Ok(()) => {
                         if let Some(old) = old {
-                            self.after_delete(&old, &req.headers).await;
+                            self.acting().after_delete(&old, &req.headers).await;
                         }
                         Ok(DavResponse::new(StatusCode::NO_CONTENT))
                     }
@@ -2060,31 +2170,14 @@ impl<'a> Dav<'a> {
                 Target::Root => self.expand_property(&Node::Root, &root).await,
                 Target::Principals => self.expand_property(&Node::Principals, &root).await,
                 Target::Homes => self.expand_property(&Node::Homes, &root).await,
-                Target::Principal(u) => self.expand_property(&Node::Principal(&u), &root).await,
-                Target::Res { owner, res, segs } => {
-                    let href = Self::res_href(&segs, &res);
-                    let node = Node::Res {
-                        owner: &owner,
-                        res: &res,
-                        href,
-                    };
+                Target::Principal(u) => {
+                    self.prefetch_links(&u).await?;
+                    self.expand_property(&Node::Principal(&u), &root).await
+                }
+                Target::ProxyGroup { owner, write } => {
+                    let node = self.proxy_group_node(&owner, write).await?;
                     self.expand_property(&node, &root).await
                 }
-            };
-        }
-        if root.ns == NS_CS && root.local == "calendarserver-principal-search" {
-            if let Target::Missing { .. } = self.resolve(&req.path).await? {
-                return Err(DavError::not_found());
-            }
-            return self.cs_principal_search(&req.path, &root).await;
-        }
-        if root.ns == NS_DAV && root.local == "expand-property" {
-            return match self.resolve(&req.path).await? {
-                Target::Missing { .. } => Err(DavError::not_found()),
-                Target::Root => self.expand_property(&Node::Root, &root).await,
-                Target::Principals => self.expand_property(&Node::Principals, &root).await,
-                Target::Homes => self.expand_property(&Node::Homes, &root).await,
-                Target::Principal(u) => self.expand_property(&Node::Principal(&u), &root).await,
                 Target::Res { owner, res, segs } => {
                     let href = Self::res_href(&segs, &res);
                     let node = Node::Res {
@@ -2843,7 +2936,7 @@ impl<'a> Dav<'a> {
     ) -> Result<Option<String>, DavError> {
         let props = self
             .store
-            .props(calendar.id, self.user.id)
+            .props(calendar.id, calendar.owner)
             .await
             .map_err(internal)?;
         Ok(props

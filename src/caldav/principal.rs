@@ -64,6 +64,7 @@ impl Dav<'_> {
             .filter(|u| !u.disabled && tokens.iter().all(|t| matches_token(u, t)));
         let mut ms = Multistatus::new();
         for u in hits.by_ref().take(limit) {
+            self.prefetch_links(u).await?;
             let node = Node::Principal(u);
             let (found, missing) =
                 self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
@@ -105,6 +106,7 @@ impl Dav<'_> {
                             ));
                             continue;
                         };
+                        self.prefetch_links(&user).await?;
                         let pnode = Node::Principal(&user);
                         let (f, m) = self.propfind_props(
                             &PropfindRequest::Prop(nested.clone()),
@@ -141,11 +143,11 @@ impl Dav<'_> {
             (Prop::PrincipalUrl, Node::Principal(u)) => Some(vec![principal_href(&u.name)]),
             (Prop::Owner, Node::Res { owner, .. }) => Some(vec![principal_href(&owner.name)]),
             (Prop::Owner, Node::Principal(u)) => Some(vec![principal_href(&u.name)]),
-            // No groups and no delegation yet: the lists are empty.
+            (Prop::GroupMemberSet, Node::ProxyGroup { members, .. }) => Some(members.clone()),
             (
                 Prop::GroupMembership | Prop::CalendarProxyReadFor | Prop::CalendarProxyWriteFor,
-                Node::Principal(_),
-            ) => Some(vec![]),
+                Node::Principal(u),
+            ) => self.link_hrefs(prop, u),
             _ => None,
         }
     }

@@ -27,6 +27,7 @@ pub enum Prop {
     SupportedPrivilegeSet,
     InheritedAclSet,
     GroupMembership,
+    GroupMemberSet,
     AlternateUriSet,
     // RFC 3253 3.1.5
     SupportedReportSet,
@@ -105,6 +106,7 @@ const TABLE: &[(&str, &str, Prop)] = &[
     ),
     (NS_DAV, "inherited-acl-set", Prop::InheritedAclSet),
     (NS_DAV, "group-membership", Prop::GroupMembership),
+    (NS_DAV, "group-member-set", Prop::GroupMemberSet),
     (NS_DAV, "alternate-URI-set", Prop::AlternateUriSet),
     (NS_DAV, "supported-report-set", Prop::SupportedReportSet),
     (NS_DAV, "sync-token", Prop::SyncToken),

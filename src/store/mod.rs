@@ -387,6 +387,20 @@ pub trait FeedStore {
     async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool>;
 }
 
+/// Delegation (calendar-proxy): who may read or write whose calendars.
+#[allow(async_fn_in_trait)]
+pub trait DelegateStore {
+    /// Make `members` exactly the read (`write` false) or write delegates of `owner`. A user
+    /// moved from one group to the other changes group; the owner is never their own delegate.
+    async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()>;
+    /// `owner`'s delegates, with whether each may write.
+    async fn delegates_of(&self, owner: UserId) -> Result<Vec<(User, bool)>>;
+    /// Whose delegate `delegate` is, with whether they may write.
+    async fn delegators_of(&self, delegate: UserId) -> Result<Vec<(User, bool)>>;
+    /// Whether `delegate` may act for `owner`: `None` not at all, else whether they may write.
+    async fn delegation(&self, owner: UserId, delegate: UserId) -> Result<Option<bool>>;
+}
+
 /// The configured backend. An enum rather than `dyn` because async trait methods are not
 /// object safe; every method is a plain delegation.
 #[derive(Clone)]
@@ -679,6 +693,21 @@ impl FeedStore for Store {
     }
     async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool> {
         delegate!(self, s => s.revoke_feed(owner, id).await)
+    }
+}
+
+impl DelegateStore for Store {
+    async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()> {
+        delegate!(self, s => s.set_delegates(owner, write, members).await)
+    }
+    async fn delegates_of(&self, owner: UserId) -> Result<Vec<(User, bool)>> {
+        delegate!(self, s => s.delegates_of(owner).await)
+    }
+    async fn delegators_of(&self, delegate: UserId) -> Result<Vec<(User, bool)>> {
+        delegate!(self, s => s.delegators_of(delegate).await)
+    }
+    async fn delegation(&self, owner: UserId, delegate: UserId) -> Result<Option<bool>> {
+        delegate!(self, s => s.delegation(owner, delegate).await)
     }
 }
 

@@ -1089,6 +1089,67 @@ macro_rules! impl_sql_store {
             }
         }
 
+        impl DelegateStore for $store {
+            async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()> {
+                let mut tx = self.tx().await?;
+                sqlx::query("DELETE FROM delegates WHERE owner_id = $1 AND can_write = $2")
+                    .bind(owner.0)
+                    .bind(i64::from(write))
+                    .execute(&mut *tx)
+                    .await?;
+                for m in members.iter().filter(|m| **m != owner) {
+                    sqlx::query(
+                        "INSERT INTO delegates (owner_id, delegate_id, can_write) VALUES ($1, $2, $3) \
+                         ON CONFLICT (owner_id, delegate_id) DO UPDATE SET can_write = excluded.can_write",
+                    )
+                    .bind(owner.0)
+                    .bind(m.0)
+                    .bind(i64::from(write))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delegates_of(&self, owner: UserId) -> Result<Vec<(User, bool)>> {
+                let rows = sqlx::query(
+                    "SELECT u.*, d.can_write FROM delegates d JOIN users u ON u.id = d.delegate_id \
+                     WHERE d.owner_id = $1 ORDER BY u.name",
+                )
+                .bind(owner.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((map_user(r)?, r.try_get::<i64, _>("can_write")? != 0)))
+                    .collect()
+            }
+
+            async fn delegators_of(&self, delegate: UserId) -> Result<Vec<(User, bool)>> {
+                let rows = sqlx::query(
+                    "SELECT u.*, d.can_write FROM delegates d JOIN users u ON u.id = d.owner_id \
+                     WHERE d.delegate_id = $1 ORDER BY u.name",
+                )
+                .bind(delegate.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((map_user(r)?, r.try_get::<i64, _>("can_write")? != 0)))
+                    .collect()
+            }
+
+            async fn delegation(&self, owner: UserId, delegate: UserId) -> Result<Option<bool>> {
+                let row = sqlx::query(
+                    "SELECT can_write FROM delegates WHERE owner_id = $1 AND delegate_id = $2",
+                )
+                .bind(owner.0)
+                .bind(delegate.0)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| Ok(r.try_get::<i64, _>("can_write")? != 0)).transpose()
+            }
+        }
+
         impl SyncReader for $store {
             async fn changes_since(
                 &self,

@@ -208,6 +208,8 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         settings: &state.dav,
         user: &user,
         mailer: state.mailer.as_ref(),
+        delegation: None,
+        links: Default::default(),
     };
     let resp = caldav::handle(
         &dav,
@@ -453,6 +455,8 @@ async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response 
         settings: &state.dav,
         user: &user,
         mailer: state.mailer.as_ref(),
+        delegation: None,
+        links: Default::default(),
     };
     match dav.incoming_imip(&bytes).await {
         Ok(n) => json(StatusCode::OK, &serde_json::json!({ "applied": n })),
