@@ -17,7 +17,8 @@ use crate::auth::{LocalAuthenticator, hash_password};
 use crate::caldav::{DavSettings, home_href};
 use crate::dav::XmlLimits;
 use crate::store::{
-    FeedStore, NewUser, ResourceKind, ResourceReader, ResourceWriter, Store, StoreError, UserStore,
+    DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader, ResourceWriter, Store,
+    StoreError, UserStore,
 };
 use crate::web::{AppState, router};
 
@@ -58,6 +59,25 @@ pub enum Command {
     },
     /// Export a user's calendar as one .ics document to standard output.
     Export { user: String, calendar: String },
+    /// Manage delegates: who may read, or read and write, a user's calendars and schedule as
+    /// them (the same groups Apple Calendar's Delegation tab edits).
+    #[command(subcommand)]
+    Delegate(DelegateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DelegateCommand {
+    /// Let DELEGATE act for OWNER (read-only unless --write).
+    Add {
+        owner: String,
+        delegate: String,
+        #[arg(long)]
+        write: bool,
+    },
+    /// Stop DELEGATE acting for OWNER.
+    Remove { owner: String, delegate: String },
+    /// List OWNER's delegates.
+    List { owner: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +375,66 @@ async fn named_calendar(
     }
 }
 
+async fn delegate_command(store: &Store, cmd: DelegateCommand) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        DelegateCommand::Add {
+            owner,
+            delegate,
+            write,
+        } => {
+            let o = named_user(store, &owner).await?;
+            let d = named_user(store, &delegate).await?;
+            if o.id == d.id {
+                return Err(AppError::Usage(
+                    "a user cannot be their own delegate".into(),
+                ));
+            }
+            let current = store.delegates_of(o.id).await?;
+            let mut group: Vec<_> = current
+                .iter()
+                .filter(|(u, w)| *w == write && u.id != d.id)
+                .map(|(u, _)| u.id)
+                .collect();
+            group.push(d.id);
+            store.set_delegates(o.id, write, &group).await?;
+            let level = if write { "read-write" } else { "read-only" };
+            writeln!(out, "{delegate} is now a {level} delegate of {owner}")?;
+        }
+        DelegateCommand::Remove { owner, delegate } => {
+            let o = named_user(store, &owner).await?;
+            let d = named_user(store, &delegate).await?;
+            let current = store.delegates_of(o.id).await?;
+            if !current.iter().any(|(u, _)| u.id == d.id) {
+                return Err(AppError::Usage(format!(
+                    "{delegate} is not a delegate of {owner}"
+                )));
+            }
+            for write in [false, true] {
+                let group: Vec<_> = current
+                    .iter()
+                    .filter(|(u, w)| *w == write && u.id != d.id)
+                    .map(|(u, _)| u.id)
+                    .collect();
+                store.set_delegates(o.id, write, &group).await?;
+            }
+            writeln!(out, "{delegate} no longer acts for {owner}")?;
+        }
+        DelegateCommand::List { owner } => {
+            let o = named_user(store, &owner).await?;
+            for (u, write) in store.delegates_of(o.id).await? {
+                writeln!(
+                    out,
+                    "{}\t{}",
+                    u.name,
+                    if write { "read-write" } else { "read-only" }
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn feed_command(store: &Store, cmd: FeedCommand) -> Result<(), AppError> {
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -553,6 +633,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Feed(cmd) => {
             let r = feed_command(&store, cmd).await;
+            store.close().await;
+            r
+        }
+        Command::Delegate(cmd) => {
+            let r = delegate_command(&store, cmd).await;
             store.close().await;
             r
         }

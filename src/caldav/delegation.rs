@@ -145,11 +145,17 @@ impl Dav<'_> {
     ) -> Option<Option<String>> {
         let kind = if write { PROXY_WRITE } else { PROXY_READ };
         Some(Some(match prop {
-            Prop::ResourceType => format!("<D:resourcetype><D:principal/><CS:{kind}/></D:resourcetype>"),
+            Prop::ResourceType => {
+                format!("<D:resourcetype><D:principal/><CS:{kind}/></D:resourcetype>")
+            }
             Prop::DisplayName => format!(
                 "<D:displayname>{} ({})</D:displayname>",
                 escape(owner.display_name.as_deref().unwrap_or(&owner.name)),
-                if write { "delegates, read-write" } else { "delegates, read-only" }
+                if write {
+                    "delegates, read-write"
+                } else {
+                    "delegates, read-only"
+                }
             ),
             Prop::PrincipalUrl => format!(
                 "<D:principal-URL><D:href>{}</D:href></D:principal-URL>",
@@ -193,7 +199,10 @@ impl Dav<'_> {
             if !(name.ns == NS_DAV && name.local == "group-member-set") {
                 return Err(DavError::new(
                     403,
-                    format!("only DAV:group-member-set can be changed on a proxy group, not {{{}}}{}", name.ns, name.local),
+                    format!(
+                        "only DAV:group-member-set can be changed on a proxy group, not {{{}}}{}",
+                        name.ns, name.local
+                    ),
                 ));
             }
             let mut ids = vec![];

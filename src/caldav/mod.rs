@@ -30,8 +30,9 @@ use crate::dav::{
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
-    Change, DelegateStore, NewCollection, NewObject, Resource, ResourceId, ResourceKind, ResourceReader,
-    ResourceWriter, Store, StoreError, StoredProp, SyncReader, User, UserStore, WriteCondition,
+    Change, DelegateStore, NewCollection, NewObject, Resource, ResourceId, ResourceKind,
+    ResourceReader, ResourceWriter, Store, StoreError, StoredProp, SyncReader, User, UserStore,
+    WriteCondition,
 };
 use props::Prop;
 
@@ -1113,11 +1114,7 @@ impl<'a> Dav<'a> {
     async fn stored_props(&self, node: &Node<'_>) -> Result<Vec<StoredProp>, DavError> {
         match node {
             // Properties are the owner's: a delegate sees the names and colours the owner set.
-            Node::Res { res, .. } => self
-                .store
-                .props(res.id, res.owner)
-                .await
-                .map_err(internal),
+            Node::Res { res, .. } => self.store.props(res.id, res.owner).await.map_err(internal),
             _ => Ok(vec![]),
         }
     }
