@@ -36,10 +36,15 @@ test-servers:
     url: $CONVENE_URL/dav/
     username: pytester@example.org
     password: pytester-pw
-    # Not a hint: the library's own default for this feature, given so that the scheduling
-    # class runs its tests instead of skipping them for want of any feature information.
+    # Not hints (a hint lowers what the suite expects): claims of full support, which make
+    # it expect more. "scheduling" is the library's own default, given so that the scheduling
+    # class runs instead of skipping for want of feature information. The library's default
+    # for comp-type-optional is "unsupported"; Convene supports it, and says so, so the
+    # suite's own compatibility check (testCheckCompatibility) holds it to that.
     features:
       scheduling:
+        support: full
+      search.time-range.comp-type-optional:
         support: full
     # Two users: the organizer, and an attendee (TestSchedulingForServerConvene) whose login is
     # an email address (both are), so the library's username-as-address fallbacks are tested too.

@@ -362,6 +362,40 @@ async fn scheduling(srv: TestServer) {
     assert_eq!(msgs.len(), before + 1);
     assert!(copy_of(&srv, "bob", "calendar", "m1").await.is_none());
 
+    // --- Re-saving what recipients already have sends nothing; SCHEDULE-FORCE-SEND sends
+    // anyway, and is not kept in the stored copy.
+    let path4 = "/dav/calendars/alice/calendar/m4.ics";
+    let m4 = meeting(
+        "m4",
+        "Sync",
+        &["PARTSTAT=NEEDS-ACTION:mailto:bob@example.org"],
+        "",
+    );
+    put_as(&srv, "alice", path4, &m4, &[]).await.expect(201);
+    let n = inbox(&srv, "bob").await.len();
+    put_as(&srv, "alice", path4, &m4, &[]).await.expect(204);
+    assert_eq!(
+        inbox(&srv, "bob").await.len(),
+        n,
+        "an unchanged re-save was sent again"
+    );
+    let forced = m4.replace(
+        "ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob",
+        "ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION;SCHEDULE-FORCE-SEND=REQUEST:mailto:bob",
+    );
+    put_as(&srv, "alice", path4, &forced, &[]).await.expect(204);
+    assert_eq!(
+        inbox(&srv, "bob").await.len(),
+        n + 1,
+        "SCHEDULE-FORCE-SEND was ignored"
+    );
+    assert!(
+        !get_as(&srv, "alice", path4)
+            .await
+            .unfolded()
+            .contains("SCHEDULE-FORCE-SEND")
+    );
+
     // --- An attendee deleting their copy declines (unless Schedule-Reply: F).
     let path2 = "/dav/calendars/alice/calendar/m2.ics";
     put_as(
@@ -440,6 +474,18 @@ async fn scheduling(srv: TestServer) {
             .contains("PARTSTAT=COMPLETED")
     );
 
+    // A private appointment of bob's counts as busy, and nothing else of it shows.
+    let private = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:p1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300107T140000Z\r\nDTEND:20300107T150000Z\r\nCLASS:PRIVATE\r\nSUMMARY:Doctor\r\nLOCATION:Clinic\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    put_as(
+        &srv,
+        "bob",
+        "/dav/calendars/bob/calendar/p1.ics",
+        private,
+        &[],
+    )
+    .await
+    .expect(201);
+
     // --- Outbox free-busy: bob is busy at the standup, an unknown address is refused.
     let fb = |organizer: &str, method: &str| {
         format!(
@@ -452,8 +498,8 @@ async fn scheduling(srv: TestServer) {
             .body(body)
     };
     // Both copies of the series (it starts past the 3-year indexing horizon) are found by a
-    // time-range query, expanded at query time.
-    for user in ["alice", "bob"] {
+    // time-range query, expanded at query time (bob also has his private appointment).
+    for (user, found) in [("alice", 1), ("bob", 2)] {
         let r = srv
             .send(
                 srv.req_as(user, &format!("{user}-pw"), "REPORT", &format!("/dav/calendars/{user}/calendar/"))
@@ -462,7 +508,7 @@ async fn scheduling(srv: TestServer) {
             )
             .await;
         r.expect(207);
-        assert_eq!(responses(&r.xml()).len(), 1, "{user}: {}", r.unfolded());
+        assert_eq!(responses(&r.xml()).len(), found, "{user}: {}", r.unfolded());
     }
     let r = srv
         .send(post(
@@ -489,6 +535,12 @@ async fn scheduling(srv: TestServer) {
     assert!(
         data.contains("METHOD:REPLY")
             && data.contains("FREEBUSY;FBTYPE=BUSY:20300107T090000Z/20300107T093000Z"),
+        "{data}"
+    );
+    assert!(
+        data.contains("20300107T140000Z/20300107T150000Z")
+            && !data.contains("Doctor")
+            && !data.contains("Clinic"),
         "{data}"
     );
     assert!(status(rs[1]).starts_with("3.7"));

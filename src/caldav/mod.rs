@@ -2827,7 +2827,6 @@ impl<'a> Dav<'a> {
         Ok(resp)
     }
 
-    /// The text of a calendar's `calendar-timezone` property, if set.
     /// Busy periods of one calendar's events in `range` (RFC 4791 7.10), from the index.
     async fn busy_periods(
         &self,
@@ -2927,6 +2926,7 @@ impl<'a> Dav<'a> {
         }
     }
 
+    /// The text of a calendar's `calendar-timezone` property, if set.
     async fn calendar_timezone_text(
         &self,
         calendar: &Resource,

@@ -61,6 +61,9 @@ pub(super) struct AfterPut {
     role: Role,
     old: Option<Vec<u8>>,
     kind: String,
+    /// Attendees the client asked to be sent to regardless (SCHEDULE-FORCE-SEND, which the
+    /// stored copy no longer carries).
+    forced: Vec<String>,
 }
 
 fn new_tag() -> String {
@@ -198,6 +201,16 @@ impl Dav<'_> {
                 role,
                 old,
                 kind: kind.to_string(),
+                forced: new
+                    .as_ref()
+                    .map(|s| {
+                        s.attendees()
+                            .into_iter()
+                            .filter(|a| a.force_send)
+                            .map(|a| a.address.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }),
         })
     }
@@ -206,8 +219,13 @@ impl Dav<'_> {
     pub(super) async fn after_put(&self, after: AfterPut, stored: &[u8]) {
         let result = match &after.role {
             Role::Organizer => {
-                self.organizer_changed(after.old.as_deref(), Some(stored), &after.kind)
-                    .await
+                self.organizer_changed(
+                    after.old.as_deref(),
+                    Some(stored),
+                    &after.kind,
+                    &after.forced,
+                )
+                .await
             }
             Role::Attendee(me) => {
                 self.attendee_changed(me, after.old.as_deref(), Some(stored))
@@ -226,7 +244,7 @@ impl Dav<'_> {
             return;
         };
         let result = match self.role_in(&s) {
-            Some(Role::Organizer) => self.organizer_changed(Some(old), None, "").await,
+            Some(Role::Organizer) => self.organizer_changed(Some(old), None, "", &[]).await,
             Some(Role::Attendee(me)) => {
                 let silent = header_str(headers, "schedule-reply")
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
@@ -250,6 +268,7 @@ impl Dav<'_> {
         old: Option<&[u8]>,
         new: Option<&[u8]>,
         kind: &str,
+        forced: &[String],
     ) -> Result<(), DavError> {
         let now = crate::store::now_epoch();
         let old_s = old.and_then(itip::scheduling);
@@ -282,12 +301,13 @@ impl Dav<'_> {
             if self.is_my_address(&a.address) || a.agent != ScheduleAgent::Server {
                 continue;
             }
+            let force = a.force_send || forced.iter().any(|f| same_address(f, &a.address));
             let invited = new_s.as_ref().is_some_and(|s| s.has_attendee(&a.address));
             let Some(user) = self.user_for_address(&a.address).await? else {
                 // Outside this server: iMIP, when a relay is configured.
                 match (new, invited) {
                     (Some(body), true) => {
-                        if unchanged && !a.force_send {
+                        if unchanged && !force {
                             continue;
                         }
                         if let Some(msg) = itip::request(body, &a.address, now) {
@@ -313,7 +333,7 @@ impl Dav<'_> {
             };
             match (new, invited) {
                 (Some(body), true) => {
-                    if unchanged && !a.force_send {
+                    if unchanged && !force {
                         continue;
                     }
                     if let Some(msg) = itip::request(body, &a.address, now) {
