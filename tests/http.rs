@@ -1079,6 +1079,58 @@ async fn check_streamed_listing(srv: &TestServer, n: usize) {
 }
 both_backends!(streamed_depth1_listing, streamed_listing);
 
+/// An initial sync-collection of a big collection is streamed too, ends with its token, and
+/// that token resumes exactly (RFC 6578).
+async fn streamed_sync(srv: TestServer) {
+    const N: usize = 2_300;
+    fill_listing(&srv, N).await;
+    let sync = |token: String| {
+        format!(
+            r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"#
+        )
+    };
+    let r = srv.report(CAL, &sync(String::new())).await;
+    r.expect(207);
+    assert!(
+        r.header("content-length").is_none(),
+        "expected a streamed body"
+    );
+    let ms = r.xml();
+    let all = responses(&ms);
+    assert_eq!(all.len(), N);
+    assert!(
+        all.iter()
+            .all(|(_, resp)| prop_text(resp, "DAV:", "getetag").is_some())
+    );
+    let token = ms.child("DAV:", "sync-token").expect("token").text.clone();
+    srv.put_ics(&format!("{CAL}s00007.ics"), &event("s7", "Changed"))
+        .await
+        .expect(204);
+    let r = srv.report(CAL, &sync(token)).await;
+    r.expect(207);
+    let changed: Vec<String> = responses(&r.xml()).into_iter().map(|(h, _)| h).collect();
+    assert_eq!(changed, vec![format!("{CAL}s00007.ics")]);
+    // A calendar-query selecting them all is streamed the same way, bodies included.
+    let r = srv
+        .report(
+            CAL,
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"/></C:comp-filter></C:filter></C:calendar-query>"#,
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.header("content-length").is_none(),
+        "expected a streamed body"
+    );
+    let all = responses(&r.xml());
+    assert_eq!(all.len(), N);
+    assert!(all.iter().all(|(_, resp)| {
+        prop_text(resp, "urn:ietf:params:xml:ns:caldav", "calendar-data")
+            .is_some_and(|d| d.contains("BEGIN:VEVENT"))
+    }));
+}
+both_backends!(streamed_sync_collection, streamed_sync);
+
 /// RFC 4791 5.3.2.1: a resource over the configured size is refused with max-resource-size,
 /// which the calendar also advertises; nothing already stored is lost.
 async fn resource_size_limit(mut srv: TestServer) {

@@ -17,6 +17,7 @@ mod principal;
 pub mod props;
 pub mod query;
 mod schedule;
+mod stream;
 
 pub use import::{ImportReport, SkippedItem};
 
@@ -2431,6 +2432,18 @@ impl<'a> Dav<'a> {
         } else {
             changes.retain(|c| c.seq() <= token_seq);
         }
+        if changes.len() > STREAM_MIN_MEMBERS {
+            let token = Self::sync_token(&current, token_seq);
+            return Ok(self.stream_report(
+                ms,
+                changes,
+                (sc.props.clone(), DataSpec::plain()),
+                owner.clone(),
+                href.to_string(),
+                truncated,
+                Some(token),
+            ));
+        }
         let live = changes.iter().filter_map(|c| match c {
             Change::Live(r) if r.kind == ResourceKind::Object => Some(r.id),
             _ => None,
@@ -2655,6 +2668,21 @@ impl<'a> Dav<'a> {
             .into_iter()
             .filter(|c| single.as_ref().is_none_or(|s| s.id == c.id))
             .collect();
+        if selected.len() > STREAM_MIN_MEMBERS {
+            let items = selected
+                .into_iter()
+                .map(|r| Change::Live(Box::new(r)))
+                .collect();
+            return Ok(self.stream_report(
+                ms,
+                items,
+                (names, spec),
+                owner.clone(),
+                cal_href,
+                false,
+                None,
+            ));
+        }
         let mut bodies = self
             .prefetch_bodies(selected.iter().map(|r| r.id), &names)
             .await?;
@@ -2965,6 +2993,7 @@ fn xml_text_exact(data: &[u8]) -> String {
 }
 
 /// What a REPORT asks of calendar-data.
+#[derive(Clone)]
 pub struct DataSpec {
     pub expand: Option<ical::filter::TimeRange>,
     pub limit_recurrence: Option<ical::filter::TimeRange>,
