@@ -18,13 +18,7 @@ async fn as_user(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let mut rb = srv
-        .req_as(user, &format!("{user}-pw"), method, path)
-        .body(body.to_string());
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    srv.send(rb).await
+    srv.send_as(user, method, path, body, headers).await
 }
 
 fn hrefs(e: &convene::dav::Element) -> Vec<String> {

@@ -40,19 +40,13 @@ async fn put_as(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let mut rb = srv
-        .req_as(user, &format!("{user}-pw"), "PUT", path)
-        .header("Content-Type", "text/calendar; charset=utf-8")
-        .body(body.to_string());
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    srv.send(rb).await
+    let mut all = vec![("Content-Type", "text/calendar; charset=utf-8")];
+    all.extend_from_slice(headers);
+    srv.send_as(user, "PUT", path, body, &all).await
 }
 
 async fn get_as(srv: &TestServer, user: &str, path: &str) -> Resp {
-    srv.send(srv.req_as(user, &format!("{user}-pw"), "GET", path))
-        .await
+    srv.send_as(user, "GET", path, "", &[]).await
 }
 
 /// Hrefs of the members of a collection, as `user` sees it.

@@ -216,6 +216,24 @@ impl TestServer {
             .basic_auth(user, Some(pw))
     }
 
+    /// A request as `user` (whose password is `USER-pw`, as the tests create them).
+    pub async fn send_as(
+        &self,
+        user: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut rb = self
+            .req_as(user, &format!("{user}-pw"), method, path)
+            .body(body.to_string());
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        self.send(rb).await
+    }
+
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
         let r = rb.send().await.expect("request");
         let status = r.status();
