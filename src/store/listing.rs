@@ -263,7 +263,13 @@ pub struct ListingCache {
     tick: AtomicU64,
     slots: Mutex<HashMap<ResourceId, Slot>>,
     too_big: Mutex<HashSet<ResourceId>>,
+    /// Striped by collection: one request at a time loads or patches a collection's listing,
+    /// and the requests that arrive meanwhile wait and use its work instead of each running
+    /// the same queries (under a write-heavy load every request found the listing stale).
+    gates: Vec<tokio::sync::Mutex<()>>,
 }
+
+const GATES: usize = 64;
 
 impl ListingCache {
     pub fn new(budget: usize) -> Self {
@@ -272,7 +278,13 @@ impl ListingCache {
             tick: AtomicU64::new(0),
             slots: Mutex::new(HashMap::new()),
             too_big: Mutex::new(HashSet::new()),
+            gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
+    }
+
+    /// The gate of collection `id`'s listing updates.
+    pub fn gate(&self, id: ResourceId) -> &tokio::sync::Mutex<()> {
+        &self.gates[(id.0.unsigned_abs() as usize) % GATES]
     }
 
     pub fn budget(&self) -> usize {

@@ -460,6 +460,20 @@ impl Store {
         if self.listings.budget() == 0 || self.listings.is_too_big(coll.id) {
             return Ok(None);
         }
+        let fresh = |shared: &SharedListing| {
+            shared.read().unwrap_or_else(|e| e.into_inner()).seq() >= coll.sync_seq
+        };
+        if let Some(shared) = self.listings.get(coll.id)
+            && fresh(&shared)
+        {
+            return Ok(Some(shared));
+        }
+        // Stale or missing: one request at a time brings it up to date; those waiting here
+        // then find it fresh and run no queries of their own.
+        let _turn = self.listings.gate(coll.id).lock().await;
+        if self.listings.is_too_big(coll.id) {
+            return Ok(None);
+        }
         if let Some(shared) = self.listings.get(coll.id) {
             let since = {
                 let l = shared.read().unwrap_or_else(|e| e.into_inner());
