@@ -23,6 +23,8 @@ impl PgStore {
     ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    async fn close_extra(&self) {}
 }
 
 crate::store::sql::impl_sql_store!(PgStore, sqlx::Postgres);

@@ -404,7 +404,8 @@ macro_rules! impl_sql_store {
             }
 
             pub async fn close(&self) {
-                self.pool.close().await
+                self.pool.close().await;
+                self.close_extra().await
             }
         }
 

@@ -1,5 +1,10 @@
 //! SQLite adapter: the embedded default. WAL journal, foreign keys on, one writer at a time
 //! (transactions begin IMMEDIATE so a reader never has to upgrade its lock mid-transaction).
+//!
+//! Write transactions go through a pool of exactly one connection, so concurrent writers queue
+//! in the pool (async, in order) instead of inside SQLite, whose busy handler sleeps in steps
+//! of up to 100 ms and made the slowest PUTs under concurrency wait that long. Reads use the
+//! other pool and never wait for a writer (WAL).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use sqlx::sqlite::{
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -23,16 +29,24 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("schemas/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore { pool, writer })
     }
 
     async fn begin(
         &self,
     ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn close_extra(&self) {
+        self.writer.close().await
     }
 }
 
