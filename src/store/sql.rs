@@ -757,7 +757,19 @@ macro_rules! impl_sql_store {
             ) -> Result<(Resource, bool)> {
                 let mut tx = self.tx().await?;
                 let seq = touch(&mut tx, parent).await?;
-                let existing = load_child(&mut tx, parent, name).await?;
+                // The member of that name and any member holding the UID, in one statement.
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    res_cols!(),
+                    " FROM resources WHERE parent_id = $1 AND (name = $2 OR uid = $3)"
+                ))
+                .bind(parent.0)
+                .bind(name)
+                .bind(&obj.uid)
+                .fetch_all(&mut *tx)
+                .await?;
+                let found: Vec<Resource> = rows.iter().map(map_resource).collect::<Result<_>>()?;
+                let existing = found.iter().find(|r| r.name == name).cloned();
                 if let Some(e) = &existing
                     && e.kind.is_collection()
                 {
@@ -767,9 +779,11 @@ macro_rules! impl_sql_store {
                     return Err(StoreError::PreconditionFailed);
                 }
                 if let Some(uid) = &obj.uid
-                    && let Some(holder) = uid_holder(&mut tx, parent, uid, existing.as_ref().map(|e| e.id)).await?
+                    && let Some(holder) = found
+                        .iter()
+                        .find(|r| r.uid.as_deref() == Some(uid.as_str()) && r.name != name)
                 {
-                    return Err(StoreError::UidConflict(holder));
+                    return Err(StoreError::UidConflict(holder.name.clone()));
                 }
                 let now = now();
                 let size = obj.data.len() as i64;
