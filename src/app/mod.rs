@@ -17,8 +17,8 @@ use crate::auth::{LocalAuthenticator, hash_password};
 use crate::caldav::{DavSettings, home_href};
 use crate::dav::XmlLimits;
 use crate::store::{
-    DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader, ResourceWriter, Store,
-    StoreError, UserStore,
+    AppPasswordStore, DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader,
+    ResourceWriter, Store, StoreError, UserStore,
 };
 use crate::web::{AppState, router};
 
@@ -63,6 +63,29 @@ pub enum Command {
     /// them (the same groups Apple Calendar's Delegation tab edits).
     #[command(subcommand)]
     Delegate(DelegateCommand),
+    /// Manage a user's app passwords (one per calendar client, revocable alone).
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create one; the password is printed once and never stored.
+    Add {
+        user: String,
+        /// What it is for, for example "Phone".
+        name: String,
+        /// `caldav` (default: calendars only) or `all` (also the account APIs).
+        #[arg(long, default_value = "caldav")]
+        scope: String,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List a user's app passwords (never the passwords).
+    List { user: String },
+    /// Revoke one: it stops working at once.
+    Revoke { user: String, id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +175,9 @@ pub struct Config {
     pub listing_cache_rows: usize,
     /// The SMTP relay for iMIP invitations to people outside this server (none: not sent).
     pub smtp: Option<crate::mail::SmtpConfig>,
+    /// The server key app passwords are hashed under, 64 hex characters. Without it, a key
+    /// is generated once into `DATA_DIR/secret.key`. Several instances must share one.
+    pub secret_key: Option<String>,
 }
 
 impl Default for Config {
@@ -171,6 +197,7 @@ impl Default for Config {
             max_instances: 20_000,
             listing_cache_rows: crate::store::listing::DEFAULT_BUDGET_ROWS,
             smtp: None,
+            secret_key: None,
         }
     }
 }
@@ -232,6 +259,35 @@ impl Config {
         std::fs::create_dir_all(&self.data_dir)?;
         let path = self.data_dir.join("convene.db");
         Ok(format!("sqlite://{}", path.display()))
+    }
+
+    /// The app-password key: configured, or read from (created in) the data directory.
+    pub fn server_key(&self) -> Result<crate::auth::ServerKey, AppError> {
+        if let Some(hex) = &self.secret_key {
+            return crate::auth::ServerKey::from_hex(hex)
+                .ok_or_else(|| AppError::Usage("secret_key must be 64 hex characters".into()));
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let path = self.data_dir.join("secret.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => crate::auth::ServerKey::from_hex(&text).ok_or_else(|| {
+                AppError::Usage(format!(
+                    "{} does not hold a 64-hex-character key",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = crate::auth::ServerKey::random();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&path)?;
+                f.write_all(key.to_hex().as_bytes())?;
+                Ok(key)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn dav_settings(&self) -> DavSettings {
@@ -373,6 +429,63 @@ async fn named_calendar(
             user.name
         ))),
     }
+}
+
+async fn app_password_command(
+    store: &Store,
+    cfg: &Config,
+    cmd: AppPasswordCommand,
+) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        AppPasswordCommand::Add {
+            user,
+            name,
+            scope,
+            expires_days,
+        } => {
+            let u = named_user(store, &user).await?;
+            let scope = crate::auth::Scope::parse(&scope)
+                .ok_or_else(|| AppError::Usage("scope must be caldav or all".into()))?;
+            let (pw, ap) = crate::auth::app_password::create(
+                store,
+                &cfg.server_key()?,
+                &u,
+                &name,
+                scope,
+                expires_days,
+            )
+            .await
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+            writeln!(
+                out,
+                "app password {} \"{}\" for {user}: {pw}\n(shown only now; use it with the user name {user})",
+                ap.id, ap.name
+            )?;
+        }
+        AppPasswordCommand::List { user } => {
+            let u = named_user(store, &user).await?;
+            for ap in store.app_passwords_of(u.id).await? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\tlast used {}\texpires {}",
+                    ap.id,
+                    ap.name,
+                    ap.scope,
+                    ap.last_used_at.map_or("never".into(), |t| t.to_string()),
+                    ap.expires_at.map_or("never".into(), |t| t.to_string())
+                )?;
+            }
+        }
+        AppPasswordCommand::Revoke { user, id } => {
+            let u = named_user(store, &user).await?;
+            if !store.revoke_app_password(u.id, id).await? {
+                return Err(AppError::Usage(format!("{user} has no app password {id}")));
+            }
+            writeln!(out, "revoked app password {id}")?;
+        }
+    }
+    Ok(())
 }
 
 async fn delegate_command(store: &Store, cmd: DelegateCommand) -> Result<(), AppError> {
@@ -586,7 +699,9 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         None => None,
     };
     let state = Arc::new(AppState {
-        auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds)),
+        auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
+            .with_key(cfg.server_key()?),
+        limiter: crate::auth::limit::LoginLimiter::new(crate::auth::limit::Limits::default()),
         store: store.clone(),
         dav: cfg.dav_settings(),
         max_body_bytes: cfg.max_body_bytes,
@@ -594,12 +709,16 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     });
     let app = router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stopping_tx.send(true);
-        })
-        .into_future();
+    // Client addresses feed the login rate limits.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    })
+    .into_future();
     tokio::pin!(server);
     let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
     // In-flight requests get `shutdown_grace_seconds` to finish; a client that holds a
@@ -638,6 +757,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Delegate(cmd) => {
             let r = delegate_command(&store, cmd).await;
+            store.close().await;
+            r
+        }
+        Command::AppPassword(cmd) => {
+            let r = app_password_command(&store, &cfg, cmd).await;
             store.close().await;
             r
         }

@@ -1,5 +1,6 @@
-//! Authentication: turning credentials into a `User`. For now, HTTP Basic against local users
-//! with argon2id hashes; LDAP, OIDC sessions and app passwords plug in behind `Authenticator`.
+//! Authentication: turning credentials into a `User`. HTTP Basic against local users with
+//! argon2id hashes or their app passwords (`app_password`), with brute-force limits (`limit`);
+//! LDAP and OIDC sessions plug in behind `Authenticator`.
 //!
 //! CalDAV clients send Basic on every request and argon2id costs tens of milliseconds, so
 //! successful verifications are cached under a keyed hash (HMAC-SHA256 with a per-process
@@ -18,7 +19,18 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::store::{Store, StoreError, User, UserStore};
+pub mod app_password;
+pub mod limit;
+
+use crate::store::{AppPasswordStore, Store, StoreError, User, UserStore};
+pub use app_password::{Scope, ServerKey};
+
+/// Who is asking, and what their credential allows.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub scope: Scope,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -66,7 +78,7 @@ impl Credentials {
 #[allow(async_fn_in_trait)]
 pub trait Authenticator {
     /// `Ok(None)` means the credentials are wrong (or the account cannot log in).
-    async fn authenticate(&self, creds: &Credentials) -> Result<Option<User>, AuthError>;
+    async fn authenticate(&self, creds: &Credentials) -> Result<Option<Authenticated>, AuthError>;
 }
 
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -140,6 +152,7 @@ impl VerifyCache {
 pub struct LocalAuthenticator {
     store: Store,
     cache: VerifyCache,
+    key: ServerKey,
     /// argon2 verifications performed (cache misses), for metrics and tests.
     verifications: std::sync::atomic::AtomicU64,
 }
@@ -149,8 +162,42 @@ impl LocalAuthenticator {
         LocalAuthenticator {
             store,
             cache: VerifyCache::new(cache_ttl),
+            key: ServerKey::random(),
             verifications: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The server key app passwords are hashed under.
+    pub fn key(&self) -> &ServerKey {
+        &self.key
+    }
+
+    /// Use the server key app passwords were hashed under.
+    pub fn with_key(mut self, key: ServerKey) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// An app password of `user`, if `password` is one of theirs and still valid.
+    async fn app_password(&self, user: &User, password: &str) -> Result<Option<Scope>, AuthError> {
+        let Some(lookup) = app_password::lookup_of(password) else {
+            return Ok(None);
+        };
+        let Some(ap) = self.store.app_password_by_lookup(lookup).await? else {
+            return Ok(None);
+        };
+        let now = crate::store::now_epoch();
+        if ap.user != user.id
+            || !self.key.verify(password, &ap.hash)
+            || ap.expires_at.is_some_and(|e| e <= now)
+        {
+            return Ok(None);
+        }
+        // "Last used" to the minute is enough, and spares a write on every request.
+        if ap.last_used_at.is_none_or(|t| now - t >= 60) {
+            self.store.touch_app_password(ap.id, now).await?;
+        }
+        Ok(Some(Scope::parse(&ap.scope).unwrap_or(Scope::CalDav)))
     }
 
     pub fn verifications(&self) -> u64 {
@@ -160,7 +207,7 @@ impl LocalAuthenticator {
 }
 
 impl Authenticator for LocalAuthenticator {
-    async fn authenticate(&self, creds: &Credentials) -> Result<Option<User>, AuthError> {
+    async fn authenticate(&self, creds: &Credentials) -> Result<Option<Authenticated>, AuthError> {
         if creds.password.is_empty() {
             return Ok(None);
         }
@@ -170,12 +217,18 @@ impl Authenticator for LocalAuthenticator {
         if user.disabled {
             return Ok(None);
         }
+        if let Some(scope) = self.app_password(&user, &creds.password).await? {
+            return Ok(Some(Authenticated { user, scope }));
+        }
         let Some(hash) = user.password_hash.clone() else {
             return Ok(None);
         };
         let key = self.cache.key_for(&user, &hash, &creds.password);
         if self.cache.hit(&key) {
-            return Ok(Some(user));
+            return Ok(Some(Authenticated {
+                user,
+                scope: Scope::All,
+            }));
         }
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -185,7 +238,10 @@ impl Authenticator for LocalAuthenticator {
             .unwrap_or(false);
         if ok {
             self.cache.insert(key);
-            Ok(Some(user))
+            Ok(Some(Authenticated {
+                user,
+                scope: Scope::All,
+            }))
         } else {
             Ok(None)
         }

@@ -114,6 +114,33 @@ pub struct Feed {
     pub last_used_at: Option<i64>,
 }
 
+/// An app password's record: never the password, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    pub id: i64,
+    pub user: UserId,
+    pub name: String,
+    /// The random public part of the password that finds this row.
+    pub lookup: String,
+    /// HMAC-SHA256 of the whole password under the server key, hex.
+    pub hash: String,
+    /// `caldav` or `all`.
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAppPassword {
+    pub user: UserId,
+    pub name: String,
+    pub lookup: String,
+    pub hash: String,
+    pub scope: String,
+    pub expires_at: Option<i64>,
+}
+
 /// Resource metadata (never the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -385,6 +412,17 @@ pub trait FeedStore {
     async fn use_feed(&self, token_hash: &str) -> Result<Option<Feed>>;
     /// Revoke one of `owner`'s feeds; false when they have no such feed.
     async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool>;
+}
+
+/// App passwords for CalDAV clients.
+#[allow(async_fn_in_trait)]
+pub trait AppPasswordStore {
+    async fn create_app_password(&self, p: NewAppPassword) -> Result<AppPassword>;
+    async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>>;
+    async fn app_passwords_of(&self, user: UserId) -> Result<Vec<AppPassword>>;
+    /// Revoke one of `user`'s app passwords; false when they have no such one.
+    async fn revoke_app_password(&self, user: UserId, id: i64) -> Result<bool>;
+    async fn touch_app_password(&self, id: i64, now: i64) -> Result<()>;
 }
 
 /// Delegation (calendar-proxy): who may read or write whose calendars.
@@ -707,6 +745,24 @@ impl FeedStore for Store {
     }
     async fn revoke_feed(&self, owner: UserId, id: i64) -> Result<bool> {
         delegate!(self, s => s.revoke_feed(owner, id).await)
+    }
+}
+
+impl AppPasswordStore for Store {
+    async fn create_app_password(&self, p: NewAppPassword) -> Result<AppPassword> {
+        delegate!(self, s => s.create_app_password(p).await)
+    }
+    async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>> {
+        delegate!(self, s => s.app_password_by_lookup(lookup).await)
+    }
+    async fn app_passwords_of(&self, user: UserId) -> Result<Vec<AppPassword>> {
+        delegate!(self, s => s.app_passwords_of(user).await)
+    }
+    async fn revoke_app_password(&self, user: UserId, id: i64) -> Result<bool> {
+        delegate!(self, s => s.revoke_app_password(user, id).await)
+    }
+    async fn touch_app_password(&self, id: i64, now: i64) -> Result<()> {
+        delegate!(self, s => s.touch_app_password(id, now).await)
     }
 }
 

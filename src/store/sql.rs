@@ -73,6 +73,20 @@ macro_rules! impl_sql_store {
             })
         }
 
+        fn map_app_password(row: &DbRow) -> Result<AppPassword> {
+            Ok(AppPassword {
+                id: row.try_get("id")?,
+                user: UserId(row.try_get("user_id")?),
+                name: row.try_get("name")?,
+                lookup: row.try_get("lookup")?,
+                hash: row.try_get("hash")?,
+                scope: row.try_get("scope")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                last_used_at: row.try_get("last_used_at")?,
+            })
+        }
+
         fn map_feed(row: &DbRow) -> Result<Feed> {
             Ok(Feed {
                 id: row.try_get("id")?,
@@ -1101,6 +1115,59 @@ macro_rules! impl_sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl AppPasswordStore for $store {
+            async fn create_app_password(&self, p: NewAppPassword) -> Result<AppPassword> {
+                let row = sqlx::query(
+                    "INSERT INTO app_passwords (user_id, name, lookup, hash, scope, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                )
+                .bind(p.user.0)
+                .bind(&p.name)
+                .bind(&p.lookup)
+                .bind(&p.hash)
+                .bind(&p.scope)
+                .bind(now())
+                .bind(p.expires_at)
+                .fetch_one(&self.pool)
+                .await?;
+                map_app_password(&row)
+            }
+
+            async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>> {
+                let row = sqlx::query("SELECT * FROM app_passwords WHERE lookup = $1")
+                    .bind(lookup)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_app_password).transpose()
+            }
+
+            async fn app_passwords_of(&self, user: UserId) -> Result<Vec<AppPassword>> {
+                let rows = sqlx::query("SELECT * FROM app_passwords WHERE user_id = $1 ORDER BY id")
+                    .bind(user.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_app_password).collect()
+            }
+
+            async fn revoke_app_password(&self, user: UserId, id: i64) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM app_passwords WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn touch_app_password(&self, id: i64, now: i64) -> Result<()> {
+                sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
 

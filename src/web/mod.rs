@@ -22,12 +22,13 @@ use crate::auth::{Authenticator, Credentials, LocalAuthenticator};
 use crate::caldav::{self, Dav, DavRequest, DavSettings};
 use crate::dav::DavError;
 use crate::feed;
-use crate::store::{FeedStore, ResourceKind, ResourceReader, Store, User};
+use crate::store::{AppPasswordStore, FeedStore, ResourceKind, ResourceReader, Store, User};
 
 /// What every request handler shares.
 pub struct AppState {
     pub store: Store,
     pub auth: LocalAuthenticator,
+    pub limiter: crate::auth::limit::LoginLimiter,
     pub dav: DavSettings,
     pub max_body_bytes: usize,
     pub mailer: Option<crate::mail::Mailer>,
@@ -44,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/feeds", any(api_feeds))
         .route("/api/feeds/{id}", any(api_feed_delete))
         .route("/api/imip", any(api_imip))
+        .route("/api/app-passwords", any(api_app_passwords))
+        .route("/api/app-passwords/{id}", any(api_app_password_delete))
         .route("/", any(index))
         .with_state(state)
         .layer(CatchPanicLayer::new())
@@ -142,11 +145,14 @@ fn into_axum(r: caldav::DavResponse) -> Response {
 }
 
 /// Authenticate a request by HTTP Basic; on failure the response to send (the body is
-/// drained first, see `refuse_unread`).
+/// drained first, see `refuse_unread`). Too many recent failures for the user name or the
+/// client address get 429 before any password is checked. `need_full` refuses app passwords
+/// limited to CalDAV (the account APIs need the account's password or a full-scope one).
 async fn authenticate(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
+    need_full: bool,
 ) -> Result<(User, Body), Response> {
     let creds = parts
         .headers
@@ -156,9 +162,33 @@ async fn authenticate(
     let Some(creds) = creds else {
         return Err(refuse_unread(body, unauthorized()).await);
     };
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Err(wait) = state.limiter.check(&creds.username, addr) {
+        tracing::warn!(user = %creds.username, "login attempts rate-limited");
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; try again later\n",
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(refuse_unread(body, r).await);
+    }
     match state.auth.authenticate(&creds).await {
-        Ok(Some(u)) => Ok((u, body)),
+        Ok(Some(a)) if need_full && a.scope != crate::auth::Scope::All => Err(refuse_unread(
+            body,
+            json_error(
+                StatusCode::FORBIDDEN,
+                "this app password is for CalDAV only; use the account password",
+            ),
+        )
+        .await),
+        Ok(Some(a)) => Ok((a.user, body)),
         Ok(None) => {
+            state.limiter.failed(&creds.username, addr);
             tracing::info!(user = %creds.username, "authentication failed");
             Err(refuse_unread(body, unauthorized()).await)
         }
@@ -178,7 +208,7 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         // Clients probe capabilities before authenticating; the answer reveals nothing private.
         return into_axum(caldav::options());
     }
-    let (user, body) = match authenticate(&state, &parts, body).await {
+    let (user, body) = match authenticate(&state, &parts, body, false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -322,7 +352,7 @@ struct NewFeed {
 /// (the only time the token is shown).
 async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let (user, body) = match authenticate(&state, &parts, body).await {
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -415,7 +445,7 @@ async fn api_feed_delete(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let (user, _) = match authenticate(&state, &parts, body).await {
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -439,7 +469,7 @@ async fn api_feed_delete(
 /// for one of the user's events, posted by whatever reads their mail.
 async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let (user, body) = match authenticate(&state, &parts, body).await {
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -464,5 +494,122 @@ async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response 
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             &serde_json::json!({ "error": e.message }),
         ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewAppPasswordBody {
+    name: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    expires_days: Option<u32>,
+}
+
+/// `GET /api/app-passwords` lists the user's app passwords (never the passwords); `POST`
+/// creates one and returns it, the only time it is shown. Needs the account password (or a
+/// full-scope app password).
+async fn api_app_passwords(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let failed = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "app password store error");
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+    };
+    match parts.method {
+        Method::GET => match state.store.app_passwords_of(user.id).await {
+            Ok(list) => json(
+                StatusCode::OK,
+                &serde_json::Value::Array(
+                    list.into_iter()
+                        .map(|a| {
+                            serde_json::json!({
+                                "id": a.id,
+                                "name": a.name,
+                                "scope": a.scope,
+                                "created_at": a.created_at,
+                                "expires_at": a.expires_at,
+                                "last_used_at": a.last_used_at,
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            Err(e) => failed(e),
+        },
+        Method::POST => {
+            let bytes = match to_bytes(body, 16 * 1024).await {
+                Ok(b) => b,
+                Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+            };
+            let new: NewAppPasswordBody = match serde_json::from_slice(&bytes) {
+                Ok(n) => n,
+                Err(e) => {
+                    return json_error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}"));
+                }
+            };
+            let Some(scope) = crate::auth::Scope::parse(new.scope.as_deref().unwrap_or("caldav"))
+            else {
+                return json_error(StatusCode::BAD_REQUEST, "scope must be caldav or all");
+            };
+            match crate::auth::app_password::create(
+                &state.store,
+                state.auth.key(),
+                &user,
+                &new.name,
+                scope,
+                new.expires_days,
+            )
+            .await
+            {
+                Ok((password, a)) => json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                        "id": a.id,
+                        "name": a.name,
+                        "scope": a.scope,
+                        "expires_at": a.expires_at,
+                        "username": user.name,
+                        "password": password,
+                    }),
+                ),
+                Err(crate::auth::app_password::CreateError::Name) => json_error(
+                    StatusCode::BAD_REQUEST,
+                    "the name must be 1-100 characters, without control characters",
+                ),
+                Err(crate::auth::app_password::CreateError::Store(e)) => failed(e),
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST"),
+    }
+}
+
+/// `DELETE /api/app-passwords/{id}` revokes one at once.
+async fn api_app_password_delete(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::DELETE {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE");
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return json_error(StatusCode::NOT_FOUND, "no such app password");
+    };
+    match state.store.revoke_app_password(user.id, id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => json_error(StatusCode::NOT_FOUND, "no such app password"),
+        Err(e) => {
+            tracing::error!(error = %e, "app password revoke failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
     }
 }

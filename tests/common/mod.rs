@@ -58,6 +58,10 @@ pub struct TestServer {
     pub client: reqwest::Client,
     /// A configuration file passed with `--config`, when a test wrote one.
     pub config: Option<std::path::PathBuf>,
+    /// `CONVENE_LOG` for the server (a test that checks the logs raises it).
+    pub log_filter: String,
+    /// Every line the server has logged.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -77,6 +81,8 @@ impl TestServer {
                 .build()
                 .expect("client"),
             config: None,
+            log_filter: "info,tower_http=warn".into(),
+            log: Default::default(),
         };
         let _ = srv.child.wait();
         srv.cli_ok(
@@ -121,7 +127,7 @@ impl TestServer {
                 .args(&self.db_args)
                 .args(&config)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .env("CONVENE_LOG", "info,tower_http=warn")
+                .env("CONVENE_LOG", &self.log_filter)
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -130,6 +136,7 @@ impl TestServer {
                 .expect("spawn convene");
             let stderr = child.stderr.take().expect("stderr");
             let (tx, rx) = std::sync::mpsc::channel::<bool>();
+            let log = self.log.clone();
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 let mut ready_sent = false;
@@ -137,6 +144,9 @@ impl TestServer {
                     .lines()
                     .map_while(Result::ok)
                 {
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(line.clone());
                     if !ready_sent && line.contains("convene listening") {
                         let _ = tx.send(true);
                         ready_sent = true;
