@@ -43,7 +43,18 @@ stop_own_postgres() {
     rm -rf "$PG_OWN_DIR"
   fi
 }
-trap stop_own_postgres EXIT
+LDAP_DIR=""
+stop_own_ldap() {
+  if [ -n "$LDAP_DIR" ]; then
+    conformance/slapd.sh stop "$LDAP_DIR"
+    rm -rf "$LDAP_DIR"
+  fi
+}
+cleanup() {
+  stop_own_ldap
+  stop_own_postgres
+}
+trap cleanup EXIT
 
 if [ -z "${CONVENE_TEST_PG_URL:-}" ]; then
   # CONVENE_TEST_OWN_PG=1 exercises the fresh-machine path even where a server runs.
@@ -95,6 +106,12 @@ echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
 # Tests that need a real peer from PyPI (the aiosmtpd SMTP server for iMIP) run it from the venv.
 python_env
 export CONVENE_TEST_PYTHON="$VENV/bin/python"
+# A throwaway OpenLDAP slapd (Debian) with a sample organisation, for tests/ldap.rs.
+if [ -z "${CONVENE_TEST_LDAP_URL:-}" ]; then
+  LDAP_DIR="$(mktemp -d)"
+  ldap_env="$(conformance/slapd.sh start "$LDAP_DIR" "$(free_port)")" || exit 1
+  export CONVENE_TEST_LDAP_URL="$(printf '%s\n' "$ldap_env" | sed -n 's/^LDAP_URL=//p')"
+fi
 cargo test --quiet
 test_rc=$?
 drop_test_databases

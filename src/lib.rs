@@ -4,6 +4,7 @@
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
 //! - `auth`: credentials to users.
+//! - `directory`: the organisation's LDAP directory (binds, people).
 //! - `mail`: outgoing iMIP mail through an SMTP relay.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
@@ -14,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod caldav;
 pub mod dav;
+pub mod directory;
 pub mod feed;
 pub mod ical;
 pub mod mail;

@@ -178,6 +178,9 @@ pub struct Config {
     /// The server key app passwords are hashed under, 64 hex characters. Without it, a key
     /// is generated once into `DATA_DIR/secret.key`. Several instances must share one.
     pub secret_key: Option<String>,
+    /// An LDAP directory to log people in against (their local account is made on first
+    /// login).
+    pub ldap: Option<crate::directory::LdapConfig>,
 }
 
 impl Default for Config {
@@ -198,6 +201,7 @@ impl Default for Config {
             listing_cache_rows: crate::store::listing::DEFAULT_BUDGET_ROWS,
             smtp: None,
             secret_key: None,
+            ldap: None,
         }
     }
 }
@@ -699,8 +703,15 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         None => None,
     };
     let state = Arc::new(AppState {
-        auth: LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
-            .with_key(cfg.server_key()?),
+        auth: {
+            let a =
+                LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
+                    .with_key(cfg.server_key()?);
+            match &cfg.ldap {
+                Some(l) => a.with_ldap(crate::directory::LdapDirectory::new(l.clone())),
+                None => a,
+            }
+        },
         limiter: crate::auth::limit::LoginLimiter::new(crate::auth::limit::Limits::default()),
         store: store.clone(),
         dav: cfg.dav_settings(),

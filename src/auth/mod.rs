@@ -36,6 +36,8 @@ pub struct Authenticated {
 pub enum AuthError {
     #[error("credential store unavailable: {0}")]
     Store(#[from] StoreError),
+    #[error("directory unavailable: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
     #[error("password hashing failed")]
     Hash,
 }
@@ -153,6 +155,9 @@ pub struct LocalAuthenticator {
     store: Store,
     cache: VerifyCache,
     key: ServerKey,
+    /// People without a local password are checked against the directory, and provisioned on
+    /// their first login.
+    ldap: Option<crate::directory::LdapDirectory>,
     /// argon2 verifications performed (cache misses), for metrics and tests.
     verifications: std::sync::atomic::AtomicU64,
 }
@@ -163,8 +168,73 @@ impl LocalAuthenticator {
             store,
             cache: VerifyCache::new(cache_ttl),
             key: ServerKey::random(),
+            ldap: None,
             verifications: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Check people without a local password against this LDAP directory.
+    pub fn with_ldap(mut self, ldap: crate::directory::LdapDirectory) -> Self {
+        self.ldap = Some(ldap);
+        self
+    }
+
+    /// The directory path: a cached success, or a bind as the person; provisions a local
+    /// account on the first success.
+    async fn via_directory(
+        &self,
+        ldap: &crate::directory::LdapDirectory,
+        known: Option<User>,
+        creds: &Credentials,
+    ) -> Result<Option<Authenticated>, AuthError> {
+        if let Some(u) = &known {
+            let key = self.cache.key_for(u, "ldap", &creds.password);
+            if self.cache.hit(&key) {
+                return Ok(Some(Authenticated {
+                    user: u.clone(),
+                    scope: Scope::All,
+                }));
+            }
+        }
+        let Some(person) = ldap.verify(&creds.username, &creds.password).await? else {
+            return Ok(None);
+        };
+        // The directory's uid is the account name, whatever case the login used.
+        let user = match self.store.user_by_name(&person.uid).await? {
+            Some(u) => u,
+            None => match self
+                .store
+                .create_user(crate::store::NewUser {
+                    name: person.uid.clone(),
+                    email: person.mail.clone(),
+                    display_name: person.display_name.clone(),
+                    password_hash: None,
+                })
+                .await
+            {
+                Ok(u) => {
+                    tracing::info!(user = %u.name, "provisioned from the directory");
+                    u
+                }
+                // Two first logins at once: the other one made it.
+                Err(StoreError::AlreadyExists) => match self.store.user_by_name(&person.uid).await?
+                {
+                    Some(u) => u,
+                    None => return Ok(None),
+                },
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if user.disabled || user.password_hash.is_some() {
+            // A local account of that name keeps its own password.
+            return Ok(None);
+        }
+        self.cache
+            .insert(self.cache.key_for(&user, "ldap", &creds.password));
+        Ok(Some(Authenticated {
+            user,
+            scope: Scope::All,
+        }))
     }
 
     /// The server key app passwords are hashed under.
@@ -211,15 +281,24 @@ impl Authenticator for LocalAuthenticator {
         if creds.password.is_empty() {
             return Ok(None);
         }
-        let Some(user) = self.store.user_by_name(&creds.username).await? else {
-            return Ok(None);
+        let known = self.store.user_by_name(&creds.username).await?;
+        if let Some(user) = &known {
+            if user.disabled {
+                return Ok(None);
+            }
+            if let Some(scope) = self.app_password(user, &creds.password).await? {
+                return Ok(Some(Authenticated {
+                    user: user.clone(),
+                    scope,
+                }));
+            }
+        }
+        let Some(user) = known.clone().filter(|u| u.password_hash.is_some()) else {
+            return match &self.ldap {
+                Some(ldap) => self.via_directory(ldap, known, creds).await,
+                None => Ok(None),
+            };
         };
-        if user.disabled {
-            return Ok(None);
-        }
-        if let Some(scope) = self.app_password(&user, &creds.password).await? {
-            return Ok(Some(Authenticated { user, scope }));
-        }
         let Some(hash) = user.password_hash.clone() else {
             return Ok(None);
         };

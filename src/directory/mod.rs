@@ -1,0 +1,185 @@
+//! The organisation's directory over LDAP (RFC 4511, 4513): verifying a person's password by
+//! binding as them, after finding their entry with a read-only service account, and reading
+//! the attributes Convene provisions a user from (uid, mail, display name).
+//!
+//! Must never: put an unescaped client string into a filter (LDAP injection), bind with an
+//! empty password (RFC 4513 5.1.2: many servers take it as an anonymous success), log a
+//! password, or keep a connection bound as a user.
+
+use std::time::Duration;
+
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
+use serde::Deserialize;
+
+/// The `[ldap]` section of the configuration.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade `ldap://` with StartTLS (rustls, system roots).
+    #[serde(default)]
+    pub starttls: bool,
+    /// The read-only service account that finds people.
+    pub bind_dn: String,
+    pub bind_password: String,
+    /// Where people are, for example `ou=people,dc=example,dc=org`.
+    pub user_base: String,
+    /// `{username}` is replaced by the escaped login name.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    #[serde(default = "default_uid")]
+    pub uid_attribute: String,
+    #[serde(default = "default_mail")]
+    pub mail_attribute: String,
+    #[serde(default = "default_name")]
+    pub name_attribute: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=inetOrgPerson)(uid={username}))".into()
+}
+fn default_uid() -> String {
+    "uid".into()
+}
+fn default_mail() -> String {
+    "mail".into()
+}
+fn default_name() -> String {
+    "displayName".into()
+}
+fn default_timeout() -> u64 {
+    10
+}
+
+impl std::fmt::Debug for LdapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConfig")
+            .field("url", &self.url)
+            .field("starttls", &self.starttls)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &"<redacted>")
+            .field("user_base", &self.user_base)
+            .field("user_filter", &self.user_filter)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("LDAP server unavailable or failing: {0}")]
+    Ldap(#[from] ldap3::LdapError),
+    #[error("the directory service account was refused")]
+    ServiceBind,
+}
+
+/// A person as the directory describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub dn: String,
+    pub uid: String,
+    pub mail: Option<String>,
+    pub display_name: Option<String>,
+}
+
+/// The filter that finds `username`, every special character escaped (RFC 4515).
+pub fn user_filter(template: &str, username: &str) -> String {
+    template.replace("{username}", &ldap_escape(username))
+}
+
+#[derive(Clone)]
+pub struct LdapDirectory {
+    cfg: LdapConfig,
+}
+
+impl LdapDirectory {
+    pub fn new(cfg: LdapConfig) -> LdapDirectory {
+        LdapDirectory { cfg }
+    }
+
+    async fn connect(&self) -> Result<ldap3::Ldap, DirectoryError> {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(Duration::from_secs(self.cfg.timeout_seconds))
+            .set_starttls(self.cfg.starttls);
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url).await?;
+        ldap3::drive!(conn);
+        Ok(ldap)
+    }
+
+    /// Find the one person `username` names, as the service account.
+    pub async fn find(&self, username: &str) -> Result<Option<Person>, DirectoryError> {
+        let mut ldap = self.connect().await?;
+        let bound = ldap
+            .simple_bind(&self.cfg.bind_dn, &self.cfg.bind_password)
+            .await?;
+        if bound.rc != 0 {
+            let _ = ldap.unbind().await;
+            return Err(DirectoryError::ServiceBind);
+        }
+        let attrs = vec![
+            self.cfg.uid_attribute.as_str(),
+            self.cfg.mail_attribute.as_str(),
+            self.cfg.name_attribute.as_str(),
+        ];
+        let filter = user_filter(&self.cfg.user_filter, username);
+        let (entries, _) = ldap
+            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        // Exactly one: an ambiguous name logs nobody in.
+        if entries.len() != 1 {
+            return Ok(None);
+        }
+        let Some(e) = entries.into_iter().next().map(SearchEntry::construct) else {
+            return Ok(None);
+        };
+        let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
+        let Some(uid) = first(&self.cfg.uid_attribute) else {
+            return Ok(None);
+        };
+        Ok(Some(Person {
+            uid,
+            mail: first(&self.cfg.mail_attribute),
+            display_name: first(&self.cfg.name_attribute),
+            dn: e.dn,
+        }))
+    }
+
+    /// `Some(person)` when `password` is theirs: found by the service account, then a bind
+    /// as their DN succeeds. An empty password is refused without asking the server.
+    pub async fn verify(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Person>, DirectoryError> {
+        if password.is_empty() || username.is_empty() {
+            return Ok(None);
+        }
+        let Some(person) = self.find(username).await? else {
+            return Ok(None);
+        };
+        let mut ldap = self.connect().await?;
+        let res = ldap.simple_bind(&person.dn, password).await?;
+        let _ = ldap.unbind().await;
+        Ok((res.rc == 0).then_some(person))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_escape_injection() {
+        let f = user_filter("(uid={username})", "carol)(uid=*");
+        assert_eq!(f, "(uid=carol\\29\\28uid=\\2a)");
+        assert_eq!(user_filter("(uid={username})", "*"), "(uid=\\2a)");
+        assert_eq!(
+            user_filter("(uid={username})", "a\\b\0"),
+            "(uid=a\\5cb\\00)"
+        );
+    }
+}

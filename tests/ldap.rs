@@ -1,0 +1,84 @@
+//! LDAP login against a real OpenLDAP slapd on loopback (`conformance/slapd.sh`, started by
+//! `conformance/run-all.sh`, which sets `CONVENE_TEST_LDAP_URL`): a directory person logs in
+//! with Basic and is provisioned, SSHA and ARGON2 hashes both work, and wrong, empty and
+//! injected credentials are refused. Local accounts keep their own passwords.
+
+mod common;
+
+use common::TestServer;
+
+fn ldap_url() -> String {
+    std::env::var("CONVENE_TEST_LDAP_URL").unwrap_or_else(|_| {
+        panic!(
+            "CONVENE_TEST_LDAP_URL is not set: run the tests through conformance/run-all.sh, which starts slapd (or start one with conformance/slapd.sh start DIR PORT)"
+        )
+    })
+}
+
+async fn status(srv: &TestServer, user: &str, pw: &str, path: &str) -> u16 {
+    srv.send(srv.req_as(user, pw, "PROPFIND", path).header("Depth", "0"))
+        .await
+        .status
+        .as_u16()
+}
+
+async fn ldap(mut srv: TestServer) {
+    srv.restart_with_config(&format!(
+        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\n",
+        ldap_url()
+    ))
+    .await;
+
+    // A directory person with no local account logs in, and gets one with their mail.
+    assert_eq!(
+        status(&srv, "carol", "carol-pass", "/dav/calendars/carol/").await,
+        207
+    );
+    let users = srv.cli_ok(&["user", "list"], "");
+    assert!(
+        users.contains("carol\tcarol@example.org\tCarol Clark"),
+        "{users}"
+    );
+    // Again (from the cache), and an ARGON2-hashed password verified by slapd.
+    assert_eq!(
+        status(&srv, "carol", "carol-pass", "/dav/calendars/carol/").await,
+        207
+    );
+    assert_eq!(
+        status(&srv, "frank", "frank-pass", "/dav/calendars/frank/").await,
+        207
+    );
+    // Wrong, empty and injected credentials are refused.
+    assert_eq!(
+        status(&srv, "carol", "wrong", "/dav/calendars/carol/").await,
+        401
+    );
+    assert_eq!(status(&srv, "dave", "", "/dav/calendars/dave/").await, 401);
+    assert_eq!(status(&srv, "*", "carol-pass", "/dav/").await, 401);
+    assert_eq!(
+        status(&srv, "carol)(uid=*", "carol-pass", "/dav/").await,
+        401
+    );
+    assert_eq!(status(&srv, "nobody", "nobody-pass", "/dav/").await, 401);
+    // Local accounts keep their own passwords; the directory cannot take over their names.
+    assert_eq!(
+        status(&srv, "alice", "alice-pw", "/dav/calendars/alice/").await,
+        207
+    );
+    let users = srv.cli_ok(&["user", "list"], "");
+    assert!(
+        !users.contains("dave") && !users.contains("nobody"),
+        "{users}"
+    );
+    // A provisioned person schedules like anyone: their address is their directory mail.
+    let r = srv
+        .send(
+            srv.req_as("carol", "carol-pass", "PROPFIND", "/dav/principals/carol/")
+                .header("Depth", "0")
+                .body(r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-user-address-set/></D:prop></D:propfind>"#),
+        )
+        .await;
+    r.expect(207);
+    assert!(r.text().contains("mailto:carol@example.org"));
+}
+both_backends!(ldap_login, ldap);
