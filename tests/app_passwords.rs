@@ -179,6 +179,42 @@ async fn app_passwords(mut srv: TestServer) {
     .await
     .expect(207);
 
+    // The Apple profile carries a fresh CalDAV-only app password that works, never the
+    // account password; a CalDAV-only password cannot fetch one.
+    let r = srv.send(srv.req("GET", "/api/apple-profile")).await;
+    r.expect(200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-apple-aspen-config")
+    );
+    let profile = r.text();
+    assert!(
+        profile.contains("<string>com.apple.caldav.account</string>"),
+        "{profile}"
+    );
+    assert!(profile.contains("<key>CalDAVUsername</key><string>alice</string>"));
+    assert!(profile.contains("<key>CalDAVHostName</key><string>127.0.0.1</string>"));
+    let port = srv.base.rsplit(':').next().expect("port");
+    assert!(profile.contains(&format!("<key>CalDAVPort</key><integer>{port}</integer>")));
+    assert!(!profile.contains("alice-pw"));
+    let device = profile
+        .split("<key>CalDAVPassword</key><string>")
+        .nth(1)
+        .and_then(|rest| rest.split("</string>").next())
+        .expect("password in the profile")
+        .to_string();
+    with_password(&srv, "alice", &device, "PROPFIND", "/dav/calendars/alice/")
+        .await
+        .expect(207);
+    with_password(&srv, "alice", &device, "GET", "/api/apple-profile")
+        .await
+        .expect(403);
+    let list = json(&srv.send(srv.req("GET", "/api/app-passwords")).await);
+    assert!(list.as_array().is_some_and(|l| {
+        l.iter()
+            .any(|a| a["name"] == "Apple profile" && a["scope"] == "caldav")
+    }));
+
     // No secret reached the log.
     let log = srv.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
     assert!(

@@ -4,6 +4,8 @@
 //! Must never: log credentials (the `Authorization` header is marked sensitive), buffer a body
 //! beyond the configured limit, or let a panic escape as anything but a 500.
 
+mod mobileconfig;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -47,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/imip", any(api_imip))
         .route("/api/app-passwords", any(api_app_passwords))
         .route("/api/app-passwords/{id}", any(api_app_password_delete))
+        .route("/api/apple-profile", any(api_apple_profile))
         .route("/", any(index))
         .with_state(state)
         .layer(CatchPanicLayer::new())
@@ -612,4 +615,71 @@ async fn api_app_password_delete(
             json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
     }
+}
+
+/// `GET /api/apple-profile`: a `.mobileconfig` for macOS and iOS Calendar, holding a new
+/// CalDAV-only app password named for the download (revocable like any other).
+async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::GET {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+    }
+    // Behind a TLS-terminating proxy the client reaches us over HTTPS.
+    let tls = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+    let Some(authority) = authority else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "a Host header is needed to build the profile",
+        );
+    };
+    let host = authority.host();
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let (password, _) = match crate::auth::app_password::create(
+        &state.store,
+        state.auth.key(),
+        &user,
+        "Apple profile",
+        crate::auth::Scope::CalDav,
+        None,
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "app password for a profile failed");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
+        }
+    };
+    let xml = mobileconfig::profile(
+        &mobileconfig::Endpoint { host, port, tls },
+        &user.name,
+        &password,
+        &caldav::principal_href(&user.name),
+    );
+    let mut r = Response::new(Body::from(xml));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-apple-aspen-config"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"convene.mobileconfig\""),
+    );
+    // It holds a password: never cached anywhere.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
