@@ -703,6 +703,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         None => None,
     };
     let state = Arc::new(AppState {
+        flows: Default::default(),
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))

@@ -4,6 +4,7 @@
 //! Must never: log credentials (the `Authorization` header is marked sensitive), buffer a body
 //! beyond the configured limit, or let a panic escape as anything but a 500.
 
+mod loginflow;
 mod mobileconfig;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::store::{AppPasswordStore, FeedStore, ResourceKind, ResourceReader, St
 
 /// What every request handler shares.
 pub struct AppState {
+    pub flows: loginflow::LoginFlows,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -50,6 +52,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/app-passwords", any(api_app_passwords))
         .route("/api/app-passwords/{id}", any(api_app_password_delete))
         .route("/api/apple-profile", any(api_apple_profile))
+        .route("/index.php/login/v2", any(login_flow_start))
+        .route("/index.php/login/v2/poll", any(login_flow_poll))
+        .route("/login/v2/flow/{id}", any(login_flow_page))
+        // Nextcloud clients (DAVx5 after Login Flow) look for DAV here.
+        .route("/remote.php/dav", any(well_known))
+        .route("/remote.php/dav/", any(well_known))
         .route("/", any(index))
         .with_state(state)
         .layer(CatchPanicLayer::new())
@@ -682,4 +690,271 @@ async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> 
     // It holds a password: never cached anywhere.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// The server's base URL as the client sees it (Host, and `X-Forwarded-Proto` behind a
+/// TLS-terminating proxy); `None` without a valid Host.
+fn public_base(parts: &axum::http::request::Parts) -> Option<String> {
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())?;
+    let https = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    Some(format!(
+        "{}://{}",
+        if https { "https" } else { "http" },
+        authority
+    ))
+}
+
+/// `POST /index.php/login/v2`: start a Login Flow v2 (no credentials: the person signs in on
+/// the page it returns).
+async fn login_flow_start(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if parts.method != Method::POST {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    let Some(base) = public_base(&parts) else {
+        return json_error(StatusCode::BAD_REQUEST, "a Host header is needed");
+    };
+    let client = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("a calendar client");
+    let Some(started) = state.flows.start(client) else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins in progress",
+        );
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "poll": {
+                "token": started.poll_token,
+                "endpoint": format!("{base}/index.php/login/v2/poll"),
+            },
+            "login": format!("{base}/login/v2/flow/{}", started.id),
+        }),
+    )
+}
+
+/// A small `application/x-www-form-urlencoded` body, parsed; `None` if it is not one.
+async fn read_form<T: serde::de::DeserializeOwned>(
+    parts: axum::http::request::Parts,
+    body: Body,
+) -> Option<T> {
+    use axum::extract::FromRequest as _;
+    let req = Request::from_parts(parts, body);
+    axum::extract::Form::<T>::from_request(req, &())
+        .await
+        .ok()
+        .map(|axum::extract::Form(f)| f)
+}
+
+#[derive(serde::Deserialize)]
+struct PollForm {
+    token: String,
+}
+
+/// `POST /index.php/login/v2/poll`: 404 until the person has granted access, then the
+/// server, the login name and the new app password, once.
+async fn login_flow_poll(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::POST {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    let base = public_base(&parts);
+    let form = read_form::<PollForm>(parts, body).await;
+    let (Some(base), Some(f)) = (base, form) else {
+        return json_error(StatusCode::BAD_REQUEST, "token is required");
+    };
+    match state.flows.poll(&f.token) {
+        Some(g) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "server": base,
+                "loginName": g.login_name,
+                "appPassword": g.app_password,
+            }),
+        ),
+        None => json_error(StatusCode::NOT_FOUND, "not granted (yet)"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct GrantForm {
+    user: String,
+    password: String,
+    csrf: String,
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head><body><main><h1>{t}</h1>{body}</main></body></html>\n",
+        t = crate::dav::escape(title)
+    );
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The page is never framed (clickjacking) and loads nothing from elsewhere.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+fn grant_form(id: &str, client: &str, csrf: &str, error: Option<&str>) -> String {
+    let e = crate::dav::escape;
+    format!(
+        "<p>{client} asks for access to your calendars. Sign in to grant it an app password of its own (you can revoke it any time).</p>{err}<form method=\"post\" action=\"/login/v2/flow/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>User name <input name=\"user\" autocomplete=\"username\" required></label></p><p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p><p><button type=\"submit\">Grant access</button></p></form>",
+        client = e(client),
+        err = error
+            .map(|m| format!("<p role=\"alert\">{}</p>", e(m)))
+            .unwrap_or_default(),
+        id = e(id),
+        csrf = e(csrf),
+    )
+}
+
+/// The Login Flow page: GET shows the sign-in-and-grant form; POST checks the CSRF token and
+/// the credentials (rate-limited like every login), makes a CalDAV app password for the
+/// client and finishes the flow.
+async fn login_flow_page(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let form = if method == Method::POST {
+        read_form::<GrantForm>(parts, body).await
+    } else {
+        None
+    };
+    let Some((client, csrf)) = state.flows.page(&id) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Login expired",
+            "<p>This login link is no longer valid. Start again from the app.</p>",
+        );
+    };
+    match method {
+        Method::GET => page(
+            StatusCode::OK,
+            "Grant access",
+            &grant_form(&id, &client, &csrf, None),
+        ),
+        Method::POST => {
+            let Some(f) = form else {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Grant access",
+                    &grant_form(&id, &client, &csrf, Some("The form was incomplete.")),
+                );
+            };
+            if !state.flows.csrf_ok(&id, &f.csrf) {
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "Grant access",
+                    "<p>The form has expired or did not come from this page.</p>",
+                );
+            }
+            if state.limiter.check(&f.user, addr).is_err() {
+                return page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Grant access",
+                    "<p>Too many failed sign-ins. Try again later.</p>",
+                );
+            }
+            let creds = Credentials {
+                username: f.user.clone(),
+                password: f.password.clone(),
+            };
+            let user = match state.auth.authenticate(&creds).await {
+                Ok(Some(a)) if a.scope == crate::auth::Scope::All => a.user,
+                Ok(_) => {
+                    state.limiter.failed(&f.user, addr);
+                    tracing::info!(user = %f.user, "login flow sign-in failed");
+                    return page(
+                        StatusCode::UNAUTHORIZED,
+                        "Grant access",
+                        &grant_form(&id, &client, &csrf, Some("Wrong user name or password.")),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "authentication backend failed");
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Grant access",
+                        "<p>Sign-in is unavailable right now.</p>",
+                    );
+                }
+            };
+            let name = format!("{client} (login flow)");
+            let name: String = name.chars().take(100).collect();
+            let password = match crate::auth::app_password::create(
+                &state.store,
+                state.auth.key(),
+                &user,
+                &name,
+                crate::auth::Scope::CalDav,
+                None,
+            )
+            .await
+            {
+                Ok((p, _)) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "app password for a login flow failed");
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Grant access",
+                        "<p>Could not create the app password.</p>",
+                    );
+                }
+            };
+            let granted = state.flows.grant(
+                &id,
+                loginflow::Grant {
+                    login_name: user.name.clone(),
+                    app_password: password,
+                },
+            );
+            if granted {
+                page(
+                    StatusCode::OK,
+                    "Access granted",
+                    "<p>You can close this window and go back to the app.</p>",
+                )
+            } else {
+                page(
+                    StatusCode::NOT_FOUND,
+                    "Login expired",
+                    "<p>This login link is no longer valid.</p>",
+                )
+            }
+        }
+        _ => page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Grant access",
+            "<p>Use the form.</p>",
+        ),
+    }
 }
