@@ -449,30 +449,48 @@ async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response
     }
 }
 
+/// The common front of `DELETE /api/.../{id}`: the user and the id, or the answer to send.
+async fn delete_target(
+    state: &AppState,
+    id: &str,
+    req: Request,
+    what: &str,
+) -> Result<(User, i64), Response> {
+    let (parts, body) = req.into_parts();
+    let (user, _) = authenticate(state, &parts, body, true).await?;
+    if parts.method != Method::DELETE {
+        return Err(json_error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE"));
+    }
+    match id.parse::<i64>() {
+        Ok(id) => Ok((user, id)),
+        Err(_) => Err(json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no such {what}"),
+        )),
+    }
+}
+
+/// The answer to a revocation: 204, or 404 when the user has no such thing.
+fn revoked(result: crate::store::Result<bool>, what: &str) -> Response {
+    match result {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => json_error(StatusCode::NOT_FOUND, &format!("no such {what}")),
+        Err(e) => {
+            tracing::error!(error = %e, what, "revocation failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
+    }
+}
+
 /// `DELETE /api/feeds/{id}` revokes one of the user's feeds at once.
 async fn api_feed_delete(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let (user, _) = match authenticate(&state, &parts, body, true).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if parts.method != Method::DELETE {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE");
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return json_error(StatusCode::NOT_FOUND, "no such feed");
-    };
-    match state.store.revoke_feed(user.id, id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => json_error(StatusCode::NOT_FOUND, "no such feed"),
-        Err(e) => {
-            tracing::error!(error = %e, "feed revoke failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
-        }
+    match delete_target(&state, &id, req, "feed").await {
+        Ok((user, id)) => revoked(state.store.revoke_feed(user.id, id).await, "feed"),
+        Err(r) => r,
     }
 }
 
@@ -604,24 +622,12 @@ async fn api_app_password_delete(
     axum::extract::Path(id): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let (user, _) = match authenticate(&state, &parts, body, true).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if parts.method != Method::DELETE {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use DELETE");
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return json_error(StatusCode::NOT_FOUND, "no such app password");
-    };
-    match state.store.revoke_app_password(user.id, id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => json_error(StatusCode::NOT_FOUND, "no such app password"),
-        Err(e) => {
-            tracing::error!(error = %e, "app password revoke failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
-        }
+    match delete_target(&state, &id, req, "app password").await {
+        Ok((user, id)) => revoked(
+            state.store.revoke_app_password(user.id, id).await,
+            "app password",
+        ),
+        Err(r) => r,
     }
 }
 
