@@ -7,6 +7,7 @@
 #   conformance/slapd.sh stop DIR         stops the slapd started in DIR (by its PID)
 #
 #   suffix   dc=example,dc=org
+#   admin    cn=admin,dc=example,dc=org / admin-secret (tests change the directory with it)
 #   service  cn=reader,ou=services,dc=example,dc=org / reader-secret (read-only search)
 #   people   uid=NAME,ou=people,dc=example,dc=org / NAME-pass: carol, dave, erin (SSHA),
 #            frank (ARGON2); mail NAME@example.org
@@ -37,7 +38,7 @@ start() {
   rm -rf "$dir/db" "$dir/slapd.d"
   mkdir -p "$dir/db" "$dir/slapd.d"
   local rootpw readerpw
-  rootpw="$(slappasswd -h '{SSHA}' -s "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')")"
+  rootpw="$(slappasswd -h '{SSHA}' -s admin-secret)"
   readerpw="$(slappasswd -h '{SSHA}' -s reader-secret)"
   cat >"$dir/slapd.conf" <<EOF
 include /etc/ldap/schema/core.schema

@@ -24,7 +24,7 @@ async fn status(srv: &TestServer, user: &str, pw: &str, path: &str) -> u16 {
 
 async fn ldap(mut srv: TestServer) {
     srv.restart_with_config(&format!(
-        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\n",
+        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\nrecheck_seconds = 0\n",
         ldap_url()
     ))
     .await;
@@ -80,5 +80,54 @@ async fn ldap(mut srv: TestServer) {
         .await;
     r.expect(207);
     assert!(r.text().contains("mailto:carol@example.org"));
+
+    // Someone removed from the directory loses access at once, app passwords included. (Each
+    // backend's run removes its own person: they share one slapd.)
+    let gone = if srv.db_args[0] == "--data-dir" {
+        "erin"
+    } else {
+        "dave"
+    };
+    let pw = format!("{gone}-pass");
+    let r = srv
+        .send(
+            srv.req_as(gone, &pw, "POST", "/api/app-passwords")
+                .header("Content-Type", "application/json")
+                .body(r#"{"name":"Phone"}"#),
+        )
+        .await;
+    r.expect(201);
+    let app: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let app = app["password"].as_str().expect("password").to_string();
+    let home = format!("/dav/calendars/{gone}/");
+    assert_eq!(status(&srv, gone, &app, &home).await, 207);
+    let out = std::process::Command::new("ldapdelete")
+        .args([
+            "-x",
+            "-H",
+            &ldap_url(),
+            "-D",
+            "cn=admin,dc=example,dc=org",
+            "-w",
+            "admin-secret",
+        ])
+        .arg(format!("uid={gone},ou=people,dc=example,dc=org"))
+        .output()
+        .expect("ldapdelete (ldap-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status(&srv, gone, &app, &home).await,
+        401,
+        "app password still works"
+    );
+    assert_eq!(
+        status(&srv, gone, &pw, &home).await,
+        401,
+        "directory password still works"
+    );
 }
 both_backends!(ldap_login, ldap);

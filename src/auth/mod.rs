@@ -158,6 +158,8 @@ pub struct LocalAuthenticator {
     /// People without a local password are checked against the directory, and provisioned on
     /// their first login.
     ldap: Option<crate::directory::LdapDirectory>,
+    /// Directory people confirmed present, until when (see `LdapConfig::recheck_seconds`).
+    present: Mutex<HashMap<crate::store::UserId, Instant>>,
     /// argon2 verifications performed (cache misses), for metrics and tests.
     verifications: std::sync::atomic::AtomicU64,
 }
@@ -169,6 +171,7 @@ impl LocalAuthenticator {
             cache: VerifyCache::new(cache_ttl),
             key: ServerKey::random(),
             ldap: None,
+            present: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -177,6 +180,37 @@ impl LocalAuthenticator {
     pub fn with_ldap(mut self, ldap: crate::directory::LdapDirectory) -> Self {
         self.ldap = Some(ldap);
         self
+    }
+
+    /// For an account that came from the directory: is the person still there? Logins that
+    /// bind prove it; the others (app passwords, cached binds) ask again once the last answer
+    /// is older than the recheck interval.
+    async fn still_in_directory(&self, user: &User) -> Result<bool, AuthError> {
+        let Some(ldap) = self.ldap.as_ref().filter(|_| user.password_hash.is_none()) else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        if self
+            .present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&user.id)
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(true);
+        }
+        let found = ldap.find(&user.name).await?.is_some();
+        let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
+        if found {
+            if present.len() > 100_000 {
+                present.retain(|_, until| *until > now);
+            }
+            present.insert(user.id, now + ldap.recheck());
+        } else {
+            present.remove(&user.id);
+            tracing::info!(user = %user.name, "no longer in the directory; access refused");
+        }
+        Ok(found)
     }
 
     /// The directory path: a cached success, or a bind as the person; provisions a local
@@ -190,6 +224,9 @@ impl LocalAuthenticator {
         if let Some(u) = &known {
             let key = self.cache.key_for(u, "ldap", &creds.password);
             if self.cache.hit(&key) {
+                if !self.still_in_directory(u).await? {
+                    return Ok(None);
+                }
                 return Ok(Some(Authenticated {
                     user: u.clone(),
                     scope: Scope::All,
@@ -231,6 +268,11 @@ impl LocalAuthenticator {
         }
         self.cache
             .insert(self.cache.key_for(&user, "ldap", &creds.password));
+        // The bind just proved they are there.
+        self.present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.id, Instant::now() + ldap.recheck());
         Ok(Some(Authenticated {
             user,
             scope: Scope::All,
@@ -287,6 +329,9 @@ impl Authenticator for LocalAuthenticator {
                 return Ok(None);
             }
             if let Some(scope) = self.app_password(user, &creds.password).await? {
+                if !self.still_in_directory(user).await? {
+                    return Ok(None);
+                }
                 return Ok(Some(Authenticated {
                     user: user.clone(),
                     scope,

@@ -36,6 +36,11 @@ pub struct LdapConfig {
     pub name_attribute: String,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// How long a person's presence in the directory is trusted before it is checked again
+    /// for logins that do not bind (app passwords, cached binds): someone removed from the
+    /// directory loses access within this time. 0 checks on every request.
+    #[serde(default = "default_recheck")]
+    pub recheck_seconds: u64,
 }
 
 fn default_user_filter() -> String {
@@ -52,6 +57,9 @@ fn default_name() -> String {
 }
 fn default_timeout() -> u64 {
     10
+}
+fn default_recheck() -> u64 {
+    30
 }
 
 impl std::fmt::Debug for LdapConfig {
@@ -97,6 +105,10 @@ pub struct LdapDirectory {
 impl LdapDirectory {
     pub fn new(cfg: LdapConfig) -> LdapDirectory {
         LdapDirectory { cfg }
+    }
+
+    pub fn recheck(&self) -> Duration {
+        Duration::from_secs(self.cfg.recheck_seconds)
     }
 
     async fn connect(&self) -> Result<ldap3::Ldap, DirectoryError> {
