@@ -24,7 +24,7 @@ async fn status(srv: &TestServer, user: &str, pw: &str, path: &str) -> u16 {
 
 async fn ldap(mut srv: TestServer) {
     srv.restart_with_config(&format!(
-        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\nrecheck_seconds = 0\n",
+        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\nrecheck_seconds = 0\n",
         ldap_url()
     ))
     .await;
@@ -80,6 +80,31 @@ async fn ldap(mut srv: TestServer) {
         .await;
     r.expect(207);
     assert!(r.text().contains("mailto:carol@example.org"));
+
+    // The directory API: people search (injection-safe) and groups with their members.
+    let get = |path: &str| srv.send(srv.req("GET", path));
+    let r = get("/api/directory/people?q=fisch").await;
+    r.expect(200);
+    let people: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(people.as_array().map(Vec::len), Some(1), "{people}");
+    assert_eq!(people[0]["uid"], "frank");
+    assert_eq!(people[0]["mail"], "frank@example.org");
+    assert_eq!(people[0]["principal"], "/dav/principals/frank/");
+    let r = get("/api/directory/people?q=*)(uid%3D*").await;
+    r.expect(200);
+    assert_eq!(r.text(), "[]", "a filter injected through the search");
+    get("/api/directory/people?q=a").await.expect(400);
+    let r = get("/api/directory/groups").await;
+    r.expect(200);
+    let groups: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let sales = groups
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "sales"))
+        .expect("sales group");
+    assert_eq!(sales["members"], serde_json::json!(["dave"]));
+    srv.send(srv.client.get(srv.url("/api/directory/groups")))
+        .await
+        .expect(401);
 
     // Someone removed from the directory loses access at once, app passwords included. (Each
     // backend's run removes its own person: they share one slapd.)

@@ -657,29 +657,49 @@ async fn export_command(store: &Store, user: &str, calendar: &str) -> Result<(),
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Wait for SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// returned future is first polled: a signal that arrives after start-up but before the
+/// server loop runs must still shut down cleanly rather than kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
 
 async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
+    // Before anything is announced, so an early SIGTERM is a clean stop.
+    let shutdown = shutdown_signal();
     let users = store.list_users().await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
@@ -702,14 +722,19 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         ),
         None => None,
     };
+    let directory = cfg
+        .ldap
+        .as_ref()
+        .map(|l| crate::directory::LdapDirectory::new(l.clone()));
     let state = Arc::new(AppState {
         flows: Default::default(),
+        directory: directory.clone(),
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
                     .with_key(cfg.server_key()?);
-            match &cfg.ldap {
-                Some(l) => a.with_ldap(crate::directory::LdapDirectory::new(l.clone())),
+            match directory {
+                Some(d) => a.with_ldap(d),
                 None => a,
             }
         },
@@ -727,7 +752,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stopping_tx.send(true);
     })
     .into_future();

@@ -36,6 +36,11 @@ pub struct LdapConfig {
     pub name_attribute: String,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Where groups are (groupOfNames), for example `ou=groups,dc=example,dc=org`.
+    #[serde(default)]
+    pub group_base: Option<String>,
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
     /// How long a person's presence in the directory is trusted before it is checked again
     /// for logins that do not bind (app passwords, cached binds): someone removed from the
     /// directory loses access within this time. 0 checks on every request.
@@ -57,6 +62,9 @@ fn default_name() -> String {
 }
 fn default_timeout() -> u64 {
     10
+}
+fn default_group_filter() -> String {
+    "(objectClass=groupOfNames)".into()
 }
 fn default_recheck() -> u64 {
     30
@@ -92,6 +100,14 @@ pub struct Person {
     pub display_name: Option<String>,
 }
 
+/// A group and the uids of its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub description: Option<String>,
+    pub members: Vec<String>,
+}
+
 /// The filter that finds `username`, every special character escaped (RFC 4515).
 pub fn user_filter(template: &str, username: &str) -> String {
     template.replace("{username}", &ldap_escape(username))
@@ -120,8 +136,8 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
-    /// Find the one person `username` names, as the service account.
-    pub async fn find(&self, username: &str) -> Result<Option<Person>, DirectoryError> {
+    /// A connection bound as the read-only service account.
+    async fn service(&self) -> Result<ldap3::Ldap, DirectoryError> {
         let mut ldap = self.connect().await?;
         let bound = ldap
             .simple_bind(&self.cfg.bind_dn, &self.cfg.bind_password)
@@ -130,6 +146,109 @@ impl LdapDirectory {
             let _ = ldap.unbind().await;
             return Err(DirectoryError::ServiceBind);
         }
+        Ok(ldap)
+    }
+
+    fn person_of(&self, e: SearchEntry) -> Option<Person> {
+        let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
+        Some(Person {
+            uid: first(&self.cfg.uid_attribute)?,
+            mail: first(&self.cfg.mail_attribute),
+            display_name: first(&self.cfg.name_attribute),
+            dn: e.dn.clone(),
+        })
+    }
+
+    /// People whose uid, name or mail contains `query` (caseless), at most `limit`.
+    pub async fn search_people(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Person>, DirectoryError> {
+        let q = ldap_escape(query.trim());
+        let who = format!(
+            "(|({uid}=*{q}*)(cn=*{q}*)({mail}=*{q}*)({name}=*{q}*))",
+            uid = self.cfg.uid_attribute,
+            mail = self.cfg.mail_attribute,
+            name = self.cfg.name_attribute
+        );
+        // The configured person filter matching anyone (a literal `*`, ours, not the
+        // client's), narrowed by the escaped search.
+        let base_filter = self.cfg.user_filter.replace("{username}", "*");
+        let filter = format!("(&{base_filter}{who})");
+        let mut ldap = self.service().await?;
+        let attrs = vec![
+            self.cfg.uid_attribute.as_str(),
+            self.cfg.mail_attribute.as_str(),
+            self.cfg.name_attribute.as_str(),
+        ];
+        let (entries, _) = ldap
+            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        let mut people: Vec<Person> = entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter_map(|e| self.person_of(e))
+            .collect();
+        people.sort_by(|a, b| a.uid.cmp(&b.uid));
+        people.truncate(limit);
+        Ok(people)
+    }
+
+    /// Every group under `group_base`, with its members' uids (members outside the people
+    /// base, or nested groups, are left out).
+    pub async fn groups(&self) -> Result<Vec<Group>, DirectoryError> {
+        let Some(base) = &self.cfg.group_base else {
+            return Ok(vec![]);
+        };
+        let mut ldap = self.service().await?;
+        let (entries, _) = ldap
+            .search(
+                base,
+                Scope::Subtree,
+                &self.cfg.group_filter,
+                vec!["cn", "description", "member"],
+            )
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        let uid_prefix = format!("{}=", self.cfg.uid_attribute.to_lowercase());
+        let people_suffix = format!(",{}", self.cfg.user_base.to_lowercase());
+        let mut groups: Vec<Group> = entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter_map(|e| {
+                let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
+                let mut members: Vec<String> = e
+                    .attrs
+                    .get("member")
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|dn| {
+                        let lower = dn.to_lowercase();
+                        let rdn = lower.strip_suffix(&people_suffix)?;
+                        let value = rdn.strip_prefix(&uid_prefix)?;
+                        // The value's own case, from the original DN.
+                        Some(dn[uid_prefix.len()..uid_prefix.len() + value.len()].to_string())
+                    })
+                    .collect();
+                members.sort();
+                Some(Group {
+                    name: first("cn")?,
+                    description: first("description"),
+                    members,
+                })
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
+    /// Find the one person `username` names, as the service account.
+    pub async fn find(&self, username: &str) -> Result<Option<Person>, DirectoryError> {
+        let mut ldap = self.service().await?;
         let attrs = vec![
             self.cfg.uid_attribute.as_str(),
             self.cfg.mail_attribute.as_str(),
@@ -145,19 +264,11 @@ impl LdapDirectory {
         if entries.len() != 1 {
             return Ok(None);
         }
-        let Some(e) = entries.into_iter().next().map(SearchEntry::construct) else {
-            return Ok(None);
-        };
-        let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
-        let Some(uid) = first(&self.cfg.uid_attribute) else {
-            return Ok(None);
-        };
-        Ok(Some(Person {
-            uid,
-            mail: first(&self.cfg.mail_attribute),
-            display_name: first(&self.cfg.name_attribute),
-            dn: e.dn,
-        }))
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .and_then(|e| self.person_of(e)))
     }
 
     /// `Some(person)` when `password` is theirs: found by the service account, then a bind

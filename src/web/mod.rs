@@ -30,6 +30,8 @@ use crate::store::{AppPasswordStore, FeedStore, ResourceKind, ResourceReader, St
 /// What every request handler shares.
 pub struct AppState {
     pub flows: loginflow::LoginFlows,
+    /// The LDAP directory, when one is configured (people search, groups).
+    pub directory: Option<crate::directory::LdapDirectory>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -52,6 +54,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/app-passwords", any(api_app_passwords))
         .route("/api/app-passwords/{id}", any(api_app_password_delete))
         .route("/api/apple-profile", any(api_apple_profile))
+        .route("/api/directory/people", any(api_directory_people))
+        .route("/api/directory/groups", any(api_directory_groups))
         .route("/index.php/login/v2", any(login_flow_start))
         .route("/index.php/login/v2/poll", any(login_flow_poll))
         .route("/login/v2/flow/{id}", any(login_flow_page))
@@ -962,5 +966,90 @@ async fn login_flow_page(
             "Grant access",
             "<p>Use the form.</p>",
         ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PeopleQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn directory_unavailable(e: crate::directory::DirectoryError) -> Response {
+    tracing::error!(error = %e, "directory look-up failed");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the directory is unavailable",
+    )
+}
+
+/// `GET /api/directory/people?q=TEXT&limit=N`: people whose uid, name or mail contains TEXT.
+async fn api_directory_people(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<PeopleQuery>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(r) = authenticate(&state, &parts, body, true).await {
+        return r;
+    }
+    let Some(dir) = &state.directory else {
+        return json_error(StatusCode::NOT_FOUND, "no directory is configured");
+    };
+    if query.q.trim().chars().count() < 2 {
+        return json_error(StatusCode::BAD_REQUEST, "q needs at least 2 characters");
+    }
+    match dir
+        .search_people(&query.q, query.limit.unwrap_or(25).clamp(1, 200))
+        .await
+    {
+        Ok(people) => json(
+            StatusCode::OK,
+            &serde_json::Value::Array(
+                people
+                    .into_iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "uid": p.uid,
+                            "name": p.display_name,
+                            "mail": p.mail,
+                            "principal": caldav::principal_href(&p.uid),
+                        })
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => directory_unavailable(e),
+    }
+}
+
+/// `GET /api/directory/groups`: the directory's groups and their members' uids.
+async fn api_directory_groups(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(r) = authenticate(&state, &parts, body, true).await {
+        return r;
+    }
+    let Some(dir) = &state.directory else {
+        return json_error(StatusCode::NOT_FOUND, "no directory is configured");
+    };
+    match dir.groups().await {
+        Ok(groups) => json(
+            StatusCode::OK,
+            &serde_json::Value::Array(
+                groups
+                    .into_iter()
+                    .map(|g| {
+                        serde_json::json!({
+                            "name": g.name,
+                            "description": g.description,
+                            "members": g.members,
+                        })
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => directory_unavailable(e),
     }
 }
