@@ -106,6 +106,48 @@ async fn ldap(mut srv: TestServer) {
         .await
         .expect(401);
 
+    // Directory people are principals before their first login: found by attendee search,
+    // and invitations to their mail are delivered to them.
+    let r = srv
+        .report(
+            "/dav/principals/",
+            r#"<C:calendarserver-principal-search xmlns:C="http://calendarserver.org/ns/" context="attendee"><C:search-token>green</C:search-token><D:prop xmlns:D="DAV:"><D:displayname/></D:prop></C:calendarserver-principal-search>"#,
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text().contains("<D:href>/dav/principals/gina/</D:href>")
+            && r.text().contains("Gina Green"),
+        "{}",
+        r.text()
+    );
+    let invite = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:dir-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300105T100000Z\r\nDTEND:20300105T110000Z\r\nSUMMARY:Welcome\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE:mailto:hank@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    srv.put_ics("/dav/calendars/alice/calendar/dir-1.ics", invite)
+        .await
+        .expect(201);
+    let stored = srv
+        .send(srv.req("GET", "/dav/calendars/alice/calendar/dir-1.ics"))
+        .await
+        .text()
+        .replace("\r\n ", "");
+    assert!(
+        stored.contains("SCHEDULE-STATUS=1.2:mailto:hank@example.org"),
+        "{stored}"
+    );
+    let r = srv
+        .send(
+            srv.req_as(
+                "hank",
+                "hank-pass",
+                "PROPFIND",
+                "/dav/calendars/hank/inbox/",
+            )
+            .header("Depth", "1"),
+        )
+        .await;
+    r.expect(207);
+    assert_eq!(r.text().matches(".ics</D:href>").count(), 1, "{}", r.text());
+
     // Someone removed from the directory loses access at once, app passwords included. (Each
     // backend's run removes its own person: they share one slapd.)
     let gone = if srv.db_args[0] == "--data-dir" {

@@ -620,6 +620,7 @@ async fn import_command(
         settings: &settings,
         user: &u,
         mailer: None,
+        directory: None,
         delegation: None,
         links: Default::default(),
     };

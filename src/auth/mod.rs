@@ -150,6 +150,35 @@ impl VerifyCache {
     }
 }
 
+/// The local account of a directory person, made (without a password) the first time they
+/// log in or are referred to (as an attendee, in a principal search). The directory's uid is
+/// the account name. `None` only if it vanished in a race.
+pub async fn provision(
+    store: &Store,
+    person: &crate::directory::Person,
+) -> Result<Option<User>, AuthError> {
+    if let Some(u) = store.user_by_name(&person.uid).await? {
+        return Ok(Some(u));
+    }
+    match store
+        .create_user(crate::store::NewUser {
+            name: person.uid.clone(),
+            email: person.mail.clone(),
+            display_name: person.display_name.clone(),
+            password_hash: None,
+        })
+        .await
+    {
+        Ok(u) => {
+            tracing::info!(user = %u.name, "provisioned from the directory");
+            Ok(Some(u))
+        }
+        // Two first references at once: the other one made it.
+        Err(StoreError::AlreadyExists) => Ok(store.user_by_name(&person.uid).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Local users with argon2id password hashes in the store.
 pub struct LocalAuthenticator {
     store: Store,
@@ -236,31 +265,8 @@ impl LocalAuthenticator {
         let Some(person) = ldap.verify(&creds.username, &creds.password).await? else {
             return Ok(None);
         };
-        // The directory's uid is the account name, whatever case the login used.
-        let user = match self.store.user_by_name(&person.uid).await? {
-            Some(u) => u,
-            None => match self
-                .store
-                .create_user(crate::store::NewUser {
-                    name: person.uid.clone(),
-                    email: person.mail.clone(),
-                    display_name: person.display_name.clone(),
-                    password_hash: None,
-                })
-                .await
-            {
-                Ok(u) => {
-                    tracing::info!(user = %u.name, "provisioned from the directory");
-                    u
-                }
-                // Two first logins at once: the other one made it.
-                Err(StoreError::AlreadyExists) => match self.store.user_by_name(&person.uid).await?
-                {
-                    Some(u) => u,
-                    None => return Ok(None),
-                },
-                Err(e) => return Err(e.into()),
-            },
+        let Some(user) = provision(&self.store, &person).await? else {
+            return Ok(None);
         };
         if user.disabled || user.password_hash.is_some() {
             // A local account of that name keeps its own password.

@@ -470,6 +470,9 @@ pub struct Dav<'a> {
     pub user: &'a User,
     /// The SMTP relay for iMIP, when one is configured.
     pub mailer: Option<&'a crate::mail::Mailer>,
+    /// The LDAP directory, when one is configured: its people are calendar users (principals,
+    /// attendees) before their first login.
+    pub directory: Option<&'a crate::directory::LdapDirectory>,
     /// Set by [`handle`] when the request is in the home of someone this user is a delegate of.
     pub delegation: Option<Delegation>,
     /// Per-request cache of principals' delegation links, filled before rendering them.
@@ -496,6 +499,7 @@ pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
         settings: outer.settings,
         user: outer.user,
         mailer: outer.mailer,
+        directory: outer.directory,
         delegation,
         links: delegation::LinkCache::default(),
     };
@@ -552,6 +556,7 @@ impl<'a> Dav<'a> {
             settings: self.settings,
             user: self.delegation.as_ref().map_or(self.user, |d| &d.owner),
             mailer: self.mailer,
+            directory: self.directory,
             delegation: None,
             links: delegation::LinkCache::default(),
         }
@@ -1305,6 +1310,7 @@ impl<'a> Dav<'a> {
                 settings: &settings,
                 user: &user,
                 mailer: None,
+                directory: None,
                 delegation: None,
                 links: Default::default(),
             };

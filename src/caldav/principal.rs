@@ -58,6 +58,19 @@ impl Dav<'_> {
             .child(NS_DAV, "prop")
             .map(dav::prop_names)
             .unwrap_or_default();
+        // Directory people are principals too, before their first login.
+        if let Some(dir) = self.directory {
+            match dir.search_people(&tokens[0], limit).await {
+                Ok(people) => {
+                    for p in people {
+                        if let Err(e) = crate::auth::provision(self.store, &p).await {
+                            tracing::warn!(error = %e, "provisioning a directory person failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "directory search failed"),
+            }
+        }
         let users = self.store.list_users().await.map_err(internal)?;
         let mut hits = users
             .iter()

@@ -91,11 +91,40 @@ impl Dav<'_> {
     pub(super) async fn user_for_address(&self, address: &str) -> Result<Option<User>, DavError> {
         let norm = itip::normalize_address(address);
         if let Some(mail) = norm.strip_prefix("mailto:") {
-            return self.store.user_by_email(mail).await.map_err(internal);
+            if let Some(u) = self.store.user_by_email(mail).await.map_err(internal)? {
+                return Ok(Some(u));
+            }
+            return Ok(self.directory_person(|d| d.find_by_mail(mail)).await);
         }
         match principal_name(&norm) {
             Some(name) => self.store.user_by_name(&name).await.map_err(internal),
             None => Ok(None),
+        }
+    }
+
+    /// A directory person, provisioned as a local user so they can be scheduled (and found)
+    /// before their first login. A directory failure is logged and counts as nobody.
+    pub(super) async fn directory_person<'d, F, Fut>(&'d self, look: F) -> Option<User>
+    where
+        F: FnOnce(&'d crate::directory::LdapDirectory) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<Option<crate::directory::Person>, crate::directory::DirectoryError>,
+            >,
+    {
+        let dir = self.directory?;
+        let person = match look(dir).await {
+            Ok(p) => p?,
+            Err(e) => {
+                tracing::warn!(error = %e, "directory look-up failed");
+                return None;
+            }
+        };
+        match crate::auth::provision(self.store, &person).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "provisioning a directory person failed");
+                None
+            }
         }
     }
 

@@ -40,6 +40,7 @@ impl Dav<'_> {
                 settings: &settings,
                 user: &user,
                 mailer: None,
+                directory: None,
                 delegation: None,
                 links: LinkCache::default(),
             };

@@ -246,6 +246,35 @@ impl LdapDirectory {
         Ok(groups)
     }
 
+    /// The one person whose mail is `mail` (caseless in LDAP's usual mail matching rule).
+    pub async fn find_by_mail(&self, mail: &str) -> Result<Option<Person>, DirectoryError> {
+        let base_filter = self.cfg.user_filter.replace("{username}", "*");
+        let filter = format!(
+            "(&{base_filter}({}={}))",
+            self.cfg.mail_attribute,
+            ldap_escape(mail.trim())
+        );
+        let mut ldap = self.service().await?;
+        let attrs = vec![
+            self.cfg.uid_attribute.as_str(),
+            self.cfg.mail_attribute.as_str(),
+            self.cfg.name_attribute.as_str(),
+        ];
+        let (entries, _) = ldap
+            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        if entries.len() != 1 {
+            return Ok(None);
+        }
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .and_then(|e| self.person_of(e)))
+    }
+
     /// Find the one person `username` names, as the service account.
     pub async fn find(&self, username: &str) -> Result<Option<Person>, DirectoryError> {
         let mut ldap = self.service().await?;

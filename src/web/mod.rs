@@ -253,6 +253,7 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         settings: &state.dav,
         user: &user,
         mailer: state.mailer.as_ref(),
+        directory: state.directory.as_ref(),
         delegation: None,
         links: Default::default(),
     };
@@ -518,6 +519,7 @@ async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response 
         settings: &state.dav,
         user: &user,
         mailer: state.mailer.as_ref(),
+        directory: state.directory.as_ref(),
         delegation: None,
         links: Default::default(),
     };
