@@ -9,8 +9,8 @@
 #   suffix   dc=example,dc=org
 #   admin    cn=admin,dc=example,dc=org / admin-secret (tests change the directory with it)
 #   service  cn=reader,ou=services,dc=example,dc=org / reader-secret (read-only search)
-#   people   uid=NAME,ou=people,dc=example,dc=org / NAME-pass: carol, dave, erin, gina, hank
-#            (SSHA), frank (ARGON2); mail NAME@example.org
+#   people   uid=NAME,ou=people,dc=example,dc=org / NAME-pass: carol, dave, erin, gina, hank,
+#            ivan (SSHA), frank (ARGON2); mail NAME@example.org
 #   groups   cn=sales, cn=engineering (groupOfNames)
 set -euo pipefail
 
@@ -86,6 +86,7 @@ erin Erin Evans
 frank Frank Fischer
 gina Gina Green
 hank Hank Hill
+ivan Ivan Ivanov
 PEOPLE
     printf 'dn: cn=sales,ou=groups,%s\nobjectClass: groupOfNames\ncn: sales\nmember: uid=dave,ou=people,%s\n\n' "$SUFFIX" "$SUFFIX"
     printf 'dn: cn=engineering,ou=groups,%s\nobjectClass: groupOfNames\ncn: engineering\nmember: uid=carol,ou=people,%s\n' "$SUFFIX" "$SUFFIX"

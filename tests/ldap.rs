@@ -121,6 +121,19 @@ async fn ldap(mut srv: TestServer) {
         "{}",
         r.text()
     );
+    // The RFC 3744 search (Thunderbird's, python-caldav's) finds them too.
+    let r = srv
+        .report(
+            "/dav/principals/",
+            r#"<D:principal-property-search xmlns:D="DAV:"><D:property-search><D:prop><D:displayname/></D:prop><D:match>ivanov</D:match></D:property-search><D:prop><D:displayname/></D:prop></D:principal-property-search>"#,
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text().contains("<D:href>/dav/principals/ivan/</D:href>"),
+        "{}",
+        r.text()
+    );
     let invite = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:dir-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300105T100000Z\r\nDTEND:20300105T110000Z\r\nSUMMARY:Welcome\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE:mailto:hank@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     srv.put_ics("/dav/calendars/alice/calendar/dir-1.ics", invite)
         .await

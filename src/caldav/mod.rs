@@ -2281,6 +2281,21 @@ impl<'a> Dav<'a> {
                 })
                 .map(PropertyName::of),
         );
+        // Directory people are principals too, before their first login.
+        if let Some(dir) = self.directory {
+            for (_, text, _) in searches.iter().filter(|(_, t, _)| t.chars().count() >= 2) {
+                match dir.search_people(text, 50).await {
+                    Ok(people) => {
+                        for p in people {
+                            if let Err(e) = crate::auth::provision(self.store, &p).await {
+                                tracing::warn!(error = %e, "provisioning a directory person failed");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "directory search failed"),
+                }
+            }
+        }
         let users = self.store.list_users().await.map_err(internal)?;
         let mut ms = Multistatus::new();
         for u in users.iter().filter(|u| !u.disabled) {
