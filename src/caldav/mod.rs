@@ -548,6 +548,20 @@ pub fn options() -> DavResponse {
 }
 
 impl<'a> Dav<'a> {
+    /// A handler for a task that outlives the request (streamed answers): it reads and
+    /// renders only, so it needs no mailer, directory or delegation.
+    fn background<'b>(store: &'b Store, settings: &'b DavSettings, user: &'b User) -> Dav<'b> {
+        Dav {
+            store,
+            settings,
+            user,
+            mailer: None,
+            directory: None,
+            delegation: None,
+            links: delegation::LinkCache::default(),
+        }
+    }
+
     /// Who a write schedules as: the home's owner, also when their delegate writes (the
     /// "secretary" case of the calendar-proxy extension).
     fn acting(&self) -> Dav<'_> {
@@ -1304,16 +1318,7 @@ impl<'a> Dav<'a> {
         let (store, settings, user) =
             (self.store.clone(), self.settings.clone(), self.user.clone());
         tokio::spawn(async move {
-            // Listing members never schedules: no mailer needed.
-            let dav = Dav {
-                store: &store,
-                settings: &settings,
-                user: &user,
-                mailer: None,
-                directory: None,
-                delegation: None,
-                links: Default::default(),
-            };
+            let dav = Dav::background(&store, &settings, &user);
             if tx.send(head).await.is_err() {
                 return;
             }

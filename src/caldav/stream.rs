@@ -9,9 +9,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{
-    DataSpec, Dav, DavResponse, STREAM_BATCH, STREAM_CHANNEL, Wanted, delegation::LinkCache,
-};
+use super::{DataSpec, Dav, DavResponse, STREAM_BATCH, STREAM_CHANNEL, Wanted};
 use crate::dav::{self, Multistatus, PropertyName, escape};
 use crate::store::{Change, ResourceKind, User};
 
@@ -35,15 +33,7 @@ impl Dav<'_> {
         let (store, settings, user) =
             (self.store.clone(), self.settings.clone(), self.user.clone());
         tokio::spawn(async move {
-            let dav = Dav {
-                store: &store,
-                settings: &settings,
-                user: &user,
-                mailer: None,
-                directory: None,
-                delegation: None,
-                links: LinkCache::default(),
-            };
+            let dav = Dav::background(&store, &settings, &user);
             if tx.send(first).await.is_err() {
                 return;
             }

@@ -159,23 +159,13 @@ impl LdapDirectory {
         })
     }
 
-    /// People whose uid, name or mail contains `query` (caseless), at most `limit`.
-    pub async fn search_people(
-        &self,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<Person>, DirectoryError> {
-        let q = ldap_escape(query.trim());
-        let who = format!(
-            "(|({uid}=*{q}*)(cn=*{q}*)({mail}=*{q}*)({name}=*{q}*))",
-            uid = self.cfg.uid_attribute,
-            mail = self.cfg.mail_attribute,
-            name = self.cfg.name_attribute
-        );
+    /// The people the person filter narrowed by `extra` finds, as the service account.
+    /// `extra` is ours: every client string in it is already escaped.
+    async fn people(&self, extra: &str) -> Result<Vec<Person>, DirectoryError> {
         // The configured person filter matching anyone (a literal `*`, ours, not the
-        // client's), narrowed by the escaped search.
+        // client's), narrowed by `extra`.
         let base_filter = self.cfg.user_filter.replace("{username}", "*");
-        let filter = format!("(&{base_filter}{who})");
+        let filter = format!("(&{base_filter}{extra})");
         let mut ldap = self.service().await?;
         let attrs = vec![
             self.cfg.uid_attribute.as_str(),
@@ -187,11 +177,33 @@ impl LdapDirectory {
             .await?
             .success()?;
         let _ = ldap.unbind().await;
-        let mut people: Vec<Person> = entries
+        Ok(entries
             .into_iter()
             .map(SearchEntry::construct)
             .filter_map(|e| self.person_of(e))
-            .collect();
+            .collect())
+    }
+
+    /// Exactly one person, or nobody: an ambiguous name or mail matches no one.
+    fn only(mut people: Vec<Person>) -> Option<Person> {
+        (people.len() == 1).then(|| people.remove(0))
+    }
+
+    /// People whose uid, name or mail contains `query` (caseless), at most `limit`.
+    pub async fn search_people(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Person>, DirectoryError> {
+        let q = ldap_escape(query.trim());
+        let mut people = self
+            .people(&format!(
+                "(|({uid}=*{q}*)(cn=*{q}*)({mail}=*{q}*)({name}=*{q}*))",
+                uid = self.cfg.uid_attribute,
+                mail = self.cfg.mail_attribute,
+                name = self.cfg.name_attribute
+            ))
+            .await?;
         people.sort_by(|a, b| a.uid.cmp(&b.uid));
         people.truncate(limit);
         Ok(people)
@@ -248,56 +260,15 @@ impl LdapDirectory {
 
     /// The one person whose mail is `mail` (caseless in LDAP's usual mail matching rule).
     pub async fn find_by_mail(&self, mail: &str) -> Result<Option<Person>, DirectoryError> {
-        let base_filter = self.cfg.user_filter.replace("{username}", "*");
-        let filter = format!(
-            "(&{base_filter}({}={}))",
-            self.cfg.mail_attribute,
-            ldap_escape(mail.trim())
-        );
-        let mut ldap = self.service().await?;
-        let attrs = vec![
-            self.cfg.uid_attribute.as_str(),
-            self.cfg.mail_attribute.as_str(),
-            self.cfg.name_attribute.as_str(),
-        ];
-        let (entries, _) = ldap
-            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
-            .await?
-            .success()?;
-        let _ = ldap.unbind().await;
-        if entries.len() != 1 {
-            return Ok(None);
-        }
-        Ok(entries
-            .into_iter()
-            .next()
-            .map(SearchEntry::construct)
-            .and_then(|e| self.person_of(e)))
+        let extra = format!("({}={})", self.cfg.mail_attribute, ldap_escape(mail.trim()));
+        Ok(Self::only(self.people(&extra).await?))
     }
 
-    /// Find the one person `username` names, as the service account.
+    /// The one person `username` names (the configured person filter), as the service
+    /// account.
     pub async fn find(&self, username: &str) -> Result<Option<Person>, DirectoryError> {
-        let mut ldap = self.service().await?;
-        let attrs = vec![
-            self.cfg.uid_attribute.as_str(),
-            self.cfg.mail_attribute.as_str(),
-            self.cfg.name_attribute.as_str(),
-        ];
         let filter = user_filter(&self.cfg.user_filter, username);
-        let (entries, _) = ldap
-            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
-            .await?
-            .success()?;
-        let _ = ldap.unbind().await;
-        // Exactly one: an ambiguous name logs nobody in.
-        if entries.len() != 1 {
-            return Ok(None);
-        }
-        Ok(entries
-            .into_iter()
-            .next()
-            .map(SearchEntry::construct)
-            .and_then(|e| self.person_of(e)))
+        Ok(Self::only(self.people(&format!("(|{filter})")).await?))
     }
 
     /// `Some(person)` when `password` is theirs: found by the service account, then a bind

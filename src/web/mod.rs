@@ -433,12 +433,7 @@ async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response
                 Err(e) => return failed(e),
             };
             let path = feed::feed_path(&token);
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| !h.contains(['/', ' ']));
-            let url = host.map(|h| format!("http://{h}{path}"));
+            let url = public_base(&parts).map(|b| format!("{b}{path}"));
             json(
                 StatusCode::CREATED,
                 &serde_json::json!({
@@ -648,18 +643,7 @@ async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> 
     if parts.method != Method::GET {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
-    // Behind a TLS-terminating proxy the client reaches us over HTTPS.
-    let tls = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
-    let Some(authority) = authority else {
+    let Some((authority, tls)) = client_origin(&parts) else {
         return json_error(
             StatusCode::BAD_REQUEST,
             "a Host header is needed to build the profile",
@@ -704,9 +688,9 @@ async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> 
     r
 }
 
-/// The server's base URL as the client sees it (Host, and `X-Forwarded-Proto` behind a
-/// TLS-terminating proxy); `None` without a valid Host.
-fn public_base(parts: &axum::http::request::Parts) -> Option<String> {
+/// Where the client reached us: the Host authority, and whether over HTTPS (`X-Forwarded-Proto`
+/// from a TLS-terminating proxy). `None` without a valid Host.
+fn client_origin(parts: &axum::http::request::Parts) -> Option<(axum::http::uri::Authority, bool)> {
     let authority = parts
         .headers
         .get(header::HOST)
@@ -717,6 +701,12 @@ fn public_base(parts: &axum::http::request::Parts) -> Option<String> {
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    Some((authority, https))
+}
+
+/// The server's base URL as the client sees it.
+fn public_base(parts: &axum::http::request::Parts) -> Option<String> {
+    let (authority, https) = client_origin(parts)?;
     Some(format!(
         "{}://{}",
         if https { "https" } else { "http" },
