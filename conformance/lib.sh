@@ -67,9 +67,12 @@ start_convene() {
     printf '%s' "${extra#*:}" | "$bin" --data-dir "$CONVENE_WORK/data" user add "$name" \
       --password-stdin --email "$email" >/dev/null
   done
-  local port
-  port="$(free_port)"
-  CONVENE_LOG=warn "$bin" --data-dir "$CONVENE_WORK/data" serve --listen "127.0.0.1:$port" >"$CONVENE_WORK/server.log" 2>&1 &
+  # CONVENE_PORT fixes the port (a URL registered elsewhere); CONVENE_CONFIG adds a config file.
+  local port="${CONVENE_PORT:-}"
+  [ -n "$port" ] || port="$(free_port)"
+  local config=()
+  [ -n "${CONVENE_CONFIG:-}" ] && config=(--config "$CONVENE_CONFIG")
+  CONVENE_LOG=warn "$bin" --data-dir "$CONVENE_WORK/data" "${config[@]}" serve --listen "127.0.0.1:$port" >"$CONVENE_WORK/server.log" 2>&1 &
   CONVENE_PID=$!
   CONVENE_URL="http://127.0.0.1:$port"
   for _ in $(seq 1 200); do

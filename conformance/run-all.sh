@@ -100,6 +100,7 @@ run_suite caldav-server-tester conformance/caldav-server-tester.sh
 run_suite time-range-oracle conformance/time-range-oracle.sh
 run_suite caldav-functional conformance/caldav-functional.sh
 run_suite fuzz conformance/fuzz.sh
+run_suite browser conformance/browser.sh
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
@@ -112,6 +113,8 @@ if [ -z "${CONVENE_TEST_LDAP_URL:-}" ]; then
   ldap_env="$(conformance/slapd.sh start "$LDAP_DIR" "$(free_port)")" || exit 1
   export CONVENE_TEST_LDAP_URL="$(printf '%s\n' "$ldap_env" | sed -n 's/^LDAP_URL=//p')"
 fi
+# tests/oidc.rs starts real OpenID providers (npm oidc-provider); installed once, up front.
+conformance/oidc.sh install || exit 1
 cargo test --quiet
 test_rc=$?
 drop_test_databases

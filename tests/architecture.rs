@@ -31,6 +31,9 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("tower_http", &["web"]),
     ("icalrs", &["ical"]),
     ("argon2", &["auth"]),
+    ("openidconnect", &["auth"]),
+    ("chacha20poly1305", &["auth"]),
+    ("reqwest", &["auth"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

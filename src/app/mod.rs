@@ -18,7 +18,7 @@ use crate::caldav::{DavSettings, home_href};
 use crate::dav::XmlLimits;
 use crate::store::{
     AppPasswordStore, DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader,
-    ResourceWriter, Store, StoreError, UserStore,
+    ResourceWriter, SessionStore, Store, StoreError, UserStore,
 };
 use crate::web::{AppState, router};
 
@@ -181,6 +181,13 @@ pub struct Config {
     /// An LDAP directory to log people in against (their local account is made on first
     /// login).
     pub ldap: Option<crate::directory::LdapConfig>,
+    /// An OpenID Connect provider for the web sign-in (`/login`).
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
+    /// How long a web session lasts, in hours.
+    pub session_hours: u64,
+    /// Mark cookies Secure even without `X-Forwarded-Proto: https` (set it when Convene
+    /// itself or every proxy in front of it speaks only HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -202,6 +209,9 @@ impl Default for Config {
             smtp: None,
             secret_key: None,
             ldap: None,
+            oidc: None,
+            session_hours: 12,
+            secure_cookies: false,
         }
     }
 }
@@ -323,13 +333,7 @@ fn read_password() -> Result<String, AppError> {
 /// A user name must be usable in a URL path segment and an LDAP-style login: no slashes,
 /// control characters or surrounding whitespace.
 fn validate_user_name(name: &str) -> Result<(), AppError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.trim() == name
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_control())
-        && name != "."
-        && name != "..";
-    if ok {
+    if crate::auth::valid_user_name(name) {
         Ok(())
     } else {
         Err(AppError::Usage(format!(
@@ -727,13 +731,38 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         .ldap
         .as_ref()
         .map(|l| crate::directory::LdapDirectory::new(l.clone()));
+    let oidc = match &cfg.oidc {
+        Some(o) => Some(
+            crate::auth::oidc::OidcClient::new(o.clone())
+                .map_err(|e| AppError::Usage(format!("[oidc]: {e}")))?,
+        ),
+        None => None,
+    };
+    let key = cfg.server_key()?;
+    let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
+    {
+        // Expired sessions are refused on lookup; this only keeps the table small.
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.purge_sessions(crate::store::now_epoch()).await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+            }
+        });
+    }
     let state = Arc::new(AppState {
         flows: Default::default(),
+        sessions: crate::web::session::Sessions::new(&key, session_seconds, cfg.secure_cookies),
+        session_seconds,
+        oidc,
         directory: directory.clone(),
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
-                    .with_key(cfg.server_key()?);
+                    .with_key(key);
             match directory {
                 Some(d) => a.with_ldap(d),
                 None => a,

@@ -79,6 +79,15 @@ impl ServerKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A subkey for one purpose (`label`), so hashes, seals and CSRF tokens never share a key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(b"convene subkey\0");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Does `password` hash to `stored`? Constant time in the hash.
     pub fn verify(&self, password: &str, stored: &str) -> bool {
         let Ok(expected) = hex::decode(stored) else {

@@ -21,6 +21,8 @@ use sha2::Sha256;
 
 pub mod app_password;
 pub mod limit;
+pub mod oidc;
+pub mod seal;
 
 use crate::store::{AppPasswordStore, Store, StoreError, User, UserStore};
 pub use app_password::{Scope, ServerKey};
@@ -177,6 +179,84 @@ pub async fn provision(
         Err(StoreError::AlreadyExists) => Ok(store.user_by_name(&person.uid).await?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A user name must be usable in a URL path segment and an LDAP-style login: no slashes,
+/// colons, control characters or surrounding whitespace.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.trim() == name
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_control())
+        && name != "."
+        && name != ".."
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("the provider's user name {0:?} cannot be an account name here")]
+    BadName(String),
+    /// A local account with a password, or one linked to another identity, has this name:
+    /// signing in as it through the provider would take it over.
+    #[error("the account {0:?} exists here and is not linked to this identity")]
+    Conflict(String),
+    #[error("the account {0:?} is disabled")]
+    Disabled(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The local account of a person the OpenID provider vouched for: the one linked to their
+/// (issuer, subject); else, on first sign-in, a new account named by the username claim, or
+/// an existing password-less account of that name (one the directory provisioned) not yet
+/// linked at this issuer. Their groups are recorded each time.
+pub async fn provision_oidc(store: &Store, id: &oidc::Identity) -> Result<User, ProvisionError> {
+    use crate::store::SessionStore as _;
+    let user = match store.user_by_oidc(&id.issuer, &id.subject).await? {
+        Some(u) => u,
+        None => {
+            if !valid_user_name(&id.username) {
+                return Err(ProvisionError::BadName(id.username.clone()));
+            }
+            let user = match store.user_by_name(&id.username).await? {
+                Some(u) if u.password_hash.is_some() => {
+                    return Err(ProvisionError::Conflict(id.username.clone()));
+                }
+                Some(u) => u,
+                None => match store
+                    .create_user(crate::store::NewUser {
+                        name: id.username.clone(),
+                        email: id.email.clone(),
+                        display_name: id.name.clone(),
+                        password_hash: None,
+                    })
+                    .await
+                {
+                    Ok(u) => {
+                        tracing::info!(user = %u.name, "provisioned from the identity provider");
+                        u
+                    }
+                    Err(StoreError::AlreadyExists) => store
+                        .user_by_name(&id.username)
+                        .await?
+                        .ok_or_else(|| ProvisionError::Conflict(id.username.clone()))?,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            match store.link_oidc(&id.issuer, &id.subject, user.id).await {
+                Ok(()) => user,
+                Err(StoreError::AlreadyExists) => {
+                    return Err(ProvisionError::Conflict(id.username.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if user.disabled {
+        return Err(ProvisionError::Disabled(user.name));
+    }
+    store.set_user_groups(user.id, "oidc", &id.groups).await?;
+    Ok(user)
 }
 
 /// Local users with argon2id password hashes in the store.

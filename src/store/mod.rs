@@ -141,6 +141,31 @@ pub struct NewAppPassword {
     pub expires_at: Option<i64>,
 }
 
+/// A web sign-in. The cookie's token is never stored, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub user: UserId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The OpenID Connect ID token the session began with (the hint for logout).
+    pub id_token: Option<String>,
+    /// The provider's refresh token, sealed under the server key.
+    pub refresh_sealed: Option<String>,
+    /// When the provider must next confirm the person (by a refresh).
+    pub refresh_due: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user: UserId,
+    pub expires_at: i64,
+    pub id_token: Option<String>,
+    pub refresh_sealed: Option<String>,
+    pub refresh_due: Option<i64>,
+}
+
 /// Resource metadata (never the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -423,6 +448,39 @@ pub trait AppPasswordStore {
     /// Revoke one of `user`'s app passwords; false when they have no such one.
     async fn revoke_app_password(&self, user: UserId, id: i64) -> Result<bool>;
     async fn touch_app_password(&self, id: i64, now: i64) -> Result<()>;
+}
+
+/// Web sessions, OpenID Connect identities and group memberships.
+#[allow(async_fn_in_trait)]
+pub trait SessionStore {
+    async fn create_session(&self, s: NewSession) -> Result<Session>;
+    /// The live (unexpired) session with this token hash, and its user.
+    async fn session_by_hash(&self, token_hash: &str, now: i64) -> Result<Option<(Session, User)>>;
+    /// After a refresh: new tokens and the next due time.
+    async fn renew_session(
+        &self,
+        id: i64,
+        id_token: Option<&str>,
+        refresh_sealed: Option<&str>,
+        refresh_due: Option<i64>,
+    ) -> Result<()>;
+    /// End one session; false when there was none.
+    async fn delete_session(&self, id: i64) -> Result<bool>;
+    /// End every session of a user (disabled, removed, or signed out everywhere).
+    async fn delete_sessions_of(&self, user: UserId) -> Result<u64>;
+    /// Drop expired sessions; returns how many.
+    async fn purge_sessions(&self, now: i64) -> Result<u64>;
+    /// The user an OpenID Connect identity is linked to.
+    async fn user_by_oidc(&self, issuer: &str, subject: &str) -> Result<Option<User>>;
+    /// Link an identity to a user; `AlreadyExists` when the identity or the user (for this
+    /// issuer) is linked already.
+    async fn link_oidc(&self, issuer: &str, subject: &str, user: UserId) -> Result<()>;
+    /// Whether a user has an identity at this issuer.
+    async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool>;
+    /// Replace the groups `source` says the user is in.
+    async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()>;
+    /// Every group the user is in, from any source, sorted and without repeats.
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>>;
 }
 
 /// Delegation (calendar-proxy): who may read or write whose calendars.
@@ -724,6 +782,48 @@ impl IndexReader for Store {
         to: i64,
     ) -> Result<Vec<Resource>> {
         delegate!(self, s => s.incomplete_objects(parent, from, to).await)
+    }
+}
+
+impl SessionStore for Store {
+    async fn create_session(&self, s: NewSession) -> Result<Session> {
+        delegate!(self, x => x.create_session(s).await)
+    }
+    async fn session_by_hash(&self, token_hash: &str, now: i64) -> Result<Option<(Session, User)>> {
+        delegate!(self, x => x.session_by_hash(token_hash, now).await)
+    }
+    async fn renew_session(
+        &self,
+        id: i64,
+        id_token: Option<&str>,
+        refresh_sealed: Option<&str>,
+        refresh_due: Option<i64>,
+    ) -> Result<()> {
+        delegate!(self, x => x.renew_session(id, id_token, refresh_sealed, refresh_due).await)
+    }
+    async fn delete_session(&self, id: i64) -> Result<bool> {
+        delegate!(self, x => x.delete_session(id).await)
+    }
+    async fn delete_sessions_of(&self, user: UserId) -> Result<u64> {
+        delegate!(self, x => x.delete_sessions_of(user).await)
+    }
+    async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        delegate!(self, x => x.purge_sessions(now).await)
+    }
+    async fn user_by_oidc(&self, issuer: &str, subject: &str) -> Result<Option<User>> {
+        delegate!(self, x => x.user_by_oidc(issuer, subject).await)
+    }
+    async fn link_oidc(&self, issuer: &str, subject: &str, user: UserId) -> Result<()> {
+        delegate!(self, x => x.link_oidc(issuer, subject, user).await)
+    }
+    async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool> {
+        delegate!(self, x => x.has_oidc(issuer, user).await)
+    }
+    async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()> {
+        delegate!(self, x => x.set_user_groups(user, source, groups).await)
+    }
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>> {
+        delegate!(self, x => x.groups_of(user).await)
     }
 }
 

@@ -1171,6 +1171,175 @@ macro_rules! impl_sql_store {
             }
         }
 
+        fn map_session(row: &DbRow) -> Result<Session> {
+            Ok(Session {
+                id: row.try_get("sid")?,
+                user: UserId(row.try_get("user_id")?),
+                created_at: row.try_get("s_created")?,
+                expires_at: row.try_get("expires_at")?,
+                id_token: row.try_get("id_token")?,
+                refresh_sealed: row.try_get("refresh_sealed")?,
+                refresh_due: row.try_get("refresh_due")?,
+            })
+        }
+
+        impl SessionStore for $store {
+            async fn create_session(&self, s: NewSession) -> Result<Session> {
+                let created = now();
+                let row = sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id_token, refresh_sealed, refresh_due) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(&s.token_hash)
+                .bind(s.user.0)
+                .bind(created)
+                .bind(s.expires_at)
+                .bind(&s.id_token)
+                .bind(&s.refresh_sealed)
+                .bind(s.refresh_due)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(Session {
+                    id: row.try_get(0)?,
+                    user: s.user,
+                    created_at: created,
+                    expires_at: s.expires_at,
+                    id_token: s.id_token,
+                    refresh_sealed: s.refresh_sealed,
+                    refresh_due: s.refresh_due,
+                })
+            }
+
+            async fn session_by_hash(&self, token_hash: &str, now: i64) -> Result<Option<(Session, User)>> {
+                let row = sqlx::query(
+                    "SELECT s.id AS sid, s.user_id, s.created_at AS s_created, s.expires_at, s.id_token, \
+                     s.refresh_sealed, s.refresh_due, u.* FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| Ok((map_session(&r)?, map_user(&r)?))).transpose()
+            }
+
+            async fn renew_session(
+                &self,
+                id: i64,
+                id_token: Option<&str>,
+                refresh_sealed: Option<&str>,
+                refresh_due: Option<i64>,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE sessions SET id_token = COALESCE($2, id_token), refresh_sealed = $3, refresh_due = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(id_token)
+                .bind(refresh_sealed)
+                .bind(refresh_due)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_session(&self, id: i64) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_sessions_of(&self, user: UserId) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_sessions(&self, now: i64) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn user_by_oidc(&self, issuer: &str, subject: &str) -> Result<Option<User>> {
+                let row = sqlx::query(
+                    "SELECT u.* FROM oidc_identities o JOIN users u ON u.id = o.user_id \
+                     WHERE o.issuer = $1 AND o.subject = $2",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(map_user).transpose()
+            }
+
+            async fn link_oidc(&self, issuer: &str, subject: &str, user: UserId) -> Result<()> {
+                let mut tx = self.tx().await?;
+                let taken = sqlx::query(
+                    "SELECT 1 FROM oidc_identities WHERE issuer = $1 AND (subject = $2 OR user_id = $3)",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if taken.is_some() {
+                    return Err(StoreError::AlreadyExists);
+                }
+                sqlx::query("INSERT INTO oidc_identities (issuer, subject, user_id) VALUES ($1, $2, $3)")
+                    .bind(issuer)
+                    .bind(subject)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool> {
+                let row = sqlx::query("SELECT 1 FROM oidc_identities WHERE issuer = $1 AND user_id = $2")
+                    .bind(issuer)
+                    .bind(user.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()> {
+                let mut tx = self.tx().await?;
+                sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND source = $2")
+                    .bind(user.0)
+                    .bind(source)
+                    .execute(&mut *tx)
+                    .await?;
+                for g in groups {
+                    sqlx::query(
+                        "INSERT INTO user_groups (user_id, source, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(user.0)
+                    .bind(source)
+                    .bind(g)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn groups_of(&self, user: UserId) -> Result<Vec<String>> {
+                let rows = sqlx::query("SELECT DISTINCT name FROM user_groups WHERE user_id = $1 ORDER BY name")
+                    .bind(user.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+        }
+
         impl DelegateStore for $store {
             async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()> {
                 let mut tx = self.tx().await?;

@@ -6,6 +6,8 @@
 
 mod loginflow;
 mod mobileconfig;
+mod pages;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -30,6 +32,11 @@ use crate::store::{AppPasswordStore, FeedStore, ResourceKind, ResourceReader, St
 /// What every request handler shares.
 pub struct AppState {
     pub flows: loginflow::LoginFlows,
+    /// Web sessions (the pages), and how long one lasts.
+    pub sessions: session::Sessions,
+    pub session_seconds: i64,
+    /// The OpenID provider, when one is configured.
+    pub oidc: Option<crate::auth::oidc::OidcClient>,
     /// The LDAP directory, when one is configured (people search, groups).
     pub directory: Option<crate::directory::LdapDirectory>,
     pub store: Store,
@@ -58,7 +65,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/directory/groups", any(api_directory_groups))
         .route("/index.php/login/v2", any(login_flow_start))
         .route("/index.php/login/v2/poll", any(login_flow_poll))
-        .route("/login/v2/flow/{id}", any(login_flow_page))
+        .route("/login/v2/flow/{id}", any(pages::login_flow_page))
+        .route("/login", any(pages::login))
+        .route("/logout", any(pages::logout))
+        .route("/auth/oidc/start", any(pages::oidc_start))
+        .route("/auth/callback", any(pages::oidc_callback))
+        .route("/account", any(pages::account))
+        .route("/account/app-passwords", any(pages::account_create))
+        .route("/account/app-passwords/{id}/revoke", any(pages::account_revoke))
+        .route("/account/apple-profile", any(pages::account_apple_profile))
         // Nextcloud clients (DAVx5 after Login Flow) look for DAV here.
         .route("/remote.php/dav", any(well_known))
         .route("/remote.php/dav/", any(well_known))
@@ -643,7 +658,16 @@ async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> 
     if parts.method != Method::GET {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
-    let Some((authority, tls)) = client_origin(&parts) else {
+    apple_profile(&state, &parts, &user).await
+}
+
+/// A `.mobileconfig` for `user` with a new CalDAV-only app password in it.
+async fn apple_profile(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    user: &User,
+) -> Response {
+    let Some((authority, tls)) = client_origin(parts) else {
         return json_error(
             StatusCode::BAD_REQUEST,
             "a Host header is needed to build the profile",
@@ -654,7 +678,7 @@ async fn api_apple_profile(State(state): State<Arc<AppState>>, req: Request) -> 
     let (password, _) = match crate::auth::app_password::create(
         &state.store,
         state.auth.key(),
-        &user,
+        user,
         "Apple profile",
         crate::auth::Scope::CalDav,
         None,
@@ -790,13 +814,6 @@ async fn login_flow_poll(State(state): State<Arc<AppState>>, req: Request) -> Re
     }
 }
 
-#[derive(serde::Deserialize)]
-struct GrantForm {
-    user: String,
-    password: String,
-    csrf: String,
-}
-
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head><body><main><h1>{t}</h1>{body}</main></body></html>\n",
@@ -817,148 +834,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
-}
-
-fn grant_form(id: &str, client: &str, csrf: &str, error: Option<&str>) -> String {
-    let e = crate::dav::escape;
-    format!(
-        "<p>{client} asks for access to your calendars. Sign in to grant it an app password of its own (you can revoke it any time).</p>{err}<form method=\"post\" action=\"/login/v2/flow/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>User name <input name=\"user\" autocomplete=\"username\" required></label></p><p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p><p><button type=\"submit\">Grant access</button></p></form>",
-        client = e(client),
-        err = error
-            .map(|m| format!("<p role=\"alert\">{}</p>", e(m)))
-            .unwrap_or_default(),
-        id = e(id),
-        csrf = e(csrf),
-    )
-}
-
-/// The Login Flow page: GET shows the sign-in-and-grant form; POST checks the CSRF token and
-/// the credentials (rate-limited like every login), makes a CalDAV app password for the
-/// client and finishes the flow.
-async fn login_flow_page(
-    State(state): State<Arc<AppState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    let addr = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let form = if method == Method::POST {
-        read_form::<GrantForm>(parts, body).await
-    } else {
-        None
-    };
-    let Some((client, csrf)) = state.flows.page(&id) else {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Login expired",
-            "<p>This login link is no longer valid. Start again from the app.</p>",
-        );
-    };
-    match method {
-        Method::GET => page(
-            StatusCode::OK,
-            "Grant access",
-            &grant_form(&id, &client, &csrf, None),
-        ),
-        Method::POST => {
-            let Some(f) = form else {
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    "Grant access",
-                    &grant_form(&id, &client, &csrf, Some("The form was incomplete.")),
-                );
-            };
-            if !state.flows.csrf_ok(&id, &f.csrf) {
-                return page(
-                    StatusCode::FORBIDDEN,
-                    "Grant access",
-                    "<p>The form has expired or did not come from this page.</p>",
-                );
-            }
-            if state.limiter.check(&f.user, addr).is_err() {
-                return page(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Grant access",
-                    "<p>Too many failed sign-ins. Try again later.</p>",
-                );
-            }
-            let creds = Credentials {
-                username: f.user.clone(),
-                password: f.password.clone(),
-            };
-            let user = match state.auth.authenticate(&creds).await {
-                Ok(Some(a)) if a.scope == crate::auth::Scope::All => a.user,
-                Ok(_) => {
-                    state.limiter.failed(&f.user, addr);
-                    tracing::info!(user = %f.user, "login flow sign-in failed");
-                    return page(
-                        StatusCode::UNAUTHORIZED,
-                        "Grant access",
-                        &grant_form(&id, &client, &csrf, Some("Wrong user name or password.")),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "authentication backend failed");
-                    return page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Grant access",
-                        "<p>Sign-in is unavailable right now.</p>",
-                    );
-                }
-            };
-            let name = format!("{client} (login flow)");
-            let name: String = name.chars().take(100).collect();
-            let password = match crate::auth::app_password::create(
-                &state.store,
-                state.auth.key(),
-                &user,
-                &name,
-                crate::auth::Scope::CalDav,
-                None,
-            )
-            .await
-            {
-                Ok((p, _)) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "app password for a login flow failed");
-                    return page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Grant access",
-                        "<p>Could not create the app password.</p>",
-                    );
-                }
-            };
-            let granted = state.flows.grant(
-                &id,
-                loginflow::Grant {
-                    login_name: user.name.clone(),
-                    app_password: password,
-                },
-            );
-            if granted {
-                page(
-                    StatusCode::OK,
-                    "Access granted",
-                    "<p>You can close this window and go back to the app.</p>",
-                )
-            } else {
-                page(
-                    StatusCode::NOT_FOUND,
-                    "Login expired",
-                    "<p>This login link is no longer valid.</p>",
-                )
-            }
-        }
-        _ => page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Grant access",
-            "<p>Use the form.</p>",
-        ),
-    }
 }
 
 #[derive(serde::Deserialize)]

@@ -62,6 +62,8 @@ pub struct TestServer {
     pub log_filter: String,
     /// Every line the server has logged.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Restart on this port (a test that registered the URL somewhere, as an OIDC redirect).
+    pub fixed_port: Option<u16>,
 }
 
 impl TestServer {
@@ -69,7 +71,13 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let db_args = match backend {
             Backend::Sqlite => vec!["--data-dir".to_string(), dir.path().display().to_string()],
-            Backend::Postgres => vec!["--database-url".to_string(), fresh_pg_database().await],
+            // The data directory still holds the server key.
+            Backend::Postgres => vec![
+                "--database-url".to_string(),
+                fresh_pg_database().await,
+                "--data-dir".to_string(),
+                dir.path().display().to_string(),
+            ],
         };
         let mut srv = TestServer {
             base: String::new(),
@@ -83,6 +91,7 @@ impl TestServer {
             config: None,
             log_filter: "info,tower_http=warn".into(),
             log: Default::default(),
+            fixed_port: None,
         };
         let _ = srv.child.wait();
         srv.cli_ok(
@@ -118,7 +127,7 @@ impl TestServer {
     /// is detected (our server exits) and another port is tried.
     pub async fn spawn_server(&mut self) {
         for _attempt in 0..10 {
-            let port = free_port();
+            let port = self.fixed_port.unwrap_or_else(free_port);
             let config: Vec<String> = match &self.config {
                 Some(p) => vec!["--config".into(), p.display().to_string()],
                 None => vec![],
@@ -201,6 +210,32 @@ impl TestServer {
         let (code, out, err) = self.cli(args, stdin);
         assert_eq!(code, 0, "convene {args:?} failed: {err}");
         out
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// A browser-like client: a cookie jar, and redirects left to the test.
+    pub fn browser() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .expect("client")
+    }
+
+    /// Everything the server logged so far, one line each.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -327,6 +362,15 @@ impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    pub fn headers_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -354,6 +398,35 @@ impl Resp {
 }
 
 /// A minimal VEVENT calendar.
+/// An `application/x-www-form-urlencoded` body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the first `<input name="NAME" value="...">` in a page.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let v = rest.split("value=\"").nth(1)?.split('"').next()?;
+    Some(v.replace("&amp;", "&").replace("&#x2F;", "/"))
+}
+
 pub fn event(uid: &str, summary: &str) -> String {
     format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Convene tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240105T100000Z\r\nDTEND:20240105T110000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
