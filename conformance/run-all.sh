@@ -112,6 +112,7 @@ if [ -z "${CONVENE_TEST_LDAP_URL:-}" ]; then
   LDAP_DIR="$(mktemp -d)"
   ldap_env="$(conformance/slapd.sh start "$LDAP_DIR" "$(free_port)")" || exit 1
   export CONVENE_TEST_LDAP_URL="$(printf '%s\n' "$ldap_env" | sed -n 's/^LDAP_URL=//p')"
+  export CONVENE_TEST_LDAP_CA="$(printf '%s\n' "$ldap_env" | sed -n 's/^LDAP_CA=//p')"
 fi
 # tests/oidc.rs starts real OpenID providers (npm oidc-provider); installed once, up front.
 conformance/oidc.sh install || exit 1

@@ -12,6 +12,11 @@
 #   people   uid=NAME,ou=people,dc=example,dc=org / NAME-pass: carol, dave, erin, gina, hank,
 #            ivan (SSHA), frank (ARGON2); mail NAME@example.org
 #   groups   cn=sales, cn=engineering (groupOfNames)
+#   departments  ou=departments: Engineering > Platform, Sales (organizationalUnit; seeAlso the
+#            head). People carry departmentNumber (the department's ou), title and manager;
+#            carol has a jpegPhoto.
+#   TLS      a throwaway CA signs the server's certificate for 127.0.0.1, so StartTLS works;
+#            start prints LDAP_CA=DIR/ca.pem (the CA a client must be given).
 set -euo pipefail
 
 SUFFIX="dc=example,dc=org"
@@ -39,6 +44,14 @@ start() {
   mkdir -p "$dir/db" "$dir/slapd.d"
   local rootpw readerpw
   rootpw="$(slappasswd -h '{SSHA}' -s admin-secret)"
+  # A CA and a server certificate for 127.0.0.1, valid for a day.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=Convene test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/san.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 1 -extfile "$dir/san.ext" -out "$dir/server.pem" 2>/dev/null
   readerpw="$(slappasswd -h '{SSHA}' -s reader-secret)"
   cat >"$dir/slapd.conf" <<EOF
 include /etc/ldap/schema/core.schema
@@ -50,6 +63,9 @@ moduleload back_mdb
 moduleload argon2
 pidfile $dir/slapd.pid
 loglevel none
+TLSCACertificateFile $dir/ca.pem
+TLSCertificateFile $dir/server.pem
+TLSCertificateKeyFile $dir/server.key
 
 database config
 access to * by * none
@@ -60,33 +76,40 @@ suffix "$SUFFIX"
 rootdn "cn=admin,$SUFFIX"
 rootpw $rootpw
 directory $dir/db
-index objectClass,uid,mail eq
+index objectClass,uid,mail,departmentNumber eq
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="cn=reader,ou=services,$SUFFIX" read by self read by * none
 EOF
   {
     printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n' "$SUFFIX"
-    for ou in people groups services; do
+    for ou in people groups services departments; do
       printf 'dn: ou=%s,%s\nobjectClass: organizationalUnit\nou: %s\n\n' "$ou" "$SUFFIX" "$ou"
     done
     printf 'dn: cn=reader,ou=services,%s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n' "$SUFFIX" "$readerpw"
-    local uid given sn pw
-    while read -r uid given sn; do
+    printf 'dn: ou=Engineering,ou=departments,%s\nobjectClass: organizationalUnit\nou: Engineering\ndescription: Builds the product\nseeAlso: uid=carol,ou=people,%s\n\n' "$SUFFIX" "$SUFFIX"
+    printf 'dn: ou=Platform,ou=Engineering,ou=departments,%s\nobjectClass: organizationalUnit\nou: Platform\ndescription: Servers and storage\nseeAlso: uid=frank,ou=people,%s\n\n' "$SUFFIX" "$SUFFIX"
+    printf 'dn: ou=Sales,ou=departments,%s\nobjectClass: organizationalUnit\nou: Sales\ndescription: Sells it\nseeAlso: uid=dave,ou=people,%s\n\n' "$SUFFIX" "$SUFFIX"
+    local uid given sn dept title manager pw
+    while read -r uid given sn dept title manager; do
       if [ "$uid" = frank ]; then
         pw="$(slappasswd -o module-load=argon2 -h '{ARGON2}' -s "$uid-pass")"
       else
         pw="$(slappasswd -h '{SSHA}' -s "$uid-pass")"
       fi
-      printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s %s\nsn: %s\ngivenName: %s\ndisplayName: %s %s\nmail: %s@example.org\nuserPassword: %s\n\n' \
-        "$uid" "$SUFFIX" "$uid" "$given" "$sn" "$sn" "$given" "$given" "$sn" "$uid" "$pw"
+      printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s %s\nsn: %s\ngivenName: %s\ndisplayName: %s %s\nmail: %s@example.org\nuserPassword: %s\ndepartmentNumber: %s\ntitle: %s\n' \
+        "$uid" "$SUFFIX" "$uid" "$given" "$sn" "$sn" "$given" "$given" "$sn" "$uid" "$pw" "$dept" "${title//_/ }"
+      [ "$manager" = - ] || printf 'manager: uid=%s,ou=people,%s\n' "$manager" "$SUFFIX"
+      # A tiny JPEG for carol (the avatar test).
+      [ "$uid" = carol ] && printf 'jpegPhoto:: %s\n' '/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxA='
+      printf '\n'
     done <<'PEOPLE'
-carol Carol Clark
-dave Dave Davis
-erin Erin Evans
-frank Frank Fischer
-gina Gina Green
-hank Hank Hill
-ivan Ivan Ivanov
+carol Carol Clark Engineering Head_of_Engineering -
+dave Dave Davis Sales Head_of_Sales -
+erin Erin Evans Sales Account_Manager dave
+frank Frank Fischer Platform Platform_Lead carol
+gina Gina Green Platform Engineer frank
+hank Hank Hill Sales Account_Manager dave
+ivan Ivan Ivanov Engineering Engineer carol
 PEOPLE
     printf 'dn: cn=sales,ou=groups,%s\nobjectClass: groupOfNames\ncn: sales\nmember: uid=dave,ou=people,%s\n\n' "$SUFFIX" "$SUFFIX"
     printf 'dn: cn=engineering,ou=groups,%s\nobjectClass: groupOfNames\ncn: engineering\nmember: uid=carol,ou=people,%s\n' "$SUFFIX" "$SUFFIX"
@@ -104,6 +127,7 @@ PEOPLE
       -b "$SUFFIX" -s base -LLL dn >/dev/null 2>&1; then
       echo "LDAP_URL=$url"
       echo "LDAP_PID=$pid"
+      echo "LDAP_CA=$dir/ca.pem"
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then

@@ -27,6 +27,8 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("sqlx", &["store"]),
     ("lettre", &["mail"]),
     ("ldap3", &["directory"]),
+    ("rustls", &["directory"]),
+    ("rustls_pemfile", &["directory"]),
     ("axum", &["web", "app"]),
     ("tower_http", &["web"]),
     ("icalrs", &["ical"]),

@@ -211,3 +211,181 @@ async fn ldap(mut srv: TestServer) {
     );
 }
 both_backends!(ldap_login, ldap);
+
+fn ldap_ca() -> String {
+    std::env::var("CONVENE_TEST_LDAP_CA").unwrap_or_else(|_| {
+        panic!("CONVENE_TEST_LDAP_CA is not set: run the tests through conformance/run-all.sh")
+    })
+}
+
+fn ldap_config(extra: &str) -> String {
+    format!(
+        "[ldap]\nurl = \"{}\"\nbind_dn = \"cn=reader,ou=services,dc=example,dc=org\"\nbind_password = \"reader-secret\"\nuser_base = \"ou=people,dc=example,dc=org\"\ngroup_base = \"ou=groups,dc=example,dc=org\"\ndepartment_base = \"ou=departments,dc=example,dc=org\"\nrecheck_seconds = 0\n{extra}",
+        ldap_url()
+    )
+}
+
+async fn json_of(srv: &TestServer, path: &str) -> serde_json::Value {
+    let r = srv.send(srv.req("GET", path)).await;
+    r.expect(200);
+    serde_json::from_slice(&r.body).expect("json")
+}
+
+/// The org chart over StartTLS with a configured CA: departments (nested), managers and
+/// reports, photos (the directory's, or a generated badge), and group membership changes
+/// reaching a person's account after the refresh interval.
+#[tokio::test]
+async fn directory_org_chart() {
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+
+    // StartTLS against a certificate the system does not trust: the login cannot be checked.
+    srv.restart_with_config(&ldap_config("starttls = true\n"))
+        .await;
+    assert_eq!(
+        status(&srv, "carol", "carol-pass", "/dav/calendars/carol/").await,
+        503
+    );
+    // With the CA configured it works.
+    srv.restart_with_config(&ldap_config(&format!(
+        "starttls = true\nca_file = \"{}\"\nrefresh_seconds = 1\n",
+        ldap_ca()
+    )))
+    .await;
+    assert_eq!(
+        status(&srv, "carol", "carol-pass", "/dav/calendars/carol/").await,
+        207
+    );
+
+    // Departments: the tree with heads and members.
+    let deps = json_of(&srv, "/api/directory/departments").await;
+    let dep = |n: &str| {
+        deps.as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == n))
+            .cloned()
+            .unwrap_or_else(|| panic!("department {n}: {deps}"))
+    };
+    assert_eq!(
+        dep("Engineering")["children"],
+        serde_json::json!(["Platform"])
+    );
+    assert_eq!(dep("Engineering")["head"], "carol");
+    assert_eq!(dep("Platform")["parent"], "Engineering");
+    assert_eq!(
+        dep("Platform")["members"],
+        serde_json::json!(["frank", "gina"])
+    );
+    assert_eq!(dep("Sales")["parent"], serde_json::Value::Null);
+
+    // A person: title, manager, departments up the tree, direct reports.
+    let frank = json_of(&srv, "/api/directory/people/frank").await;
+    assert_eq!(frank["title"], "Platform Lead");
+    assert_eq!(frank["manager"], "carol");
+    assert_eq!(
+        frank["departments"],
+        serde_json::json!(["Platform", "Engineering"])
+    );
+    assert_eq!(frank["reports"], serde_json::json!(["gina"]));
+    let carol = json_of(&srv, "/api/directory/people/carol").await;
+    assert_eq!(carol["reports"], serde_json::json!(["frank", "ivan"]));
+    srv.send(srv.req("GET", "/api/directory/people/nobody"))
+        .await
+        .expect(404);
+
+    // Photos: carol's JPEG from the directory; a generated badge for gina.
+    let r = srv
+        .send(srv.req("GET", "/api/directory/people/carol/photo"))
+        .await;
+    r.expect(200);
+    assert_eq!(r.header("content-type").as_deref(), Some("image/jpeg"));
+    assert!(r.body.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    let r = srv
+        .send(srv.req("GET", "/api/directory/people/gina/photo"))
+        .await;
+    r.expect(200);
+    assert_eq!(r.header("content-type").as_deref(), Some("image/svg+xml"));
+    assert!(r.text().contains(">GG</text>"), "{}", r.text());
+    srv.send(srv.client.get(srv.url("/api/directory/people/carol/photo")))
+        .await
+        .expect(401);
+
+    // gina signs in on the web with her directory password; her account shows her departments.
+    let c = TestServer::browser();
+    let page = srv.send(c.get(srv.url("/login"))).await;
+    let csrf = common::input_value(&page.text(), "csrf").expect("csrf");
+    srv.send(
+        c.post(srv.url("/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(common::form(&[
+                ("user", "gina"),
+                ("password", "gina-pass"),
+                ("csrf", &csrf),
+            ])),
+    )
+    .await
+    .expect(303);
+    let groups_of_gina = || async {
+        let html = srv.send(c.get(srv.url("/account"))).await.text();
+        html.split("<span id=\"groups\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = groups_of_gina().await;
+        if seen.contains("Platform") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "Engineering, Platform");
+
+    // She joins the engineering group in LDAP: after the refresh interval it is on her account.
+    let mut child = std::process::Command::new("ldapmodify")
+        .args([
+            "-x",
+            "-H",
+            &ldap_url(),
+            "-D",
+            "cn=admin,dc=example,dc=org",
+            "-w",
+            "admin-secret",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("ldapmodify (ldap-utils)");
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"dn: cn=engineering,ou=groups,dc=example,dc=org\nchangetype: modify\nadd: member\nmember: uid=gina,ou=people,dc=example,dc=org\n")
+            .expect("write");
+    }
+    assert!(child.wait().expect("ldapmodify").success());
+    for _ in 0..100 {
+        seen = groups_of_gina().await;
+        if seen.contains("engineering") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "Engineering, Platform, engineering");
+
+    // `password_backends` without ldap: directory people cannot log in, local ones can.
+    srv.restart_with_config(
+        &ldap_config(&format!("starttls = true\nca_file = \"{}\"\n", ldap_ca()))
+            .replace("[ldap]", "password_backends = [\"local\"]\n[ldap]"),
+    )
+    .await;
+    assert_eq!(
+        status(&srv, "carol", "carol-pass", "/dav/calendars/carol/").await,
+        401
+    );
+    assert_eq!(
+        status(&srv, "alice", "alice-pw", "/dav/calendars/alice/").await,
+        207
+    );
+}

@@ -185,6 +185,9 @@ pub struct Config {
     pub oidc: Option<crate::auth::oidc::OidcConfig>,
     /// How long a web session lasts, in hours.
     pub session_hours: u64,
+    /// The password checks logins use, in order: `local` (argon2id passwords stored here) and
+    /// `ldap` (a bind as the person). App passwords always work.
+    pub password_backends: Vec<crate::auth::PasswordBackend>,
     /// Mark cookies Secure even without `X-Forwarded-Proto: https` (set it when Convene
     /// itself or every proxy in front of it speaks only HTTPS).
     pub secure_cookies: bool,
@@ -211,6 +214,10 @@ impl Default for Config {
             ldap: None,
             oidc: None,
             session_hours: 12,
+            password_backends: vec![
+                crate::auth::PasswordBackend::Local,
+                crate::auth::PasswordBackend::Ldap,
+            ],
             secure_cookies: false,
         }
     }
@@ -727,10 +734,40 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         ),
         None => None,
     };
-    let directory = cfg
-        .ldap
-        .as_ref()
-        .map(|l| crate::directory::LdapDirectory::new(l.clone()));
+    let directory = match &cfg.ldap {
+        Some(l) => Some(
+            crate::directory::LdapDirectory::new(l.clone())
+                .map_err(|e| AppError::Usage(format!("[ldap]: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(dir) = directory.clone() {
+        // The org chart is read again every refresh interval, and group and department
+        // memberships are copied onto local accounts, so changes in the directory show there.
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut last = std::collections::HashMap::new();
+            let mut tick = tokio::time::interval(dir.refresh_interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match dir.snapshot().await {
+                    Ok(snap) => {
+                        match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
+                            Ok(n) if n > 0 => {
+                                tracing::info!(accounts = n, "directory memberships updated")
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "copying directory memberships failed")
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the directory failed"),
+                }
+            }
+        });
+    }
     let oidc = match &cfg.oidc {
         Some(o) => Some(
             crate::auth::oidc::OidcClient::new(o.clone())
@@ -762,7 +799,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
-                    .with_key(key);
+                    .with_key(key)
+                    .with_backends(cfg.password_backends.clone());
             match directory {
                 Some(d) => a.with_ldap(d),
                 None => a,

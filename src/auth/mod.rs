@@ -259,6 +259,56 @@ pub async fn provision_oidc(store: &Store, id: &oidc::Identity) -> Result<User, 
     Ok(user)
 }
 
+/// Copies the directory's group and department memberships onto the local accounts of the
+/// people in it (sources `ldap` and `department`, the department with those above it), so
+/// share rules and the account page see them. `last` remembers what was written, so an
+/// unchanged membership costs nothing; people who left the directory lose theirs.
+pub async fn sync_directory_groups(
+    store: &Store,
+    snap: &crate::directory::Snapshot,
+    last: &mut HashMap<crate::store::UserId, (Vec<String>, Vec<String>)>,
+) -> Result<usize, StoreError> {
+    use crate::store::SessionStore as _;
+    let users = store.list_users().await?;
+    let mut changed = 0;
+    let mut seen = std::collections::HashSet::new();
+    for user in &users {
+        if !snap.people.iter().any(|p| p.uid == user.name) {
+            continue;
+        }
+        seen.insert(user.id);
+        let now = snap.memberships(&user.name);
+        if last.get(&user.id) == Some(&now) {
+            continue;
+        }
+        store.set_user_groups(user.id, "ldap", &now.0).await?;
+        store.set_user_groups(user.id, "department", &now.1).await?;
+        last.insert(user.id, now);
+        changed += 1;
+    }
+    let gone: Vec<_> = last
+        .keys()
+        .filter(|id| !seen.contains(id))
+        .copied()
+        .collect();
+    for id in gone {
+        store.set_user_groups(id, "ldap", &[]).await?;
+        store.set_user_groups(id, "department", &[]).await?;
+        last.remove(&id);
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// The password checks a login may use, in order (`password_backends`). LDAP never signs
+/// into an account that has a local password, whatever the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordBackend {
+    Local,
+    Ldap,
+}
+
 /// Local users with argon2id password hashes in the store.
 pub struct LocalAuthenticator {
     store: Store,
@@ -271,6 +321,7 @@ pub struct LocalAuthenticator {
     present: Mutex<HashMap<crate::store::UserId, Instant>>,
     /// argon2 verifications performed (cache misses), for metrics and tests.
     verifications: std::sync::atomic::AtomicU64,
+    backends: Vec<PasswordBackend>,
 }
 
 impl LocalAuthenticator {
@@ -282,7 +333,14 @@ impl LocalAuthenticator {
             ldap: None,
             present: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
+            backends: vec![PasswordBackend::Local, PasswordBackend::Ldap],
         }
+    }
+
+    /// Which password checks run, in order (app passwords always work).
+    pub fn with_backends(mut self, backends: Vec<PasswordBackend>) -> Self {
+        self.backends = backends;
+        self
     }
 
     /// Check people without a local password against this LDAP directory.
@@ -424,11 +482,33 @@ impl Authenticator for LocalAuthenticator {
                 }));
             }
         }
-        let Some(user) = known.clone().filter(|u| u.password_hash.is_some()) else {
-            return match &self.ldap {
-                Some(ldap) => self.via_directory(ldap, known, creds).await,
-                None => Ok(None),
+        for backend in &self.backends {
+            let found = match (backend, &self.ldap) {
+                (PasswordBackend::Local, _) => self.local(known.as_ref(), creds).await?,
+                (PasswordBackend::Ldap, Some(ldap))
+                    if known.as_ref().is_none_or(|u| u.password_hash.is_none()) =>
+                {
+                    self.via_directory(ldap, known.clone(), creds).await?
+                }
+                (PasswordBackend::Ldap, _) => None,
             };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl LocalAuthenticator {
+    /// The account's own argon2id password.
+    async fn local(
+        &self,
+        known: Option<&User>,
+        creds: &Credentials,
+    ) -> Result<Option<Authenticated>, AuthError> {
+        let Some(user) = known.cloned() else {
+            return Ok(None);
         };
         let Some(hash) = user.password_hash.clone() else {
             return Ok(None);

@@ -1,10 +1,17 @@
 //! The organisation's directory over LDAP (RFC 4511, 4513): verifying a person's password by
 //! binding as them, after finding their entry with a read-only service account, and reading
-//! the attributes Convene provisions a user from (uid, mail, display name).
+//! the attributes Convene provisions a user from (uid, mail, display name), and the org chart
+//! (title, department, manager, photo; groups; the department tree). The org chart is read
+//! whole into a `Snapshot` that is reused for `refresh_seconds`, so browsing and share rules
+//! do not query LDAP per request, and changes in the directory show within that interval.
+//!
+//! TLS (ldaps or StartTLS) is rustls, with the system roots or the CA in `ca_file`.
 //!
 //! Must never: put an unescaped client string into a filter (LDAP injection), bind with an
 //! empty password (RFC 4513 5.1.2: many servers take it as an anonymous success), log a
 //! password, or keep a connection bound as a user.
+
+pub mod avatar;
 
 use std::time::Duration;
 
@@ -17,9 +24,13 @@ use serde::Deserialize;
 pub struct LdapConfig {
     /// `ldap://host:389` or `ldaps://host:636`.
     pub url: String,
-    /// Upgrade `ldap://` with StartTLS (rustls, system roots).
+    /// Upgrade `ldap://` with StartTLS (rustls).
     #[serde(default)]
     pub starttls: bool,
+    /// The CA (PEM) that signs the server's certificate, for ldaps or StartTLS; without it,
+    /// the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The read-only service account that finds people.
     pub bind_dn: String,
     pub bind_password: String,
@@ -34,6 +45,25 @@ pub struct LdapConfig {
     pub mail_attribute: String,
     #[serde(default = "default_name")]
     pub name_attribute: String,
+    #[serde(default = "default_title")]
+    pub title_attribute: String,
+    /// Names the person's department (the department entry's `ou`).
+    #[serde(default = "default_department")]
+    pub department_attribute: String,
+    /// The DN of the person's manager.
+    #[serde(default = "default_manager")]
+    pub manager_attribute: String,
+    #[serde(default = "default_photo")]
+    pub photo_attribute: String,
+    /// Where the department tree is (organizational units, nested), for example
+    /// `ou=departments,dc=example,dc=org`.
+    #[serde(default)]
+    pub department_base: Option<String>,
+    #[serde(default = "default_department_filter")]
+    pub department_filter: String,
+    /// How long the org chart (people, groups, departments) is reused before it is read again.
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
     /// Where groups are (groupOfNames), for example `ou=groups,dc=example,dc=org`.
@@ -60,6 +90,24 @@ fn default_mail() -> String {
 fn default_name() -> String {
     "displayName".into()
 }
+fn default_title() -> String {
+    "title".into()
+}
+fn default_department() -> String {
+    "departmentNumber".into()
+}
+fn default_manager() -> String {
+    "manager".into()
+}
+fn default_photo() -> String {
+    "jpegPhoto".into()
+}
+fn default_department_filter() -> String {
+    "(objectClass=organizationalUnit)".into()
+}
+fn default_refresh() -> u64 {
+    300
+}
 fn default_timeout() -> u64 {
     10
 }
@@ -79,7 +127,8 @@ impl std::fmt::Debug for LdapConfig {
             .field("bind_password", &"<redacted>")
             .field("user_base", &self.user_base)
             .field("user_filter", &self.user_filter)
-            .finish()
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,6 +138,8 @@ pub enum DirectoryError {
     Ldap(#[from] ldap3::LdapError),
     #[error("the directory service account was refused")]
     ServiceBind,
+    #[error("ca_file {0}: {1}")]
+    Ca(String, String),
 }
 
 /// A person as the directory describes them.
@@ -98,6 +149,104 @@ pub struct Person {
     pub uid: String,
     pub mail: Option<String>,
     pub display_name: Option<String>,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    /// The manager's uid (from their DN, when it is under the people base).
+    pub manager: Option<String>,
+}
+
+/// A department, a node of the org tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Department {
+    pub name: String,
+    /// The department it belongs to, `None` at the top.
+    pub parent: Option<String>,
+    pub description: Option<String>,
+    /// The head's uid (`seeAlso`), when it names a person.
+    pub head: Option<String>,
+}
+
+/// The org chart as read at one time.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub people: Vec<Person>,
+    pub groups: Vec<Group>,
+    pub departments: Vec<Department>,
+}
+
+impl Snapshot {
+    /// The department and every department above it, nearest first (bounded: a cycle in the
+    /// directory cannot loop).
+    pub fn department_chain(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = Some(name.to_string());
+        while let Some(n) = cur {
+            if out.contains(&n) || out.len() > 64 {
+                break;
+            }
+            cur = self
+                .departments
+                .iter()
+                .find(|d| d.name == n)
+                .and_then(|d| d.parent.clone());
+            out.push(n);
+        }
+        out
+    }
+
+    /// The groups and departments (with those above it) `uid` belongs to.
+    pub fn memberships(&self, uid: &str) -> (Vec<String>, Vec<String>) {
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == uid))
+            .map(|g| g.name.clone())
+            .collect();
+        let departments = self
+            .people
+            .iter()
+            .find(|p| p.uid == uid)
+            .and_then(|p| p.department.as_deref())
+            .map(|d| self.department_chain(d))
+            .unwrap_or_default();
+        (groups, departments)
+    }
+}
+
+/// The RDNs of a DN, outermost last, with `\,` escapes kept inside their RDN.
+fn rdns(dn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut escaped = false;
+    for c in dn.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            cur.push(c);
+            escaped = true;
+        } else if c == ',' {
+            out.push(cur.trim().to_string());
+            cur.clear();
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur.trim().to_string());
+    out
+}
+
+/// The value of `attr=value` when `dn` is exactly that RDN directly under `base` (caseless).
+fn rdn_value_under(dn: &str, attr: &str, base: &str) -> Option<String> {
+    let parts = rdns(dn);
+    let (first, rest) = parts.split_first()?;
+    if !rest.join(",").eq_ignore_ascii_case(&rdns(base).join(",")) {
+        return None;
+    }
+    let (a, v) = first.split_once('=')?;
+    a.trim()
+        .eq_ignore_ascii_case(attr)
+        .then(|| v.trim().to_string())
 }
 
 /// A group and the uids of its members.
@@ -116,11 +265,44 @@ pub fn user_filter(template: &str, username: &str) -> String {
 #[derive(Clone)]
 pub struct LdapDirectory {
     cfg: LdapConfig,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    snapshot: std::sync::Arc<tokio::sync::Mutex<Option<Cached>>>,
+}
+
+/// The org chart and when it was read.
+type Cached = (std::time::Instant, std::sync::Arc<Snapshot>);
+
+/// A rustls client configuration that trusts the CA certificates in `path` (PEM).
+fn tls_with_ca(path: &std::path::Path) -> Result<rustls::ClientConfig, DirectoryError> {
+    let err = |m: String| DirectoryError::Ca(path.display().to_string(), m);
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice()).map_err(|e| err(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(&certs);
+    if added == 0 {
+        return Err(err("no certificate in it".into()));
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_safe_defaults()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl LdapDirectory {
-    pub fn new(cfg: LdapConfig) -> LdapDirectory {
-        LdapDirectory { cfg }
+    pub fn new(cfg: LdapConfig) -> Result<LdapDirectory, DirectoryError> {
+        let tls = match &cfg.ca_file {
+            Some(p) => Some(std::sync::Arc::new(tls_with_ca(p)?)),
+            None => None,
+        };
+        Ok(LdapDirectory {
+            cfg,
+            tls,
+            snapshot: Default::default(),
+        })
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.cfg.refresh_seconds.max(1))
     }
 
     pub fn recheck(&self) -> Duration {
@@ -128,9 +310,12 @@ impl LdapDirectory {
     }
 
     async fn connect(&self) -> Result<ldap3::Ldap, DirectoryError> {
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(Duration::from_secs(self.cfg.timeout_seconds))
             .set_starttls(self.cfg.starttls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
         let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url).await?;
         ldap3::drive!(conn);
         Ok(ldap)
@@ -155,8 +340,16 @@ impl LdapDirectory {
             uid: first(&self.cfg.uid_attribute)?,
             mail: first(&self.cfg.mail_attribute),
             display_name: first(&self.cfg.name_attribute),
+            title: first(&self.cfg.title_attribute),
+            department: first(&self.cfg.department_attribute),
+            manager: first(&self.cfg.manager_attribute).and_then(|dn| self.uid_of_dn(&dn)),
             dn: e.dn.clone(),
         })
+    }
+
+    /// The uid of a person's DN (`uid=NAME,<people base>`), if it is one.
+    fn uid_of_dn(&self, dn: &str) -> Option<String> {
+        rdn_value_under(dn, &self.cfg.uid_attribute, &self.cfg.user_base)
     }
 
     /// The people the person filter narrowed by `extra` finds, as the service account.
@@ -171,6 +364,9 @@ impl LdapDirectory {
             self.cfg.uid_attribute.as_str(),
             self.cfg.mail_attribute.as_str(),
             self.cfg.name_attribute.as_str(),
+            self.cfg.title_attribute.as_str(),
+            self.cfg.department_attribute.as_str(),
+            self.cfg.manager_attribute.as_str(),
         ];
         let (entries, _) = ldap
             .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
@@ -226,8 +422,6 @@ impl LdapDirectory {
             .await?
             .success()?;
         let _ = ldap.unbind().await;
-        let uid_prefix = format!("{}=", self.cfg.uid_attribute.to_lowercase());
-        let people_suffix = format!(",{}", self.cfg.user_base.to_lowercase());
         let mut groups: Vec<Group> = entries
             .into_iter()
             .map(SearchEntry::construct)
@@ -238,13 +432,7 @@ impl LdapDirectory {
                     .get("member")
                     .into_iter()
                     .flatten()
-                    .filter_map(|dn| {
-                        let lower = dn.to_lowercase();
-                        let rdn = lower.strip_suffix(&people_suffix)?;
-                        let value = rdn.strip_prefix(&uid_prefix)?;
-                        // The value's own case, from the original DN.
-                        Some(dn[uid_prefix.len()..uid_prefix.len() + value.len()].to_string())
-                    })
+                    .filter_map(|dn| self.uid_of_dn(dn))
                     .collect();
                 members.sort();
                 Some(Group {
@@ -256,6 +444,105 @@ impl LdapDirectory {
             .collect();
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
+    }
+
+    /// The department tree under `department_base` (empty without one).
+    pub async fn departments(&self) -> Result<Vec<Department>, DirectoryError> {
+        let Some(base) = &self.cfg.department_base else {
+            return Ok(vec![]);
+        };
+        let mut ldap = self.service().await?;
+        let (entries, _) = ldap
+            .search(
+                base,
+                Scope::Subtree,
+                &self.cfg.department_filter,
+                vec!["ou", "description", "seeAlso"],
+            )
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        let base_rdns = rdns(base).join(",").to_lowercase();
+        let mut out: Vec<Department> = entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter(|e| rdns(&e.dn).join(",").to_lowercase() != base_rdns)
+            .filter_map(|e| {
+                let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
+                let parts = rdns(&e.dn);
+                let parent_dn = parts.get(1..).map(|p| p.join(",")).unwrap_or_default();
+                let parent = (parent_dn.to_lowercase() != base_rdns)
+                    .then(|| {
+                        let p = rdns(&parent_dn);
+                        p.first()?
+                            .split_once('=')
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                    .flatten();
+                Some(Department {
+                    name: first("ou")?,
+                    parent,
+                    description: first("description"),
+                    head: first("seeAlso").and_then(|dn| self.uid_of_dn(&dn)),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The org chart, read again when older than `refresh_seconds` (one reader at a time;
+    /// the others wait for its answer).
+    pub async fn snapshot(&self) -> Result<std::sync::Arc<Snapshot>, DirectoryError> {
+        let mut slot = self.snapshot.lock().await;
+        if let Some((at, s)) = slot.as_ref()
+            && at.elapsed() < self.refresh_interval()
+        {
+            return Ok(s.clone());
+        }
+        let fresh = std::sync::Arc::new(self.read_snapshot().await?);
+        *slot = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    async fn read_snapshot(&self) -> Result<Snapshot, DirectoryError> {
+        let mut people = self.people("").await?;
+        people.sort_by(|a, b| a.uid.cmp(&b.uid));
+        Ok(Snapshot {
+            people,
+            groups: self.groups().await?,
+            departments: self.departments().await?,
+        })
+    }
+
+    /// A person's photo (`photo_attribute`, JPEG), read when asked for: photos are too big
+    /// to keep for everyone.
+    pub async fn photo(&self, uid: &str) -> Result<Option<Vec<u8>>, DirectoryError> {
+        let filter = user_filter(&self.cfg.user_filter, uid);
+        let base_filter = format!(
+            "(&{}{filter})",
+            self.cfg.user_filter.replace("{username}", "*")
+        );
+        let mut ldap = self.service().await?;
+        let (entries, _) = ldap
+            .search(
+                &self.cfg.user_base,
+                Scope::Subtree,
+                &base_filter,
+                vec![self.cfg.photo_attribute.as_str()],
+            )
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        let mut entries = entries.into_iter();
+        let (Some(entry), None) = (entries.next(), entries.next()) else {
+            return Ok(None);
+        };
+        let e = SearchEntry::construct(entry);
+        Ok(e.bin_attrs
+            .get(&self.cfg.photo_attribute)
+            .and_then(|v| v.first())
+            .cloned())
     }
 
     /// The one person whose mail is `mail` (caseless in LDAP's usual mail matching rule).
@@ -294,6 +581,55 @@ impl LdapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dn_parsing() {
+        assert_eq!(
+            rdns("uid=a\\,b,ou=people, dc=x"),
+            vec!["uid=a\\,b", "ou=people", "dc=x"]
+        );
+        assert_eq!(
+            rdn_value_under(
+                "UID=Carol,OU=People,dc=example,dc=org",
+                "uid",
+                "ou=people,dc=example,dc=org"
+            ),
+            Some("Carol".into())
+        );
+        assert_eq!(
+            rdn_value_under(
+                "uid=x,ou=other,dc=example,dc=org",
+                "uid",
+                "ou=people,dc=example,dc=org"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn department_chain_is_bounded() {
+        let d = |n: &str, p: Option<&str>| Department {
+            name: n.into(),
+            parent: p.map(Into::into),
+            description: None,
+            head: None,
+        };
+        let s = Snapshot {
+            people: vec![],
+            groups: vec![],
+            departments: vec![
+                d("Platform", Some("Engineering")),
+                d("Engineering", None),
+                d("A", Some("B")),
+                d("B", Some("A")),
+            ],
+        };
+        assert_eq!(
+            s.department_chain("Platform"),
+            vec!["Platform", "Engineering"]
+        );
+        assert_eq!(s.department_chain("A"), vec!["A", "B"]);
+    }
 
     #[test]
     fn filters_escape_injection() {

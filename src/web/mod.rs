@@ -27,7 +27,9 @@ use crate::auth::{Authenticator, Credentials, LocalAuthenticator};
 use crate::caldav::{self, Dav, DavRequest, DavSettings};
 use crate::dav::DavError;
 use crate::feed;
-use crate::store::{AppPasswordStore, FeedStore, ResourceKind, ResourceReader, Store, User};
+use crate::store::{
+    AppPasswordStore, FeedStore, ResourceKind, ResourceReader, Store, User, UserStore,
+};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -63,6 +65,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/apple-profile", any(api_apple_profile))
         .route("/api/directory/people", any(api_directory_people))
         .route("/api/directory/groups", any(api_directory_groups))
+        .route("/api/directory/departments", any(api_directory_departments))
+        .route("/api/directory/people/{uid}", any(api_directory_person))
+        .route("/api/directory/people/{uid}/photo", any(api_directory_photo))
         .route("/index.php/login/v2", any(login_flow_start))
         .route("/index.php/login/v2/poll", any(login_flow_poll))
         .route("/login/v2/flow/{id}", any(pages::login_flow_page))
@@ -874,49 +879,181 @@ async fn api_directory_people(
     {
         Ok(people) => json(
             StatusCode::OK,
-            &serde_json::Value::Array(
-                people
-                    .into_iter()
-                    .map(|p| {
-                        serde_json::json!({
-                            "uid": p.uid,
-                            "name": p.display_name,
-                            "mail": p.mail,
-                            "principal": caldav::principal_href(&p.uid),
-                        })
-                    })
-                    .collect(),
-            ),
+            &serde_json::Value::Array(people.into_iter().map(|p| person_json(&p)).collect()),
         ),
         Err(e) => directory_unavailable(e),
     }
 }
 
-/// `GET /api/directory/groups`: the directory's groups and their members' uids.
-async fn api_directory_groups(State(state): State<Arc<AppState>>, req: Request) -> Response {
+fn person_json(p: &crate::directory::Person) -> serde_json::Value {
+    serde_json::json!({
+        "uid": p.uid,
+        "name": p.display_name,
+        "mail": p.mail,
+        "title": p.title,
+        "department": p.department,
+        "manager": p.manager,
+        "principal": caldav::principal_href(&p.uid),
+        "photo": format!("/api/directory/people/{}/photo", crate::dav::encode_path(&p.uid)),
+    })
+}
+
+/// The org chart for the directory APIs, after Basic authentication.
+async fn directory_snapshot(
+    state: &AppState,
+    req: Request,
+) -> Result<Arc<crate::directory::Snapshot>, Response> {
     let (parts, body) = req.into_parts();
-    if let Err(r) = authenticate(&state, &parts, body, true).await {
-        return r;
+    let _ = authenticate(state, &parts, body, true).await?;
+    if parts.method != Method::GET {
+        return Err(json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
     }
     let Some(dir) = &state.directory else {
-        return json_error(StatusCode::NOT_FOUND, "no directory is configured");
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "no directory is configured",
+        ));
     };
-    match dir.groups().await {
-        Ok(groups) => json(
-            StatusCode::OK,
-            &serde_json::Value::Array(
-                groups
-                    .into_iter()
-                    .map(|g| {
-                        serde_json::json!({
-                            "name": g.name,
-                            "description": g.description,
-                            "members": g.members,
-                        })
+    dir.snapshot().await.map_err(directory_unavailable)
+}
+
+/// `GET /api/directory/groups`: the directory's groups and their members' uids.
+async fn api_directory_groups(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let snap = match directory_snapshot(&state, req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::Value::Array(
+            snap.groups
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "name": g.name,
+                        "description": g.description,
+                        "members": g.members,
                     })
-                    .collect(),
-            ),
+                })
+                .collect(),
         ),
-        Err(e) => directory_unavailable(e),
+    )
+}
+
+/// `GET /api/directory/departments`: the department tree, each with its parent, sub-departments,
+/// head and members' uids.
+async fn api_directory_departments(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let snap = match directory_snapshot(&state, req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::Value::Array(
+            snap.departments
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "name": d.name,
+                        "parent": d.parent,
+                        "description": d.description,
+                        "head": d.head,
+                        "children": snap.departments.iter().filter(|c| c.parent.as_deref() == Some(d.name.as_str())).map(|c| c.name.clone()).collect::<Vec<_>>(),
+                        "members": snap.people.iter().filter(|p| p.department.as_deref() == Some(d.name.as_str())).map(|p| p.uid.clone()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        ),
+    )
+}
+
+/// `GET /api/directory/people/{uid}`: one person with their place in the org: groups,
+/// departments (nearest first), manager and direct reports.
+async fn api_directory_person(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let snap = match directory_snapshot(&state, req).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(p) = snap.people.iter().find(|p| p.uid == uid) else {
+        return json_error(StatusCode::NOT_FOUND, "no such person");
+    };
+    let (groups, departments) = snap.memberships(&p.uid);
+    let mut v = person_json(p);
+    v["groups"] = serde_json::json!(groups);
+    v["departments"] = serde_json::json!(departments);
+    v["reports"] = serde_json::json!(
+        snap.people
+            .iter()
+            .filter(|r| r.manager.as_deref() == Some(p.uid.as_str()))
+            .map(|r| r.uid.clone())
+            .collect::<Vec<_>>()
+    );
+    json(StatusCode::OK, &v)
+}
+
+/// `GET /api/directory/people/{uid}/photo`: the directory photo (JPEG), or a generated badge
+/// (SVG) with the initials on the account's colour. Any credential that reads calendars may
+/// fetch it (clients show it next to shared entries).
+async fn api_directory_photo(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(r) = authenticate(&state, &parts, body, false).await {
+        return r;
     }
+    let mut display = None;
+    if let Some(dir) = &state.directory {
+        match dir.photo(&uid).await {
+            Ok(Some(jpeg)) => {
+                let mut r = Response::new(Body::from(jpeg));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, max-age=3600"),
+                );
+                return r;
+            }
+            Ok(None) => {}
+            Err(e) => return directory_unavailable(e),
+        }
+        display = dir.snapshot().await.ok().and_then(|s| {
+            s.people
+                .iter()
+                .find(|p| p.uid == uid)
+                .and_then(|p| p.display_name.clone())
+        });
+    }
+    if display.is_none() {
+        match state.store.user_by_name(&uid).await {
+            Ok(Some(u)) => display = u.display_name.or(Some(u.name)),
+            Ok(None) if state.directory.is_none() => {
+                return json_error(StatusCode::NOT_FOUND, "no such person");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "user look-up failed");
+                return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
+            }
+        }
+    }
+    let mut r = Response::new(Body::from(crate::directory::avatar::svg(
+        &uid,
+        display.as_deref(),
+    )));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    r
 }
