@@ -246,8 +246,9 @@ async fn directory_org_chart() {
         503
     );
     // With the CA configured it works.
+    // People marked employeeType=disabled are outside the person filter.
     srv.restart_with_config(&ldap_config(&format!(
-        "starttls = true\nca_file = \"{}\"\nrefresh_seconds = 1\n",
+        "starttls = true\nca_file = \"{}\"\nrefresh_seconds = 1\nuser_filter = \"(&(objectClass=inetOrgPerson)(!(employeeType=disabled))(uid={{username}}))\"\n",
         ldap_ca()
     )))
     .await;
@@ -374,6 +375,19 @@ async fn directory_org_chart() {
     }
     assert_eq!(seen, "Engineering, Platform, engineering");
 
+    // Disabled in the directory: her web session ends at once, and her password stops working.
+    assert_eq!(
+        status(&srv, "gina", "gina-pass", "/dav/calendars/gina/").await,
+        207
+    );
+    ldapmodify(b"dn: uid=gina,ou=people,dc=example,dc=org\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n");
+    let r = srv.send(c.get(srv.url("/account"))).await;
+    r.expect(303);
+    assert_eq!(
+        status(&srv, "gina", "gina-pass", "/dav/calendars/gina/").await,
+        401
+    );
+
     // `password_backends` without ldap: directory people cannot log in, local ones can.
     srv.restart_with_config(
         &ldap_config(&format!("starttls = true\nca_file = \"{}\"\n", ldap_ca()))
@@ -388,4 +402,29 @@ async fn directory_org_chart() {
         status(&srv, "alice", "alice-pw", "/dav/calendars/alice/").await,
         207
     );
+}
+
+fn ldapmodify(ldif: &[u8]) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ldapmodify")
+        .args([
+            "-x",
+            "-H",
+            &ldap_url(),
+            "-D",
+            "cn=admin,dc=example,dc=org",
+            "-w",
+            "admin-secret",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ldapmodify (ldap-utils)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(ldif)
+        .expect("write");
+    assert!(child.wait().expect("ldapmodify").success());
 }

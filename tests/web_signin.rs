@@ -41,7 +41,7 @@ async fn sign_in(c: &reqwest::Client, srv: &TestServer, next: &str) -> common::R
     .await
 }
 
-async fn pages(srv: TestServer) {
+async fn pages(mut srv: TestServer) {
     let c = TestServer::browser();
 
     // The account page needs a session.
@@ -371,9 +371,40 @@ async fn pages(srv: TestServer) {
     );
     let r = sign_in(&c, &srv, "/account").await;
     r.expect(303);
-    let mut srv = srv;
     srv.restart_with_config("").await;
+    let dav = |p: &str| {
+        srv.send(
+            srv.req_as("alice", p, "PROPFIND", "/dav/calendars/alice/")
+                .header("Depth", "0"),
+        )
+    };
     get(&c, &srv, "/account").await.expect(200);
+
+    // A disabled account loses everything at once: its session, its password, its app
+    // passwords. Enabled again, the password works (the session stays ended).
+    let app = srv.cli_ok(&["app-password", "add", "alice", "Tablet"], "");
+    let app = app
+        .split_whitespace()
+        .find(|w| w.starts_with("cvp_"))
+        .expect("app password")
+        .to_string();
+    assert_eq!(dav(&app).await.status, 207);
+    assert!(
+        srv.cli_ok(&["user", "disable", "alice"], "")
+            .contains("disabled alice")
+    );
+    assert!(
+        srv.cli_ok(&["user", "list"], "")
+            .contains("alice\talice@example.org\tAlice A\tdisabled")
+    );
+    get(&c, &srv, "/account").await.expect(303);
+    assert_eq!(dav("alice-pw").await.status, 401);
+    assert_eq!(dav(&app).await.status, 401);
+    srv.cli_ok(&["user", "enable", "alice"], "");
+    assert_eq!(dav("alice-pw").await.status, 207);
+    get(&c, &srv, "/account").await.expect(303);
+    let (code, _, err) = srv.cli(&["user", "disable", "nobody"], "");
+    assert!(code != 0 && err.contains("no such user"), "{err}");
 }
 
 #[tokio::test]

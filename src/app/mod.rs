@@ -139,6 +139,11 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Disable an account: every login (passwords, app passwords, web sessions) is refused
+    /// at once; the data stays.
+    Disable { name: String },
+    /// Enable a disabled account again.
+    Enable { name: String },
     /// Change a user's password (read from standard input).
     Passwd {
         name: String,
@@ -349,6 +354,29 @@ fn validate_user_name(name: &str) -> Result<(), AppError> {
     }
 }
 
+async fn set_disabled(
+    store: &Store,
+    out: &mut impl Write,
+    name: &str,
+    disable: bool,
+) -> Result<(), AppError> {
+    let user = store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| AppError::Usage(format!("no such user '{name}'")))?;
+    store.set_disabled(user.id, disable).await?;
+    if disable {
+        // Sessions would refuse a disabled user anyway; this ends them for good.
+        store.delete_sessions_of(user.id).await?;
+    }
+    writeln!(
+        out,
+        "{} {name}",
+        if disable { "disabled" } else { "enabled" }
+    )?;
+    Ok(())
+}
+
 async fn user_command(store: &Store, cmd: UserCommand) -> Result<(), AppError> {
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -386,10 +414,11 @@ async fn user_command(store: &Store, cmd: UserCommand) -> Result<(), AppError> {
             for u in store.list_users().await? {
                 writeln!(
                     out,
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}{}",
                     u.name,
                     u.email.as_deref().unwrap_or("-"),
-                    u.display_name.as_deref().unwrap_or("-")
+                    u.display_name.as_deref().unwrap_or("-"),
+                    if u.disabled { "\tdisabled" } else { "" }
                 )?;
             }
         }
@@ -403,6 +432,8 @@ async fn user_command(store: &Store, cmd: UserCommand) -> Result<(), AppError> {
             store.set_password(user.id, &hash).await?;
             writeln!(out, "password changed for {name}")?;
         }
+        UserCommand::Disable { name } => set_disabled(store, &mut out, &name, true).await?,
+        UserCommand::Enable { name } => set_disabled(store, &mut out, &name, false).await?,
         UserCommand::Remove { name, yes } => {
             let user = store
                 .user_by_name(&name)

@@ -356,6 +356,13 @@ impl LocalAuthenticator {
         let Some(ldap) = self.ldap.as_ref().filter(|_| user.password_hash.is_none()) else {
             return Ok(true);
         };
+        // Accounts of the identity provider answer to it (sessions refresh there), not to LDAP.
+        {
+            use crate::store::SessionStore as _;
+            if self.store.has_oidc(None, user.id).await? {
+                return Ok(true);
+            }
+        }
         let now = Instant::now();
         if self
             .present
@@ -378,6 +385,15 @@ impl LocalAuthenticator {
             tracing::info!(user = %user.name, "no longer in the directory; access refused");
         }
         Ok(found)
+    }
+
+    /// For a web session: is the account still allowed in (enabled, and for a directory
+    /// account, still in the directory)?
+    pub async fn still_allowed(&self, user: &User) -> Result<bool, AuthError> {
+        if user.disabled {
+            return Ok(false);
+        }
+        self.still_in_directory(user).await
     }
 
     /// The directory path: a cached success, or a bind as the person; provisions a local

@@ -302,6 +302,8 @@ pub trait UserStore {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
     async fn set_password(&self, id: UserId, hash: &str) -> Result<()>;
+    /// Disable (or enable again) an account; a disabled one cannot log in by any means.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<()>;
     /// Deletes the user and everything they own.
     async fn delete_user(&self, id: UserId) -> Result<()>;
 }
@@ -475,8 +477,8 @@ pub trait SessionStore {
     /// Link an identity to a user; `AlreadyExists` when the identity or the user (for this
     /// issuer) is linked already.
     async fn link_oidc(&self, issuer: &str, subject: &str, user: UserId) -> Result<()>;
-    /// Whether a user has an identity at this issuer.
-    async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool>;
+    /// Whether a user has an identity at this issuer (`None`: at any issuer).
+    async fn has_oidc(&self, issuer: Option<&str>, user: UserId) -> Result<bool>;
     /// Replace the groups `source` says the user is in.
     async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()>;
     /// Every group the user is in, from any source, sorted and without repeats.
@@ -652,6 +654,9 @@ impl UserStore for Store {
     async fn list_users(&self) -> Result<Vec<User>> {
         delegate!(self, s => s.list_users().await)
     }
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<()> {
+        delegate!(self, s => s.set_disabled(id, disabled).await)
+    }
     async fn set_password(&self, id: UserId, hash: &str) -> Result<()> {
         delegate!(self, s => s.set_password(id, hash).await)
     }
@@ -816,7 +821,7 @@ impl SessionStore for Store {
     async fn link_oidc(&self, issuer: &str, subject: &str, user: UserId) -> Result<()> {
         delegate!(self, x => x.link_oidc(issuer, subject, user).await)
     }
-    async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool> {
+    async fn has_oidc(&self, issuer: Option<&str>, user: UserId) -> Result<bool> {
         delegate!(self, x => x.has_oidc(issuer, user).await)
     }
     async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()> {

@@ -492,6 +492,18 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<()> {
+                let done = sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(i64::from(disabled))
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
             async fn delete_user(&self, id: UserId) -> Result<()> {
                 let mut tx = self.tx().await?;
                 sqlx::query("DELETE FROM props WHERE user_id = $1")
@@ -1301,8 +1313,10 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn has_oidc(&self, issuer: &str, user: UserId) -> Result<bool> {
-                let row = sqlx::query("SELECT 1 FROM oidc_identities WHERE issuer = $1 AND user_id = $2")
+            async fn has_oidc(&self, issuer: Option<&str>, user: UserId) -> Result<bool> {
+                let row = sqlx::query(
+                    "SELECT 1 FROM oidc_identities WHERE ($1 IS NULL OR issuer = $1) AND user_id = $2 LIMIT 1",
+                )
                     .bind(issuer)
                     .bind(user.0)
                     .fetch_optional(&self.pool)

@@ -42,6 +42,26 @@ fn with_cookie(mut r: Response, cookie: HeaderValue) -> Response {
     r
 }
 
+/// The request's web session, if it is live and its account may still sign in (a directory
+/// account removed from the directory loses its sessions at once, as its passwords).
+async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Current> {
+    let cur = state
+        .sessions
+        .current(&state.store, state.oidc.as_ref(), headers)
+        .await?;
+    match state.auth.still_allowed(&cur.user).await {
+        Ok(true) => Some(cur),
+        Ok(false) => {
+            state.sessions.end(&state.store, &cur.session).await;
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checking a session's account failed");
+            None
+        }
+    }
+}
+
 fn addr_of(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
     parts
         .extensions
@@ -155,12 +175,7 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
         Method::GET => {
             let q: Query<NextQuery> = Query::try_from_uri(&parts.uri).unwrap_or_default();
             let next = session::safe_next(q.next.as_deref());
-            if state
-                .sessions
-                .current(&state.store, state.oidc.as_ref(), &parts.headers)
-                .await
-                .is_some()
-            {
+            if signed_in(&state, &parts.headers).await.is_some() {
                 return see_other(&next);
             }
             login_page(&state, &lc, &next, StatusCode::OK, None)
@@ -429,11 +444,7 @@ async fn posted_session<T: serde::de::DeserializeOwned>(
     csrf_of: impl Fn(&T) -> &str,
 ) -> Result<(Current, T), Response> {
     let (parts, body) = req.into_parts();
-    let Some(cur) = state
-        .sessions
-        .current(&state.store, state.oidc.as_ref(), &parts.headers)
-        .await
-    else {
+    let Some(cur) = signed_in(&state, &parts.headers).await else {
         return Err(see_other("/login"));
     };
     let Some(form) = read_form::<T>(parts, body).await else {
@@ -565,11 +576,7 @@ pub(super) async fn account(State(state): State<Arc<AppState>>, req: Request) ->
             "<p>Use GET.</p>",
         );
     }
-    match state
-        .sessions
-        .current(&state.store, state.oidc.as_ref(), req.headers())
-        .await
-    {
+    match signed_in(&state, req.headers()).await {
         Some(cur) => account_page(&state, &cur, None).await,
         None => see_other("/login?next=/account"),
     }
@@ -705,11 +712,7 @@ pub(super) async fn account_apple_profile(
             "<p>Use GET.</p>",
         );
     }
-    match state
-        .sessions
-        .current(&state.store, state.oidc.as_ref(), &parts.headers)
-        .await
-    {
+    match signed_in(&state, &parts.headers).await {
         Some(cur) => super::apple_profile(&state, &parts, &cur.user).await,
         None => see_other("/login?next=/account"),
     }
@@ -765,10 +768,7 @@ pub(super) async fn login_flow_page(
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let addr = addr_of(&parts);
-    let current = state
-        .sessions
-        .current(&state.store, state.oidc.as_ref(), &parts.headers)
-        .await;
+    let current = signed_in(&state, &parts.headers).await;
     let form = if method == Method::POST {
         read_form::<GrantForm>(parts, body).await
     } else {
