@@ -444,7 +444,7 @@ async fn posted_session<T: serde::de::DeserializeOwned>(
     csrf_of: impl Fn(&T) -> &str,
 ) -> Result<(Current, T), Response> {
     let (parts, body) = req.into_parts();
-    let Some(cur) = signed_in(&state, &parts.headers).await else {
+    let Some(cur) = signed_in(state, &parts.headers).await else {
         return Err(see_other("/login"));
     };
     let Some(form) = read_form::<T>(parts, body).await else {
