@@ -388,6 +388,89 @@ async fn directory_org_chart() {
         401
     );
 
+    // Group principals: departments list their people and sub-departments; groups follow
+    // the directory; principal searches find them; they cannot be written.
+    let prop = r#"<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:displayname/><D:group-member-set/><C:calendar-user-type/><D:resourcetype/></D:prop></D:propfind>"#;
+    let r = srv
+        .send(
+            srv.req("PROPFIND", "/dav/departments/Engineering/")
+                .header("Depth", "0")
+                .body(prop),
+        )
+        .await;
+    r.expect(207);
+    let t = r.text();
+    for want in [
+        "<D:href>/dav/principals/carol/</D:href>",
+        "<D:href>/dav/principals/ivan/</D:href>",
+        "<D:href>/dav/departments/Platform/</D:href>",
+        "<C:calendar-user-type>GROUP</C:calendar-user-type>",
+        "<D:principal/>",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+    assert!(
+        !t.contains("/dav/principals/gina/"),
+        "gina is in Platform, not directly in Engineering"
+    );
+    let r = srv
+        .send(
+            srv.req("PROPFIND", "/dav/groups/engineering/")
+                .header("Depth", "0")
+                .body(prop),
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text().contains("<D:href>/dav/principals/gina/</D:href>"),
+        "{}",
+        r.text()
+    );
+    srv.send(
+        srv.req("PROPFIND", "/dav/groups/nosuch/")
+            .header("Depth", "0"),
+    )
+    .await
+    .expect(404);
+    let r = srv
+        .report(
+            "/dav/principals/",
+            r#"<D:principal-property-search xmlns:D="DAV:"><D:property-search><D:prop><D:displayname/></D:prop><D:match>platf</D:match></D:property-search><D:prop><D:displayname/></D:prop></D:principal-property-search>"#,
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text()
+            .contains("<D:href>/dav/departments/Platform/</D:href>"),
+        "{}",
+        r.text()
+    );
+    let r = srv
+        .report(
+            "/dav/principals/",
+            r#"<C:calendarserver-principal-search xmlns:C="http://calendarserver.org/ns/" context="attendee"><C:search-token>sales</C:search-token><D:prop xmlns:D="DAV:"><D:displayname/></D:prop></C:calendarserver-principal-search>"#,
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text().contains("<D:href>/dav/groups/sales/</D:href>")
+            && r.text()
+                .contains("<D:href>/dav/departments/Sales/</D:href>"),
+        "{}",
+        r.text()
+    );
+    for m in ["PUT", "DELETE", "PROPPATCH", "MKCOL"] {
+        let st = srv
+            .send(srv.req(m, "/dav/groups/sales/"))
+            .await
+            .status
+            .as_u16();
+        assert!(
+            matches!(st, 400 | 403 | 405),
+            "{m} on a group principal: {st}"
+        );
+    }
+
     // `password_backends` without ldap: directory people cannot log in, local ones can.
     srv.restart_with_config(
         &ldap_config(&format!("starttls = true\nca_file = \"{}\"\n", ldap_ca()))

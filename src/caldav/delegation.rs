@@ -58,7 +58,7 @@ impl LinkCache {
     }
 }
 
-fn hrefs_xml(tag: &str, hrefs: &[String]) -> String {
+pub(super) fn hrefs_xml(tag: &str, hrefs: &[String]) -> String {
     if hrefs.is_empty() {
         return format!("<{tag}/>");
     }

@@ -12,6 +12,7 @@
 //! write another user's home (403 with `need-privileges`; sharing comes later).
 
 mod delegation;
+mod groups;
 mod import;
 mod principal;
 pub mod props;
@@ -242,6 +243,8 @@ enum Target {
         owner: User,
         write: bool,
     },
+    /// A directory group or department, or a provider's group.
+    Group(groups::GroupInfo),
     Homes,
     Res {
         owner: User,
@@ -266,6 +269,7 @@ enum Node<'a> {
         /// Principal hrefs of the members.
         members: Vec<String>,
     },
+    Group(&'a groups::GroupInfo),
     Homes,
     Res {
         owner: &'a User,
@@ -281,6 +285,7 @@ impl Node<'_> {
             Node::Principals => href_of(&["principals"], true),
             Node::Principal(u) => principal_href(&u.name),
             Node::ProxyGroup { owner, write, .. } => delegation::group_href(&owner.name, *write),
+            Node::Group(g) => g.href(),
             Node::Homes => href_of(&["calendars"], true),
             Node::Res { href, .. } => href.clone(),
         }
@@ -288,7 +293,7 @@ impl Node<'_> {
     fn is_collection(&self) -> bool {
         match self {
             Node::Res { res, .. } => res.kind.is_collection(),
-            Node::ProxyGroup { .. } => false,
+            Node::ProxyGroup { .. } | Node::Group(_) => false,
             _ => true,
         }
     }
@@ -639,6 +644,13 @@ impl<'a> Dav<'a> {
                     None => Err(DavError::not_found()),
                 }
             }
+            [g, name] if groups::GroupKind::of_segment(g).is_some() => {
+                let kind = groups::GroupKind::of_segment(g).ok_or_else(DavError::not_found)?;
+                match self.group_principal(kind, name).await? {
+                    Some(info) => Ok(Target::Group(info)),
+                    None => Err(DavError::not_found()),
+                }
+            }
             [c] if c == "calendars" => Ok(Target::Homes),
             [c, name, path @ ..] if c == "calendars" => {
                 let owner = match &self.delegation {
@@ -786,6 +798,11 @@ impl<'a> Dav<'a> {
             members,
         } = node
             && let Some(answer) = self.render_proxy_group(prop, owner, *write, members)
+        {
+            return answer;
+        }
+        if let Node::Group(g) = node
+            && let Some(answer) = self.render_group(prop, g)
         {
             return answer;
         }
@@ -1210,6 +1227,9 @@ impl<'a> Dav<'a> {
                 let node = self.proxy_group_node(&owner, write).await?;
                 self.write_node(&mut ms, &pf, &node).await?;
             }
+            Target::Group(g) => {
+                self.write_node(&mut ms, &pf, &Node::Group(&g)).await?;
+            }
             Target::Homes => {
                 self.write_node(&mut ms, &pf, &Node::Homes).await?;
                 if depth == Depth::One {
@@ -1554,7 +1574,7 @@ impl<'a> Dav<'a> {
             Target::Res { .. } | Target::Root | Target::Principals | Target::Homes => {
                 return Err(DavError::new(405, "resource already exists"));
             }
-            Target::Principal(_) | Target::ProxyGroup { .. } => {
+            Target::Principal(_) | Target::ProxyGroup { .. } | Target::Group(_) => {
                 return Err(DavError::new(405, "resource already exists"));
             }
         };
@@ -2187,6 +2207,7 @@ impl<'a> Dav<'a> {
                     let node = self.proxy_group_node(&owner, write).await?;
                     self.expand_property(&node, &root).await
                 }
+                Target::Group(g) => self.expand_property(&Node::Group(&g), &root).await,
                 Target::Res { owner, res, segs } => {
                     let href = Self::res_href(&segs, &res);
                     let node = Node::Res {
@@ -2322,6 +2343,22 @@ impl<'a> Dav<'a> {
             let (found, missing) =
                 self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
             ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+        }
+        // Group principals match on their name (display name) or description.
+        let texts: Vec<&String> = searches
+            .iter()
+            .filter(|(fields, _, _)| fields.contains(&PrincipalField::DisplayName))
+            .map(|(_, t, _)| t)
+            .collect();
+        if !searches.is_empty() && !texts.is_empty() && (any_of || texts.len() == searches.len()) {
+            for g in self.group_principals().await? {
+                if texts.iter().any(|t| groups::group_matches(&g, t)) {
+                    let node = Node::Group(&g);
+                    let (found, missing) =
+                        self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
+                    ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+                }
+            }
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }

@@ -83,7 +83,17 @@ impl Dav<'_> {
                 self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
             ms.propstat_response(&node.href(), &found, &[(404, missing)]);
         }
-        if hits.next().is_some() {
+        let more = hits.next().is_some();
+        // Group principals (directory groups and departments) match on their name.
+        for g in self.group_principals().await? {
+            if tokens.iter().all(|t| super::groups::group_matches(&g, t)) {
+                let node = Node::Group(&g);
+                let (found, missing) =
+                    self.propfind_props(&PropfindRequest::Prop(names.clone()), &node, &[]);
+                ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+            }
+        }
+        if more {
             ms.status_response(request_href, 507, None);
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
@@ -157,6 +167,8 @@ impl Dav<'_> {
             (Prop::Owner, Node::Res { owner, .. }) => Some(vec![principal_href(&owner.name)]),
             (Prop::Owner, Node::Principal(u)) => Some(vec![principal_href(&u.name)]),
             (Prop::GroupMemberSet, Node::ProxyGroup { members, .. }) => Some(members.clone()),
+            (Prop::GroupMemberSet, Node::Group(g)) => Some(g.members.clone()),
+            (Prop::PrincipalUrl, Node::Group(g)) => Some(vec![g.href()]),
             (
                 Prop::GroupMembership | Prop::CalendarProxyReadFor | Prop::CalendarProxyWriteFor,
                 Node::Principal(u),

@@ -483,6 +483,8 @@ pub trait SessionStore {
     async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()>;
     /// Every group the user is in, from any source, sorted and without repeats.
     async fn groups_of(&self, user: UserId) -> Result<Vec<String>>;
+    /// The groups `source` named, each with its members, by name.
+    async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>>;
 }
 
 /// Delegation (calendar-proxy): who may read or write whose calendars.
@@ -829,6 +831,9 @@ impl SessionStore for Store {
     }
     async fn groups_of(&self, user: UserId) -> Result<Vec<String>> {
         delegate!(self, x => x.groups_of(user).await)
+    }
+    async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+        delegate!(self, x => x.group_members(source).await)
     }
 }
 

@@ -1345,12 +1345,38 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+                self.group_members_impl(source).await
+            }
+
             async fn groups_of(&self, user: UserId) -> Result<Vec<String>> {
                 let rows = sqlx::query("SELECT DISTINCT name FROM user_groups WHERE user_id = $1 ORDER BY name")
                     .bind(user.0)
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+        }
+
+        impl $store {
+            async fn group_members_impl(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+                let rows = sqlx::query(
+                    "SELECT g.name AS group_name, u.* FROM user_groups g JOIN users u ON u.id = g.user_id \
+                     WHERE g.source = $1 ORDER BY g.name, u.name",
+                )
+                .bind(source)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out: Vec<(String, Vec<User>)> = Vec::new();
+                for r in &rows {
+                    let g: String = r.try_get("group_name")?;
+                    let u = map_user(r)?;
+                    match out.last_mut() {
+                        Some((name, members)) if *name == g => members.push(u),
+                        _ => out.push((g, vec![u])),
+                    }
+                }
+                Ok(out)
             }
         }
 
