@@ -14,7 +14,7 @@
 #   groups   cn=sales, cn=engineering (groupOfNames)
 #   departments  ou=departments: Engineering > Platform, Sales (organizationalUnit; seeAlso the
 #            head). People carry departmentNumber (the department's ou), title and manager;
-#            carol has a jpegPhoto.
+#            carol has a jpegPhoto, hank a labeledURI avatar.
 #   TLS      a throwaway CA signs the server's certificate for 127.0.0.1, so StartTLS works;
 #            start prints LDAP_CA=DIR/ca.pem (the CA a client must be given).
 set -euo pipefail
@@ -100,6 +100,8 @@ EOF
         "$uid" "$SUFFIX" "$uid" "$given" "$sn" "$sn" "$given" "$given" "$sn" "$uid" "$pw" "$dept" "${title//_/ }"
       [ "$manager" = - ] || printf 'manager: uid=%s,ou=people,%s\n' "$manager" "$SUFFIX"
       # A tiny JPEG for carol (the avatar test).
+      # An avatar URL for hank (the avatar_url_attribute test).
+      [ "$uid" = hank ] && printf 'labeledURI: https://avatars.example.org/hank.png Hank\n'
       [ "$uid" = carol ] && printf 'jpegPhoto:: %s\n' '/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxA='
       printf '\n'
     done <<'PEOPLE'

@@ -248,7 +248,7 @@ async fn directory_org_chart() {
     // With the CA configured it works.
     // People marked employeeType=disabled are outside the person filter.
     srv.restart_with_config(&ldap_config(&format!(
-        "starttls = true\nca_file = \"{}\"\nrefresh_seconds = 1\nuser_filter = \"(&(objectClass=inetOrgPerson)(!(employeeType=disabled))(uid={{username}}))\"\n",
+        "starttls = true\nca_file = \"{}\"\nrefresh_seconds = 1\navatar_url_attribute = \"labeledURI\"\nuser_filter = \"(&(objectClass=inetOrgPerson)(!(employeeType=disabled))(uid={{username}}))\"\n",
         ldap_ca()
     )))
     .await;

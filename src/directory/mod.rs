@@ -55,6 +55,10 @@ pub struct LdapConfig {
     pub manager_attribute: String,
     #[serde(default = "default_photo")]
     pub photo_attribute: String,
+    /// An attribute holding an avatar URL (for example `labeledURI`), used when set instead
+    /// of the photo.
+    #[serde(default)]
+    pub avatar_url_attribute: Option<String>,
     /// Where the department tree is (organizational units, nested), for example
     /// `ou=departments,dc=example,dc=org`.
     #[serde(default)]
@@ -153,6 +157,8 @@ pub struct Person {
     pub department: Option<String>,
     /// The manager's uid (from their DN, when it is under the people base).
     pub manager: Option<String>,
+    /// An avatar URL from the directory (`avatar_url_attribute`), http(s) only.
+    pub avatar_url: Option<String>,
 }
 
 /// A department, a node of the org tree.
@@ -343,6 +349,14 @@ impl LdapDirectory {
             title: first(&self.cfg.title_attribute),
             department: first(&self.cfg.department_attribute),
             manager: first(&self.cfg.manager_attribute).and_then(|dn| self.uid_of_dn(&dn)),
+            avatar_url: self
+                .cfg
+                .avatar_url_attribute
+                .as_deref()
+                .and_then(first)
+                // labeledURI is "URL label".
+                .and_then(|v| v.split_whitespace().next().map(str::to_string))
+                .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
             dn: e.dn.clone(),
         })
     }
@@ -360,7 +374,7 @@ impl LdapDirectory {
         let base_filter = self.cfg.user_filter.replace("{username}", "*");
         let filter = format!("(&{base_filter}{extra})");
         let mut ldap = self.service().await?;
-        let attrs = vec![
+        let mut attrs = vec![
             self.cfg.uid_attribute.as_str(),
             self.cfg.mail_attribute.as_str(),
             self.cfg.name_attribute.as_str(),
@@ -368,6 +382,9 @@ impl LdapDirectory {
             self.cfg.department_attribute.as_str(),
             self.cfg.manager_attribute.as_str(),
         ];
+        if let Some(a) = &self.cfg.avatar_url_attribute {
+            attrs.push(a.as_str());
+        }
         let (entries, _) = ldap
             .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
             .await?

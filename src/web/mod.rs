@@ -1009,6 +1009,18 @@ async fn api_directory_photo(
     }
     let mut display = None;
     if let Some(dir) = &state.directory {
+        if let Ok(snap) = dir.snapshot().await
+            && let Some(url) = snap
+                .people
+                .iter()
+                .find(|p| p.uid == uid)
+                .and_then(|p| p.avatar_url.as_deref())
+            && let Ok(v) = HeaderValue::from_str(url)
+        {
+            let mut r = StatusCode::FOUND.into_response();
+            r.headers_mut().insert(header::LOCATION, v);
+            return r;
+        }
         match dir.photo(&uid).await {
             Ok(Some(jpeg)) => {
                 let mut r = Response::new(Body::from(jpeg));
