@@ -261,6 +261,8 @@ async fn main() {
     let events: usize = arg("--events")
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    // Requests in the mixed phase (a slow peer gets fewer, so a comparison ends).
+    let mixed_requests: usize = arg("--mixed").and_then(|v| v.parse().ok()).unwrap_or(5000);
     let mut own: Option<OwnServer> = None;
     let target = match arg("--url") {
         Some(url) => {
@@ -458,7 +460,7 @@ async fn main() {
     let pf0 = r#"<D:propfind xmlns:D="DAV:"><D:prop><CS:getctag xmlns:CS="http://calendarserver.org/ns/"/><D:sync-token/></D:prop></D:propfind>"#;
     let mut mixed = vec![];
     let mut r2 = Rng(42);
-    for i in 0..5000 {
+    for i in 0..mixed_requests {
         let k = r2.below(events as u64) as usize;
         let job = match i % 10 {
             0..=3 => (

@@ -340,6 +340,22 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
+    /// Every entry under `base` matching `filter`, with `attrs`, as the service account.
+    async fn search_all(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: Vec<&str>,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
+        let mut ldap = self.service().await?;
+        let (entries, _) = ldap
+            .search(base, Scope::Subtree, filter, attrs)
+            .await?
+            .success()?;
+        let _ = ldap.unbind().await;
+        Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    }
+
     fn person_of(&self, e: SearchEntry) -> Option<Person> {
         let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
         Some(Person {
@@ -373,7 +389,6 @@ impl LdapDirectory {
         // client's), narrowed by `extra`.
         let base_filter = self.cfg.user_filter.replace("{username}", "*");
         let filter = format!("(&{base_filter}{extra})");
-        let mut ldap = self.service().await?;
         let mut attrs = vec![
             self.cfg.uid_attribute.as_str(),
             self.cfg.mail_attribute.as_str(),
@@ -385,14 +400,10 @@ impl LdapDirectory {
         if let Some(a) = &self.cfg.avatar_url_attribute {
             attrs.push(a.as_str());
         }
-        let (entries, _) = ldap
-            .search(&self.cfg.user_base, Scope::Subtree, &filter, attrs)
+        Ok(self
+            .search_all(&self.cfg.user_base, &filter, attrs)
             .await?
-            .success()?;
-        let _ = ldap.unbind().await;
-        Ok(entries
             .into_iter()
-            .map(SearchEntry::construct)
             .filter_map(|e| self.person_of(e))
             .collect())
     }
@@ -428,20 +439,15 @@ impl LdapDirectory {
         let Some(base) = &self.cfg.group_base else {
             return Ok(vec![]);
         };
-        let mut ldap = self.service().await?;
-        let (entries, _) = ldap
-            .search(
+        let entries = self
+            .search_all(
                 base,
-                Scope::Subtree,
                 &self.cfg.group_filter,
                 vec!["cn", "description", "member"],
             )
-            .await?
-            .success()?;
-        let _ = ldap.unbind().await;
+            .await?;
         let mut groups: Vec<Group> = entries
             .into_iter()
-            .map(SearchEntry::construct)
             .filter_map(|e| {
                 let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
                 let mut members: Vec<String> = e
@@ -468,21 +474,16 @@ impl LdapDirectory {
         let Some(base) = &self.cfg.department_base else {
             return Ok(vec![]);
         };
-        let mut ldap = self.service().await?;
-        let (entries, _) = ldap
-            .search(
+        let entries = self
+            .search_all(
                 base,
-                Scope::Subtree,
                 &self.cfg.department_filter,
                 vec!["ou", "description", "seeAlso"],
             )
-            .await?
-            .success()?;
-        let _ = ldap.unbind().await;
+            .await?;
         let base_rdns = rdns(base).join(",").to_lowercase();
         let mut out: Vec<Department> = entries
             .into_iter()
-            .map(SearchEntry::construct)
             .filter(|e| rdns(&e.dn).join(",").to_lowercase() != base_rdns)
             .filter_map(|e| {
                 let first = |a: &str| e.attrs.get(a).and_then(|v| v.first()).cloned();
@@ -540,22 +541,17 @@ impl LdapDirectory {
             "(&{}{filter})",
             self.cfg.user_filter.replace("{username}", "*")
         );
-        let mut ldap = self.service().await?;
-        let (entries, _) = ldap
-            .search(
+        let entries = self
+            .search_all(
                 &self.cfg.user_base,
-                Scope::Subtree,
                 &base_filter,
                 vec![self.cfg.photo_attribute.as_str()],
             )
-            .await?
-            .success()?;
-        let _ = ldap.unbind().await;
+            .await?;
         let mut entries = entries.into_iter();
-        let (Some(entry), None) = (entries.next(), entries.next()) else {
+        let (Some(e), None) = (entries.next(), entries.next()) else {
             return Ok(None);
         };
-        let e = SearchEntry::construct(entry);
         Ok(e.bin_attrs
             .get(&self.cfg.photo_attribute)
             .and_then(|v| v.first())
