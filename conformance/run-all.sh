@@ -101,6 +101,9 @@ run_suite time-range-oracle conformance/time-range-oracle.sh
 run_suite caldav-functional conformance/caldav-functional.sh
 run_suite fuzz conformance/fuzz.sh
 run_suite browser conformance/browser.sh
+# The load benchmark against Convene, Radicale and Xandikos, small (numbers, not a verdict:
+# it fails only if a server cannot answer a phase). README "Benchmark" has the full-size run.
+run_suite bench-compare conformance/bench-compare.sh 300 200
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
