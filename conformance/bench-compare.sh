@@ -73,6 +73,7 @@ wait_port "$xport" || { cat "$WORK/xandikos.log" >&2; exit 1; }
 cargo bench --quiet --bench load -- --events "$EVENTS" --mixed "$MIXED" \
   --url "http://127.0.0.1:$xport/bench/calendars/" --user bench --password bench-pw --pid "${PIDS[-1]}" | tee "$WORK/xandikos.txt"
 
+# The table goes to standard error too, so a caller that keeps only the last line still logs it.
 python3 - "$WORK" <<'PY'
 import re, sys
 work = sys.argv[1]
@@ -89,6 +90,8 @@ def phases(name):
                                        int(f.group(1)) if f else 0, int(m.group(2)))
     return out
 c, r, x = phases("convene"), phases("radicale"), phases("xandikos")
+table = []
+print = (lambda *a, _p=print, **k: (table.append(" ".join(map(str, a))), _p(*a, **k)))
 print(f"\n{'phase':<28} {'Convene p50':>11} {'Radicale':>10} {'ratio':>7} {'Xandikos':>10} {'ratio':>7}   CPU/req ms: Convene / Radicale / Xandikos")
 ok = bool(c) and all(v[2] == 0 for v in c.values())
 for ph, (p50, cpu, _, n) in c.items():
@@ -107,5 +110,6 @@ for ph, (p50, cpu, _, n) in c.items():
     print(f"{ph:<28} {p50:>11.2f} {rv:>10} {rr:>7} {xv:>10} {xr:>7}   {cpus}")
 # A peer's own refusals (Xandikos answers concurrent PUTs with 423 Locked) are shown, not fatal.
 print("bench-compare: ok" if ok else "bench-compare: a server missed a phase, or Convene failed requests")
+sys.stderr.write("\n".join(table) + "\n")
 sys.exit(0 if ok else 1)
 PY
