@@ -356,13 +356,6 @@ impl LocalAuthenticator {
         let Some(ldap) = self.ldap.as_ref().filter(|_| user.password_hash.is_none()) else {
             return Ok(true);
         };
-        // Accounts of the identity provider answer to it (sessions refresh there), not to LDAP.
-        {
-            use crate::store::SessionStore as _;
-            if self.store.has_oidc(None, user.id).await? {
-                return Ok(true);
-            }
-        }
         let now = Instant::now();
         if self
             .present
@@ -372,6 +365,14 @@ impl LocalAuthenticator {
             .is_some_and(|until| *until > now)
         {
             return Ok(true);
+        }
+        // Accounts of the identity provider answer to it (sessions refresh there), not to
+        // LDAP. Asked only when the directory would be, so a fresh answer costs no query.
+        {
+            use crate::store::SessionStore as _;
+            if self.store.has_oidc(None, user.id).await? {
+                return Ok(true);
+            }
         }
         let found = ldap.find(&user.name).await?.is_some();
         let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());

@@ -202,42 +202,9 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
                     Some("The form expired or did not come from this page. Try again."),
                 );
             }
-            if state.limiter.check(&f.user, addr).is_err() {
-                return login_page(
-                    &state,
-                    &lc,
-                    &next,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some("Too many failed sign-ins. Try again later."),
-                );
-            }
-            let creds = Credentials {
-                username: f.user.clone(),
-                password: f.password,
-            };
-            let user = match state.auth.authenticate(&creds).await {
-                Ok(Some(a)) if a.scope == Scope::All && !is_app_password(&creds.password) => a.user,
-                Ok(_) => {
-                    state.limiter.failed(&f.user, addr);
-                    tracing::info!(user = %f.user, "web sign-in failed");
-                    return login_page(
-                        &state,
-                        &lc,
-                        &next,
-                        StatusCode::UNAUTHORIZED,
-                        Some("Wrong user name or password."),
-                    );
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "authentication backend failed");
-                    return login_page(
-                        &state,
-                        &lc,
-                        &next,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Some("Sign-in is unavailable right now."),
-                    );
-                }
+            let user = match password_sign_in(&state, &f.user, f.password, addr).await {
+                Ok(u) => u,
+                Err((status, msg)) => return login_page(&state, &lc, &next, status, Some(msg)),
             };
             start_session(&state, secure, &user, None, &next).await
         }
@@ -246,6 +213,42 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
             "Sign in",
             "<p>Use the form.</p>",
         ),
+    }
+}
+
+/// A web sign-in with a user name and password (local or directory), under the login limits.
+/// App passwords are refused: they are for clients. On failure, the status and the message
+/// for the form.
+async fn password_sign_in(
+    state: &AppState,
+    user: &str,
+    password: String,
+    addr: Option<std::net::IpAddr>,
+) -> Result<crate::store::User, (StatusCode, &'static str)> {
+    if state.limiter.check(user, addr).is_err() {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins. Try again later.",
+        ));
+    }
+    let creds = Credentials {
+        username: user.to_string(),
+        password,
+    };
+    match state.auth.authenticate(&creds).await {
+        Ok(Some(a)) if a.scope == Scope::All && !is_app_password(&creds.password) => Ok(a.user),
+        Ok(_) => {
+            state.limiter.failed(user, addr);
+            tracing::info!(user = %user, "web sign-in failed");
+            Err((StatusCode::UNAUTHORIZED, "Wrong user name or password."))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "authentication backend failed");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable right now.",
+            ))
+        }
     }
 }
 
@@ -806,37 +809,9 @@ pub(super) async fn login_flow_page(
             let user = match (current.as_ref(), f.user, f.password) {
                 (Some(c), _, _) => c.user.clone(),
                 (None, Some(user), Some(password)) => {
-                    if state.limiter.check(&user, addr).is_err() {
-                        return again(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            Some("Too many failed sign-ins. Try again later."),
-                        );
-                    }
-                    let creds = Credentials {
-                        username: user.clone(),
-                        password,
-                    };
-                    match state.auth.authenticate(&creds).await {
-                        Ok(Some(a))
-                            if a.scope == Scope::All && !is_app_password(&creds.password) =>
-                        {
-                            a.user
-                        }
-                        Ok(_) => {
-                            state.limiter.failed(&user, addr);
-                            tracing::info!(user = %user, "login flow sign-in failed");
-                            return again(
-                                StatusCode::UNAUTHORIZED,
-                                Some("Wrong user name or password."),
-                            );
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "authentication backend failed");
-                            return again(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                Some("Sign-in is unavailable right now."),
-                            );
-                        }
+                    match password_sign_in(&state, &user, password, addr).await {
+                        Ok(u) => u,
+                        Err((status, msg)) => return again(status, Some(msg)),
                     }
                 }
                 (None, _, _) => return again(StatusCode::UNAUTHORIZED, Some("Sign in first.")),
