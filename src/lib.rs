@@ -19,5 +19,6 @@ pub mod directory;
 pub mod feed;
 pub mod ical;
 pub mod mail;
+pub mod share;
 pub mod store;
 pub mod web;

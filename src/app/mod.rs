@@ -196,6 +196,36 @@ pub struct Config {
     /// Mark cookies Secure even without `X-Forwarded-Proto: https` (set it when Convene
     /// itself or every proxy in front of it speaks only HTTPS).
     pub secure_cookies: bool,
+    /// Schedule sharing (delegated entries).
+    pub sharing: SharingSettings,
+}
+
+/// `[sharing]`: delegated entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharingSettings {
+    /// The server's public base URL, for the avatar links in copies; default
+    /// `http://LISTEN`.
+    pub public_url: Option<String>,
+    /// What recipients see of CONFIDENTIAL events: `full`, `time-and-summary` or `busy`.
+    pub confidential: crate::ical::delegated::Detail,
+    /// What recipients see of PRIVATE events.
+    pub private: crate::ical::delegated::Detail,
+    /// How often the worker looks without being woken, in seconds (other instances' writes,
+    /// directory changes).
+    pub interval_seconds: u64,
+}
+
+impl Default for SharingSettings {
+    fn default() -> Self {
+        let p = crate::ical::delegated::Privacy::default();
+        SharingSettings {
+            public_url: None,
+            confidential: p.confidential,
+            private: p.private,
+            interval_seconds: 5,
+        }
+    }
 }
 
 impl Default for Config {
@@ -224,6 +254,7 @@ impl Default for Config {
                 crate::auth::PasswordBackend::Ldap,
             ],
             secure_cookies: false,
+            sharing: SharingSettings::default(),
         }
     }
 }
@@ -772,10 +803,31 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         ),
         None => None,
     };
+    let sharing = crate::share::Sharing::new(
+        store.clone(),
+        directory.clone(),
+        crate::share::SharingConfig {
+            public_url: cfg
+                .sharing
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+            privacy: crate::ical::delegated::Privacy {
+                confidential: cfg.sharing.confidential,
+                private: cfg.sharing.private,
+            },
+            interval: Duration::from_secs(cfg.sharing.interval_seconds.clamp(1, 3600)),
+            index_horizon_days: cfg.index_horizon_days,
+            max_instances: cfg.max_instances,
+            home_defaults: crate::caldav::default_collections(),
+        },
+    );
+    tokio::spawn(sharing.clone().run());
     if let Some(dir) = directory.clone() {
         // The org chart is read again every refresh interval, and group and department
         // memberships are copied onto local accounts, so changes in the directory show there.
         let store = store.clone();
+        let sharing = sharing.clone();
         tokio::spawn(async move {
             let mut last = std::collections::HashMap::new();
             let mut tick = tokio::time::interval(dir.refresh_interval());
@@ -786,7 +838,9 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
                     Ok(snap) => {
                         match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
                             Ok(n) if n > 0 => {
-                                tracing::info!(accounts = n, "directory memberships updated")
+                                tracing::info!(accounts = n, "directory memberships updated");
+                                // Group and department shares follow their members.
+                                sharing.kick();
                             }
                             Ok(_) => {}
                             Err(e) => {
@@ -842,6 +896,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         dav: cfg.dav_settings(),
         max_body_bytes: cfg.max_body_bytes,
         mailer,
+        sharing,
     });
     let app = router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

@@ -166,13 +166,18 @@ fn internal(e: StoreError) -> DavError {
 }
 
 fn need_privilege(href: &str, privilege: &str) -> DavError {
+    denied(href, privilege, "you do not have access to this resource")
+}
+
+/// 403 `need-privileges` with a message that says why.
+fn denied(href: &str, privilege: &str, why: &str) -> DavError {
     DavError::with(
         403,
         DavCondition::NeedPrivileges {
             href: href.to_string(),
             privilege: privilege.to_string(),
         },
-        "you do not have access to this resource",
+        why,
     )
 }
 
@@ -754,7 +759,18 @@ impl<'a> Dav<'a> {
             ),
             _ => (false, None),
         };
-        let privs: &[&str] = if own {
+        let mount = matches!(node, Node::Res { href, .. } if href_in_mount(href));
+        let privs: &[&str] = if own && mount {
+            // Delegated entries: the owner's content. The recipient names and colours the
+            // calendar, and keeps their own alarms on entries (checked on PUT).
+            &[
+                "<D:read/>",
+                "<D:write-properties/>",
+                "<D:read-acl/>",
+                "<D:read-current-user-privilege-set/>",
+                "<C:read-free-busy/>",
+            ]
+        } else if own {
             &[
                 "<D:read/>",
                 "<D:write/>",
@@ -1578,6 +1594,9 @@ impl<'a> Dav<'a> {
                 return Err(DavError::new(405, "resource already exists"));
             }
         };
+        if in_mount(&segs) {
+            return Err(need_privilege(&req.path, "bind"));
+        }
         let name = segs.last().cloned().unwrap_or_default();
         let mut kind = if calendar {
             ResourceKind::Calendar
@@ -1913,6 +1932,9 @@ impl<'a> Dav<'a> {
             }
             _ => return Err(need_privilege(&req.path, "write-content")),
         };
+        if in_mount(&segs) {
+            return self.put_personal(req, &parent, existing, &segs).await;
+        }
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
         let mut plan = None;
@@ -2002,6 +2024,70 @@ impl<'a> Dav<'a> {
         }
     }
 
+    /// A recipient's PUT on a delegated entry: accepted only when it changes what is theirs
+    /// (alarms, transparency, client bookkeeping), which is then kept on the owner's content.
+    async fn put_personal(
+        &self,
+        req: &DavRequest,
+        parent: &Resource,
+        existing: Option<Resource>,
+        segs: &[String],
+    ) -> Result<DavResponse, DavError> {
+        let Some(res) = existing else {
+            return Err(denied(
+                &req.path.clone(),
+                "bind",
+                "entries in a shared calendar come from their owner",
+            ));
+        };
+        let content_type = header_str(&req.headers, "content-type");
+        self.check_calendar_body(parent, content_type, &req.body)?;
+        let current = self
+            .store
+            .object_data(res.id)
+            .await
+            .map_err(internal)?
+            .unwrap_or_default();
+        if !ical::delegated::only_personal_changes(&current, &req.body) {
+            return Err(denied(
+                &Self::res_href(segs, &res),
+                "write-content",
+                "this entry belongs to its owner: only your alarms and transparency can change",
+            ));
+        }
+        let data = ical::itip::keep_personal(&current, &req.body).unwrap_or(current);
+        let index = self.index_body(&data)?;
+        let obj = NewObject {
+            etag: etag_of(&data),
+            data,
+            content_type: "text/calendar; charset=utf-8".into(),
+            uid: res.uid.clone(),
+            component: res.component.clone(),
+            index: Some(index),
+            schedule_tag: None,
+        };
+        match self
+            .store
+            .put_object(
+                parent.id,
+                &res.name,
+                obj,
+                Self::write_condition(&req.headers),
+            )
+            .await
+        {
+            // The stored bytes are not the client's: no ETag, so it fetches them.
+            Ok(_) => {
+                Ok(DavResponse::new(StatusCode::NO_CONTENT).header(header::CONTENT_LENGTH, "0"))
+            }
+            Err(StoreError::PreconditionFailed) => Err(DavError::new(
+                412,
+                "the resource's ETag does not match the request",
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
     async fn delete(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. }
@@ -2012,6 +2098,11 @@ impl<'a> Dav<'a> {
             {
                 Err(need_privilege(&req.path, "unbind"))
             }
+            Target::Res { segs, .. } if in_mount(&segs) => Err(denied(
+                &req.path.clone(),
+                "unbind",
+                "a shared entry is removed by its owner, not by a recipient",
+            )),
             Target::Res { res, .. } if res.parent.is_some() => {
                 // A scheduling object's deletion is sent on (RFC 6638 3.2.3).
                 let old = match res.schedule_tag {
@@ -2087,6 +2178,9 @@ impl<'a> Dav<'a> {
             }
             Err(e) => return Err(e),
         };
+        if in_mount(&dest_segs) || (is_move && in_mount(&src_segs)) {
+            return Err(need_privilege(&dest_path, "bind"));
+        }
         if dest_exists && !overwrite {
             return Err(DavError::new(412, "destination exists and Overwrite is F"));
         }
@@ -3134,6 +3228,19 @@ fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
         .iter()
         .map(max_range_end)
         .fold(mine.max(props), i64::max)
+}
+
+/// Whether resolved segments (`calendars`, user, calendar, ...) are a recipient's calendar of
+/// delegated entries (`from~OWNER`) or inside one: the owner's content, read-only here.
+fn in_mount(segs: &[String]) -> bool {
+    segs.get(2)
+        .is_some_and(|n| crate::share::mount_owner(n).is_some())
+}
+
+/// [`in_mount`] for an href.
+fn href_in_mount(href: &str) -> bool {
+    dav::decode_segments(href)
+        .is_ok_and(|s| s.first().is_some_and(|d| d == "dav") && in_mount(&s[1..]))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

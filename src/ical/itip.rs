@@ -128,33 +128,33 @@ pub fn same_address(a: &str, b: &str) -> bool {
     normalize_address(a) == normalize_address(b)
 }
 
-fn comp_name(c: &IcalCst<'_>) -> String {
+pub(super) fn comp_name(c: &IcalCst<'_>) -> String {
     c.begin
         .as_ref()
         .map(|b| b.raw_value_str().trim().to_ascii_uppercase())
         .unwrap_or_default()
 }
 
-fn is_main(c: &IcalCst<'_>) -> bool {
+pub(super) fn is_main(c: &IcalCst<'_>) -> bool {
     matches!(comp_name(c).as_str(), "VEVENT" | "VTODO" | "VJOURNAL")
 }
 
-fn named<'l>(line: &'l IcalLine<'_>, name: &str) -> Option<&'l IcalLine<'l>> {
+pub(super) fn named<'l>(line: &'l IcalLine<'_>, name: &str) -> Option<&'l IcalLine<'l>> {
     line.name.get().eq_ignore_ascii_case(name).then_some(line)
 }
 
-fn lines<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalLine<'a>> {
+pub(super) fn lines<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalLine<'a>> {
     c.items.iter().filter_map(|i| match i {
         IcalItem::Prop(l) => Some(l),
         _ => None,
     })
 }
 
-fn value_of(c: &IcalCst<'_>, name: &str) -> Option<String> {
+pub(super) fn value_of(c: &IcalCst<'_>, name: &str) -> Option<String> {
     lines(c).find_map(|l| named(l, name).map(|l| l.raw_value_str().trim().to_string()))
 }
 
-fn param(line: &IcalLine<'_>, name: &str) -> Option<String> {
+pub(super) fn param(line: &IcalLine<'_>, name: &str) -> Option<String> {
     line.params
         .iter()
         .find(|p| p.name.get().eq_ignore_ascii_case(name))
@@ -173,6 +173,9 @@ fn party(line: &IcalLine<'_>) -> Party {
     {
         Some("CLIENT") => ScheduleAgent::Client,
         Some("NONE") => ScheduleAgent::None,
+        // "For information" (Convene's sharing convention): a delegated entry, not an
+        // invitation, so nothing is scheduled to them.
+        _ if super::delegated::is_informational(line) => ScheduleAgent::None,
         _ => ScheduleAgent::Server,
     };
     Party {
@@ -195,11 +198,13 @@ fn parties(c: &IcalCst<'_>) -> ComponentParties {
     }
 }
 
-fn main_components<'c, 'a>(root: &'c IcalCst<'a>) -> impl Iterator<Item = &'c IcalCst<'a>> {
+pub(super) fn main_components<'c, 'a>(
+    root: &'c IcalCst<'a>,
+) -> impl Iterator<Item = &'c IcalCst<'a>> {
     super::subcomponents(root).filter(|c| is_main(c))
 }
 
-fn main_components_mut<'c, 'a>(
+pub(super) fn main_components_mut<'c, 'a>(
     root: &'c mut IcalCst<'a>,
 ) -> impl Iterator<Item = &'c mut IcalCst<'a>> {
     root.items.iter_mut().filter_map(|i| match i {
@@ -302,19 +307,19 @@ fn strip_schedule_params(c: &mut IcalCst<'_>) {
     }
 }
 
-fn remove_props(c: &mut IcalCst<'_>, name: &str) {
+pub(super) fn remove_props(c: &mut IcalCst<'_>, name: &str) {
     c.items
         .retain(|i| !matches!(i, IcalItem::Prop(l) if l.name.get().eq_ignore_ascii_case(name)));
 }
 
-fn remove_alarms(c: &mut IcalCst<'_>) {
+pub(super) fn remove_alarms(c: &mut IcalCst<'_>) {
     c.items
         .retain(|i| !matches!(i, IcalItem::Component(s) if comp_name(s) == "VALARM"));
 }
 
 /// Replace every `name` line with one `name:value` line. The text is ours (a timestamp, a
 /// number, an address from a parsed line), so it holds no line break.
-fn replace_prop(c: &mut IcalCst<'_>, name: &str, value: &str) -> Option<()> {
+pub(super) fn replace_prop(c: &mut IcalCst<'_>, name: &str, value: &str) -> Option<()> {
     remove_props(c, name);
     c.push_raw(&format!("{name}:{value}")).ok()?;
     Some(())

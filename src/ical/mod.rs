@@ -8,6 +8,7 @@
 //! Pure: no I/O, no SQL, no HTTP. Must never panic on any input.
 
 pub mod bundle;
+pub mod delegated;
 pub mod expand;
 pub mod filter;
 pub mod freebusy;

@@ -487,6 +487,131 @@ pub trait SessionStore {
     async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>>;
 }
 
+/// What a sharing rule sends a calendar's events to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleKind {
+    /// One account, by name.
+    User,
+    /// A directory or provider group, by name.
+    Group,
+    /// A department (with those below it), by name.
+    Department,
+    /// The owner's manager in the directory (no target).
+    Manager,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::User => "user",
+            RuleKind::Group => "group",
+            RuleKind::Department => "department",
+            RuleKind::Manager => "manager",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RuleKind> {
+        Some(match s {
+            "user" => RuleKind::User,
+            "group" => RuleKind::Group,
+            "department" => RuleKind::Department,
+            "manager" => RuleKind::Manager,
+            _ => return None,
+        })
+    }
+}
+
+/// "Everything in this calendar also goes to ...".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRule {
+    pub id: i64,
+    pub owner: UserId,
+    pub calendar: ResourceId,
+    pub kind: RuleKind,
+    pub target: String,
+    pub created_at: i64,
+}
+
+/// The sharing worker's place in one calendar's change log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareCursor {
+    pub seq: i64,
+    /// Fingerprint of the recipients the rules and referenced groups stood for.
+    pub audience: String,
+    /// The groups and departments the calendar's events name (`group:NAME`, `department:NAME`).
+    pub refs: String,
+}
+
+/// A calendar with changes the sharing worker has not carried to the copies yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCalendar {
+    pub calendar: ResourceId,
+    pub owner: UserId,
+    pub sync_seq: i64,
+    pub cursor: i64,
+}
+
+/// A user's sharing settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareSettings {
+    /// `#RRGGBB` others see this user's entries in; `None` for the derived default.
+    pub colour: Option<String>,
+    /// Prefix copies of others' entries with `[Owner] `.
+    pub prefix_summary: bool,
+}
+
+/// Schedule sharing: rules, the worker's cursors and lease, the copy register, settings.
+#[allow(async_fn_in_trait)]
+pub trait ShareStore {
+    /// Add a rule; an identical rule already there is returned instead.
+    async fn add_share_rule(
+        &self,
+        owner: UserId,
+        calendar: ResourceId,
+        kind: RuleKind,
+        target: &str,
+    ) -> Result<ShareRule>;
+    async fn share_rules_of(&self, owner: UserId) -> Result<Vec<ShareRule>>;
+    async fn share_rules_for(&self, calendar: ResourceId) -> Result<Vec<ShareRule>>;
+    async fn remove_share_rule(&self, owner: UserId, id: i64) -> Result<bool>;
+    /// Calendars whose change number is past the worker's cursor and whose lease is free,
+    /// plus every calendar with rules or references (for the audience check).
+    async fn share_pending(&self, now: i64) -> Result<Vec<PendingCalendar>>;
+    /// Calendars whose copies depend on rules or on group membership.
+    async fn share_watched(&self) -> Result<Vec<(ResourceId, UserId, ShareCursor)>>;
+    /// Take the calendar's lease until `until`; `None` if another worker holds it.
+    async fn claim_share_cursor(
+        &self,
+        calendar: ResourceId,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<ShareCursor>>;
+    /// Record progress and give the lease back.
+    async fn release_share_cursor(&self, calendar: ResourceId, cursor: &ShareCursor) -> Result<()>;
+    /// The recipients holding a copy of each named member (all members when `names` is
+    /// `None`).
+    async fn share_copies(
+        &self,
+        calendar: ResourceId,
+        names: Option<&[String]>,
+    ) -> Result<Vec<(String, UserId)>>;
+    async fn record_share_copy(
+        &self,
+        calendar: ResourceId,
+        name: &str,
+        recipient: UserId,
+    ) -> Result<()>;
+    async fn forget_share_copy(
+        &self,
+        calendar: ResourceId,
+        name: &str,
+        recipient: UserId,
+    ) -> Result<()>;
+    async fn share_settings(&self, user: UserId) -> Result<ShareSettings>;
+    async fn set_share_settings(&self, user: UserId, s: &ShareSettings) -> Result<()>;
+    /// Members of a group of any of `sources` (`ldap`, `oidc`, `department`).
+    async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>>;
+}
+
 /// Delegation (calendar-proxy): who may read or write whose calendars.
 #[allow(async_fn_in_trait)]
 pub trait DelegateStore {
@@ -873,6 +998,76 @@ impl AppPasswordStore for Store {
     }
     async fn touch_app_password(&self, id: i64, now: i64) -> Result<()> {
         delegate!(self, s => s.touch_app_password(id, now).await)
+    }
+}
+
+impl ShareStore for Store {
+    async fn add_share_rule(
+        &self,
+        owner: UserId,
+        calendar: ResourceId,
+        kind: RuleKind,
+        target: &str,
+    ) -> Result<ShareRule> {
+        delegate!(self, s => s.add_share_rule(owner, calendar, kind, target).await)
+    }
+    async fn share_rules_of(&self, owner: UserId) -> Result<Vec<ShareRule>> {
+        delegate!(self, s => s.share_rules_of(owner).await)
+    }
+    async fn share_rules_for(&self, calendar: ResourceId) -> Result<Vec<ShareRule>> {
+        delegate!(self, s => s.share_rules_for(calendar).await)
+    }
+    async fn remove_share_rule(&self, owner: UserId, id: i64) -> Result<bool> {
+        delegate!(self, s => s.remove_share_rule(owner, id).await)
+    }
+    async fn share_pending(&self, now: i64) -> Result<Vec<PendingCalendar>> {
+        delegate!(self, s => s.share_pending(now).await)
+    }
+    async fn share_watched(&self) -> Result<Vec<(ResourceId, UserId, ShareCursor)>> {
+        delegate!(self, s => s.share_watched().await)
+    }
+    async fn claim_share_cursor(
+        &self,
+        calendar: ResourceId,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<ShareCursor>> {
+        delegate!(self, s => s.claim_share_cursor(calendar, now, until).await)
+    }
+    async fn release_share_cursor(&self, calendar: ResourceId, cursor: &ShareCursor) -> Result<()> {
+        delegate!(self, s => s.release_share_cursor(calendar, cursor).await)
+    }
+    async fn share_copies(
+        &self,
+        calendar: ResourceId,
+        names: Option<&[String]>,
+    ) -> Result<Vec<(String, UserId)>> {
+        delegate!(self, s => s.share_copies(calendar, names).await)
+    }
+    async fn record_share_copy(
+        &self,
+        calendar: ResourceId,
+        name: &str,
+        recipient: UserId,
+    ) -> Result<()> {
+        delegate!(self, s => s.record_share_copy(calendar, name, recipient).await)
+    }
+    async fn forget_share_copy(
+        &self,
+        calendar: ResourceId,
+        name: &str,
+        recipient: UserId,
+    ) -> Result<()> {
+        delegate!(self, s => s.forget_share_copy(calendar, name, recipient).await)
+    }
+    async fn share_settings(&self, user: UserId) -> Result<ShareSettings> {
+        delegate!(self, s => s.share_settings(user).await)
+    }
+    async fn set_share_settings(&self, user: UserId, st: &ShareSettings) -> Result<()> {
+        delegate!(self, s => s.set_share_settings(user, st).await)
+    }
+    async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>> {
+        delegate!(self, s => s.members_of_group(sources, name).await)
     }
 }
 

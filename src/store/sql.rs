@@ -1380,6 +1380,283 @@ macro_rules! impl_sql_store {
             }
         }
 
+        fn map_rule(r: &DbRow) -> Result<ShareRule> {
+            let kind: String = r.try_get("kind")?;
+            Ok(ShareRule {
+                id: r.try_get("id")?,
+                owner: UserId(r.try_get("owner_id")?),
+                calendar: ResourceId(r.try_get("calendar_id")?),
+                kind: RuleKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown rule kind {kind}")))?,
+                target: r.try_get("target")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        impl ShareStore for $store {
+            async fn add_share_rule(
+                &self,
+                owner: UserId,
+                calendar: ResourceId,
+                kind: RuleKind,
+                target: &str,
+            ) -> Result<ShareRule> {
+                sqlx::query(
+                    "INSERT INTO share_rules (owner_id, calendar_id, kind, target, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (calendar_id, kind, target) DO NOTHING",
+                )
+                .bind(owner.0)
+                .bind(calendar.0)
+                .bind(kind.as_str())
+                .bind(target)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+                let r = sqlx::query(
+                    "SELECT * FROM share_rules WHERE calendar_id = $1 AND kind = $2 AND target = $3",
+                )
+                .bind(calendar.0)
+                .bind(kind.as_str())
+                .bind(target)
+                .fetch_one(&self.pool)
+                .await?;
+                map_rule(&r)
+            }
+
+            async fn share_rules_of(&self, owner: UserId) -> Result<Vec<ShareRule>> {
+                let rows = sqlx::query("SELECT * FROM share_rules WHERE owner_id = $1 ORDER BY id")
+                    .bind(owner.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_rule).collect()
+            }
+
+            async fn share_rules_for(&self, calendar: ResourceId) -> Result<Vec<ShareRule>> {
+                let rows = sqlx::query("SELECT * FROM share_rules WHERE calendar_id = $1 ORDER BY id")
+                    .bind(calendar.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_rule).collect()
+            }
+
+            async fn remove_share_rule(&self, owner: UserId, id: i64) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM share_rules WHERE id = $1 AND owner_id = $2")
+                    .bind(id)
+                    .bind(owner.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn share_pending(&self, now: i64) -> Result<Vec<PendingCalendar>> {
+                // Recipients' mounts (`from~OWNER`) are never shared on.
+                let rows = sqlx::query(
+                    "SELECT r.id, r.owner_id, r.sync_seq, COALESCE(c.seq, 0) FROM resources r \
+                     LEFT JOIN share_cursors c ON c.calendar_id = r.id \
+                     WHERE r.kind = 'calendar' AND r.name NOT LIKE 'from~%' \
+                     AND r.sync_seq > COALESCE(c.seq, 0) AND COALESCE(c.lease_until, 0) < $1 \
+                     ORDER BY r.id",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(PendingCalendar {
+                            calendar: ResourceId(r.try_get(0)?),
+                            owner: UserId(r.try_get(1)?),
+                            sync_seq: r.try_get(2)?,
+                            cursor: r.try_get(3)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn share_watched(&self) -> Result<Vec<(ResourceId, UserId, ShareCursor)>> {
+                let rows = sqlx::query(
+                    "SELECT r.id, r.owner_id, COALESCE(c.seq, 0), COALESCE(c.audience, ''), \
+                     COALESCE(c.refs, '') FROM resources r LEFT JOIN share_cursors c ON c.calendar_id = r.id \
+                     WHERE r.kind = 'calendar' AND (c.refs <> '' OR c.audience <> '' \
+                     OR EXISTS (SELECT 1 FROM share_rules s WHERE s.calendar_id = r.id)) ORDER BY r.id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            ResourceId(r.try_get(0)?),
+                            UserId(r.try_get(1)?),
+                            ShareCursor {
+                                seq: r.try_get(2)?,
+                                audience: r.try_get(3)?,
+                                refs: r.try_get(4)?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn claim_share_cursor(
+                &self,
+                calendar: ResourceId,
+                now: i64,
+                until: i64,
+            ) -> Result<Option<ShareCursor>> {
+                let mut tx = self.tx().await?;
+                let row = sqlx::query(
+                    "INSERT INTO share_cursors (calendar_id, seq, audience, refs, lease_until) \
+                     VALUES ($1, 0, '', '', $3) ON CONFLICT (calendar_id) DO UPDATE \
+                     SET lease_until = $3 WHERE share_cursors.lease_until < $2 \
+                     RETURNING seq, audience, refs",
+                )
+                .bind(calendar.0)
+                .bind(now)
+                .bind(until)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                row.map(|r| {
+                    Ok(ShareCursor {
+                        seq: r.try_get(0)?,
+                        audience: r.try_get(1)?,
+                        refs: r.try_get(2)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn release_share_cursor(
+                &self,
+                calendar: ResourceId,
+                cursor: &ShareCursor,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE share_cursors SET seq = $2, audience = $3, refs = $4, lease_until = 0 \
+                     WHERE calendar_id = $1",
+                )
+                .bind(calendar.0)
+                .bind(cursor.seq)
+                .bind(&cursor.audience)
+                .bind(&cursor.refs)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn share_copies(
+                &self,
+                calendar: ResourceId,
+                names: Option<&[String]>,
+            ) -> Result<Vec<(String, UserId)>> {
+                let decode = |rows: Vec<DbRow>| -> Result<Vec<(String, UserId)>> {
+                    rows.iter()
+                        .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
+                        .collect()
+                };
+                let Some(names) = names else {
+                    let rows = sqlx::query(
+                        "SELECT name, recipient_id FROM share_copies WHERE calendar_id = $1 ORDER BY name, recipient_id",
+                    )
+                    .bind(calendar.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    return decode(rows);
+                };
+                let mut out = vec![];
+                for chunk in names.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT name, recipient_id FROM share_copies WHERE calendar_id = ",
+                    );
+                    qb.push_bind(calendar.0).push(" AND name IN (");
+                    let mut sep = qb.separated(", ");
+                    for n in chunk {
+                        sep.push_bind(n.clone());
+                    }
+                    sep.push_unseparated(")");
+                    let rows = qb.build().persistent(false).fetch_all(&self.pool).await?;
+                    out.extend(decode(rows)?);
+                }
+                Ok(out)
+            }
+
+            async fn record_share_copy(
+                &self,
+                calendar: ResourceId,
+                name: &str,
+                recipient: UserId,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO share_copies (calendar_id, name, recipient_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(calendar.0)
+                .bind(name)
+                .bind(recipient.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn forget_share_copy(
+                &self,
+                calendar: ResourceId,
+                name: &str,
+                recipient: UserId,
+            ) -> Result<()> {
+                sqlx::query(
+                    "DELETE FROM share_copies WHERE calendar_id = $1 AND name = $2 AND recipient_id = $3",
+                )
+                .bind(calendar.0)
+                .bind(name)
+                .bind(recipient.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn share_settings(&self, user: UserId) -> Result<ShareSettings> {
+                let row = sqlx::query("SELECT colour, prefix_summary FROM share_settings WHERE user_id = $1")
+                    .bind(user.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(r) => ShareSettings {
+                        colour: r.try_get(0)?,
+                        prefix_summary: r.try_get::<i64, _>(1)? != 0,
+                    },
+                    None => ShareSettings::default(),
+                })
+            }
+
+            async fn set_share_settings(&self, user: UserId, st: &ShareSettings) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO share_settings (user_id, colour, prefix_summary) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id) DO UPDATE SET colour = excluded.colour, \
+                     prefix_summary = excluded.prefix_summary",
+                )
+                .bind(user.0)
+                .bind(&st.colour)
+                .bind(i64::from(st.prefix_summary))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT u.* FROM user_groups g JOIN users u ON u.id = g.user_id WHERE g.name = ",
+                );
+                qb.push_bind(name.to_string()).push(" AND g.source IN (");
+                let mut sep = qb.separated(", ");
+                for s in sources {
+                    sep.push_bind(s.to_string());
+                }
+                sep.push_unseparated(") ORDER BY u.name");
+                let rows = qb.build().persistent(false).fetch_all(&self.pool).await?;
+                rows.iter().map(map_user).collect()
+            }
+        }
+
         impl DelegateStore for $store {
             async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()> {
                 let mut tx = self.tx().await?;

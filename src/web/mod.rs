@@ -8,6 +8,7 @@ mod loginflow;
 mod mobileconfig;
 mod pages;
 pub mod session;
+mod share_api;
 
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub dav: DavSettings,
     pub max_body_bytes: usize,
     pub mailer: Option<crate::mail::Mailer>,
+    /// The delegated-entries worker, woken after writes.
+    pub sharing: crate::share::Sharing,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -63,6 +66,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/app-passwords", any(api_app_passwords))
         .route("/api/app-passwords/{id}", any(api_app_password_delete))
         .route("/api/apple-profile", any(api_apple_profile))
+        .route("/api/share/settings", any(share_api::settings))
+        .route("/api/share/rules", any(share_api::rules))
+        .route("/api/share/rules/{id}", any(share_api::rule_delete))
+        .route("/api/share/events/{calendar}/{object}", any(share_api::event))
         .route("/api/directory/people", any(api_directory_people))
         .route("/api/directory/groups", any(api_directory_groups))
         .route("/api/directory/departments", any(api_directory_departments))
@@ -277,6 +284,9 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         delegation: None,
         links: Default::default(),
     };
+    let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && parts.method.as_str() != "PROPFIND"
+        && parts.method.as_str() != "REPORT";
     let resp = caldav::handle(
         &dav,
         DavRequest {
@@ -287,6 +297,10 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
         },
     )
     .await;
+    if writes && resp.status.is_success() {
+        // The sharing worker reads the change log; this only saves it waiting for its tick.
+        state.sharing.kick();
+    }
     into_axum(resp)
 }
 
@@ -539,7 +553,10 @@ async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response 
         links: Default::default(),
     };
     match dav.incoming_imip(&bytes).await {
-        Ok(n) => json(StatusCode::OK, &serde_json::json!({ "applied": n })),
+        Ok(n) => {
+            state.sharing.kick();
+            json(StatusCode::OK, &serde_json::json!({ "applied": n }))
+        }
         Err(e) => json(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             &serde_json::json!({ "error": e.message }),

@@ -1,0 +1,727 @@
+//! Schedule sharing (issue 6): delegated entries. An owner's event reaches chosen people, the
+//! members of a group or department, or whoever a calendar's rules name, as a read-only copy
+//! in a calendar of the recipient's own home named for the owner (`from~OWNER`), styled with
+//! the owner's colour, avatar and name (`ical::delegated`).
+//!
+//! The durable job is the calendar's own change log: a worker carries each calendar's changes
+//! (RFC 6578 machinery: `changes_since` from a cursor stored per calendar) into the copies,
+//! so every change committed is a change the worker sees, also after a crash or on another
+//! instance. Reconciling an object is idempotent: it computes the recipients and each one's
+//! copy, writes only what differs, and removes copies nobody should hold. When the people a
+//! calendar's rules or its events' groups stand for change (a rule added, someone joining a
+//! department), the calendar is reconciled whole. A lease per calendar keeps two instances
+//! from doing the same work at once.
+//!
+//! Must never: write into an owner's calendar; give a recipient more than the event's CLASS
+//! allows; leave a copy with someone who is no longer a recipient; block the owner's request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::directory::LdapDirectory;
+use crate::ical::delegated::{self, Privacy, Style};
+use crate::ical::index::IndexLimits;
+use crate::store::{
+    Change, NewCollection, NewObject, ResourceId, ResourceKind, ResourceReader, ResourceWriter,
+    RuleKind, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp, SyncReader, User,
+    UserId, UserStore, WriteCondition,
+};
+
+/// Recipients' mounts are calendars named `from~OWNER`; no client makes such a name.
+pub const MOUNT_PREFIX: &str = "from~";
+
+pub fn mount_name(owner: &str) -> String {
+    format!("{MOUNT_PREFIX}{owner}")
+}
+
+/// The owner whose entries a calendar of this name holds.
+pub fn mount_owner(name: &str) -> Option<&str> {
+    name.strip_prefix(MOUNT_PREFIX)
+}
+
+/// How long a worker holds a calendar before another may take it over.
+const LEASE_SECONDS: i64 = 120;
+/// Bodies fetched per query when a calendar is reconciled whole.
+const BATCH: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sharing settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct SharingConfig {
+    /// The server's public base URL (avatars in copies are absolute URLs under it).
+    pub public_url: String,
+    pub privacy: Privacy,
+    /// How often the worker looks without being woken (rule audiences, other instances).
+    pub interval: Duration,
+    pub index_horizon_days: i64,
+    pub max_instances: usize,
+    /// What a home holds when the worker is the first to need it (the same defaults CalDAV
+    /// creates on first use).
+    pub home_defaults: Vec<NewCollection>,
+}
+
+/// What one pass of the worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassStats {
+    pub calendars: usize,
+    pub written: usize,
+    pub removed: usize,
+}
+
+struct Inner {
+    store: Store,
+    directory: Option<LdapDirectory>,
+    cfg: SharingConfig,
+    wake: tokio::sync::Notify,
+}
+
+/// The sharing engine: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Sharing(Arc<Inner>);
+
+/// Group and department members as first read in one unit of work (`kind:NAME` to members):
+/// the audience fingerprint is computed from exactly what the copies were made from, so a
+/// change after the read shows as a difference in the next pass.
+type Groups = BTreeMap<String, Vec<User>>;
+
+/// Who an object goes to, and the group references that decided it.
+#[derive(Default)]
+struct Audience {
+    users: BTreeMap<UserId, User>,
+    refs: BTreeSet<String>,
+}
+
+impl Sharing {
+    pub fn new(store: Store, directory: Option<LdapDirectory>, cfg: SharingConfig) -> Sharing {
+        Sharing(Arc::new(Inner {
+            store,
+            directory,
+            cfg,
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Something changed: run a pass soon. Wakes coalesce.
+    pub fn kick(&self) {
+        self.0.wake.notify_one();
+    }
+
+    pub fn config(&self) -> &SharingConfig {
+        &self.0.cfg
+    }
+
+    /// The worker loop: a pass when woken (after a short pause that gathers a burst of
+    /// writes into one pass) and at least every `interval`.
+    pub async fn run(self) {
+        loop {
+            let _ = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified()).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            match self.pass().await {
+                Ok(s) if s.written + s.removed > 0 => tracing::debug!(
+                    calendars = s.calendars,
+                    written = s.written,
+                    removed = s.removed,
+                    "delegated entries updated"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sharing pass failed; retried next pass"),
+            }
+        }
+    }
+
+    /// One pass: every calendar with unshared changes, and every calendar whose audience
+    /// changed, brought up to date.
+    pub async fn pass(&self) -> Result<PassStats, ShareError> {
+        let store = &self.0.store;
+        let now = crate::store::now_epoch();
+        let mut stats = PassStats::default();
+        let mut full: BTreeMap<ResourceId, UserId> = BTreeMap::new();
+        for (cal, owner, cursor) in store.share_watched().await? {
+            let Some(owner_user) = store.user_by_id(owner).await? else {
+                continue;
+            };
+            let audience = self.rule_audience(&owner_user, cal, &cursor.refs).await?;
+            if audience != cursor.audience {
+                full.insert(cal, owner);
+            }
+        }
+        let mut incremental: Vec<(ResourceId, UserId)> = vec![];
+        for p in store.share_pending(now).await? {
+            if !full.contains_key(&p.calendar) {
+                incremental.push((p.calendar, p.owner));
+            }
+        }
+        for (cal, owner, whole) in full
+            .into_iter()
+            .map(|(c, o)| (c, o, true))
+            .chain(incremental.into_iter().map(|(c, o)| (c, o, false)))
+        {
+            let Some(cursor) = store
+                .claim_share_cursor(cal, now, now + LEASE_SECONDS)
+                .await?
+            else {
+                continue;
+            };
+            let outcome = self.calendar(cal, owner, cursor.clone(), whole).await;
+            match outcome {
+                Ok((next, w, r)) => {
+                    store.release_share_cursor(cal, &next).await?;
+                    stats.calendars += 1;
+                    stats.written += w;
+                    stats.removed += r;
+                }
+                Err(e) => {
+                    // Give the lease back unchanged: the next pass retries from the same place.
+                    store.release_share_cursor(cal, &cursor).await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Bring one calendar's copies up to date; the new cursor and counts.
+    async fn calendar(
+        &self,
+        cal_id: ResourceId,
+        owner_id: UserId,
+        cursor: ShareCursor,
+        whole: bool,
+    ) -> Result<(ShareCursor, usize, usize), ShareError> {
+        let store = &self.0.store;
+        let (Some(cal), Some(owner)) = (
+            store.resource(cal_id).await?,
+            store.user_by_id(owner_id).await?,
+        ) else {
+            return Ok((cursor, 0, 0));
+        };
+        let mut refs: BTreeSet<String> = if whole {
+            BTreeSet::new()
+        } else {
+            split_refs(&cursor.refs)
+        };
+        // Rules and the members of the groups already referenced are read before any copy is
+        // written; the fingerprint stored at the end is of these reads.
+        let mut groups = Groups::new();
+        let rules = store.share_rules_for(cal_id).await?;
+        let rule_users = self.rule_users(&owner, &rules, &mut groups).await?;
+        for r in refs.clone() {
+            if let Some((kind, name)) = r.split_once(':') {
+                self.group_into(kind, name, &mut Audience::default(), &mut groups)
+                    .await?;
+            }
+        }
+        // Which members to look at, and which are gone.
+        let mut live: Vec<crate::store::Resource> = vec![];
+        let mut gone: Vec<String> = vec![];
+        let seq = cal.sync_seq;
+        let since = if whole || cursor.seq <= 0 {
+            None
+        } else {
+            Some(cursor.seq)
+        };
+        let changes = match since {
+            Some(s) if s >= cal.tomb_floor => store.changes_since(cal_id, Some(s), None).await?,
+            _ => store.changes_since(cal_id, None, None).await?,
+        };
+        for c in changes {
+            match c {
+                Change::Live(r) if r.kind == ResourceKind::Object => live.push(*r),
+                Change::Live(_) => {}
+                Change::Deleted { name, .. } => gone.push(name),
+            }
+        }
+        let mut held: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
+        let names: Vec<String> = live
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(gone.iter().cloned())
+            .collect();
+        let copies = if since.is_none() {
+            // Whole: every copy, so those of members deleted meanwhile go too.
+            let all = store.share_copies(cal_id, None).await?;
+            for (n, _) in &all {
+                if !live.iter().any(|r| &r.name == n) && !gone.contains(n) {
+                    gone.push(n.clone());
+                }
+            }
+            all
+        } else {
+            store.share_copies(cal_id, Some(&names)).await?
+        };
+        for (n, u) in copies {
+            held.entry(n).or_default().insert(u);
+        }
+        let settings = store.share_settings(owner.id).await?;
+        let colour = settings
+            .colour
+            .clone()
+            .unwrap_or_else(|| crate::directory::avatar::colour_for(&owner.name));
+        let mut written = 0;
+        let mut removed = 0;
+        for chunk in live.chunks(BATCH) {
+            let ids: Vec<ResourceId> = chunk.iter().map(|r| r.id).collect();
+            let bodies: BTreeMap<ResourceId, Vec<u8>> =
+                store.object_datas(&ids).await?.into_iter().collect();
+            for r in chunk {
+                let Some(body) = bodies.get(&r.id) else {
+                    continue;
+                };
+                let had = held.remove(&r.name).unwrap_or_default();
+                let mut audience = Audience::default();
+                for u in &rule_users {
+                    audience.users.insert(u.id, u.clone());
+                }
+                for a in delegated::informational_addresses(body) {
+                    self.resolve_address(&a, &mut audience, &mut groups).await?;
+                }
+                if audience.users.is_empty() && had.is_empty() {
+                    continue;
+                }
+                refs.extend(audience.refs.iter().cloned());
+                // People invited for real have the invitation; the owner has the original.
+                audience.users.remove(&owner.id);
+                for p in delegated::participant_addresses(body) {
+                    let mut a = Audience::default();
+                    self.resolve_address(&p, &mut a, &mut groups).await?;
+                    for id in a.users.keys() {
+                        audience.users.remove(id);
+                    }
+                }
+                audience.users.retain(|_, u| !u.disabled);
+                let copy_name = copy_name(&cal.uuid, &r.name);
+                for u in audience.users.values() {
+                    if self
+                        .write_copy(
+                            &owner,
+                            &colour,
+                            u,
+                            &copy_name,
+                            r.uid.as_deref(),
+                            r.component.as_deref(),
+                            body,
+                        )
+                        .await?
+                    {
+                        written += 1;
+                    }
+                    store.record_share_copy(cal_id, &r.name, u.id).await?;
+                }
+                for gone_user in had.iter().filter(|u| !audience.users.contains_key(u)) {
+                    self.remove_copy(&owner, *gone_user, &copy_name).await?;
+                    store.forget_share_copy(cal_id, &r.name, *gone_user).await?;
+                    removed += 1;
+                }
+            }
+        }
+        for name in gone {
+            let copy_name = copy_name(&cal.uuid, &name);
+            for u in held.remove(&name).unwrap_or_default() {
+                self.remove_copy(&owner, u, &copy_name).await?;
+                store.forget_share_copy(cal_id, &name, u).await?;
+                removed += 1;
+            }
+        }
+        let refs_text = join_refs(&refs);
+        let audience = fingerprint(&rules, &rule_users, &refs, &groups);
+        Ok((
+            ShareCursor {
+                seq: seq.max(cursor.seq),
+                audience,
+                refs: refs_text,
+            },
+            written,
+            removed,
+        ))
+    }
+
+    /// The fingerprint of everyone a calendar's rules and referenced groups stand for now.
+    async fn rule_audience(
+        &self,
+        owner: &User,
+        cal: ResourceId,
+        refs: &str,
+    ) -> Result<String, ShareError> {
+        let mut groups = Groups::new();
+        let rules = self.0.store.share_rules_for(cal).await?;
+        let users = self.rule_users(owner, &rules, &mut groups).await?;
+        let refs = split_refs(refs);
+        for r in &refs {
+            if let Some((kind, name)) = r.split_once(':') {
+                self.group_into(kind, name, &mut Audience::default(), &mut groups)
+                    .await?;
+            }
+        }
+        Ok(fingerprint(&rules, &users, &refs, &groups))
+    }
+
+    /// The accounts a calendar's rules name.
+    async fn rule_users(
+        &self,
+        owner: &User,
+        rules: &[ShareRule],
+        groups: &mut Groups,
+    ) -> Result<Vec<User>, ShareError> {
+        let store = &self.0.store;
+        let mut a = Audience::default();
+        for rule in rules {
+            match rule.kind {
+                RuleKind::User => {
+                    if let Some(u) = store.user_by_name(&rule.target).await? {
+                        a.users.insert(u.id, u);
+                    }
+                }
+                RuleKind::Group => {
+                    self.group_into("group", &rule.target, &mut a, groups)
+                        .await?
+                }
+                RuleKind::Department => {
+                    self.group_into("department", &rule.target, &mut a, groups)
+                        .await?
+                }
+                RuleKind::Manager => {
+                    if let Some(m) = self.manager_of(owner).await?
+                        && let Some(u) = store.user_by_name(&m).await?
+                    {
+                        a.users.insert(u.id, u);
+                    }
+                }
+            }
+        }
+        Ok(a.users.into_values().collect())
+    }
+
+    async fn manager_of(&self, owner: &User) -> Result<Option<String>, ShareError> {
+        let Some(dir) = &self.0.directory else {
+            return Ok(None);
+        };
+        match dir.snapshot().await {
+            Ok(snap) => Ok(snap
+                .people
+                .iter()
+                .find(|p| p.uid == owner.name)
+                .and_then(|p| p.manager.clone())),
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unavailable for a manager rule");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn group_into(
+        &self,
+        kind: &str,
+        name: &str,
+        a: &mut Audience,
+        groups: &mut Groups,
+    ) -> Result<(), ShareError> {
+        let key = format!("{kind}:{name}");
+        if !groups.contains_key(&key) {
+            let sources: &[&str] = match kind {
+                "department" => &["department"],
+                _ => &["ldap", "oidc"],
+            };
+            let members = self.0.store.members_of_group(sources, name).await?;
+            groups.insert(key.clone(), members);
+        }
+        for u in groups.get(&key).into_iter().flatten() {
+            a.users.insert(u.id, u.clone());
+        }
+        a.refs.insert(key);
+        Ok(())
+    }
+
+    /// An attendee address of the convention: a person (`mailto:` or principal URL), a group
+    /// (`/dav/groups/NAME/`) or a department (`/dav/departments/NAME/`).
+    async fn resolve_address(
+        &self,
+        address: &str,
+        a: &mut Audience,
+        groups: &mut Groups,
+    ) -> Result<(), ShareError> {
+        let store = &self.0.store;
+        let addr = address.trim();
+        if addr.len() > 7 && addr[..7].eq_ignore_ascii_case("mailto:") {
+            if let Some(u) = store.user_by_email(addr[7..].trim()).await? {
+                a.users.insert(u.id, u);
+            }
+            return Ok(());
+        }
+        let path = crate::dav::href_path(addr);
+        let Ok(segs) = crate::dav::decode_segments(path) else {
+            return Ok(());
+        };
+        match segs.as_slice() {
+            [d, p, name] if d == "dav" && p == "principals" => {
+                if let Some(u) = store.user_by_name(name).await? {
+                    a.users.insert(u.id, u);
+                }
+            }
+            [d, g, name] if d == "dav" && g == "groups" => {
+                self.group_into("group", name, a, groups).await?
+            }
+            [d, g, name] if d == "dav" && g == "departments" => {
+                self.group_into("department", name, a, groups).await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Write (or rewrite) one recipient's copy; `true` when bytes changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_copy(
+        &self,
+        owner: &User,
+        colour: &str,
+        to: &User,
+        name: &str,
+        uid: Option<&str>,
+        component: Option<&str>,
+        body: &[u8],
+    ) -> Result<bool, ShareError> {
+        let store = &self.0.store;
+        let cfg = &self.0.cfg;
+        let prefs = store.share_settings(to.id).await?;
+        let label = owner
+            .display_name
+            .clone()
+            .unwrap_or_else(|| owner.name.clone());
+        let address = owner
+            .email
+            .as_ref()
+            .map(|e| format!("mailto:{e}"))
+            .unwrap_or_else(|| format!("/dav/principals/{}/", owner.name));
+        let avatar = format!(
+            "{}/api/directory/people/{}/photo",
+            cfg.public_url.trim_end_matches('/'),
+            crate::dav::encode_path(&owner.name)
+        );
+        let style = Style {
+            owner_label: &label,
+            owner_address: &address,
+            colour_name: delegated::css_colour_name(colour),
+            avatar_url: &avatar,
+            prefix_summary: prefs.prefix_summary,
+            privacy: cfg.privacy,
+        };
+        let Some(copy) = delegated::delegated_copy(body, &style) else {
+            tracing::warn!(owner = %owner.name, "a shared object could not be read; not copied");
+            return Ok(false);
+        };
+        let mount = self.mount(owner, &label, colour, to).await?;
+        // A recipient may change their alarms meanwhile: retry on their ETag, a bounded
+        // number of times.
+        for _ in 0..3 {
+            let existing = store.child(mount, name).await?;
+            let data = match &existing {
+                Some(e) => {
+                    let old = store.object_data(e.id).await?.unwrap_or_default();
+                    let merged =
+                        crate::ical::itip::keep_personal(&copy, &old).unwrap_or(copy.clone());
+                    if merged == old {
+                        return Ok(false);
+                    }
+                    merged
+                }
+                None => copy.clone(),
+            };
+            let limits = IndexLimits {
+                horizon: crate::store::now_epoch() + cfg.index_horizon_days * 86_400,
+                max_instances: cfg.max_instances,
+            };
+            let index = match crate::ical::index::index_object(&data, limits) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(owner = %owner.name, error = %e, "a copy could not be indexed");
+                    return Ok(false);
+                }
+            };
+            let cond = match &existing {
+                Some(e) => WriteCondition::EtagIn(e.etag.clone().into_iter().collect()),
+                None => WriteCondition::MustNotExist,
+            };
+            let obj = NewObject {
+                etag: etag_of(&data),
+                data,
+                content_type: "text/calendar; charset=utf-8".into(),
+                uid: uid.map(str::to_string),
+                component: component.map(str::to_string),
+                index: Some(index),
+                schedule_tag: None,
+            };
+            match store.put_object(mount, name, obj, cond).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::PreconditionFailed) => continue,
+                Err(StoreError::UidConflict(_)) => {
+                    tracing::info!(owner = %owner.name, recipient = %to.name, "two shared objects with one UID; the second is not copied");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn remove_copy(&self, owner: &User, to: UserId, name: &str) -> Result<(), ShareError> {
+        let store = &self.0.store;
+        let chain = store
+            .lookup_path(to, &[mount_name(&owner.name), name.to_string()])
+            .await?;
+        if let [_, _, obj] = chain.as_slice() {
+            match store.delete(obj.id, WriteCondition::None).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The recipient's calendar for this owner's entries, made on first use with the owner's
+    /// name and colour (the recipient may rename and recolour it; those stay theirs).
+    async fn mount(
+        &self,
+        owner: &User,
+        label: &str,
+        colour: &str,
+        to: &User,
+    ) -> Result<ResourceId, ShareError> {
+        let store = &self.0.store;
+        let mname = mount_name(&owner.name);
+        let chain = store
+            .lookup_path(to.id, std::slice::from_ref(&mname))
+            .await?;
+        if let [_, m] = chain.as_slice() {
+            return Ok(m.id);
+        }
+        let home = match chain.into_iter().next() {
+            Some(h) => h,
+            None => store.ensure_home(to.id, &self.0.cfg.home_defaults).await?,
+        };
+        let prop = |ns: &str, local: &str, prefix: &str, value: &str| StoredProp {
+            ns: ns.to_string(),
+            local: local.to_string(),
+            xml: format!(
+                "<{prefix}:{local} xmlns:{prefix}=\"{ns}\">{}</{prefix}:{local}>",
+                crate::dav::escape(value)
+            )
+            .into_bytes(),
+        };
+        let c = NewCollection {
+            name: mname.clone(),
+            kind: ResourceKind::Calendar,
+            supported_components: Some("VEVENT,VTODO,VJOURNAL".into()),
+            props: vec![
+                prop("DAV:", "displayname", "D", label),
+                prop(
+                    "http://apple.com/ns/ical/",
+                    "calendar-color",
+                    "A",
+                    &format!("{}FF", colour.get(..7).unwrap_or(colour)),
+                ),
+                prop(
+                    "urn:ietf:params:xml:ns:caldav",
+                    "calendar-description",
+                    "C",
+                    &format!("Entries {label} shares with you"),
+                ),
+            ],
+        };
+        match store.create_collection(home.id, c).await {
+            Ok(r) => Ok(r.id),
+            Err(StoreError::AlreadyExists) => {
+                let chain = store
+                    .lookup_path(to.id, std::slice::from_ref(&mname))
+                    .await?;
+                chain
+                    .get(1)
+                    .map(|r| r.id)
+                    .ok_or_else(|| StoreError::NotFound.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The audience fingerprint: the rules, the accounts they stood for, and the members of each
+/// referenced group, as read. Empty when there is nothing to watch.
+fn fingerprint(
+    rules: &[ShareRule],
+    rule_users: &[User],
+    refs: &BTreeSet<String>,
+    groups: &Groups,
+) -> String {
+    if rules.is_empty() && refs.is_empty() {
+        return String::new();
+    }
+    let mut text = String::new();
+    for r in rules {
+        text.push_str(&format!("r{},", r.id));
+    }
+    let mut ids: Vec<i64> = rule_users
+        .iter()
+        .filter(|u| !u.disabled)
+        .map(|u| u.id.0)
+        .collect();
+    ids.sort_unstable();
+    text.push_str(&format!("|{ids:?}"));
+    for r in refs {
+        let mut m: Vec<i64> = groups
+            .get(r)
+            .into_iter()
+            .flatten()
+            .filter(|u| !u.disabled)
+            .map(|u| u.id.0)
+            .collect();
+        m.sort_unstable();
+        text.push_str(&format!("|{r}={m:?}"));
+    }
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
+}
+
+/// The copy's member name: stable per owner object, opaque to the recipient.
+fn copy_name(calendar_uuid: &str, name: &str) -> String {
+    let h = Sha256::digest(format!("{calendar_uuid}/{name}").as_bytes());
+    format!("{}.ics", hex::encode(&h[..16]))
+}
+
+fn etag_of(data: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(data)[..16]))
+}
+
+fn split_refs(s: &str) -> BTreeSet<String> {
+    s.split('\n')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn join_refs(r: &BTreeSet<String>) -> String {
+    r.iter().cloned().collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(mount_owner(&mount_name("alice")), Some("alice"));
+        assert_eq!(mount_owner("calendar"), None);
+        let a = copy_name("u1", "x.ics");
+        assert_eq!(a, copy_name("u1", "x.ics"));
+        assert_ne!(a, copy_name("u2", "x.ics"));
+        assert!(a.ends_with(".ics") && a.len() == 36);
+        let refs: BTreeSet<String> = ["group:a".to_string(), "department:b".to_string()].into();
+        assert_eq!(split_refs(&join_refs(&refs)), refs);
+        assert!(split_refs("").is_empty());
+    }
+}

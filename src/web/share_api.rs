@@ -1,0 +1,420 @@
+//! The schedule-sharing JSON API (issue 6): an event's recipients, a calendar's rules, and a
+//! user's sharing settings. An event's recipients are written into the event itself by the
+//! CalDAV convention (informational attendees), through the same PUT path CalDAV clients
+//! use, so the API and clients can never disagree.
+//!
+//! Must never: let one user read or change another's rules, settings or events; accept a
+//! recipient the server does not know.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::{AppState, authenticate, json, json_error};
+use crate::caldav::{self, Dav, DavRequest};
+use crate::ical::delegated::{self, Recipient};
+use crate::store::{
+    ResourceKind, ResourceReader, RuleKind, ShareSettings, ShareStore, StoreError, User, UserStore,
+};
+
+const MAX_JSON: usize = 64 * 1024;
+
+fn failed(e: StoreError) -> Response {
+    tracing::error!(error = %e, "sharing API store error");
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Response> {
+    let bytes = to_bytes(body, MAX_JSON)
+        .await
+        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    /// `#RRGGBB`, or null for the colour derived from the account.
+    colour: Option<String>,
+    #[serde(default)]
+    prefix_summary: bool,
+}
+
+/// GET or PUT `/api/share/settings`.
+pub(super) async fn settings(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &state.store;
+    match parts.method {
+        Method::GET => {}
+        Method::PUT => {
+            let b: SettingsBody = match read_json(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            if let Some(c) = &b.colour
+                && (c.len() != 7 || delegated::parse_hex(c).is_none())
+            {
+                return json_error(StatusCode::BAD_REQUEST, "colour must be #RRGGBB");
+            }
+            let s = ShareSettings {
+                colour: b.colour.map(|c| c.to_ascii_uppercase()),
+                prefix_summary: b.prefix_summary,
+            };
+            if let Err(e) = store.set_share_settings(user.id, &s).await {
+                return failed(e);
+            }
+            // Existing copies take the new colour and prefix on the owner's next change;
+            // a rule calendar is reconciled whole on the next pass anyway.
+            state.sharing.kick();
+        }
+        _ => return json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT"),
+    }
+    let s = match store.share_settings(user.id).await {
+        Ok(s) => s,
+        Err(e) => return failed(e),
+    };
+    let effective = s
+        .colour
+        .clone()
+        .unwrap_or_else(|| crate::directory::avatar::colour_for(&user.name));
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "colour": s.colour,
+            "effective_colour": effective,
+            "prefix_summary": s.prefix_summary,
+        }),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleBody {
+    /// The calendar's name in the owner's home.
+    calendar: String,
+    /// `user`, `group`, `department` or `manager`.
+    kind: String,
+    #[serde(default)]
+    target: String,
+}
+
+/// GET or POST `/api/share/rules`.
+pub(super) async fn rules(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &state.store;
+    match parts.method {
+        Method::GET => {
+            let rules = match store.share_rules_of(user.id).await {
+                Ok(r) => r,
+                Err(e) => return failed(e),
+            };
+            let mut out = vec![];
+            for r in rules {
+                let cal = match store.resource(r.calendar).await {
+                    Ok(c) => c.map(|c| c.name),
+                    Err(e) => return failed(e),
+                };
+                out.push(serde_json::json!({
+                    "id": r.id,
+                    "calendar": cal,
+                    "kind": r.kind.as_str(),
+                    "target": r.target,
+                    "created_at": r.created_at,
+                }));
+            }
+            json(StatusCode::OK, &serde_json::Value::Array(out))
+        }
+        Method::POST => {
+            let b: RuleBody = match read_json(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(kind) = RuleKind::parse(&b.kind) else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "kind must be user, group, department or manager",
+                );
+            };
+            let target = if kind == RuleKind::Manager {
+                String::new()
+            } else {
+                b.target.trim().to_string()
+            };
+            if let Err(r) = check_target(&state, kind, &target).await {
+                return r;
+            }
+            let cal = match own_calendar(&state, &user, &b.calendar).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            match store.add_share_rule(user.id, cal, kind, &target).await {
+                Ok(r) => {
+                    state.sharing.kick();
+                    json(
+                        StatusCode::CREATED,
+                        &serde_json::json!({
+                            "id": r.id,
+                            "calendar": b.calendar,
+                            "kind": r.kind.as_str(),
+                            "target": r.target,
+                        }),
+                    )
+                }
+                Err(e) => failed(e),
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or POST"),
+    }
+}
+
+/// DELETE `/api/share/rules/{id}`: the rule's copies go on the next pass.
+pub(super) async fn rule_delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::DELETE {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "DELETE");
+    }
+    match state.store.remove_share_rule(user.id, id).await {
+        Ok(true) => {
+            state.sharing.kick();
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        Ok(false) => json_error(StatusCode::NOT_FOUND, "no such rule"),
+        Err(e) => failed(e),
+    }
+}
+
+async fn own_calendar(
+    state: &AppState,
+    user: &User,
+    name: &str,
+) -> Result<crate::store::ResourceId, Response> {
+    let chain = state
+        .store
+        .lookup_path(user.id, &[name.to_string()])
+        .await
+        .map_err(failed)?;
+    match chain.as_slice() {
+        [_, c]
+            if c.kind == ResourceKind::Calendar && crate::share::mount_owner(&c.name).is_none() =>
+        {
+            Ok(c.id)
+        }
+        _ => Err(json_error(
+            StatusCode::NOT_FOUND,
+            "no such calendar of yours",
+        )),
+    }
+}
+
+/// A rule or recipient must name someone or something the server knows.
+async fn check_target(state: &AppState, kind: RuleKind, target: &str) -> Result<(), Response> {
+    let store = &state.store;
+    let known = match kind {
+        RuleKind::Manager => return Ok(()),
+        RuleKind::User => store.user_by_name(target).await.map_err(failed)?.is_some(),
+        RuleKind::Group | RuleKind::Department => {
+            let sources: &[&str] = if kind == RuleKind::Group {
+                &["ldap", "oidc"]
+            } else {
+                &["department"]
+            };
+            let members = store
+                .members_of_group(sources, target)
+                .await
+                .map_err(failed)?;
+            let in_directory = match &state.directory {
+                Some(d) => d.snapshot().await.is_ok_and(|s| {
+                    if kind == RuleKind::Group {
+                        s.groups.iter().any(|g| g.name == target)
+                    } else {
+                        s.departments.iter().any(|d| d.name == target)
+                    }
+                }),
+                None => false,
+            };
+            !members.is_empty() || in_directory
+        }
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown {} {target:?}", kind.as_str()),
+        ))
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventShareBody {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    departments: Vec<String>,
+}
+
+/// GET or PUT `/api/share/events/{calendar}/{object}`: who one event is shared with.
+pub(super) async fn event(
+    State(state): State<Arc<AppState>>,
+    Path((calendar, object)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &state.store;
+    let chain = match store
+        .lookup_path(user.id, &[calendar.clone(), object.clone()])
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let obj = match chain.as_slice() {
+        [_, c, o]
+            if c.kind == ResourceKind::Calendar && crate::share::mount_owner(&c.name).is_none() =>
+        {
+            o.clone()
+        }
+        _ => return json_error(StatusCode::NOT_FOUND, "no such event of yours"),
+    };
+    let data = match store.object_data(obj.id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, "no such event of yours"),
+        Err(e) => return failed(e),
+    };
+    match parts.method {
+        Method::GET => json(
+            StatusCode::OK,
+            &serde_json::json!({ "recipients": delegated::informational_addresses(&data) }),
+        ),
+        Method::PUT => {
+            let b: EventShareBody = match read_json(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            if b.users.len() + b.groups.len() + b.departments.len() > 1000 {
+                return json_error(StatusCode::BAD_REQUEST, "at most 1000 recipients");
+            }
+            let mut recipients = vec![];
+            for name in &b.users {
+                let u = match store.user_by_name(name).await {
+                    Ok(Some(u)) if !u.disabled => u,
+                    Ok(_) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("unknown user {name:?}"),
+                        );
+                    }
+                    Err(e) => return failed(e),
+                };
+                recipients.push(Recipient {
+                    address: u
+                        .email
+                        .as_ref()
+                        .map(|e| format!("mailto:{e}"))
+                        .unwrap_or_else(|| caldav::principal_href(&u.name)),
+                    group: false,
+                    label: u.display_name.clone(),
+                });
+            }
+            for (kind, names, seg) in [
+                (RuleKind::Group, &b.groups, "groups"),
+                (RuleKind::Department, &b.departments, "departments"),
+            ] {
+                for name in names {
+                    if let Err(r) = check_target(&state, kind, name).await {
+                        return r;
+                    }
+                    recipients.push(Recipient {
+                        address: format!("/dav/{seg}/{}/", crate::dav::encode_path(name)),
+                        group: true,
+                        label: Some(name.clone()),
+                    });
+                }
+            }
+            let Some(next) = delegated::with_recipients(&data, &recipients) else {
+                return json_error(StatusCode::CONFLICT, "the stored event could not be read");
+            };
+            // Through the CalDAV PUT path, conditional on the version read: validation,
+            // scheduling and the index are the same as for a client's write.
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/calendar; charset=utf-8"),
+            );
+            if let Some(etag) = obj
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(header::IF_MATCH, etag);
+            }
+            let dav = Dav {
+                store,
+                settings: &state.dav,
+                user: &user,
+                mailer: state.mailer.as_ref(),
+                directory: state.directory.as_ref(),
+                delegation: None,
+                links: Default::default(),
+            };
+            let path = format!(
+                "{}{}/{}",
+                caldav::home_href(&user.name),
+                crate::dav::encode_path(&calendar),
+                crate::dav::encode_path(&object)
+            );
+            let resp = caldav::handle(
+                &dav,
+                DavRequest {
+                    method: Method::PUT,
+                    path,
+                    headers,
+                    body: Bytes::from(next),
+                },
+            )
+            .await;
+            if !resp.status.is_success() {
+                let msg = String::from_utf8_lossy(&resp.body).into_owned();
+                return json_error(resp.status, msg.trim());
+            }
+            state.sharing.kick();
+            let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "recipients": addresses }),
+            )
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT"),
+    }
+}
