@@ -489,3 +489,101 @@ fn ldapmodify(ldif: &[u8]) {
         .expect("write");
     assert!(child.wait().expect("ldapmodify").success());
 }
+
+/// Sharing follows the directory: an event shared with the Sales department reaches its
+/// members' own homes, and a person who joins Sales later receives it after the refresh; a
+/// calendar rule for a department gives and takes copies as people move (issue 6).
+async fn sharing_follows_directory(mut srv: TestServer) {
+    // Each run adds its own people: the backends' runs share one slapd.
+    let tag = format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    );
+    let (rita, sam) = (format!("rita{tag}"), format!("sam{tag}"));
+    for (uid, dept) in [(&rita, "Sales"), (&sam, "Engineering")] {
+        ldapmodify(
+            format!(
+                "dn: uid={uid},ou=people,dc=example,dc=org\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@example.org\nuserPassword: {uid}-pass\ndepartmentNumber: {dept}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    srv.restart_with_config(&ldap_config(
+        "refresh_seconds = 1\n[sharing]\ninterval_seconds = 1\n",
+    ))
+    .await;
+    // First logins make their accounts; the refresh copies their departments onto them.
+    for uid in [&rita, &sam] {
+        assert_eq!(
+            status(
+                &srv,
+                uid,
+                &format!("{uid}-pass"),
+                &format!("/dav/calendars/{uid}/")
+            )
+            .await,
+            207
+        );
+    }
+    let sales = "ATTENDEE;CUTYPE=GROUP;ROLE=NON-PARTICIPANT;RSVP=FALSE:/dav/departments/Sales/\r\n";
+    let body = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:sales-kickoff\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20300105T100000Z\r\nDURATION:PT1H\r\nSUMMARY:Sales kickoff\r\n{sales}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    srv.put_ics("/dav/calendars/alice/calendar/kickoff.ics", &body)
+        .await
+        .expect(201);
+    let rita_pw = format!("{rita}-pass");
+    let sam_pw = format!("{sam}-pass");
+    common::copies_until(&srv, &rita, &rita_pw, "alice", "the Sales event", |c| {
+        c.iter().any(|(_, d)| d.contains("Sales kickoff"))
+    })
+    .await;
+    // A rule: alice's team calendar goes to Engineering, so sam gets it.
+    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/team/"))
+        .await
+        .expect(201);
+    srv.put_ics(
+        "/dav/calendars/alice/team/t.ics",
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:eng-sync\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20300106T100000Z\r\nDURATION:PT1H\r\nSUMMARY:Eng sync\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .await
+    .expect(201);
+    srv.send(
+        srv.req("POST", "/api/share/rules")
+            .header("Content-Type", "application/json")
+            .body(r#"{"calendar":"team","kind":"department","target":"Engineering"}"#),
+    )
+    .await
+    .expect(201);
+    common::copies_until(&srv, &sam, &sam_pw, "alice", "the Engineering rule", |c| {
+        c.len() == 1 && c[0].1.contains("Eng sync")
+    })
+    .await;
+    // Sam moves to Sales: after the refresh he has the Sales event (shared before he came)
+    // and no longer the Engineering one.
+    ldapmodify(
+        format!(
+            "dn: uid={sam},ou=people,dc=example,dc=org\nchangetype: modify\nreplace: departmentNumber\ndepartmentNumber: Sales\n"
+        )
+        .as_bytes(),
+    );
+    common::copies_until(&srv, &sam, &sam_pw, "alice", "the move to Sales", |c| {
+        c.len() == 1 && c[0].1.contains("Sales kickoff")
+    })
+    .await;
+    // Rita is still there; bob (not in the directory) never got anything.
+    common::copies_until(&srv, &rita, &rita_pw, "alice", "her copy kept", |c| {
+        c.len() == 1
+    })
+    .await;
+    assert_eq!(
+        status(&srv, "bob", "bob-pw", "/dav/calendars/bob/from~alice/").await,
+        404
+    );
+}
+
+both_backends!(sharing_directory, sharing_follows_directory);

@@ -23,8 +23,6 @@ async fn get(srv: &TestServer, user: &str, path: &str) -> Resp {
     srv.send_as(user, "GET", path, "", &[]).await
 }
 
-/// The copies in `user`'s calendar of `owner`'s entries: (href, body), polled until `done`
-/// holds (the worker runs right after the owner's write; bounded at 10 s).
 async fn copies_until(
     srv: &TestServer,
     user: &str,
@@ -32,37 +30,7 @@ async fn copies_until(
     what: &str,
     done: impl Fn(&[(String, String)]) -> bool,
 ) -> Vec<(String, String)> {
-    let path = format!("/dav/calendars/{user}/from~{owner}/");
-    let mut last = vec![];
-    for _ in 0..200 {
-        let r = srv
-            .send_as(
-                user,
-                "REPORT",
-                &path,
-                r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#,
-                &[("Depth", "1"), ("Content-Type", "application/xml")],
-            )
-            .await;
-        last = if r.status.as_u16() == 207 {
-            common::responses(&r.xml())
-                .into_iter()
-                .map(|(href, resp)| {
-                    let data =
-                        common::prop_text(&resp, "urn:ietf:params:xml:ns:caldav", "calendar-data")
-                            .unwrap_or_default();
-                    (href, data)
-                })
-                .collect()
-        } else {
-            vec![]
-        };
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{user} never saw {what}; last: {last:?}");
+    common::copies_until(srv, user, &format!("{user}-pw"), owner, what, done).await
 }
 
 fn one_with<'a>(copies: &'a [(String, String)], needle: &str) -> Option<&'a (String, String)> {

@@ -283,10 +283,11 @@ impl Sharing {
                 for a in delegated::informational_addresses(body) {
                     self.resolve_address(&a, &mut audience, &mut groups).await?;
                 }
+                // A group with nobody in it yet is still watched: people may join it.
+                refs.extend(audience.refs.iter().cloned());
                 if audience.users.is_empty() && had.is_empty() {
                     continue;
                 }
-                refs.extend(audience.refs.iter().cloned());
                 // People invited for real have the invitation; the owner has the original.
                 audience.users.remove(&owner.id);
                 for p in delegated::participant_addresses(body) {

@@ -488,6 +488,47 @@ pub fn missing_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> bool
 }
 
 /// Generate `#[tokio::test]` functions for both backends from one async body.
+/// The copies in `user`'s calendar of `owner`'s entries: (href, body), polled until `done`
+/// holds (the worker runs right after the owner's write; bounded at 10 s).
+pub async fn copies_until(
+    srv: &TestServer,
+    user: &str,
+    password: &str,
+    owner: &str,
+    what: &str,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let path = format!("/dav/calendars/{user}/from~{owner}/");
+    let mut last = vec![];
+    for _ in 0..200 {
+        let r = srv
+            .send(
+                srv.req_as(user, password, "REPORT", &path)
+                    .header("Depth", "1")
+                    .header("Content-Type", "application/xml")
+                    .body(r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#),
+            )
+            .await;
+        last = if r.status.as_u16() == 207 {
+            responses(&r.xml())
+                .into_iter()
+                .map(|(href, resp)| {
+                    let data = prop_text(&resp, "urn:ietf:params:xml:ns:caldav", "calendar-data")
+                        .unwrap_or_default();
+                    (href, data)
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{user} never saw {what}; last: {last:?}");
+}
+
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, $body:ident) => {
