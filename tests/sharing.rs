@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Resp, TestServer};
-use std::time::Duration;
 
 const NS_APPLE: &str = "http://apple.com/ns/ical/";
 

@@ -612,6 +612,177 @@ pub trait ShareStore {
     async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>>;
 }
 
+/// What a calendar share or an access grant lets the sharee do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShareAccess {
+    /// Free-busy only: the free-busy-query REPORT on the calendar.
+    FreeBusy,
+    Read,
+    ReadWrite,
+}
+
+impl ShareAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareAccess::FreeBusy => "free-busy",
+            ShareAccess::Read => "read",
+            ShareAccess::ReadWrite => "read-write",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ShareAccess> {
+        Some(match s {
+            "free-busy" => ShareAccess::FreeBusy,
+            "read" => ShareAccess::Read,
+            "read-write" => ShareAccess::ReadWrite,
+            _ => return None,
+        })
+    }
+}
+
+/// A sharee's answer to a sharing invite (CalendarServer sharing 6.6-6.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteStatus {
+    NoResponse,
+    Accepted,
+    Declined,
+}
+
+impl InviteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteStatus::NoResponse => "noresponse",
+            InviteStatus::Accepted => "accepted",
+            InviteStatus::Declined => "declined",
+        }
+    }
+    pub fn parse(s: &str) -> Option<InviteStatus> {
+        Some(match s {
+            "noresponse" => InviteStatus::NoResponse,
+            "accepted" => InviteStatus::Accepted,
+            "declined" => InviteStatus::Declined,
+            _ => return None,
+        })
+    }
+}
+
+/// A calendar shared with one sharee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarShare {
+    pub id: i64,
+    pub calendar: ResourceId,
+    pub owner: UserId,
+    pub sharee: UserId,
+    pub access: ShareAccess,
+    pub status: InviteStatus,
+    pub invite_uid: String,
+    pub summary: Option<String>,
+    /// The calendar's name in the sharee's home (`shared~...`).
+    pub mount: String,
+    pub created_at: i64,
+}
+
+/// Where an access request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    Open,
+    Granted,
+    Refused,
+    Withdrawn,
+    Expired,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Open => "open",
+            RequestStatus::Granted => "granted",
+            RequestStatus::Refused => "refused",
+            RequestStatus::Withdrawn => "withdrawn",
+            RequestStatus::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RequestStatus> {
+        Some(match s {
+            "open" => RequestStatus::Open,
+            "granted" => RequestStatus::Granted,
+            "refused" => RequestStatus::Refused,
+            "withdrawn" => RequestStatus::Withdrawn,
+            "expired" => RequestStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// "May I see your calendar?"
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub id: i64,
+    pub requester: UserId,
+    pub owner: UserId,
+    pub access: ShareAccess,
+    pub status: RequestStatus,
+    pub granted: Option<ShareAccess>,
+    pub message: Option<String>,
+    pub uid: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+}
+
+/// Calendar shares (CalendarServer sharing) and access requests.
+#[allow(async_fn_in_trait)]
+pub trait CalendarShareStore {
+    /// Share (or change the access of a share of) a calendar; `true` when the row is new or
+    /// its access changed. A new share waits for the sharee's answer unless `accepted`.
+    async fn set_calendar_share(
+        &self,
+        calendar: ResourceId,
+        owner: UserId,
+        sharee: UserId,
+        access: ShareAccess,
+        summary: Option<&str>,
+        accepted: bool,
+    ) -> Result<(CalendarShare, bool)>;
+    async fn remove_calendar_share(
+        &self,
+        calendar: ResourceId,
+        sharee: UserId,
+    ) -> Result<Option<CalendarShare>>;
+    async fn shares_of_calendar(&self, calendar: ResourceId) -> Result<Vec<CalendarShare>>;
+    /// The owner's calendars that have sharees.
+    async fn shared_calendar_ids(&self, owner: UserId) -> Result<Vec<ResourceId>>;
+    async fn share_by_invite(&self, invite_uid: &str) -> Result<Option<CalendarShare>>;
+    async fn share_by_mount(&self, sharee: UserId, mount: &str) -> Result<Option<CalendarShare>>;
+    /// Every share to this sharee.
+    async fn shares_to(&self, sharee: UserId) -> Result<Vec<CalendarShare>>;
+    async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()>;
+    /// Open a request; `AlreadyExists` when this pair has one open (expired ones are closed
+    /// first).
+    async fn open_access_request(
+        &self,
+        requester: UserId,
+        owner: UserId,
+        access: ShareAccess,
+        message: Option<&str>,
+        uid: &str,
+        expires_at: i64,
+    ) -> Result<AccessRequest>;
+    async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>>;
+    async fn access_request_by_uid(&self, uid: &str) -> Result<Option<AccessRequest>>;
+    /// Requests this user made or received, newest first.
+    async fn access_requests_of(&self, user: UserId) -> Result<Vec<AccessRequest>>;
+    /// Close an open, unexpired request; `false` if it was not open any more.
+    async fn decide_access_request(
+        &self,
+        id: i64,
+        status: RequestStatus,
+        granted: Option<ShareAccess>,
+    ) -> Result<bool>;
+    /// Requests this user opened since `since` (the rate limit).
+    async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64>;
+}
+
+
 /// Delegation (calendar-proxy): who may read or write whose calendars.
 #[allow(async_fn_in_trait)]
 pub trait DelegateStore {
@@ -1068,6 +1239,76 @@ impl ShareStore for Store {
     }
     async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>> {
         delegate!(self, s => s.members_of_group(sources, name).await)
+    }
+}
+
+impl CalendarShareStore for Store {
+    async fn set_calendar_share(
+        &self,
+        calendar: ResourceId,
+        owner: UserId,
+        sharee: UserId,
+        access: ShareAccess,
+        summary: Option<&str>,
+        accepted: bool,
+    ) -> Result<(CalendarShare, bool)> {
+        delegate!(self, s => s.set_calendar_share(calendar, owner, sharee, access, summary, accepted).await)
+    }
+    async fn remove_calendar_share(
+        &self,
+        calendar: ResourceId,
+        sharee: UserId,
+    ) -> Result<Option<CalendarShare>> {
+        delegate!(self, s => s.remove_calendar_share(calendar, sharee).await)
+    }
+    async fn shares_of_calendar(&self, calendar: ResourceId) -> Result<Vec<CalendarShare>> {
+        delegate!(self, s => s.shares_of_calendar(calendar).await)
+    }
+    async fn shared_calendar_ids(&self, owner: UserId) -> Result<Vec<ResourceId>> {
+        delegate!(self, s => s.shared_calendar_ids(owner).await)
+    }
+    async fn share_by_invite(&self, invite_uid: &str) -> Result<Option<CalendarShare>> {
+        delegate!(self, s => s.share_by_invite(invite_uid).await)
+    }
+    async fn share_by_mount(&self, sharee: UserId, mount: &str) -> Result<Option<CalendarShare>> {
+        delegate!(self, s => s.share_by_mount(sharee, mount).await)
+    }
+    async fn shares_to(&self, sharee: UserId) -> Result<Vec<CalendarShare>> {
+        delegate!(self, s => s.shares_to(sharee).await)
+    }
+    async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()> {
+        delegate!(self, s => s.set_share_status(id, status).await)
+    }
+    async fn open_access_request(
+        &self,
+        requester: UserId,
+        owner: UserId,
+        access: ShareAccess,
+        message: Option<&str>,
+        uid: &str,
+        expires_at: i64,
+    ) -> Result<AccessRequest> {
+        delegate!(self, s => s.open_access_request(requester, owner, access, message, uid, expires_at).await)
+    }
+    async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>> {
+        delegate!(self, s => s.access_request(id).await)
+    }
+    async fn access_request_by_uid(&self, uid: &str) -> Result<Option<AccessRequest>> {
+        delegate!(self, s => s.access_request_by_uid(uid).await)
+    }
+    async fn access_requests_of(&self, user: UserId) -> Result<Vec<AccessRequest>> {
+        delegate!(self, s => s.access_requests_of(user).await)
+    }
+    async fn decide_access_request(
+        &self,
+        id: i64,
+        status: RequestStatus,
+        granted: Option<ShareAccess>,
+    ) -> Result<bool> {
+        delegate!(self, s => s.decide_access_request(id, status, granted).await)
+    }
+    async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64> {
+        delegate!(self, s => s.access_requests_since(requester, since).await)
     }
 }
 

@@ -1657,6 +1657,289 @@ macro_rules! impl_sql_store {
             }
         }
 
+        fn map_calendar_share(r: &DbRow) -> Result<CalendarShare> {
+            let access: String = r.try_get("access")?;
+            let status: String = r.try_get("status")?;
+            Ok(CalendarShare {
+                id: r.try_get("id")?,
+                calendar: ResourceId(r.try_get("calendar_id")?),
+                owner: UserId(r.try_get("owner_id")?),
+                sharee: UserId(r.try_get("sharee_id")?),
+                access: ShareAccess::parse(&access)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown access {access}")))?,
+                status: InviteStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown invite status {status}")))?,
+                invite_uid: r.try_get("invite_uid")?,
+                summary: r.try_get("summary")?,
+                mount: r.try_get("mount")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn map_access_request(r: &DbRow) -> Result<AccessRequest> {
+            let access: String = r.try_get("access")?;
+            let status: String = r.try_get("status")?;
+            let granted: Option<String> = r.try_get("granted")?;
+            let bad = |what: &str, v: &str| StoreError::Corrupt(format!("unknown {what} {v}"));
+            Ok(AccessRequest {
+                id: r.try_get("id")?,
+                requester: UserId(r.try_get("requester_id")?),
+                owner: UserId(r.try_get("owner_id")?),
+                access: ShareAccess::parse(&access).ok_or_else(|| bad("access", &access))?,
+                status: RequestStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
+                granted: match granted {
+                    Some(g) => Some(ShareAccess::parse(&g).ok_or_else(|| bad("access", &g))?),
+                    None => None,
+                },
+                message: r.try_get("message")?,
+                uid: r.try_get("uid")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                decided_at: r.try_get("decided_at")?,
+            })
+        }
+
+        impl CalendarShareStore for $store {
+            async fn set_calendar_share(
+                &self,
+                calendar: ResourceId,
+                owner: UserId,
+                sharee: UserId,
+                access: ShareAccess,
+                summary: Option<&str>,
+                accepted: bool,
+            ) -> Result<(CalendarShare, bool)> {
+                let mut tx = self.tx().await?;
+                let existing = sqlx::query(
+                    "SELECT * FROM calendar_shares WHERE calendar_id = $1 AND sharee_id = $2",
+                )
+                .bind(calendar.0)
+                .bind(sharee.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let changed = match &existing {
+                    Some(row) => {
+                        let cur = map_calendar_share(row)?;
+                        let status = if accepted { InviteStatus::Accepted } else { cur.status };
+                        sqlx::query(
+                            "UPDATE calendar_shares SET access = $2, summary = COALESCE($3, summary), status = $4 WHERE id = $1",
+                        )
+                        .bind(cur.id)
+                        .bind(access.as_str())
+                        .bind(summary)
+                        .bind(status.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        cur.access != access || cur.status != status
+                    }
+                    None => {
+                        let status = if accepted {
+                            InviteStatus::Accepted
+                        } else {
+                            InviteStatus::NoResponse
+                        };
+                        let token = uuid::Uuid::new_v4().simple().to_string();
+                        sqlx::query(
+                            "INSERT INTO calendar_shares (calendar_id, owner_id, sharee_id, access, status, \
+                             invite_uid, summary, mount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        )
+                        .bind(calendar.0)
+                        .bind(owner.0)
+                        .bind(sharee.0)
+                        .bind(access.as_str())
+                        .bind(status.as_str())
+                        .bind(format!("urn:uuid:{token}"))
+                        .bind(summary)
+                        .bind(format!("shared~{}", &token[..16]))
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                        true
+                    }
+                };
+                let row = sqlx::query(
+                    "SELECT * FROM calendar_shares WHERE calendar_id = $1 AND sharee_id = $2",
+                )
+                .bind(calendar.0)
+                .bind(sharee.0)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok((map_calendar_share(&row)?, changed))
+            }
+
+            async fn remove_calendar_share(
+                &self,
+                calendar: ResourceId,
+                sharee: UserId,
+            ) -> Result<Option<CalendarShare>> {
+                let row = sqlx::query(
+                    "DELETE FROM calendar_shares WHERE calendar_id = $1 AND sharee_id = $2 RETURNING *",
+                )
+                .bind(calendar.0)
+                .bind(sharee.0)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(map_calendar_share).transpose()
+            }
+
+            async fn shares_of_calendar(&self, calendar: ResourceId) -> Result<Vec<CalendarShare>> {
+                let rows = sqlx::query("SELECT * FROM calendar_shares WHERE calendar_id = $1 ORDER BY id")
+                    .bind(calendar.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_calendar_share).collect()
+            }
+
+            async fn shared_calendar_ids(&self, owner: UserId) -> Result<Vec<ResourceId>> {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT calendar_id FROM calendar_shares WHERE owner_id = $1 AND status <> 'declined'",
+                )
+                .bind(owner.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| Ok(ResourceId(r.try_get(0)?))).collect()
+            }
+
+            async fn share_by_invite(&self, invite_uid: &str) -> Result<Option<CalendarShare>> {
+                let row = sqlx::query("SELECT * FROM calendar_shares WHERE invite_uid = $1")
+                    .bind(invite_uid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_calendar_share).transpose()
+            }
+
+            async fn share_by_mount(&self, sharee: UserId, mount: &str) -> Result<Option<CalendarShare>> {
+                let row = sqlx::query("SELECT * FROM calendar_shares WHERE sharee_id = $1 AND mount = $2")
+                    .bind(sharee.0)
+                    .bind(mount)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_calendar_share).transpose()
+            }
+
+            async fn shares_to(&self, sharee: UserId) -> Result<Vec<CalendarShare>> {
+                let rows = sqlx::query("SELECT * FROM calendar_shares WHERE sharee_id = $1 ORDER BY id")
+                    .bind(sharee.0)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(map_calendar_share).collect()
+            }
+
+            async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()> {
+                sqlx::query("UPDATE calendar_shares SET status = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(status.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn open_access_request(
+                &self,
+                requester: UserId,
+                owner: UserId,
+                access: ShareAccess,
+                message: Option<&str>,
+                uid: &str,
+                expires_at: i64,
+            ) -> Result<AccessRequest> {
+                let mut tx = self.tx().await?;
+                let now = now();
+                sqlx::query(
+                    "UPDATE access_requests SET status = 'expired', decided_at = $3 \
+                     WHERE requester_id = $1 AND owner_id = $2 AND status = 'open' AND expires_at <= $3",
+                )
+                .bind(requester.0)
+                .bind(owner.0)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let open = sqlx::query(
+                    "SELECT id FROM access_requests WHERE requester_id = $1 AND owner_id = $2 AND status = 'open'",
+                )
+                .bind(requester.0)
+                .bind(owner.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if open.is_some() {
+                    return Err(StoreError::AlreadyExists);
+                }
+                let row = sqlx::query(
+                    "INSERT INTO access_requests (requester_id, owner_id, access, status, message, uid, \
+                     created_at, expires_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7) RETURNING *",
+                )
+                .bind(requester.0)
+                .bind(owner.0)
+                .bind(access.as_str())
+                .bind(message)
+                .bind(uid)
+                .bind(now)
+                .bind(expires_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                map_access_request(&row)
+            }
+
+            async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>> {
+                let row = sqlx::query("SELECT * FROM access_requests WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_access_request).transpose()
+            }
+
+            async fn access_request_by_uid(&self, uid: &str) -> Result<Option<AccessRequest>> {
+                let row = sqlx::query("SELECT * FROM access_requests WHERE uid = $1")
+                    .bind(uid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(map_access_request).transpose()
+            }
+
+            async fn access_requests_of(&self, user: UserId) -> Result<Vec<AccessRequest>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM access_requests WHERE requester_id = $1 OR owner_id = $1 ORDER BY id DESC LIMIT 500",
+                )
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(map_access_request).collect()
+            }
+
+            async fn decide_access_request(
+                &self,
+                id: i64,
+                status: RequestStatus,
+                granted: Option<ShareAccess>,
+            ) -> Result<bool> {
+                let now = now();
+                let done = sqlx::query(
+                    "UPDATE access_requests SET status = $2, granted = $3, decided_at = $4 \
+                     WHERE id = $1 AND status = 'open' AND expires_at > $4",
+                )
+                .bind(id)
+                .bind(status.as_str())
+                .bind(granted.map(ShareAccess::as_str))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) FROM access_requests WHERE requester_id = $1 AND created_at >= $2",
+                )
+                .bind(requester.0)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+        }
+
         impl DelegateStore for $store {
             async fn set_delegates(&self, owner: UserId, write: bool, members: &[UserId]) -> Result<()> {
                 let mut tx = self.tx().await?;
