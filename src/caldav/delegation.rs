@@ -45,7 +45,11 @@ pub struct Links {
 /// principal are fetched (`prefetch_links`) before it is rendered; one not fetched renders
 /// empty lists.
 #[derive(Debug, Default)]
-pub struct LinkCache(Mutex<HashMap<UserId, Links>>);
+pub struct LinkCache(
+    Mutex<HashMap<UserId, Links>>,
+    /// Sharing state of the calendars being rendered.
+    pub(super) Mutex<super::sharing::ShareView>,
+);
 
 impl LinkCache {
     fn get(&self, id: UserId) -> Links {

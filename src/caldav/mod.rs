@@ -18,6 +18,7 @@ mod principal;
 pub mod props;
 pub mod query;
 mod schedule;
+pub mod sharing;
 mod stream;
 
 pub use import::{ImportReport, SkippedItem};
@@ -217,6 +218,12 @@ fn rfc3339(epoch: i64) -> String {
 }
 
 /// Build an href from decoded segments.
+/// The href of resolved segments (`calendars`, user, ...), as a collection.
+fn href_of_segs(segs: &[String]) -> String {
+    let v: Vec<&str> = segs.iter().map(String::as_str).collect();
+    href_of(&v, true)
+}
+
 fn href_of(segments: &[&str], collection: bool) -> String {
     let mut s = String::from(DAV_ROOT);
     for seg in segments {
@@ -443,6 +450,20 @@ impl MatchType {
 }
 
 /// Does answering this PROPFIND need the stored (dead or client-set) properties?
+/// Whether a PROPFIND asks for anything sharing state decides (resourcetype, CS:invite, ...):
+/// polling requests (getctag, sync-token, getetag) do not, and cost no sharing query.
+fn needs_sharing(req: &PropfindRequest) -> bool {
+    match req {
+        PropfindRequest::Prop(names) => names.iter().any(|n| {
+            matches!(
+                Prop::from_name(n),
+                Prop::ResourceType | Prop::Invite | Prop::SharedUrl | Prop::AllowedSharingModes
+            )
+        }),
+        _ => true,
+    }
+}
+
 fn needs_stored(req: &PropfindRequest) -> bool {
     match req {
         PropfindRequest::Prop(names) => names.iter().any(|n| Prop::from_name(n).is_stored()),
@@ -489,11 +510,13 @@ pub struct Dav<'a> {
     pub links: delegation::LinkCache,
 }
 
-/// The user acts in `owner`'s home as their delegate (calendar-proxy).
+/// The user acts in `owner`'s home as their delegate (calendar-proxy), or in a calendar of
+/// `owner`'s shared with them and mounted in their own home (`mount`).
 #[derive(Debug, Clone)]
 pub struct Delegation {
     pub owner: User,
     pub write: bool,
+    pub mount: Option<sharing::Mount>,
 }
 
 /// Handle one authenticated WebDAV/CalDAV request.
@@ -551,7 +574,7 @@ pub fn options() -> DavResponse {
     DavResponse::new(StatusCode::OK)
         .header(
             header::HeaderName::from_static("dav"),
-            "1, 3, access-control, calendar-access, calendar-auto-schedule, calendar-proxy, extended-mkcol",
+            "1, 3, access-control, calendar-access, calendar-auto-schedule, calendar-proxy, calendarserver-sharing, extended-mkcol",
         )
         .header(header::ALLOW, ALLOW)
         .header(header::CONTENT_LENGTH, "0")
@@ -595,6 +618,17 @@ impl<'a> Dav<'a> {
     async fn check_access(&self, req: &DavRequest) -> Result<Option<Delegation>, DavError> {
         let raw_path = req.path.as_str();
         let segs = dav::decode_segments(raw_path)?;
+        if let [d, c, name, m, rest @ ..] = segs.as_slice()
+            && d == "dav"
+            && c == "calendars"
+            && self.is_self(name)
+            && m.starts_with(sharing::MOUNT_PREFIX)
+        {
+            return self
+                .check_mount_access(req, m, rest.is_empty())
+                .await
+                .map(Some);
+        }
         let name = match segs.as_slice() {
             [d, c, name, ..] if d == "dav" && c == "calendars" && !self.is_self(name) => name,
             _ => return Ok(None),
@@ -618,7 +652,48 @@ impl<'a> Dav<'a> {
         if writes && !write {
             return Err(need_privilege(raw_path, "write"));
         }
-        Ok(Some(Delegation { owner, write }))
+        Ok(Some(Delegation {
+            owner,
+            write,
+            mount: None,
+        }))
+    }
+
+    /// A path in one of this user's mounts of a calendar shared with them: what the share's
+    /// access allows. The mount itself can always be renamed, recoloured and left.
+    async fn check_mount_access(
+        &self,
+        req: &DavRequest,
+        mount: &str,
+        on_mount: bool,
+    ) -> Result<Delegation, DavError> {
+        use crate::store::ShareAccess;
+        let Some((m, owner)) = self.mount_of(mount).await? else {
+            return Err(DavError::not_found());
+        };
+        let method = req.method.as_str();
+        let reading = matches!(method, "GET" | "HEAD" | "PROPFIND" | "REPORT" | "OPTIONS");
+        let allowed = match (method, m.access) {
+            ("PROPPATCH" | "DELETE", _) if on_mount => true,
+            // Free-busy only: the calendar itself, for the free-busy REPORT (checked there).
+            (_, ShareAccess::FreeBusy) => on_mount && matches!(method, "PROPFIND" | "REPORT"),
+            // Sharing 5.5.5: a sharee never moves an object out of the shared calendar.
+            ("MOVE", _) => false,
+            _ if reading => true,
+            (_, ShareAccess::ReadWrite) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(need_privilege(
+                &req.path,
+                if reading { "read" } else { "write-content" },
+            ));
+        }
+        Ok(Delegation {
+            owner,
+            write: m.access == ShareAccess::ReadWrite,
+            mount: Some(m),
+        })
     }
 
     async fn resolve(&self, raw_path: &str) -> Result<Target, DavError> {
@@ -657,10 +732,29 @@ impl<'a> Dav<'a> {
                 }
             }
             [c] if c == "calendars" => Ok(Target::Homes),
+            [c, name, m, rest @ ..]
+                if c == "calendars"
+                    && self.is_self(name)
+                    && m.starts_with(sharing::MOUNT_PREFIX) =>
+            {
+                match &self.delegation {
+                    Some(Delegation {
+                        owner,
+                        mount: Some(mt),
+                        ..
+                    }) if mt.name == *m => {
+                        let segs = vec![c.clone(), name.clone(), m.clone()];
+                        self.resolve_mount(mt, owner, rest, segs).await
+                    }
+                    // Only a request addressed to the mount reaches through it (never a
+                    // Destination header).
+                    _ => Err(need_privilege(raw_path, "bind")),
+                }
+            }
             [c, name, path @ ..] if c == "calendars" => {
                 let owner = match &self.delegation {
                     _ if self.is_self(name) => self.user.clone(),
-                    Some(d) if d.owner.name == *name => d.owner.clone(),
+                    Some(d) if d.mount.is_none() && d.owner.name == *name => d.owner.clone(),
                     _ => return Err(need_privilege(raw_path, "read")),
                 };
                 // The home and the first two levels below it come in one query.
@@ -760,7 +854,40 @@ impl<'a> Dav<'a> {
             _ => (false, None),
         };
         let mount = matches!(node, Node::Res { href, .. } if href_in_mount(href));
-        let privs: &[&str] = if own && mount {
+        let shared_access = match (&self.delegation, node) {
+            (Some(Delegation { mount: Some(m), .. }), Node::Res { href, .. })
+                if sharing::href_is_mount(href) =>
+            {
+                Some(m.access)
+            }
+            _ => None,
+        };
+        let privs: &[&str] = if let Some(a) = shared_access {
+            use crate::store::ShareAccess;
+            match a {
+                ShareAccess::ReadWrite => &[
+                    "<D:read/>",
+                    "<D:write/>",
+                    "<D:write-properties/>",
+                    "<D:write-content/>",
+                    "<D:bind/>",
+                    "<D:unbind/>",
+                    "<D:read-current-user-privilege-set/>",
+                    "<C:read-free-busy/>",
+                ],
+                // The sharee's own name, colour and order for the calendar are theirs.
+                ShareAccess::Read => &[
+                    "<D:read/>",
+                    "<D:write-properties/>",
+                    "<D:read-current-user-privilege-set/>",
+                    "<C:read-free-busy/>",
+                ],
+                ShareAccess::FreeBusy => &[
+                    "<D:read-current-user-privilege-set/>",
+                    "<C:read-free-busy/>",
+                ],
+            }
+        } else if own && mount {
             // Delegated entries: the owner's content. The recipient names and colours the
             // calendar, and keeps their own alarms on entries (checked on PUT).
             &[
@@ -839,8 +966,13 @@ impl<'a> Dav<'a> {
             Prop::ResourceType => {
                 let inner = match node {
                     Node::Principal(_) => "<D:collection/><D:principal/>",
+                    Node::Res { res, .. } if res.kind == ResourceKind::Calendar => {
+                        let extra = self.sharing_resourcetype(node);
+                        return Some(format!(
+                            "<D:resourcetype><D:collection/><C:calendar/>{extra}</D:resourcetype>"
+                        ));
+                    }
                     Node::Res { res, .. } => match res.kind {
-                        ResourceKind::Calendar => "<D:collection/><C:calendar/>",
                         ResourceKind::Inbox => "<D:collection/><C:schedule-inbox/>",
                         ResourceKind::Outbox => "<D:collection/><C:schedule-outbox/>",
                         ResourceKind::Notification => "<D:collection/><CS:notification/>",
@@ -1096,6 +1228,9 @@ impl<'a> Dav<'a> {
                 Node::Principal(_) => "<CS:record-type>users</CS:record-type>".into(),
                 _ => return None,
             },
+            Prop::Invite | Prop::AllowedSharingModes | Prop::SharedUrl => {
+                return self.render_sharing(prop, node);
+            }
 
             Prop::GetCtag if coll && res.is_some() => {
                 let r = res?;
@@ -1167,6 +1302,15 @@ impl<'a> Dav<'a> {
     async fn stored_props(&self, node: &Node<'_>) -> Result<Vec<StoredProp>, DavError> {
         match node {
             // Properties are the owner's: a delegate sees the names and colours the owner set.
+            // A sharee's mount: the name and colour are the sharee's own.
+            Node::Res { res, href, .. }
+                if res.kind == ResourceKind::Calendar && sharing::href_is_mount(href) =>
+            {
+                self.store
+                    .props(res.id, self.user.id)
+                    .await
+                    .map_err(internal)
+            }
             Node::Res { res, .. } => self.store.props(res.id, res.owner).await.map_err(internal),
             _ => Ok(vec![]),
         }
@@ -1210,6 +1354,15 @@ impl<'a> Dav<'a> {
         {
             return Err(DavError::bad_request("too many properties requested"));
         }
+        // Free-busy sharees see the calendar, never its members.
+        let depth = match &self.delegation {
+            Some(Delegation { mount: Some(m), .. })
+                if m.access == crate::store::ShareAccess::FreeBusy =>
+            {
+                Depth::Zero
+            }
+            _ => depth,
+        };
         let target = self.resolve(&req.path).await?;
         let mut ms = Multistatus::new();
         match target {
@@ -1269,6 +1422,9 @@ impl<'a> Dav<'a> {
             }
             Target::Res { owner, res, segs } => {
                 let href = Self::res_href(&segs, &res);
+                if needs_sharing(&pf) {
+                    self.prefetch_sharing(&owner, &res, &href).await?;
+                }
                 let node = Node::Res {
                     owner: &owner,
                     res: &res,
@@ -1309,6 +1465,20 @@ impl<'a> Dav<'a> {
                                 None => MemberSource::Store(res.id),
                             };
                             return Ok(self.stream_members(ms, source, pf, owner, href, props));
+                        }
+                    }
+                    // Calendars shared with this user appear in their own home.
+                    if res.kind == ResourceKind::Home
+                        && owner.id == self.user.id
+                        && self.delegation.is_none()
+                    {
+                        for (sharer, cal, mount_href) in self.mounts_for_listing().await? {
+                            let node = Node::Res {
+                                owner: &sharer,
+                                res: &cal,
+                                href: mount_href,
+                            };
+                            self.write_node(&mut ms, &pf, &node).await?;
                         }
                     }
                 }
@@ -1565,8 +1735,14 @@ impl<'a> Dav<'a> {
                 Self::patch_failure_body(&href, &ops, &failures),
             )),
             Ok((set, remove)) => {
+                let viewer = if res.kind == ResourceKind::Calendar && sharing::is_mount_segs(&segs)
+                {
+                    self.user.id
+                } else {
+                    res.owner
+                };
                 self.store
-                    .patch_props(res.id, res.owner, set, remove)
+                    .patch_props(res.id, viewer, set, remove)
                     .await
                     .map_err(internal)?;
                 let mut ms = Multistatus::new();
@@ -1594,7 +1770,7 @@ impl<'a> Dav<'a> {
                 return Err(DavError::new(405, "resource already exists"));
             }
         };
-        if in_mount(&segs) {
+        if in_mount(&segs) || sharing::is_mount_segs(&segs) {
             return Err(need_privilege(&req.path, "bind"));
         }
         let name = segs.last().cloned().unwrap_or_default();
@@ -2098,6 +2274,13 @@ impl<'a> Dav<'a> {
             {
                 Err(need_privilege(&req.path, "unbind"))
             }
+            Target::Res { segs, .. }
+                if segs.len() == 3
+                    && sharing::is_mount_segs(&segs)
+                    && let Some(Delegation { mount: Some(m), .. }) = &self.delegation =>
+            {
+                self.leave_mount(m).await
+            }
             Target::Res { segs, .. } if in_mount(&segs) => Err(denied(
                 &req.path.clone(),
                 "unbind",
@@ -2329,6 +2512,12 @@ impl<'a> Dav<'a> {
             }
         };
         let href = Self::res_href(&segs, &res);
+        if let Some(Delegation { mount: Some(m), .. }) = &self.delegation
+            && m.access == crate::store::ShareAccess::FreeBusy
+            && !(root.ns == NS_CALDAV && root.local == "free-busy-query")
+        {
+            return Err(need_privilege(&href, "read"));
+        }
         match (root.ns.as_str(), root.local.as_str()) {
             (NS_DAV, "sync-collection") if res.kind.is_collection() => {
                 let sc = dav::parse_sync_collection(&root)?;
@@ -3085,6 +3274,35 @@ impl<'a> Dav<'a> {
 
     /// POST: the schedule outbox (RFC 6638 5), and import into a calendar.
     async fn post(&self, req: &DavRequest) -> Result<DavResponse, DavError> {
+        if header_str(&req.headers, "content-type").is_some_and(|c| c.contains("xml")) {
+            let root = dav::xml::parse(&req.body, self.settings.xml)?;
+            let target = self.resolve(&req.path).await?;
+            return match (root.ns.as_str(), root.local.as_str(), target) {
+                (NS_CS, "share", Target::Res { res, segs, .. }) => {
+                    self.share_post(&res, &root, &segs).await
+                }
+                (NS_CS, "invite-reply", Target::Res { res, .. })
+                    if res.kind == ResourceKind::Home && res.owner == self.user.id =>
+                {
+                    self.invite_reply(&root).await
+                }
+                (sharing::NS_CONVENE, "request-access", Target::Principal(owner)) => {
+                    self.access_post(Some(&owner), &root).await
+                }
+                (sharing::NS_CONVENE, "access-reply", Target::Res { res, .. })
+                    if res.kind == ResourceKind::Home
+                        && res.owner == self.user.id
+                        && self.delegation.is_none() =>
+                {
+                    self.access_post(None, &root).await
+                }
+                (_, _, Target::Missing { .. }) => Err(DavError::not_found()),
+                _ => Err(DavError::new(
+                    403,
+                    "this POST body is not accepted here (CS:share on a calendar, CS:invite-reply on your home)",
+                )),
+            };
+        }
         match self.resolve(&req.path).await? {
             Target::Res { res, .. } if res.kind == ResourceKind::Outbox => {
                 self.outbox_post(&res, &req.body, &req.headers).await

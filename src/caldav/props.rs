@@ -67,6 +67,11 @@ pub enum Prop {
     FirstName,
     LastName,
     RecordType,
+    /// CalendarServer sharing 5.2.2-5.2.4: who a calendar is shared with, whether it can be,
+    /// and (on a sharee's mount) the sharer's calendar.
+    Invite,
+    AllowedSharingModes,
+    SharedUrl,
     // Apple iCal
     CalendarColor,
     CalendarOrder,
@@ -166,6 +171,9 @@ const TABLE: &[(&str, &str, Prop)] = &[
     (NS_CS, "first-name", Prop::FirstName),
     (NS_CS, "last-name", Prop::LastName),
     (NS_CS, "record-type", Prop::RecordType),
+    (NS_CS, "invite", Prop::Invite),
+    (NS_CS, "allowed-sharing-modes", Prop::AllowedSharingModes),
+    (NS_CS, "shared-url", Prop::SharedUrl),
     (NS_APPLE, "calendar-color", Prop::CalendarColor),
     (NS_APPLE, "calendar-order", Prop::CalendarOrder),
 ];

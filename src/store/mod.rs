@@ -782,7 +782,6 @@ pub trait CalendarShareStore {
     async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64>;
 }
 
-
 /// Delegation (calendar-proxy): who may read or write whose calendars.
 #[allow(async_fn_in_trait)]
 pub trait DelegateStore {

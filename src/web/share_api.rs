@@ -418,3 +418,217 @@ pub(super) async fn event(
         _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT"),
     }
 }
+
+fn dav_of<'a>(state: &'a AppState, user: &'a User) -> Dav<'a> {
+    Dav {
+        store: &state.store,
+        settings: &state.dav,
+        user,
+        mailer: state.mailer.as_ref(),
+        directory: state.directory.as_ref(),
+        delegation: None,
+        links: Default::default(),
+    }
+}
+
+fn dav_failure(e: crate::dav::DavError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_error(status, &e.message)
+}
+
+fn request_json(
+    r: &crate::store::AccessRequest,
+    requester: &str,
+    owner: &str,
+) -> serde_json::Value {
+    use crate::store::RequestStatus;
+    // An open request past its time reads as expired (it is closed on the next write).
+    let status = if r.status == RequestStatus::Open && r.expires_at <= crate::store::now_epoch() {
+        RequestStatus::Expired
+    } else {
+        r.status
+    };
+    serde_json::json!({
+        "id": r.id,
+        "uid": r.uid,
+        "requester": requester,
+        "owner": owner,
+        "access": r.access.as_str(),
+        "status": status.as_str(),
+        "granted": r.granted.map(crate::store::ShareAccess::as_str),
+        "message": r.message,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequestBody {
+    /// The account whose calendars the requester wants to see.
+    owner: String,
+    /// `read`, `read-write` or `free-busy`.
+    access: String,
+    message: Option<String>,
+    /// How long the request stays open (default 14 days, at most 90).
+    expires_in_seconds: Option<i64>,
+}
+
+/// GET or POST `/api/share/requests`: access requests made and received.
+pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    use crate::store::CalendarShareStore as _;
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &state.store;
+    match parts.method {
+        Method::GET => {
+            let all = match store.access_requests_of(user.id).await {
+                Ok(a) => a,
+                Err(e) => return failed(e),
+            };
+            let mut incoming = vec![];
+            let mut outgoing = vec![];
+            for r in &all {
+                let other = if r.owner == user.id {
+                    r.requester
+                } else {
+                    r.owner
+                };
+                let name = match store.user_by_id(other).await {
+                    Ok(u) => u.map(|u| u.name).unwrap_or_default(),
+                    Err(e) => return failed(e),
+                };
+                if r.owner == user.id {
+                    incoming.push(request_json(r, &name, &user.name));
+                } else {
+                    outgoing.push(request_json(r, &user.name, &name));
+                }
+            }
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "incoming": incoming, "outgoing": outgoing }),
+            )
+        }
+        Method::POST => {
+            let b: NewRequestBody = match read_json(body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(access) = crate::store::ShareAccess::parse(&b.access) else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "access must be read, read-write or free-busy",
+                );
+            };
+            let owner = match store.user_by_name(&b.owner).await {
+                Ok(Some(o)) if !o.disabled => o,
+                Ok(_) => return json_error(StatusCode::NOT_FOUND, "no such user"),
+                Err(e) => return failed(e),
+            };
+            let lifetime = b
+                .expires_in_seconds
+                .unwrap_or(crate::caldav::sharing::DEFAULT_REQUEST_SECONDS);
+            match dav_of(&state, &user)
+                .request_access(&owner, access, b.message.as_deref(), lifetime)
+                .await
+            {
+                Ok(r) => json(
+                    StatusCode::CREATED,
+                    &request_json(&r, &user.name, &owner.name),
+                ),
+                Err(e) => dav_failure(e),
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or POST"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    /// The level granted: the one asked for or any other (`read`, `read-write`, `free-busy`).
+    access: Option<String>,
+}
+
+/// POST `/api/share/requests/{id}/{grant|refuse}` (the owner) and DELETE
+/// `/api/share/requests/{id}` (the requester withdraws).
+pub(super) async fn request_action(
+    State(state): State<Arc<AppState>>,
+    Path((id, action)): Path<(i64, String)>,
+    req: Request,
+) -> Response {
+    request_action_inner(state, id, Some(action), req).await
+}
+
+/// DELETE `/api/share/requests/{id}`.
+pub(super) async fn request_action_bare(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Response {
+    request_action_inner(state, id, None, req).await
+}
+
+async fn request_action_inner(
+    state: Arc<AppState>,
+    id: i64,
+    action: Option<String>,
+    req: Request,
+) -> Response {
+    use crate::store::CalendarShareStore as _;
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    // Someone else's request looks the same as none.
+    let r = match state.store.access_request(id).await {
+        Ok(Some(r)) if r.owner == user.id || r.requester == user.id => r,
+        Ok(_) => return json_error(StatusCode::NOT_FOUND, "no such request"),
+        Err(e) => return failed(e),
+    };
+    let dav = dav_of(&state, &user);
+    let outcome = match (parts.method.clone(), action.as_deref()) {
+        (Method::DELETE, None) => dav.withdraw_access_request(&r).await.map(|_| vec![]),
+        (Method::POST, Some("refuse")) => dav.answer_access_request(&r, None).await,
+        (Method::POST, Some("grant")) => {
+            let b: GrantBody = match read_json(body).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let level = match b.access.as_deref() {
+                None => r.access,
+                Some(a) => match crate::store::ShareAccess::parse(a) {
+                    Some(l) => l,
+                    None => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "access must be read, read-write or free-busy",
+                        );
+                    }
+                },
+            };
+            dav.answer_access_request(&r, Some(level)).await
+        }
+        _ => {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST grant|refuse, or DELETE",
+            );
+        }
+    };
+    match outcome {
+        Ok(mounts) if parts.method == Method::DELETE => {
+            let _ = mounts;
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        Ok(mounts) => json(StatusCode::OK, &serde_json::json!({ "mounts": mounts })),
+        Err(e) => dav_failure(e),
+    }
+}

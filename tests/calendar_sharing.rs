@@ -1,0 +1,739 @@
+//! Calendar sharing with the request bodies of the CalendarServer sharing extension (what
+//! Apple Calendar sends), and access requests, through real HTTP on both backends: invite
+//! notifications, accept and decline, the sharee's mount in their own home with their own
+//! name for it, read and read-write access, unshare; a request, granted at a lesser level,
+//! refused, withdrawn, expired, and never answerable by anyone else.
+
+mod common;
+
+use common::{Resp, TestServer, found_prop, prop_text, responses};
+
+const NS_CS: &str = "http://calendarserver.org/ns/";
+
+fn share_body(href: &str, access: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?>
+<CS:share xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/">
+  <CS:set>
+    <D:href>{href}</D:href>
+    <CS:summary>Work</CS:summary>
+    <CS:{access} />
+  </CS:set>
+</CS:share>"#
+    )
+}
+
+fn reply_body(uid: &str, accept: bool) -> String {
+    let answer = if accept {
+        "invite-accepted"
+    } else {
+        "invite-declined"
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?>
+<CS:invite-reply xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/">
+  <D:href>mailto:someone@example.org</D:href>
+  <CS:{answer}/>
+  <CS:hosturl><D:href>/dav/calendars/alice/work/</D:href></CS:hosturl>
+  <CS:in-reply-to>{uid}</CS:in-reply-to>
+  <CS:summary>Work</CS:summary>
+</CS:invite-reply>"#
+    )
+}
+
+const XML: (&str, &str) = ("Content-Type", "application/xml; charset=utf-8");
+
+async fn post(srv: &TestServer, user: &str, path: &str, body: &str) -> Resp {
+    srv.send_as(user, "POST", path, body, &[XML]).await
+}
+
+/// The notifications in a user's collection: (href, notificationtype xml, body).
+async fn notifications(srv: &TestServer, user: &str) -> Vec<(String, String, String)> {
+    let r = srv
+        .send_as(
+            user,
+            "PROPFIND",
+            &format!("/dav/calendars/{user}/notification/"),
+            r#"<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><D:prop><CS:notificationtype/><D:getetag/></D:prop></D:propfind>"#,
+            &[("Depth", "1")],
+        )
+        .await;
+    r.expect(207);
+    let mut out = vec![];
+    for (href, resp) in responses(&r.xml()) {
+        if !href.ends_with(".xml") {
+            continue;
+        }
+        let t = found_prop(&resp, NS_CS, "notificationtype")
+            .map(|e| format!("{e:?}"))
+            .unwrap_or_default();
+        let body = srv.send_as(user, "GET", &href, "", &[]).await;
+        body.expect(200);
+        out.push((href, t, body.text()));
+    }
+    out
+}
+
+fn between<'a>(s: &'a str, a: &str, b: &str) -> &'a str {
+    s.split(a)
+        .nth(1)
+        .and_then(|r| r.split(b).next())
+        .unwrap_or_default()
+}
+
+async fn propfind(srv: &TestServer, user: &str, path: &str, depth: &str, props: &str) -> Resp {
+    srv.send_as(
+        user,
+        "PROPFIND",
+        path,
+        &format!(
+            r#"<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/" xmlns:A="http://apple.com/ns/ical/"><D:prop>{props}</D:prop></D:propfind>"#
+        ),
+        &[("Depth", depth)],
+    )
+    .await
+}
+
+fn ev(uid: &str, summary: &str) -> String {
+    common::event(uid, summary)
+}
+
+async fn calendar_sharing(srv: TestServer) {
+    for name in ["carol", "dave"] {
+        srv.cli_ok(
+            &[
+                "user",
+                "add",
+                name,
+                "--password-stdin",
+                "--email",
+                &format!("{name}@example.org"),
+            ],
+            &format!("{name}-pw"),
+        );
+    }
+    let r = srv.send(srv.req("OPTIONS", "/dav/")).await;
+    assert!(
+        r.header("dav")
+            .unwrap_or_default()
+            .contains("calendarserver-sharing"),
+        "{:?}",
+        r.header("dav")
+    );
+    srv.send_as(
+        "alice",
+        "MKCALENDAR",
+        "/dav/calendars/alice/work/",
+        r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Work</D:displayname></D:prop></D:set></C:mkcalendar>"#,
+        &[],
+    )
+    .await
+    .expect(201);
+    srv.put_ics(
+        "/dav/calendars/alice/work/w1.ics",
+        &ev("w1", "Quarterly review"),
+    )
+    .await
+    .expect(201);
+    let r = propfind(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        "0",
+        "<CS:allowed-sharing-modes/><D:resourcetype/>",
+    )
+    .await;
+    assert!(r.text().contains("can-be-shared"), "{}", r.text());
+    assert!(!r.text().contains("shared-owner"), "{}", r.text());
+
+    // Alice shares Work with bob, read only.
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        &share_body("mailto:bob@example.org", "read"),
+    )
+    .await
+    .expect(200);
+    let notes = notifications(&srv, "bob").await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let (_, ntype, invite) = &notes[0];
+    assert!(ntype.contains("invite-notification"), "{ntype}");
+    for want in [
+        "<CS:invite-noresponse/>",
+        "<CS:access><CS:read/></CS:access>",
+        "<CS:hosturl><D:href>/dav/calendars/alice/work/</D:href></CS:hosturl>",
+        "<CS:organizer><D:href>mailto:alice@example.org</D:href><CS:common-name>Alice A</CS:common-name></CS:organizer>",
+        "<CS:summary>Work</CS:summary>",
+    ] {
+        assert!(invite.contains(want), "{want} missing: {invite}");
+    }
+    let uid = between(invite, "<CS:uid>", "</CS:uid>").to_string();
+    let r = propfind(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        "0",
+        "<CS:invite/><D:resourcetype/>",
+    )
+    .await;
+    let t = r.text();
+    assert!(t.contains("<CS:shared-owner/>"), "{t}");
+    assert!(
+        t.contains("<D:href>mailto:bob@example.org</D:href>")
+            && t.contains("<CS:invite-noresponse/>"),
+        "{t}"
+    );
+
+    // Nobody else can answer bob's invitation.
+    post(
+        &srv,
+        "dave",
+        "/dav/calendars/dave/",
+        &reply_body(&uid, true),
+    )
+    .await
+    .expect(404);
+    // Bob accepts: the calendar appears in his own home, under his own name for it.
+    let r = post(&srv, "bob", "/dav/calendars/bob/", &reply_body(&uid, true)).await;
+    r.expect(200);
+    let mount = r
+        .xml()
+        .child("DAV:", "href")
+        .map(|h| h.text.clone())
+        .expect("CS:shared-as href");
+    assert!(mount.starts_with("/dav/calendars/bob/shared~"), "{mount}");
+    assert!(
+        notifications(&srv, "bob").await.is_empty(),
+        "answered invites go"
+    );
+    let replies = notifications(&srv, "alice").await;
+    assert!(
+        replies
+            .iter()
+            .any(|(_, t, b)| t.contains("invite-reply") && b.contains("<CS:invite-accepted/>")),
+        "{replies:?}"
+    );
+    let r = propfind(
+        &srv,
+        "bob",
+        "/dav/calendars/bob/",
+        "1",
+        "<D:resourcetype/><D:displayname/><CS:shared-url/><D:owner/><D:current-user-privilege-set/><CS:invite/>",
+    )
+    .await;
+    r.expect(207);
+    let (_, m) = responses(&r.xml())
+        .into_iter()
+        .find(|(h, _)| *h == mount)
+        .expect("the mount in bob's home listing");
+    let text = format!("{m:?}");
+    assert!(text.contains("shared"), "resourcetype CS:shared: {text}");
+    assert_eq!(
+        prop_text(&m, "DAV:", "displayname").as_deref(),
+        Some("Work")
+    );
+    assert!(
+        text.contains("/dav/calendars/alice/work/"),
+        "shared-url: {text}"
+    );
+    assert!(text.contains("Alice A"), "the organizer is named: {text}");
+    let privs = format!("{:?}", found_prop(&m, "DAV:", "current-user-privilege-set"));
+    assert!(
+        privs.contains("\"read\"") && !privs.contains("write-content"),
+        "{privs}"
+    );
+
+    // Read access: bob reads, cannot write; his name for the calendar is his own.
+    let r = srv
+        .send_as(
+            "bob",
+            "REPORT",
+            &mount,
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#,
+            &[("Depth", "1"), XML],
+        )
+        .await;
+    r.expect(207);
+    assert!(r.text().contains("Quarterly review"), "{}", r.text());
+    srv.send_as("bob", "GET", &format!("{mount}w1.ics"), "", &[])
+        .await
+        .expect(200);
+    for (m, p) in [
+        ("PUT", format!("{mount}new.ics")),
+        ("PUT", format!("{mount}w1.ics")),
+        ("DELETE", format!("{mount}w1.ics")),
+    ] {
+        let r = srv
+            .send_as(
+                "bob",
+                m,
+                &p,
+                &ev("new", "bob's"),
+                &[("Content-Type", "text/calendar")],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 403, "{m} {p}: {}", r.text());
+    }
+    srv.send_as(
+        "bob",
+        "PROPPATCH",
+        &mount,
+        r#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>Alice's work</D:displayname></D:prop></D:set></D:propertyupdate>"#,
+        &[XML],
+    )
+    .await
+    .expect(207);
+    let mine = propfind(&srv, "bob", &mount, "0", "<D:displayname/>").await;
+    assert!(mine.text().contains("Alice's work"), "{}", mine.text());
+    let hers = propfind(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        "0",
+        "<D:displayname/>",
+    )
+    .await;
+    assert!(hers.text().contains(">Work<"), "{}", hers.text());
+
+    // Read-write: bob's new event lands in alice's calendar.
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        &share_body("/dav/principals/bob/", "read-write"),
+    )
+    .await
+    .expect(200);
+    srv.send_as(
+        "bob",
+        "PUT",
+        &format!("{mount}b1.ics"),
+        &ev("b1", "Added by bob"),
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(201);
+    let hers = srv
+        .send(srv.req("GET", "/dav/calendars/alice/work/b1.ics"))
+        .await;
+    hers.expect(200);
+    assert!(hers.text().contains("Added by bob"));
+    // ... but never through a Destination into her home.
+    srv.send_as(
+        "bob",
+        "COPY",
+        &format!("{mount}b1.ics"),
+        "",
+        &[(
+            "Destination",
+            &format!("{}/dav/calendars/alice/calendar/x.ics", srv.base),
+        )],
+    )
+    .await
+    .expect(403);
+
+    // Carol declines: no mount, and alice sees the answer.
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        &share_body("/dav/principals/carol/", "read"),
+    )
+    .await
+    .expect(200);
+    let carol_uid = notifications(&srv, "carol")
+        .await
+        .first()
+        .map(|(_, _, b)| between(b, "<CS:uid>", "</CS:uid>").to_string())
+        .expect("carol's invite");
+    post(
+        &srv,
+        "carol",
+        "/dav/calendars/carol/",
+        &reply_body(&carol_uid, false),
+    )
+    .await
+    .expect(200);
+    let r = propfind(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        "0",
+        "<CS:invite/>",
+    )
+    .await;
+    assert!(r.text().contains("<CS:invite-declined/>"), "{}", r.text());
+    let r = propfind(
+        &srv,
+        "carol",
+        "/dav/calendars/carol/",
+        "1",
+        "<D:resourcetype/>",
+    )
+    .await;
+    assert!(!r.text().contains("shared~"), "{}", r.text());
+
+    // Strangers cannot use bob's mount name.
+    let mount_name = mount
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    srv.send_as(
+        "dave",
+        "PROPFIND",
+        &format!("/dav/calendars/dave/{mount_name}/"),
+        "",
+        &[("Depth", "0")],
+    )
+    .await
+    .expect(404);
+    srv.send_as(
+        "dave",
+        "MKCALENDAR",
+        &format!("/dav/calendars/dave/{mount_name}/"),
+        "",
+        &[],
+    )
+    .await
+    .expect(404);
+
+    // Bob leaves the share by deleting his mount; alice's calendar is untouched.
+    srv.send_as("bob", "DELETE", &mount, "", &[])
+        .await
+        .expect(204);
+    propfind(&srv, "bob", &mount, "0", "<D:displayname/>")
+        .await
+        .expect(404);
+    srv.send(srv.req("GET", "/dav/calendars/alice/work/w1.ics"))
+        .await
+        .expect(200);
+    // Alice unshares with carol: carol is told.
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        r#"<CS:share xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><CS:remove><D:href>mailto:carol@example.org</D:href></CS:remove></CS:share>"#,
+    )
+    .await
+    .expect(200);
+    assert!(
+        notifications(&srv, "carol")
+            .await
+            .iter()
+            .any(|(_, _, b)| b.contains("<CS:invite-deleted/>"))
+    );
+}
+
+async fn access_requests(srv: TestServer) {
+    for name in ["carol", "dave"] {
+        srv.cli_ok(
+            &[
+                "user",
+                "add",
+                name,
+                "--password-stdin",
+                "--email",
+                &format!("{name}@example.org"),
+            ],
+            &format!("{name}-pw"),
+        );
+    }
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/a1.ics",
+        &ev("a1", "Alice's day"),
+    )
+    .await
+    .expect(201);
+    let json = ("Content-Type", "application/json");
+
+    // Dave asks for read-write; alice sees it in her notifications and the API.
+    let r = srv
+        .send_as(
+            "dave",
+            "POST",
+            "/api/share/requests",
+            r#"{"owner":"alice","access":"read-write","message":"for the project"}"#,
+            &[json],
+        )
+        .await;
+    r.expect(201);
+    let req: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let notes = notifications(&srv, "alice").await;
+    let (_, t, body) = notes
+        .iter()
+        .find(|(_, _, b)| b.contains("access-request"))
+        .expect("the request in alice's notifications");
+    assert!(t.contains("access-request"), "{t}");
+    assert!(
+        body.contains("<D:href>/dav/principals/dave/</D:href>") && body.contains("for the project"),
+        "{body}"
+    );
+    // One open request per pair.
+    srv.send_as(
+        "dave",
+        "POST",
+        "/api/share/requests",
+        r#"{"owner":"alice","access":"read"}"#,
+        &[json],
+    )
+    .await
+    .expect(409);
+    // Only alice answers it.
+    let id = req["id"].clone();
+    srv.send_as(
+        "bob",
+        "POST",
+        &format!("/api/share/requests/{id}/grant"),
+        "{}",
+        &[json],
+    )
+    .await
+    .expect(404);
+    srv.send_as(
+        "dave",
+        "POST",
+        &format!("/api/share/requests/{id}/grant"),
+        "{}",
+        &[json],
+    )
+    .await
+    .expect(404);
+    // Alice grants less than asked: read.
+    let r = srv
+        .send_as(
+            "alice",
+            "POST",
+            &format!("/api/share/requests/{id}/grant"),
+            r#"{"access":"read"}"#,
+            &[json],
+        )
+        .await;
+    r.expect(200);
+    let granted: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let mount = granted["mounts"]
+        .as_array()
+        .and_then(|m| m.first())
+        .and_then(|m| m.as_str())
+        .expect("a mount")
+        .to_string();
+    assert!(
+        notifications(&srv, "dave")
+            .await
+            .iter()
+            .any(|(_, _, b)| b.contains("<X:granted><CS:access><CS:read/></CS:access></X:granted>")),
+        "dave is told"
+    );
+    assert!(
+        !notifications(&srv, "alice")
+            .await
+            .iter()
+            .any(|(_, _, b)| b.contains("access-request")),
+        "an answered request leaves the owner's notifications"
+    );
+    // Dave sees alice's calendar, read only.
+    let r = srv
+        .send_as(
+            "dave",
+            "REPORT",
+            &mount,
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#,
+            &[("Depth", "1"), XML],
+        )
+        .await;
+    r.expect(207);
+    assert!(r.text().contains("Alice's day"), "{}", r.text());
+    srv.send_as(
+        "dave",
+        "PUT",
+        &format!("{mount}d.ics"),
+        &ev("d", "dave's"),
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(403);
+    let r = srv
+        .send_as("dave", "GET", "/api/share/requests", "", &[])
+        .await;
+    assert!(r.text().contains("\"status\":\"granted\""), "{}", r.text());
+    // Answered once is answered.
+    srv.send_as(
+        "alice",
+        "POST",
+        &format!("/api/share/requests/{id}/refuse"),
+        "",
+        &[],
+    )
+    .await
+    .expect(409);
+
+    // Carol asks over CalDAV; alice refuses over CalDAV; carol gets nothing but the answer.
+    let r = post(
+        &srv,
+        "carol",
+        "/dav/principals/alice/",
+        r#"<X:request-access xmlns:X="urn:x-convene:ns" xmlns:CS="http://calendarserver.org/ns/"><CS:read/><X:message>please</X:message></X:request-access>"#,
+    )
+    .await;
+    r.expect(201);
+    let carol_uid = between(&r.text(), "<CS:uid>", "</CS:uid>").to_string();
+    post(
+        &srv,
+        "bob",
+        "/dav/calendars/bob/",
+        &format!(r#"<X:access-reply xmlns:X="urn:x-convene:ns" xmlns:CS="http://calendarserver.org/ns/"><CS:in-reply-to>{carol_uid}</CS:in-reply-to><X:granted><CS:read/></X:granted></X:access-reply>"#),
+    )
+    .await
+    .expect(404);
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/",
+        &format!(r#"<X:access-reply xmlns:X="urn:x-convene:ns" xmlns:CS="http://calendarserver.org/ns/"><CS:in-reply-to>{carol_uid}</CS:in-reply-to><X:refused/></X:access-reply>"#),
+    )
+    .await
+    .expect(200);
+    assert!(
+        notifications(&srv, "carol")
+            .await
+            .iter()
+            .any(|(_, _, b)| b.contains("<X:refused/>"))
+    );
+    let r = propfind(
+        &srv,
+        "carol",
+        "/dav/calendars/carol/",
+        "1",
+        "<D:resourcetype/>",
+    )
+    .await;
+    assert!(!r.text().contains("shared~"), "{}", r.text());
+
+    // Bob asks and withdraws: alice's notification goes, and it can no longer be granted.
+    let r = srv
+        .send_as(
+            "bob",
+            "POST",
+            "/api/share/requests",
+            r#"{"owner":"alice","access":"read"}"#,
+            &[json],
+        )
+        .await;
+    r.expect(201);
+    let bid = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["id"].clone();
+    srv.send_as(
+        "alice",
+        "DELETE",
+        &format!("/api/share/requests/{bid}"),
+        "",
+        &[],
+    )
+    .await
+    .expect(404);
+    srv.send_as(
+        "bob",
+        "DELETE",
+        &format!("/api/share/requests/{bid}"),
+        "",
+        &[],
+    )
+    .await
+    .expect(204);
+    assert!(
+        !notifications(&srv, "alice")
+            .await
+            .iter()
+            .any(|(_, _, b)| b.contains("/dav/principals/bob/")),
+    );
+    srv.send_as(
+        "alice",
+        "POST",
+        &format!("/api/share/requests/{bid}/grant"),
+        "{}",
+        &[json],
+    )
+    .await
+    .expect(409);
+
+    // A request that expires: listed as expired, not grantable; a new one may be made.
+    let r = srv
+        .send_as(
+            "bob",
+            "POST",
+            "/api/share/requests",
+            r#"{"owner":"alice","access":"free-busy","expires_in_seconds":1}"#,
+            &[json],
+        )
+        .await;
+    r.expect(201);
+    let eid = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["id"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = srv
+        .send_as("alice", "GET", "/api/share/requests", "", &[])
+        .await;
+    assert!(r.text().contains("\"status\":\"expired\""), "{}", r.text());
+    srv.send_as(
+        "alice",
+        "POST",
+        &format!("/api/share/requests/{eid}/grant"),
+        "{}",
+        &[json],
+    )
+    .await
+    .expect(409);
+    let r = srv
+        .send_as(
+            "bob",
+            "POST",
+            "/api/share/requests",
+            r#"{"owner":"alice","access":"free-busy"}"#,
+            &[json],
+        )
+        .await;
+    r.expect(201);
+    let fid = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["id"].clone();
+    // Free-busy only: the free-busy REPORT answers, nothing else does.
+    let r = srv
+        .send_as(
+            "alice",
+            "POST",
+            &format!("/api/share/requests/{fid}/grant"),
+            "{}",
+            &[json],
+        )
+        .await;
+    r.expect(200);
+    let fb_mount = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["mounts"][0]
+        .as_str()
+        .expect("mount")
+        .to_string();
+    srv.send_as(
+        "bob",
+        "REPORT",
+        &fb_mount,
+        r#"<C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav"><C:time-range start="20200101T000000Z" end="20400101T000000Z"/></C:free-busy-query>"#,
+        &[XML],
+    )
+    .await
+    .expect(200);
+    srv.send_as(
+        "bob",
+        "REPORT",
+        &fb_mount,
+        r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#,
+        &[("Depth", "1"), XML],
+    )
+    .await
+    .expect(403);
+    let r = propfind(&srv, "bob", &fb_mount, "1", "<D:getetag/>").await;
+    assert!(
+        !r.text().contains(".ics"),
+        "no members for free-busy: {}",
+        r.text()
+    );
+}
+
+both_backends!(cs_sharing, calendar_sharing);
+both_backends!(access_request_flow, access_requests);
