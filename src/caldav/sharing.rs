@@ -459,7 +459,7 @@ impl Dav<'_> {
                         .await
                         .map_err(internal)?;
                     if changed {
-                        self.send_invite(&share, u, &host, cal, share.status)
+                        self.send_invite(&share, u, &host, cal, status_xml(share.status))
                             .await?;
                     }
                 } else if let Some(share) = self
@@ -468,24 +468,24 @@ impl Dav<'_> {
                     .await
                     .map_err(internal)?
                 {
-                    self.send_invite(&share, u, &host, cal, InviteStatus::Declined)
-                        .await
-                        .ok();
-                    // The spec's CS:invite-deleted: the calendar is no longer shared with them.
-                    self.deliver_invite_deleted(&share, u, &host).await?;
+                    // CS:invite-deleted: the calendar is no longer shared with them.
+                    self.send_invite(&share, u, &host, cal, "<CS:invite-deleted/>")
+                        .await?;
                 }
             }
         }
         Ok(DavResponse::new(StatusCode::OK).header(http::header::CONTENT_LENGTH, "0"))
     }
 
+    /// A `CS:invite-notification` to a sharee; `state` is its status element
+    /// (`CS:invite-noresponse`, `CS:invite-accepted`, `CS:invite-deleted`, ...).
     async fn send_invite(
         &self,
         share: &CalendarShare,
         to: &User,
         host: &str,
         cal: &Resource,
-        status: InviteStatus,
+        state: &str,
     ) -> Result<(), DavError> {
         let comps = cal
             .supported_components
@@ -498,7 +498,7 @@ impl Dav<'_> {
             "<CS:invite-notification shared-type=\"calendar\"><CS:uid>{}</CS:uid><D:href>{}</D:href>{}{}<CS:hosturl><D:href>{}</D:href></CS:hosturl><CS:organizer><D:href>{}</D:href>{}</CS:organizer>{}<C:supported-calendar-component-set>{comps}</C:supported-calendar-component-set></CS:invite-notification>",
             escape(&share.invite_uid),
             escape(&address_of(to)),
-            status_xml(status),
+            state,
             access_xml(share.access),
             escape(host),
             escape(&address_of(self.user)),
@@ -508,31 +508,6 @@ impl Dav<'_> {
                 .as_deref()
                 .map(|t| format!("<CS:summary>{}</CS:summary>", escape(t)))
                 .unwrap_or_default(),
-        );
-        deliver_notification(
-            self.store,
-            to.id,
-            &notification_name(&share.invite_uid),
-            &inner,
-            "<CS:invite-notification shared-type=\"calendar\"/>",
-        )
-        .await
-    }
-
-    async fn deliver_invite_deleted(
-        &self,
-        share: &CalendarShare,
-        to: &User,
-        host: &str,
-    ) -> Result<(), DavError> {
-        let inner = format!(
-            "<CS:invite-notification shared-type=\"calendar\"><CS:uid>{}</CS:uid><D:href>{}</D:href><CS:invite-deleted/>{}<CS:hosturl><D:href>{}</D:href></CS:hosturl><CS:organizer><D:href>{}</D:href>{}</CS:organizer></CS:invite-notification>",
-            escape(&share.invite_uid),
-            escape(&address_of(to)),
-            access_xml(share.access),
-            escape(host),
-            escape(&address_of(self.user)),
-            common_name(self.user),
         );
         deliver_notification(
             self.store,
@@ -594,26 +569,8 @@ impl Dav<'_> {
         // The invitation is answered: it leaves the sharee's notifications.
         remove_notification(self.store, self.user.id, &notification_name(&uid)).await?;
         let summary = root.child(NS_CS, "summary").map(|s| s.text.clone());
-        let inner = format!(
-            "<CS:invite-reply><D:href>{}</D:href>{}{}<CS:hosturl><D:href>{}</D:href></CS:hosturl><CS:in-reply-to>{}</CS:in-reply-to>{}</CS:invite-reply>",
-            escape(&address_of(self.user)),
-            common_name(self.user),
-            status_xml(status),
-            escape(&host),
-            escape(&uid),
-            summary
-                .as_deref()
-                .map(|t| format!("<CS:summary>{}</CS:summary>", escape(t)))
-                .unwrap_or_default()
-        );
-        deliver_notification(
-            self.store,
-            owner.id,
-            &format!("reply-{}", notification_name(&uid)),
-            &inner,
-            "<CS:invite-reply/>",
-        )
-        .await?;
+        self.reply_to_sharer(&owner, &uid, status, &host, summary.as_deref())
+            .await?;
         if !accept {
             return Ok(DavResponse::new(StatusCode::OK).header(http::header::CONTENT_LENGTH, "0"));
         }
@@ -626,6 +583,36 @@ impl Dav<'_> {
             .header(http::header::CONTENT_TYPE, "application/xml; charset=utf-8");
         r.body = Bytes::from(body);
         Ok(r)
+    }
+
+    /// A `CS:invite-reply` notification to the sharer (sharing 5.4.1).
+    async fn reply_to_sharer(
+        &self,
+        owner: &User,
+        uid: &str,
+        status: InviteStatus,
+        host: &str,
+        summary: Option<&str>,
+    ) -> Result<(), DavError> {
+        let inner = format!(
+            "<CS:invite-reply><D:href>{}</D:href>{}{}<CS:hosturl><D:href>{}</D:href></CS:hosturl><CS:in-reply-to>{}</CS:in-reply-to>{}</CS:invite-reply>",
+            escape(&address_of(self.user)),
+            common_name(self.user),
+            status_xml(status),
+            escape(host),
+            escape(uid),
+            summary
+                .map(|t| format!("<CS:summary>{}</CS:summary>", escape(t)))
+                .unwrap_or_default()
+        );
+        deliver_notification(
+            self.store,
+            owner.id,
+            &format!("reply-{}", notification_name(uid)),
+            &inner,
+            "<CS:invite-reply/>",
+        )
+        .await
     }
 
     /// A new mount starts with the sharer's name and colour (the sharee's to change) and, as
@@ -682,19 +669,12 @@ impl Dav<'_> {
             .map_err(internal)?
         {
             let host = self.calendar_href(&owner, mount.calendar).await?;
-            let inner = format!(
-                "<CS:invite-reply><D:href>{}</D:href>{}<CS:invite-declined/><CS:hosturl><D:href>{}</D:href></CS:hosturl><CS:in-reply-to>{}</CS:in-reply-to></CS:invite-reply>",
-                escape(&address_of(self.user)),
-                common_name(self.user),
-                escape(&host),
-                escape(&mount.share.invite_uid),
-            );
-            deliver_notification(
-                self.store,
-                owner.id,
-                &format!("reply-{}", notification_name(&mount.share.invite_uid)),
-                &inner,
-                "<CS:invite-reply/>",
+            self.reply_to_sharer(
+                &owner,
+                &mount.share.invite_uid,
+                InviteStatus::Declined,
+                &host,
+                None,
             )
             .await?;
         }
@@ -825,7 +805,8 @@ impl Dav<'_> {
                     home_href(&self.user.name),
                     dav::encode_path(&cal.name)
                 );
-                self.send_invite(&share, &requester, &host, &cal, InviteStatus::Accepted)
+                let accepted = status_xml(InviteStatus::Accepted);
+                self.send_invite(&share, &requester, &host, &cal, accepted)
                     .await?;
                 self.seed_mount_props(&share).await?;
                 mounts.push(format!(
