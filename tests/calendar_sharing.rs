@@ -319,6 +319,52 @@ async fn calendar_sharing(srv: TestServer) {
         .await;
     hers.expect(200);
     assert!(hers.text().contains("Added by bob"));
+    // A sharee's write schedules as the owner (sharing 5.5.5): dave is invited by alice.
+    let meeting = ev("m1", "Planning with dave").replace(
+        "END:VEVENT",
+        "ORGANIZER:mailto:alice@example.org\r\nATTENDEE:mailto:alice@example.org\r\nATTENDEE:mailto:dave@example.org\r\nEND:VEVENT",
+    );
+    srv.send_as(
+        "bob",
+        "PUT",
+        &format!("{mount}m1.ics"),
+        &meeting,
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(201);
+    let r = propfind(
+        &srv,
+        "dave",
+        "/dav/calendars/dave/inbox/",
+        "1",
+        "<D:getetag/>",
+    )
+    .await;
+    let mut inbox = String::new();
+    for (href, _) in responses(&r.xml()) {
+        if href.ends_with(".ics") {
+            inbox.push_str(&srv.send_as("dave", "GET", &href, "", &[]).await.text());
+        }
+    }
+    assert!(
+        inbox.contains("METHOD:REQUEST") && inbox.contains("ORGANIZER:mailto:alice@example.org"),
+        "{inbox}"
+    );
+    // ... and no sharee organizes in alice's calendar.
+    let r = srv
+        .send_as(
+            "bob",
+            "PUT",
+            &format!("{mount}m2.ics"),
+            &meeting
+                .replace("UID:m1", "UID:m2")
+                .replace("ORGANIZER:mailto:alice", "ORGANIZER:mailto:bob"),
+            &[("Content-Type", "text/calendar")],
+        )
+        .await;
+    r.expect(403);
+    assert!(r.text().contains("organizer-allowed"), "{}", r.text());
     // ... but never through a Destination into her home.
     srv.send_as(
         "bob",

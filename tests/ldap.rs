@@ -575,6 +575,32 @@ async fn sharing_follows_directory(mut srv: TestServer) {
         c.len() == 1 && c[0].1.contains("Sales kickoff")
     })
     .await;
+    // Sharing a whole calendar with a department principal invites each member.
+    srv.send(
+        srv.req("POST", "/dav/calendars/alice/team/")
+            .header("Content-Type", "application/xml")
+            .body(r#"<CS:share xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><CS:set><D:href>/dav/departments/Sales/</D:href><CS:read/></CS:set></CS:share>"#),
+    )
+    .await
+    .expect(200);
+    for (uid, pw) in [(&rita, &rita_pw), (&sam, &sam_pw)] {
+        let r = srv
+            .send(
+                srv.req_as(
+                    uid,
+                    pw,
+                    "PROPFIND",
+                    &format!("/dav/calendars/{uid}/notification/"),
+                )
+                .header("Depth", "1"),
+            )
+            .await;
+        assert!(
+            r.text().contains(".xml</D:href>"),
+            "{uid} has no invitation: {}",
+            r.text()
+        );
+    }
     // Rita is still there; bob (not in the directory) never got anything.
     common::copies_until(&srv, &rita, &rita_pw, "alice", "her copy kept", |c| {
         c.len() == 1

@@ -2117,6 +2117,17 @@ impl<'a> Dav<'a> {
         let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
                 let s = self.check_calendar_body(&parent, content_type, &req.body)?;
+                // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
+                if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
+                    && let Some(sched) = ical::itip::scheduling(&req.body)
+                    && !self.acting().is_my_address(&sched.organizer.address)
+                {
+                    return Err(DavError::with(
+                        403,
+                        CalCondition::OrganizerAllowed,
+                        "in a shared calendar the organizer must be the calendar's owner",
+                    ));
+                }
                 let index = self.index_body(&req.body)?;
                 plan = Some(
                     self.acting()
