@@ -504,10 +504,19 @@ async fn sharing_follows_directory(mut srv: TestServer) {
             .unwrap_or_default()
     );
     let (rita, sam) = (format!("rita{tag}"), format!("sam{tag}"));
-    for (uid, dept) in [(&rita, "Sales"), (&sam, "Engineering")] {
+    let (boss, emp) = (format!("boss{tag}"), format!("emp{tag}"));
+    for (uid, dept, manager) in [
+        (&rita, "Sales", None),
+        (&sam, "Engineering", None),
+        (&boss, "Platform", None),
+        (&emp, "Platform", Some(&boss)),
+    ] {
+        let manager = manager
+            .map(|m| format!("manager: uid={m},ou=people,dc=example,dc=org\n"))
+            .unwrap_or_default();
         ldapmodify(
             format!(
-                "dn: uid={uid},ou=people,dc=example,dc=org\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@example.org\nuserPassword: {uid}-pass\ndepartmentNumber: {dept}\n"
+                "dn: uid={uid},ou=people,dc=example,dc=org\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@example.org\nuserPassword: {uid}-pass\ndepartmentNumber: {dept}\n{manager}"
             )
             .as_bytes(),
         );
@@ -601,6 +610,43 @@ async fn sharing_follows_directory(mut srv: TestServer) {
             r.text()
         );
     }
+    // "To my manager": emp's rule sends her calendar to boss, her manager in the directory.
+    for uid in [&boss, &emp] {
+        assert_eq!(
+            status(
+                &srv,
+                uid,
+                &format!("{uid}-pass"),
+                &format!("/dav/calendars/{uid}/")
+            )
+            .await,
+            207
+        );
+    }
+    let emp_pw = format!("{emp}-pass");
+    srv.send(
+        srv.req_as(&emp, &emp_pw, "POST", "/api/share/rules")
+            .header("Content-Type", "application/json")
+            .body(r#"{"calendar":"calendar","kind":"manager"}"#),
+    )
+    .await
+    .expect(201);
+    srv.send(
+        srv.req_as(&emp, &emp_pw, "PUT", &format!("/dav/calendars/{emp}/calendar/leave.ics"))
+            .header("Content-Type", "text/calendar")
+            .body("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:leave\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20300301\r\nDTEND;VALUE=DATE:20300305\r\nSUMMARY:Annual leave\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"),
+    )
+    .await
+    .expect(201);
+    common::copies_until(
+        &srv,
+        &boss,
+        &format!("{boss}-pass"),
+        &emp,
+        "the report's leave",
+        |c| c.iter().any(|(_, d)| d.contains("Annual leave")),
+    )
+    .await;
     // Rita is still there; bob (not in the directory) never got anything.
     common::copies_until(&srv, &rita, &rita_pw, "alice", "her copy kept", |c| {
         c.len() == 1

@@ -472,3 +472,49 @@ async fn sharing(srv: TestServer) {
 }
 
 both_backends!(delegated_entries, sharing);
+
+/// Two instances on one PostgreSQL database: each one's workers see the other's writes (the
+/// change log is the job queue), and the lease keeps the copies single.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_store() {
+    let a = TestServer::start(common::Backend::Postgres).await;
+    let b = a.another_instance().await;
+    a.put_ics(
+        "/dav/calendars/alice/calendar/multi.ics",
+        &ev("multi", "20300105T100000Z", "Across instances", TO_BOB),
+    )
+    .await
+    .expect(201);
+    let seen = copies_until(
+        &b,
+        "bob",
+        "alice",
+        "the copy through the other instance",
+        |c| one_with(c, "Across instances").is_some(),
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let r = b
+        .send(b.req("GET", "/dav/calendars/alice/calendar/multi.ics"))
+        .await;
+    r.expect(200);
+    b.put_ics(
+        "/dav/calendars/alice/calendar/multi.ics",
+        &ev("multi", "20300105T100000Z", "Edited on b", TO_BOB),
+    )
+    .await
+    .expect(204);
+    let seen = copies_until(
+        &a,
+        "bob",
+        "alice",
+        "the edit made on the other instance",
+        |c| one_with(c, "Edited on b").is_some(),
+    )
+    .await;
+    assert_eq!(
+        seen.len(),
+        1,
+        "one copy, whichever worker made it: {seen:?}"
+    );
+}

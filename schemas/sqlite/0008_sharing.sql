@@ -26,6 +26,10 @@ CREATE TABLE share_cursors (
     lease_until BIGINT NOT NULL DEFAULT 0
 );
 
+-- The worker looks for calendars with unshared changes on every pass: an index of calendars
+-- alone keeps that from reading every object row.
+CREATE INDEX resources_calendars ON resources(id) WHERE kind = 'calendar';
+
 -- Which recipients hold a copy of which owner object (calendar, member name).
 CREATE TABLE share_copies (
     calendar_id  BIGINT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,

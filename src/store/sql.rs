@@ -1473,11 +1473,14 @@ macro_rules! impl_sql_store {
             }
 
             async fn share_watched(&self) -> Result<Vec<(ResourceId, UserId, ShareCursor)>> {
+                // Driven by the two small tables, never by the resource table.
                 let rows = sqlx::query(
-                    "SELECT r.id, r.owner_id, COALESCE(c.seq, 0), COALESCE(c.audience, ''), \
-                     COALESCE(c.refs, '') FROM resources r LEFT JOIN share_cursors c ON c.calendar_id = r.id \
-                     WHERE r.kind = 'calendar' AND (c.refs <> '' OR c.audience <> '' \
-                     OR EXISTS (SELECT 1 FROM share_rules s WHERE s.calendar_id = r.id)) ORDER BY r.id",
+                    "SELECT c.calendar_id, r.owner_id, c.seq, c.audience, c.refs FROM share_cursors c \
+                     JOIN resources r ON r.id = c.calendar_id WHERE c.refs <> '' OR c.audience <> '' \
+                     UNION \
+                     SELECT s.calendar_id, s.owner_id, COALESCE(c.seq, 0), COALESCE(c.audience, ''), \
+                     COALESCE(c.refs, '') FROM share_rules s LEFT JOIN share_cursors c ON c.calendar_id = s.calendar_id \
+                     ORDER BY 1",
                 )
                 .fetch_all(&self.pool)
                 .await?;

@@ -181,6 +181,24 @@ impl TestServer {
         panic!("convene did not start");
     }
 
+    /// Another server process on the same store (several instances of one organisation).
+    pub async fn another_instance(&self) -> TestServer {
+        let mut s = TestServer {
+            base: String::new(),
+            child: Command::new("true").spawn().expect("spawn"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            db_args: self.db_args.clone(),
+            client: self.client.clone(),
+            config: self.config.clone(),
+            log_filter: self.log_filter.clone(),
+            log: Default::default(),
+            fixed_port: None,
+        };
+        let _ = s.child.wait();
+        s.spawn_server().await;
+        s
+    }
+
     /// Run a CLI command against this server's store; returns (status, stdout, stderr).
     pub fn cli(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
         let mut child = Command::new(BIN)
