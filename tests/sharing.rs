@@ -469,6 +469,32 @@ async fn sharing(srv: TestServer) {
     })
     .await;
     get(&srv, "bob", &href).await.expect(404);
+
+    // A whole calendar deleted: its copies go too (found on the worker's timer).
+    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/brief/"))
+        .await
+        .expect(201);
+    srv.put_ics(
+        "/dav/calendars/alice/brief/x.ics",
+        &ev("brief-1", "20300120T100000Z", "Short-lived", TO_BOB),
+    )
+    .await
+    .expect(201);
+    copies_until(&srv, "bob", "alice", "the short-lived event", |c| {
+        one_with(c, "Short-lived").is_some()
+    })
+    .await;
+    srv.send(srv.req("DELETE", "/dav/calendars/alice/brief/"))
+        .await
+        .expect(204);
+    copies_until(
+        &srv,
+        "bob",
+        "alice",
+        "the deleted calendar's copies removed",
+        |c| one_with(c, "Short-lived").is_none(),
+    )
+    .await;
 }
 
 both_backends!(delegated_entries, sharing);

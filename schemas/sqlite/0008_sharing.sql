@@ -30,11 +30,16 @@ CREATE TABLE share_cursors (
 -- alone keeps that from reading every object row.
 CREATE INDEX resources_calendars ON resources(id) WHERE kind = 'calendar';
 
--- Which recipients hold a copy of which owner object (calendar, member name).
+-- Which recipients hold a copy of which owner object (calendar, member name), and where
+-- (the recipient's `from~OWNER` calendar and the copy's name there). No foreign key on the
+-- calendar: when it is deleted (or its owner is), the rows stay so the worker can find and
+-- remove the copies it left.
 CREATE TABLE share_copies (
-    calendar_id  BIGINT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+    calendar_id  BIGINT NOT NULL,
     name         TEXT NOT NULL,
     recipient_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    mount        TEXT NOT NULL,
+    copy_name    TEXT NOT NULL,
     PRIMARY KEY (calendar_id, name, recipient_id)
 );
 CREATE INDEX share_copies_recipient ON share_copies(recipient_id);

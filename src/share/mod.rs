@@ -26,8 +26,8 @@ use crate::ical::delegated::{self, Privacy, Style};
 use crate::ical::index::IndexLimits;
 use crate::store::{
     Change, NewCollection, NewObject, ResourceId, ResourceKind, ResourceReader, ResourceWriter,
-    RuleKind, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp, SyncReader, User,
-    UserId, UserStore, WriteCondition,
+    RuleKind, ShareCopy, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp,
+    SyncReader, User, UserId, UserStore, WriteCondition,
 };
 
 /// Recipients' mounts are calendars named `from~OWNER`; no client makes such a name.
@@ -122,7 +122,17 @@ impl Sharing {
     /// writes into one pass) and at least every `interval`.
     pub async fn run(self) {
         loop {
-            let _ = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified()).await;
+            let woken = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified())
+                .await
+                .is_ok();
+            if !woken {
+                // On the timer only: it reads the whole copy register.
+                match self.sweep_orphans().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "copies of deleted calendars removed"),
+                    Err(e) => tracing::warn!(error = %e, "removing orphaned copies failed"),
+                }
+            }
             tokio::time::sleep(Duration::from_millis(30)).await;
             match self.pass().await {
                 Ok(s) if s.written + s.removed > 0 => tracing::debug!(
@@ -186,6 +196,20 @@ impl Sharing {
             }
         }
         Ok(stats)
+    }
+
+    /// Remove the copies of calendars that are gone (deleted, or their owner's account was).
+    pub async fn sweep_orphans(&self) -> Result<usize, ShareError> {
+        let store = &self.0.store;
+        let orphans = store.orphaned_share_copies().await?;
+        for c in &orphans {
+            self.remove_copy_at(c.recipient, &c.mount, &c.copy_name)
+                .await?;
+            store
+                .forget_share_copy(c.calendar, &c.name, c.recipient)
+                .await?;
+        }
+        Ok(orphans.len())
     }
 
     /// Bring one calendar's copies up to date; the new cursor and counts.
@@ -314,7 +338,15 @@ impl Sharing {
                     {
                         written += 1;
                     }
-                    store.record_share_copy(cal_id, &r.name, u.id).await?;
+                    store
+                        .record_share_copy(&ShareCopy {
+                            calendar: cal_id,
+                            name: r.name.clone(),
+                            recipient: u.id,
+                            mount: mount_name(&owner.name),
+                            copy_name: copy_name.clone(),
+                        })
+                        .await?;
                 }
                 for gone_user in had.iter().filter(|u| !audience.users.contains_key(u)) {
                     self.remove_copy(&owner, *gone_user, &copy_name).await?;
@@ -573,9 +605,14 @@ impl Sharing {
     }
 
     async fn remove_copy(&self, owner: &User, to: UserId, name: &str) -> Result<(), ShareError> {
+        self.remove_copy_at(to, &mount_name(&owner.name), name)
+            .await
+    }
+
+    async fn remove_copy_at(&self, to: UserId, mount: &str, name: &str) -> Result<(), ShareError> {
         let store = &self.0.store;
         let chain = store
-            .lookup_path(to, &[mount_name(&owner.name), name.to_string()])
+            .lookup_path(to, &[mount.to_string(), name.to_string()])
             .await?;
         if let [_, _, obj] = chain.as_slice() {
             match store.delete(obj.id, WriteCondition::None).await {

@@ -550,6 +550,19 @@ pub struct PendingCalendar {
     pub cursor: i64,
 }
 
+/// One recipient's copy of one owner object, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareCopy {
+    /// The owner's calendar and member name.
+    pub calendar: ResourceId,
+    pub name: String,
+    pub recipient: UserId,
+    /// The recipient's calendar of the owner's entries (`from~OWNER`).
+    pub mount: String,
+    /// The copy's name there.
+    pub copy_name: String,
+}
+
 /// A user's sharing settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShareSettings {
@@ -594,12 +607,9 @@ pub trait ShareStore {
         calendar: ResourceId,
         names: Option<&[String]>,
     ) -> Result<Vec<(String, UserId)>>;
-    async fn record_share_copy(
-        &self,
-        calendar: ResourceId,
-        name: &str,
-        recipient: UserId,
-    ) -> Result<()>;
+    async fn record_share_copy(&self, copy: &ShareCopy) -> Result<()>;
+    /// Copies of calendars that no longer exist (deleted, or their owner was), at most 500.
+    async fn orphaned_share_copies(&self) -> Result<Vec<ShareCopy>>;
     async fn forget_share_copy(
         &self,
         calendar: ResourceId,
@@ -1214,13 +1224,11 @@ impl ShareStore for Store {
     ) -> Result<Vec<(String, UserId)>> {
         delegate!(self, s => s.share_copies(calendar, names).await)
     }
-    async fn record_share_copy(
-        &self,
-        calendar: ResourceId,
-        name: &str,
-        recipient: UserId,
-    ) -> Result<()> {
-        delegate!(self, s => s.record_share_copy(calendar, name, recipient).await)
+    async fn record_share_copy(&self, copy: &ShareCopy) -> Result<()> {
+        delegate!(self, s => s.record_share_copy(copy).await)
+    }
+    async fn orphaned_share_copies(&self) -> Result<Vec<ShareCopy>> {
+        delegate!(self, s => s.orphaned_share_copies().await)
     }
     async fn forget_share_copy(
         &self,

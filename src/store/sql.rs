@@ -1582,22 +1582,39 @@ macro_rules! impl_sql_store {
                 Ok(out)
             }
 
-            async fn record_share_copy(
-                &self,
-                calendar: ResourceId,
-                name: &str,
-                recipient: UserId,
-            ) -> Result<()> {
+            async fn record_share_copy(&self, copy: &ShareCopy) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO share_copies (calendar_id, name, recipient_id) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO share_copies (calendar_id, name, recipient_id, mount, copy_name) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 )
-                .bind(calendar.0)
-                .bind(name)
-                .bind(recipient.0)
+                .bind(copy.calendar.0)
+                .bind(&copy.name)
+                .bind(copy.recipient.0)
+                .bind(&copy.mount)
+                .bind(&copy.copy_name)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn orphaned_share_copies(&self) -> Result<Vec<ShareCopy>> {
+                let rows = sqlx::query(
+                    "SELECT calendar_id, name, recipient_id, mount, copy_name FROM share_copies s \
+                     WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = s.calendar_id) LIMIT 500",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ShareCopy {
+                            calendar: ResourceId(r.try_get(0)?),
+                            name: r.try_get(1)?,
+                            recipient: UserId(r.try_get(2)?),
+                            mount: r.try_get(3)?,
+                            copy_name: r.try_get(4)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn forget_share_copy(
