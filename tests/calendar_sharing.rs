@@ -781,5 +781,39 @@ async fn access_requests(srv: TestServer) {
     );
 }
 
+/// Requests cannot be spammed: at most 20 a day per requester, withdrawn ones included.
+async fn request_limit(srv: TestServer) {
+    let json = ("Content-Type", "application/json");
+    let mut opened = 0;
+    for _ in 0..30 {
+        let r = srv
+            .send_as(
+                "bob",
+                "POST",
+                "/api/share/requests",
+                r#"{"owner":"alice","access":"read"}"#,
+                &[json],
+            )
+            .await;
+        if r.status.as_u16() == 429 {
+            break;
+        }
+        r.expect(201);
+        opened += 1;
+        let id = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["id"].clone();
+        srv.send_as(
+            "bob",
+            "DELETE",
+            &format!("/api/share/requests/{id}"),
+            "",
+            &[],
+        )
+        .await
+        .expect(204);
+    }
+    assert_eq!(opened, 20);
+}
+
 both_backends!(cs_sharing, calendar_sharing);
+both_backends!(access_request_limit, request_limit);
 both_backends!(access_request_flow, access_requests);
