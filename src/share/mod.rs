@@ -118,8 +118,9 @@ impl Sharing {
         &self.0.cfg
     }
 
-    /// The worker loop: a pass when woken (after a short pause that gathers a burst of
-    /// writes into one pass) and at least every `interval`.
+    /// The worker loop: a pass when woken (after a 100 ms pause that gathers a burst of
+    /// writes into one pass, so a bulk load costs a few passes a second, not one per PUT) and
+    /// at least every `interval`.
     pub async fn run(self) {
         loop {
             let woken = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified())
@@ -133,7 +134,7 @@ impl Sharing {
                     Err(e) => tracing::warn!(error = %e, "removing orphaned copies failed"),
                 }
             }
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             match self.pass().await {
                 Ok(s) if s.written + s.removed > 0 => tracing::debug!(
                     calendars = s.calendars,
