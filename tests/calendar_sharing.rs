@@ -275,6 +275,97 @@ async fn calendar_sharing(srv: TestServer) {
             .await;
         assert_eq!(r.status.as_u16(), 403, "{m} {p}: {}", r.text());
     }
+    // Bob's own alarm on alice's entry (sharing 5.5.4): his, through her next edit.
+    let w1 = format!("{mount}w1.ics");
+    let sync = |token: String| {
+        format!(
+            r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"#
+        )
+    };
+    let r = srv
+        .send_as("bob", "REPORT", &mount, &sync(String::new()), &[XML])
+        .await;
+    let token = r
+        .xml()
+        .child("DAV:", "sync-token")
+        .map(|t| t.text.clone())
+        .expect("token");
+    let before = srv.send_as("bob", "GET", &w1, "", &[]).await;
+    before.expect(200);
+    let alarm = "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nDESCRIPTION:bob's reminder\r\nEND:VALARM\r\n";
+    let with_alarm = before
+        .text()
+        .replace("END:VEVENT", &format!("{alarm}END:VEVENT"));
+    srv.send_as(
+        "bob",
+        "PUT",
+        &w1,
+        &with_alarm,
+        &[
+            ("Content-Type", "text/calendar"),
+            ("If-Match", &before.etag()),
+        ],
+    )
+    .await
+    .expect(204);
+    let mine = srv.send_as("bob", "GET", &w1, "", &[]).await;
+    assert!(mine.text().contains("bob's reminder"), "{}", mine.text());
+    let r = srv
+        .send_as("bob", "REPORT", &mount, &sync(token), &[XML])
+        .await;
+    assert!(
+        r.text().contains("w1.ics"),
+        "his other devices' sync reports the entry: {}",
+        r.text()
+    );
+    assert_ne!(
+        mine.etag(),
+        before.etag(),
+        "his other devices see the change"
+    );
+    let listed = propfind(&srv, "bob", &w1, "0", "<D:getetag/>").await;
+    let listed_etag = responses(&listed.xml())
+        .first()
+        .and_then(|(_, r)| prop_text(r, "DAV:", "getetag"));
+    assert_eq!(listed_etag, Some(mine.etag()), "PROPFIND and GET agree");
+    let hers = srv
+        .send(srv.req("GET", "/dav/calendars/alice/work/w1.ics"))
+        .await;
+    assert!(!hers.text().contains("bob's reminder"), "{}", hers.text());
+    srv.put_ics(
+        "/dav/calendars/alice/work/w1.ics",
+        &ev("w1", "Quarterly review").replace("SUMMARY:", "LOCATION:Room 2\r\nSUMMARY:"),
+    )
+    .await
+    .expect(204);
+    let after = srv.send_as("bob", "GET", &w1, "", &[]).await;
+    assert!(
+        after.text().contains("Room 2") && after.text().contains("bob's reminder"),
+        "{}",
+        after.text()
+    );
+    // A stale ETag, or a change of content, is still refused.
+    srv.send_as(
+        "bob",
+        "PUT",
+        &w1,
+        &with_alarm,
+        &[
+            ("Content-Type", "text/calendar"),
+            ("If-Match", &before.etag()),
+        ],
+    )
+    .await
+    .expect(412);
+    srv.send_as(
+        "bob",
+        "PUT",
+        &w1,
+        &after.text().replace("Room 2", "Room 9"),
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(403);
     srv.send_as(
         "bob",
         "PROPPATCH",

@@ -78,9 +78,11 @@ async fn cell(
             common::event(&format!("matrix-{n}"), "matrix"),
             vec![("Content-Type", "text/calendar".into())],
         ),
+        // A change of content (a read sharee may only change their own alarms).
         "PUT" => (
             path.into(),
-            common::event("w1", SECRET),
+            common::event("w1", SECRET)
+                .replace("SUMMARY:", &format!("DESCRIPTION:matrix {n}\r\nSUMMARY:")),
             vec![("Content-Type", "text/calendar".into())],
         ),
         "MKCOL" | "MKCALENDAR" => {

@@ -36,3 +36,14 @@ CREATE TABLE access_requests (
 );
 CREATE UNIQUE INDEX access_requests_open ON access_requests(requester_id, owner_id) WHERE status = 'open';
 CREATE INDEX access_requests_owner ON access_requests(owner_id);
+
+-- A sharee's own part of an entry in a calendar shared with them (CalendarServer sharing
+-- 5.5.4: alarms and transparency are per user): their last body, of which only the VALARMs
+-- and TRANSP are used, laid over the sharer's current content when they read it.
+CREATE TABLE personal_data (
+    resource_id BIGINT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+    user_id     BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    etag        TEXT NOT NULL,
+    data        BYTEA NOT NULL,
+    PRIMARY KEY (resource_id, user_id)
+);

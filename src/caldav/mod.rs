@@ -536,6 +536,11 @@ pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
         delegation,
         links: delegation::LinkCache::default(),
     };
+    if let Some(Delegation { mount: Some(m), .. }) = &dav.delegation
+        && let Err(e) = dav.load_personal(m.calendar).await
+    {
+        return DavResponse::from_error(&e);
+    }
     let result = match req.method.as_str() {
         "OPTIONS" => Ok(options()),
         "PROPFIND" => dav.propfind(&req).await,
@@ -679,6 +684,8 @@ impl<'a> Dav<'a> {
             (_, ShareAccess::FreeBusy) => on_mount && matches!(method, "PROPFIND" | "REPORT"),
             // Sharing 5.5.5: a sharee never moves an object out of the shared calendar.
             ("MOVE", _) => false,
+            // Any sharee may keep their own alarms on an entry (checked in PUT).
+            ("PUT", _) if !on_mount => true,
             _ if reading => true,
             (_, ShareAccess::ReadWrite) => true,
             _ => false,
@@ -990,7 +997,7 @@ impl<'a> Dav<'a> {
                 ),
                 _ => return None,
             },
-            Prop::GetEtag => format!("<D:getetag>{}</D:getetag>", escape(res?.etag.as_deref()?)),
+            Prop::GetEtag => format!("<D:getetag>{}</D:getetag>", escape(&self.view_etag(res?)?)),
             Prop::GetContentType => {
                 let r = res?;
                 let ct = if r.kind == ResourceKind::Object {
@@ -1523,8 +1530,10 @@ impl<'a> Dav<'a> {
         let head = Bytes::from(ms.take_chunk());
         let (store, settings, user) =
             (self.store.clone(), self.settings.clone(), self.user.clone());
+        let personal = self.personal_parts();
         tokio::spawn(async move {
             let dav = Dav::background(&store, &settings, &user);
+            dav.set_personal_parts(personal);
             if tx.send(head).await.is_err() {
                 return;
             }
@@ -1915,7 +1924,7 @@ impl<'a> Dav<'a> {
     async fn get(&self, req: &DavRequest, with_body: bool) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. } if res.kind == ResourceKind::Object => {
-                let etag = res.etag.clone().unwrap_or_default();
+                let etag = self.view_etag(&res).unwrap_or_default();
                 if let Some(inm) = header_str(&req.headers, "if-none-match")
                     && EtagMatch::parse(inm).matches(Some(&etag))
                 {
@@ -1923,12 +1932,14 @@ impl<'a> Dav<'a> {
                         DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag)
                     );
                 }
-                let data = self
-                    .store
-                    .object_data(res.id)
-                    .await
-                    .map_err(internal)?
-                    .unwrap_or_default();
+                let data = self.view_body(
+                    res.id,
+                    self.store
+                        .object_data(res.id)
+                        .await
+                        .map_err(internal)?
+                        .unwrap_or_default(),
+                );
                 let mut r = DavResponse::new(StatusCode::OK)
                     .header(header::ETAG, &etag)
                     .header(header::LAST_MODIFIED, &http_date(res.modified_at))
@@ -2111,6 +2122,19 @@ impl<'a> Dav<'a> {
         if in_mount(&segs) {
             return self.put_personal(req, &parent, existing, &segs).await;
         }
+        let mut mount_cond = None;
+        if let Some(Delegation { mount: Some(m), .. }) = &self.delegation {
+            match &existing {
+                Some(res) => match self.put_in_mount(req, m, res).await? {
+                    Ok(done) => return Ok(done),
+                    Err(cond) => mount_cond = Some(cond),
+                },
+                None if m.access != crate::store::ShareAccess::ReadWrite => {
+                    return Err(need_privilege(&req.path, "bind"));
+                }
+                None => {}
+            }
+        }
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
         let mut plan = None;
@@ -2176,7 +2200,9 @@ impl<'a> Dav<'a> {
             index,
             schedule_tag: schedule_tag.clone(),
         };
-        let cond = cond.unwrap_or_else(|| Self::write_condition(&req.headers));
+        let cond = cond
+            .or(mount_cond)
+            .unwrap_or_else(|| Self::write_condition(&req.headers));
         let stored = after.as_ref().map(|_| obj.data.clone());
         match self.store.put_object(parent.id, &name, obj, cond).await {
             Ok((_, created)) => {
@@ -2690,7 +2716,7 @@ impl<'a> Dav<'a> {
                             .map_err(internal)?
                             .unwrap_or_default(),
                     };
-                    let data = self.shape_data(data, spec);
+                    let data = self.shape_data(self.view_body(res.id, data), spec);
                     found.push(format!(
                         "<C:calendar-data>{}</C:calendar-data>",
                         xml_text_exact(&data)

@@ -58,6 +58,8 @@ pub struct ShareView {
     pub invites: HashMap<String, String>,
     /// CS:shared-url by mount href.
     pub shared_urls: HashMap<String, String>,
+    /// The sharee's personal parts (alarms, transparency) of the mount's members: etag, body.
+    pub personal: HashMap<ResourceId, (String, Vec<u8>)>,
 }
 
 /// Whether resolved segments (`calendars`, user, name, ...) are inside a sharee's mount.
@@ -150,6 +152,120 @@ impl Dav<'_> {
                 share,
             },
             owner,
+        )))
+    }
+
+    /// Read this sharee's personal parts of the mounted calendar's members (once a request).
+    pub(super) async fn load_personal(&self, calendar: ResourceId) -> Result<(), DavError> {
+        let rows = self
+            .store
+            .personal_data_in(calendar, self.user.id)
+            .await
+            .map_err(internal)?;
+        let mut view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
+        view.personal = rows.into_iter().map(|(id, e, d)| (id, (e, d))).collect();
+        Ok(())
+    }
+
+    /// The personal parts read for this request, for a task that outlives it (streaming).
+    pub(super) fn personal_parts(&self) -> HashMap<ResourceId, (String, Vec<u8>)> {
+        self.links
+            .1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .personal
+            .clone()
+    }
+
+    pub(super) fn set_personal_parts(&self, p: HashMap<ResourceId, (String, Vec<u8>)>) {
+        self.links
+            .1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .personal = p;
+    }
+
+    /// The ETag this user sees for a member: the sharer's, or, when the sharee has personal
+    /// parts on it, one derived from both (so their other devices see the change too).
+    pub(super) fn view_etag(&self, res: &Resource) -> Option<String> {
+        let owner = res.etag.clone()?;
+        let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match view.personal.get(&res.id) {
+            Some((mine, _)) => super::etag_of(format!("{owner}/{mine}").as_bytes()),
+            None => owner,
+        })
+    }
+
+    /// The body this user sees: the sharer's content with the sharee's alarms and
+    /// transparency laid over it (per RECURRENCE-ID).
+    pub(super) fn view_body(&self, id: ResourceId, data: Vec<u8>) -> Vec<u8> {
+        let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
+        match view.personal.get(&id) {
+            Some((_, mine)) => crate::ical::itip::keep_personal(&data, mine).unwrap_or(data),
+            None => data,
+        }
+    }
+
+    /// A sharee's PUT on an existing entry: a change of their alarms or transparency only is
+    /// kept as theirs (any access level); anything else needs read-write and goes to the
+    /// sharer's object. `None` when the normal write path should take it, with the
+    /// condition to use (the client's If-Match was against the view's ETag).
+    pub(super) async fn put_in_mount(
+        &self,
+        req: &super::DavRequest,
+        mount: &Mount,
+        res: &Resource,
+    ) -> Result<Result<DavResponse, crate::store::WriteCondition>, DavError> {
+        let current_view = self.view_etag(res);
+        if let Some(im) = super::header_str(&req.headers, "if-match")
+            && !crate::dav::EtagMatch::parse(im).matches(current_view.as_deref())
+        {
+            return Err(DavError::new(
+                412,
+                "the resource's ETag does not match the request",
+            ));
+        }
+        let owner_body = self
+            .store
+            .object_data(res.id)
+            .await
+            .map_err(internal)?
+            .unwrap_or_default();
+        if crate::ical::delegated::only_personal_changes(&owner_body, &req.body) {
+            self.store
+                .set_personal_data(res.id, self.user.id, &super::etag_of(&req.body), &req.body)
+                .await
+                .map_err(internal)?;
+            // Re-store the sharer's unchanged bytes: the change number moves, so the sharee's
+            // other devices see the entry in their next sync (everyone else refetches the
+            // same bytes under the same ETag).
+            if let Some(parent) = res.parent {
+                let obj = NewObject {
+                    etag: super::etag_of(&owner_body),
+                    index: Some(self.index_body(&owner_body)?),
+                    data: owner_body,
+                    content_type: "text/calendar; charset=utf-8".into(),
+                    uid: res.uid.clone(),
+                    component: res.component.clone(),
+                    schedule_tag: res.schedule_tag.clone(),
+                };
+                let cond = WriteCondition::EtagIn(res.etag.clone().into_iter().collect());
+                match self.store.put_object(parent, &res.name, obj, cond).await {
+                    // The sharer wrote meanwhile, which moved it anyway.
+                    Ok(_) | Err(crate::store::StoreError::PreconditionFailed) => {}
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            // The stored view is not the client's bytes: no ETag, so it fetches them.
+            return Ok(Ok(
+                DavResponse::new(StatusCode::NO_CONTENT).header(http::header::CONTENT_LENGTH, "0")
+            ));
+        }
+        if mount.access != ShareAccess::ReadWrite {
+            return Err(need_privilege(&req.path, "write-content"));
+        }
+        Ok(Err(WriteCondition::EtagIn(
+            res.etag.clone().into_iter().collect(),
         )))
     }
 

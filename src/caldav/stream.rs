@@ -32,8 +32,11 @@ impl Dav<'_> {
         let first = Bytes::from(head.take_chunk());
         let (store, settings, user) =
             (self.store.clone(), self.settings.clone(), self.user.clone());
+        let personal = self.personal_parts();
         tokio::spawn(async move {
             let dav = Dav::background(&store, &settings, &user);
+            // A sharee's view of a shared calendar stays theirs in a streamed answer too.
+            dav.set_personal_parts(personal);
             if tx.send(first).await.is_err() {
                 return;
             }

@@ -790,6 +790,19 @@ pub trait CalendarShareStore {
     ) -> Result<bool>;
     /// Requests this user opened since `since` (the rate limit).
     async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64>;
+    /// A sharee's personal parts of the members of a shared calendar: (member, etag, body).
+    async fn personal_data_in(
+        &self,
+        calendar: ResourceId,
+        user: UserId,
+    ) -> Result<Vec<(ResourceId, String, Vec<u8>)>>;
+    async fn set_personal_data(
+        &self,
+        resource: ResourceId,
+        user: UserId,
+        etag: &str,
+        data: &[u8],
+    ) -> Result<()>;
 }
 
 /// Delegation (calendar-proxy): who may read or write whose calendars.
@@ -1316,6 +1329,22 @@ impl CalendarShareStore for Store {
     }
     async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64> {
         delegate!(self, s => s.access_requests_since(requester, since).await)
+    }
+    async fn personal_data_in(
+        &self,
+        calendar: ResourceId,
+        user: UserId,
+    ) -> Result<Vec<(ResourceId, String, Vec<u8>)>> {
+        delegate!(self, s => s.personal_data_in(calendar, user).await)
+    }
+    async fn set_personal_data(
+        &self,
+        resource: ResourceId,
+        user: UserId,
+        etag: &str,
+        data: &[u8],
+    ) -> Result<()> {
+        delegate!(self, s => s.set_personal_data(resource, user, etag, data).await)
     }
 }
 

@@ -1948,6 +1948,44 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn personal_data_in(
+                &self,
+                calendar: ResourceId,
+                user: UserId,
+            ) -> Result<Vec<(ResourceId, String, Vec<u8>)>> {
+                let rows = sqlx::query(
+                    "SELECT p.resource_id, p.etag, p.data FROM personal_data p \
+                     JOIN resources r ON r.id = p.resource_id WHERE r.parent_id = $1 AND p.user_id = $2",
+                )
+                .bind(calendar.0)
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((ResourceId(r.try_get(0)?), r.try_get(1)?, r.try_get(2)?)))
+                    .collect()
+            }
+
+            async fn set_personal_data(
+                &self,
+                resource: ResourceId,
+                user: UserId,
+                etag: &str,
+                data: &[u8],
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO personal_data (resource_id, user_id, etag, data) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (resource_id, user_id) DO UPDATE SET etag = excluded.etag, data = excluded.data",
+                )
+                .bind(resource.0)
+                .bind(user.0)
+                .bind(etag)
+                .bind(data)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn access_requests_since(&self, requester: UserId, since: i64) -> Result<i64> {
                 let row = sqlx::query(
                     "SELECT COUNT(*) FROM access_requests WHERE requester_id = $1 AND created_at >= $2",
