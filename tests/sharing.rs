@@ -249,7 +249,7 @@ async fn sharing(srv: TestServer) {
     // ... but keeps his own alarm, through alice's next edit.
     let with_alarm = body.replace(
         "END:VEVENT",
-        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:bob's own\r\nEND:VALARM\r\nEND:VEVENT",
+        "TRANSP:TRANSPARENT\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:bob's own\r\nEND:VALARM\r\nEND:VEVENT",
     );
     srv.send_as(
         "bob",
@@ -275,6 +275,10 @@ async fn sharing(srv: TestServer) {
     assert!(
         data.contains("TRIGGER:-PT15M"),
         "bob's alarm survives: {data}"
+    );
+    assert!(
+        data.contains("TRANSP:TRANSPARENT"),
+        "and his transparency: {data}"
     );
 
     // Nobody else reads bob's calendars.
