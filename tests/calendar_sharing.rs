@@ -146,6 +146,30 @@ async fn calendar_sharing(srv: TestServer) {
     assert!(r.text().contains("can-be-shared"), "{}", r.text());
     assert!(!r.text().contains("shared-owner"), "{}", r.text());
 
+    // Hostile or unknown sharee addresses are ignored, never a 500.
+    for href in [
+        "ééééééé",
+        "mailtö:x@example.org",
+        "mailto:nobody@example.org",
+        "/dav/groups/",
+    ] {
+        post(
+            &srv,
+            "alice",
+            "/dav/calendars/alice/work/",
+            &share_body(href, "read"),
+        )
+        .await
+        .expect(200);
+    }
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        "<CS:share xmlns:CS=\"http://calendarserver.org/ns/\"><CS:set/></CS:share>",
+    )
+    .await
+    .expect(400);
     // Alice shares Work with bob, read only.
     post(
         &srv,

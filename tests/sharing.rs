@@ -284,6 +284,18 @@ async fn sharing(srv: TestServer) {
     // Nobody else reads bob's calendars.
     srv.send_as("dave", "GET", &href, "", &[]).await.expect(403);
 
+    // Odd recipient addresses are skipped; the worker carries on.
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/odd.ics",
+        &ev(
+            "odd",
+            "20300108T100000Z",
+            "Odd recipients",
+            "ATTENDEE;ROLE=NON-PARTICIPANT;RSVP=FALSE:ééééééé\r\nATTENDEE;ROLE=NON-PARTICIPANT;RSVP=FALSE:mailto:ghost@example.org\r\nATTENDEE;CUTYPE=GROUP;ROLE=NON-PARTICIPANT;RSVP=FALSE:/dav/departments/%FF/\r\n",
+        ),
+    )
+    .await
+    .expect(201);
     // A PRIVATE event reaches bob as a busy block.
     let private = ev(
         "share-2",

@@ -487,10 +487,15 @@ impl Dav<'_> {
     /// (every member).
     async fn sharees_of(&self, href: &str) -> Result<Vec<User>, DavError> {
         let h = href.trim();
-        if h.len() > 7 && h[..7].eq_ignore_ascii_case("mailto:") {
+        // `get`, not slicing: a multibyte character there must not panic.
+        if let Some(mail) = h
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("mailto:"))
+            .and_then(|_| h.get(7..))
+        {
             return Ok(self
                 .store
-                .user_by_email(h[7..].trim())
+                .user_by_email(mail.trim())
                 .await
                 .map_err(internal)?
                 .into_iter()

@@ -135,15 +135,19 @@ impl Sharing {
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            match self.pass().await {
-                Ok(s) if s.written + s.removed > 0 => tracing::debug!(
+            // Each pass is its own task: a bug that panics on some object is logged and the
+            // worker lives on (the leases it held expire), instead of sharing stopping.
+            let worker = self.clone();
+            match tokio::spawn(async move { worker.pass().await }).await {
+                Ok(Ok(s)) if s.written + s.removed > 0 => tracing::debug!(
                     calendars = s.calendars,
                     written = s.written,
                     removed = s.removed,
                     "delegated entries updated"
                 ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "sharing pass failed; retried next pass"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "sharing pass failed; retried next pass"),
+                Err(e) => tracing::error!(error = %e, "sharing pass panicked; retried next pass"),
             }
         }
     }
@@ -483,8 +487,13 @@ impl Sharing {
     ) -> Result<(), ShareError> {
         let store = &self.0.store;
         let addr = address.trim();
-        if addr.len() > 7 && addr[..7].eq_ignore_ascii_case("mailto:") {
-            if let Some(u) = store.user_by_email(addr[7..].trim()).await? {
+        // `get`, not slicing: a multibyte character there must not panic.
+        if let Some(mail) = addr
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("mailto:"))
+            .and_then(|_| addr.get(7..))
+        {
+            if let Some(u) = store.user_by_email(mail.trim()).await? {
                 a.users.insert(u.id, u);
             }
             return Ok(());

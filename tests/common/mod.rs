@@ -505,9 +505,9 @@ pub fn missing_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> bool
     })
 }
 
-/// Generate `#[tokio::test]` functions for both backends from one async body.
 /// The copies in `user`'s calendar of `owner`'s entries: (href, body), polled until `done`
-/// holds (the worker runs right after the owner's write; bounded at 10 s).
+/// holds (the worker runs right after the owner's write; bounded at 30 s, for a loaded
+/// machine).
 pub async fn copies_until(
     srv: &TestServer,
     user: &str,
@@ -518,7 +518,7 @@ pub async fn copies_until(
 ) -> Vec<(String, String)> {
     let path = format!("/dav/calendars/{user}/from~{owner}/");
     let mut last = vec![];
-    for _ in 0..200 {
+    for _ in 0..600 {
         let r = srv
             .send(
                 srv.req_as(user, password, "REPORT", &path)
@@ -544,9 +544,15 @@ pub async fn copies_until(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("{user} never saw {what}; last: {last:?}");
+    let log = srv.log_text();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    panic!(
+        "{user} never saw {what}; last: {last:?}\nserver log, newest first:\n{}",
+        tail.join("\n")
+    );
 }
 
+/// Generate `#[tokio::test]` functions for both backends from one async body.
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, $body:ident) => {
