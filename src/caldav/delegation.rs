@@ -17,7 +17,7 @@ use http::StatusCode;
 use super::props::Prop;
 use super::schedule::principal_name;
 use super::{Dav, DavResponse, Node, internal, need_privilege, principal_href};
-use crate::dav::{DavError, Multistatus, NS_DAV, PatchOp, escape};
+use crate::dav::{DavError, Multistatus, NS_DAV, PatchOp, Privilege, escape};
 use crate::store::{DelegateStore, User, UserId, UserStore};
 
 pub const PROXY_READ: &str = "calendar-proxy-read";
@@ -191,7 +191,7 @@ impl Dav<'_> {
         href: &str,
     ) -> Result<DavResponse, DavError> {
         if owner.id != self.user.id {
-            return Err(need_privilege(href, "write-properties"));
+            return Err(need_privilege(href, Privilege::WriteProperties));
         }
         let mut members: Option<Vec<UserId>> = None;
         for op in ops {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dav::{
     self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_CS,
-    NS_DAV, PatchOp, PropertyName, PropfindRequest, XmlLimits, escape,
+    NS_DAV, PatchOp, Privilege, PropertyName, PropfindRequest, XmlLimits, escape,
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
@@ -166,17 +166,17 @@ fn internal(e: StoreError) -> DavError {
     DavError::new(500, "internal storage error")
 }
 
-fn need_privilege(href: &str, privilege: &str) -> DavError {
+fn need_privilege(href: &str, privilege: Privilege) -> DavError {
     denied(href, privilege, "you do not have access to this resource")
 }
 
 /// 403 `need-privileges` with a message that says why.
-fn denied(href: &str, privilege: &str, why: &str) -> DavError {
+fn denied(href: &str, privilege: Privilege, why: &str) -> DavError {
     DavError::with(
         403,
         DavCondition::NeedPrivileges {
             href: href.to_string(),
-            privilege: privilege.to_string(),
+            privilege,
         },
         why,
     )
@@ -648,14 +648,14 @@ impl<'a> Dav<'a> {
             _ => None,
         };
         let (Some(owner), Some(write)) = (owner, grant) else {
-            return Err(need_privilege(raw_path, "read"));
+            return Err(need_privilege(raw_path, Privilege::Read));
         };
         let writes = matches!(
             req.method.as_str(),
             "PUT" | "DELETE" | "PROPPATCH" | "MKCOL" | "MKCALENDAR" | "COPY" | "MOVE" | "POST"
         );
         if writes && !write {
-            return Err(need_privilege(raw_path, "write"));
+            return Err(need_privilege(raw_path, Privilege::Write));
         }
         Ok(Some(Delegation {
             owner,
@@ -693,7 +693,11 @@ impl<'a> Dav<'a> {
         if !allowed {
             return Err(need_privilege(
                 &req.path,
-                if reading { "read" } else { "write-content" },
+                if reading {
+                    Privilege::Read
+                } else {
+                    Privilege::WriteContent
+                },
             ));
         }
         Ok(Delegation {
@@ -755,14 +759,14 @@ impl<'a> Dav<'a> {
                     }
                     // Only a request addressed to the mount reaches through it (never a
                     // Destination header).
-                    _ => Err(need_privilege(raw_path, "bind")),
+                    _ => Err(need_privilege(raw_path, Privilege::Bind)),
                 }
             }
             [c, name, path @ ..] if c == "calendars" => {
                 let owner = match &self.delegation {
                     _ if self.is_self(name) => self.user.clone(),
                     Some(d) if d.mount.is_none() && d.owner.name == *name => d.owner.clone(),
-                    _ => return Err(need_privilege(raw_path, "read")),
+                    _ => return Err(need_privilege(raw_path, Privilege::Read)),
                 };
                 // The home and the first two levels below it come in one query.
                 let head = &path[..path.len().min(2)];
@@ -869,65 +873,65 @@ impl<'a> Dav<'a> {
             }
             _ => None,
         };
-        let privs: &[&str] = if let Some(a) = shared_access {
+        let privs: &[Privilege] = if let Some(a) = shared_access {
             use crate::store::ShareAccess;
             match a {
                 ShareAccess::ReadWrite => &[
-                    "<D:read/>",
-                    "<D:write/>",
-                    "<D:write-properties/>",
-                    "<D:write-content/>",
-                    "<D:bind/>",
-                    "<D:unbind/>",
-                    "<D:read-current-user-privilege-set/>",
-                    "<C:read-free-busy/>",
+                    Privilege::Read,
+                    Privilege::Write,
+                    Privilege::WriteProperties,
+                    Privilege::WriteContent,
+                    Privilege::Bind,
+                    Privilege::Unbind,
+                    Privilege::ReadCurrentUserPrivilegeSet,
+                    Privilege::ReadFreeBusy,
                 ],
                 // The sharee's own name, colour and order for the calendar are theirs.
                 ShareAccess::Read => &[
-                    "<D:read/>",
-                    "<D:write-properties/>",
-                    "<D:read-current-user-privilege-set/>",
-                    "<C:read-free-busy/>",
+                    Privilege::Read,
+                    Privilege::WriteProperties,
+                    Privilege::ReadCurrentUserPrivilegeSet,
+                    Privilege::ReadFreeBusy,
                 ],
                 ShareAccess::FreeBusy => &[
-                    "<D:read-current-user-privilege-set/>",
-                    "<C:read-free-busy/>",
+                    Privilege::ReadCurrentUserPrivilegeSet,
+                    Privilege::ReadFreeBusy,
                 ],
             }
         } else if own && mount {
             // Delegated entries: the owner's content. The recipient names and colours the
             // calendar, and keeps their own alarms on entries (checked on PUT).
             &[
-                "<D:read/>",
-                "<D:write-properties/>",
-                "<D:read-acl/>",
-                "<D:read-current-user-privilege-set/>",
-                "<C:read-free-busy/>",
+                Privilege::Read,
+                Privilege::WriteProperties,
+                Privilege::ReadAcl,
+                Privilege::ReadCurrentUserPrivilegeSet,
+                Privilege::ReadFreeBusy,
             ]
         } else if own {
             &[
-                "<D:read/>",
-                "<D:write/>",
-                "<D:write-properties/>",
-                "<D:write-content/>",
-                "<D:bind/>",
-                "<D:unbind/>",
-                "<D:read-acl/>",
-                "<D:read-current-user-privilege-set/>",
-                "<C:read-free-busy/>",
+                Privilege::Read,
+                Privilege::Write,
+                Privilege::WriteProperties,
+                Privilege::WriteContent,
+                Privilege::Bind,
+                Privilege::Unbind,
+                Privilege::ReadAcl,
+                Privilege::ReadCurrentUserPrivilegeSet,
+                Privilege::ReadFreeBusy,
             ]
         } else {
-            &["<D:read/>", "<D:read-current-user-privilege-set/>"]
+            &[Privilege::Read, Privilege::ReadCurrentUserPrivilegeSet]
         };
         let mut s = String::from("<D:current-user-privilege-set>");
-        let sched: &[&str] = match kind {
-            Some(ResourceKind::Inbox) if own => &["<C:schedule-deliver/>"],
-            Some(ResourceKind::Outbox) if own => &["<C:schedule-send/>"],
+        let sched: &[Privilege] = match kind {
+            Some(ResourceKind::Inbox) if own => &[Privilege::ScheduleDeliver],
+            Some(ResourceKind::Outbox) if own => &[Privilege::ScheduleSend],
             _ => &[],
         };
         for p in privs.iter().chain(sched) {
             s.push_str("<D:privilege>");
-            s.push_str(p);
+            s.push_str(p.prefixed());
             s.push_str("</D:privilege>");
         }
         s.push_str("</D:current-user-privilege-set>");
@@ -1735,7 +1739,7 @@ impl<'a> Dav<'a> {
                 return self.patch_proxy_group(&owner, write, &ops, &href).await;
             }
             Target::Missing { .. } => return Err(DavError::not_found()),
-            _ => return Err(need_privilege(&req.path, "write-properties")),
+            _ => return Err(need_privilege(&req.path, Privilege::WriteProperties)),
         };
         let href = Self::res_href(&segs, &res);
         match self.plan_patch(&ops, res.kind) {
@@ -1780,7 +1784,7 @@ impl<'a> Dav<'a> {
             }
         };
         if in_mount(&segs) || sharing::is_mount_segs(&segs) {
-            return Err(need_privilege(&req.path, "bind"));
+            return Err(need_privilege(&req.path, Privilege::Bind));
         }
         let name = segs.last().cloned().unwrap_or_default();
         let mut kind = if calendar {
@@ -2117,7 +2121,7 @@ impl<'a> Dav<'a> {
             Target::Missing { parent: None, .. } => {
                 return Err(DavError::new(409, "parent collection does not exist"));
             }
-            _ => return Err(need_privilege(&req.path, "write-content")),
+            _ => return Err(need_privilege(&req.path, Privilege::WriteContent)),
         };
         if in_mount(&segs) {
             return self.put_personal(req, &parent, existing, &segs).await;
@@ -2130,7 +2134,7 @@ impl<'a> Dav<'a> {
                     Err(cond) => mount_cond = Some(cond),
                 },
                 None if m.access != crate::store::ShareAccess::ReadWrite => {
-                    return Err(need_privilege(&req.path, "bind"));
+                    return Err(need_privilege(&req.path, Privilege::Bind));
                 }
                 None => {}
             }
@@ -2174,7 +2178,7 @@ impl<'a> Dav<'a> {
                 None,
             ),
             ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification => {
-                return Err(need_privilege(&req.path, "bind"));
+                return Err(need_privilege(&req.path, Privilege::Bind));
             }
             _ => {
                 return Err(DavError::forbidden(
@@ -2249,7 +2253,7 @@ impl<'a> Dav<'a> {
         let Some(res) = existing else {
             return Err(denied(
                 &req.path.clone(),
-                "bind",
+                Privilege::Bind,
                 "entries in a shared calendar come from their owner",
             ));
         };
@@ -2264,7 +2268,7 @@ impl<'a> Dav<'a> {
         if !ical::delegated::only_personal_changes(&current, &req.body) {
             return Err(denied(
                 &Self::res_href(segs, &res),
-                "write-content",
+                Privilege::WriteContent,
                 "this entry belongs to its owner: only your alarms and transparency can change",
             ));
         }
@@ -2309,7 +2313,7 @@ impl<'a> Dav<'a> {
                     ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification
                 ) =>
             {
-                Err(need_privilege(&req.path, "unbind"))
+                Err(need_privilege(&req.path, Privilege::Unbind))
             }
             Target::Res { segs, .. }
                 if segs.len() == 3
@@ -2320,7 +2324,7 @@ impl<'a> Dav<'a> {
             }
             Target::Res { segs, .. } if in_mount(&segs) => Err(denied(
                 &req.path.clone(),
-                "unbind",
+                Privilege::Unbind,
                 "a shared entry is removed by its owner, not by a recipient",
             )),
             Target::Res { res, .. } if res.parent.is_some() => {
@@ -2349,7 +2353,7 @@ impl<'a> Dav<'a> {
                 }
             }
             Target::Missing { .. } => Err(DavError::not_found()),
-            _ => Err(need_privilege(&req.path, "unbind")),
+            _ => Err(need_privilege(&req.path, Privilege::Unbind)),
         }
     }
 
@@ -2371,7 +2375,7 @@ impl<'a> Dav<'a> {
         let (src, src_segs) = match self.resolve(&req.path).await? {
             Target::Res { res, segs, .. } if res.parent.is_some() => (res, segs),
             Target::Missing { .. } => return Err(DavError::not_found()),
-            _ => return Err(need_privilege(&req.path, "unbind")),
+            _ => return Err(need_privilege(&req.path, Privilege::Unbind)),
         };
         let (dest_parent, dest_segs, dest_exists) = match self.resolve(&dest_path).await {
             Ok(Target::Missing {
@@ -2399,7 +2403,7 @@ impl<'a> Dav<'a> {
             Err(e) => return Err(e),
         };
         if in_mount(&dest_segs) || (is_move && in_mount(&src_segs)) {
-            return Err(need_privilege(&dest_path, "bind"));
+            return Err(need_privilege(&dest_path, Privilege::Bind));
         }
         if dest_exists && !overwrite {
             return Err(DavError::new(412, "destination exists and Overwrite is F"));
@@ -2412,13 +2416,13 @@ impl<'a> Dav<'a> {
             )
         };
         if mailbox(src.kind) || mailbox(dest_parent.kind) {
-            return Err(need_privilege(&dest_path, "bind"));
+            return Err(need_privilege(&dest_path, Privilege::Bind));
         }
         if dest_exists
             && dest_segs.len() == 3
             && matches!(dest_segs[2].as_str(), "inbox" | "outbox" | "notification")
         {
-            return Err(need_privilege(&dest_path, "unbind"));
+            return Err(need_privilege(&dest_path, Privilege::Unbind));
         }
         // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
         if dest_parent.kind == ResourceKind::Calendar {
@@ -2553,7 +2557,7 @@ impl<'a> Dav<'a> {
             && m.access == crate::store::ShareAccess::FreeBusy
             && !(root.ns == NS_CALDAV && root.local == "free-busy-query")
         {
-            return Err(need_privilege(&href, "read"));
+            return Err(need_privilege(&href, Privilege::Read));
         }
         match (root.ns.as_str(), root.local.as_str()) {
             (NS_DAV, "sync-collection") if res.kind.is_collection() => {

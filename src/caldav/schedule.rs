@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 
 use super::{CalCondition, Dav, DavResponse, header_str, internal, principal_href, xml_text_exact};
-use crate::dav::{DavError, EtagMatch, escape};
+use crate::dav::{DavError, EtagMatch, Privilege, escape};
 use crate::ical::itip::{self, ScheduleAgent, Scheduling, same_address};
 use crate::ical::{self, filter::TimeRange};
 use crate::store::{
@@ -795,7 +795,7 @@ impl Dav<'_> {
         headers: &HeaderMap,
     ) -> Result<DavResponse, DavError> {
         if outbox.owner != self.user.id {
-            return Err(super::need_privilege("outbox", "schedule-send"));
+            return Err(super::need_privilege("outbox", Privilege::ScheduleSend));
         }
         if let Some(ct) = header_str(headers, "content-type") {
             let media = ct.split(';').next().unwrap_or("").trim();

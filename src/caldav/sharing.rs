@@ -23,7 +23,7 @@ use super::{
     Dav, DavResponse, Node, Target, default_collections, escape, home_href, internal,
     need_privilege, principal_href,
 };
-use crate::dav::{self, DavError, NS_CALDAV, NS_CS, NS_DAV};
+use crate::dav::{self, DavError, NS_CALDAV, NS_CS, NS_DAV, Privilege};
 use crate::store::{
     AccessRequest, CalendarShare, CalendarShareStore, InviteStatus, NewObject, RequestStatus,
     Resource, ResourceId, ResourceKind, ResourceReader, ResourceWriter, ShareAccess, StoredProp,
@@ -262,7 +262,7 @@ impl Dav<'_> {
             ));
         }
         if mount.access != ShareAccess::ReadWrite {
-            return Err(need_privilege(&req.path, "write-content"));
+            return Err(need_privilege(&req.path, Privilege::WriteContent));
         }
         Ok(Err(WriteCondition::EtagIn(
             res.etag.clone().into_iter().collect(),
@@ -538,7 +538,10 @@ impl Dav<'_> {
             || cal.kind != ResourceKind::Calendar
             || crate::share::mount_owner(&cal.name).is_some()
         {
-            return Err(need_privilege(&super::href_of_segs(segs), "share"));
+            return Err(need_privilege(
+                &super::href_of_segs(segs),
+                Privilege::WriteAcl,
+            ));
         }
         let host = format!(
             "{}{}/",
@@ -643,7 +646,10 @@ impl Dav<'_> {
     /// POST `CS:invite-reply` on the sharee's home (sharing 5.4.1).
     pub(super) async fn invite_reply(&self, root: &dav::Element) -> Result<DavResponse, DavError> {
         if self.delegation.is_some() {
-            return Err(need_privilege(&home_href(&self.user.name), "write"));
+            return Err(need_privilege(
+                &home_href(&self.user.name),
+                Privilege::Write,
+            ));
         }
         let uid = root
             .child(NS_CS, "in-reply-to")

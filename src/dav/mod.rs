@@ -95,6 +95,59 @@ impl Depth {
     }
 }
 
+/// RFC 3744 3 privileges, with CalDAV's (RFC 4791 6.1.1, RFC 6638 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    Read,
+    Write,
+    WriteProperties,
+    WriteContent,
+    WriteAcl,
+    Bind,
+    Unbind,
+    ReadAcl,
+    ReadCurrentUserPrivilegeSet,
+    ReadFreeBusy,
+    ScheduleDeliver,
+    ScheduleSend,
+}
+
+impl Privilege {
+    /// The element as written in a multistatus (`D:` is DAV:, `C:` is CalDAV).
+    pub fn prefixed(self) -> &'static str {
+        match self {
+            Privilege::Read => "<D:read/>",
+            Privilege::Write => "<D:write/>",
+            Privilege::WriteProperties => "<D:write-properties/>",
+            Privilege::WriteContent => "<D:write-content/>",
+            Privilege::WriteAcl => "<D:write-acl/>",
+            Privilege::Bind => "<D:bind/>",
+            Privilege::Unbind => "<D:unbind/>",
+            Privilege::ReadAcl => "<D:read-acl/>",
+            Privilege::ReadCurrentUserPrivilegeSet => "<D:read-current-user-privilege-set/>",
+            Privilege::ReadFreeBusy => "<C:read-free-busy/>",
+            Privilege::ScheduleDeliver => "<C:schedule-deliver/>",
+            Privilege::ScheduleSend => "<C:schedule-send/>",
+        }
+    }
+
+    /// The element on its own, where only `D:` is declared (an error body).
+    pub fn standalone(self) -> &'static str {
+        match self {
+            Privilege::ReadFreeBusy => {
+                "<C:read-free-busy xmlns:C=\"urn:ietf:params:xml:ns:caldav\"/>"
+            }
+            Privilege::ScheduleDeliver => {
+                "<C:schedule-deliver xmlns:C=\"urn:ietf:params:xml:ns:caldav\"/>"
+            }
+            Privilege::ScheduleSend => {
+                "<C:schedule-send xmlns:C=\"urn:ietf:params:xml:ns:caldav\"/>"
+            }
+            other => other.prefixed(),
+        }
+    }
+}
+
 /// `DAV:` preconditions and postconditions (RFC 4918 16, RFC 3744 7.1.1, RFC 6578 3.8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DavCondition {
@@ -102,7 +155,7 @@ pub enum DavCondition {
     CannotModifyProtectedProperty,
     ValidSyncToken,
     NumberOfMatchesWithinLimits,
-    NeedPrivileges { href: String, privilege: String },
+    NeedPrivileges { href: String, privilege: Privilege },
     ResourceMustBeNull,
     ValidResourcetype,
 }
@@ -130,8 +183,9 @@ impl From<DavCondition> for Condition {
             DavCondition::NeedPrivileges { href, privilege } => (
                 "need-privileges",
                 format!(
-                    "<D:resource><D:href>{}</D:href><D:privilege><D:{privilege}/></D:privilege></D:resource>",
-                    escape(&href)
+                    "<D:resource><D:href>{}</D:href><D:privilege>{}</D:privilege></D:resource>",
+                    escape(&href),
+                    privilege.standalone()
                 ),
             ),
             DavCondition::ResourceMustBeNull => ("resource-must-be-null", String::new()),
