@@ -92,6 +92,13 @@ pub struct Sharing(Arc<Inner>);
 /// change after the read shows as a difference in the next pass.
 type Groups = BTreeMap<String, Vec<User>>;
 
+/// What one calendar's pass reads once per recipient rather than once per copy.
+#[derive(Default)]
+struct RecipientCache {
+    prefix: BTreeMap<UserId, bool>,
+    mounts: BTreeMap<UserId, ResourceId>,
+}
+
 /// Who an object goes to, and the group references that decided it.
 #[derive(Default)]
 struct Audience {
@@ -296,6 +303,7 @@ impl Sharing {
             .unwrap_or_else(|| crate::directory::avatar::colour_for(&owner.name));
         let mut written = 0;
         let mut removed = 0;
+        let mut cache = RecipientCache::default();
         for chunk in live.chunks(BATCH) {
             let ids: Vec<ResourceId> = chunk.iter().map(|r| r.id).collect();
             let bodies: BTreeMap<ResourceId, Vec<u8>> =
@@ -335,13 +343,16 @@ impl Sharing {
                             &colour,
                             u,
                             &copy_name,
-                            r.uid.as_deref(),
-                            r.component.as_deref(),
+                            (r.uid.as_deref(), r.component.as_deref()),
                             body,
+                            &mut cache,
                         )
                         .await?
                     {
                         written += 1;
+                    }
+                    if had.contains(&u.id) {
+                        continue;
                     }
                     store
                         .record_share_copy(&ShareCopy {
@@ -527,13 +538,20 @@ impl Sharing {
         colour: &str,
         to: &User,
         name: &str,
-        uid: Option<&str>,
-        component: Option<&str>,
+        (uid, component): (Option<&str>, Option<&str>),
         body: &[u8],
+        cache: &mut RecipientCache,
     ) -> Result<bool, ShareError> {
         let store = &self.0.store;
         let cfg = &self.0.cfg;
-        let prefs = store.share_settings(to.id).await?;
+        let prefix_summary = match cache.prefix.get(&to.id) {
+            Some(p) => *p,
+            None => {
+                let p = store.share_settings(to.id).await?.prefix_summary;
+                cache.prefix.insert(to.id, p);
+                p
+            }
+        };
         let label = owner
             .display_name
             .clone()
@@ -553,14 +571,21 @@ impl Sharing {
             owner_address: &address,
             colour_name: delegated::css_colour_name(colour),
             avatar_url: &avatar,
-            prefix_summary: prefs.prefix_summary,
+            prefix_summary,
             privacy: cfg.privacy,
         };
         let Some(copy) = delegated::delegated_copy(body, &style) else {
             tracing::warn!(owner = %owner.name, "a shared object could not be read; not copied");
             return Ok(false);
         };
-        let mount = self.mount(owner, &label, colour, to).await?;
+        let mount = match cache.mounts.get(&to.id) {
+            Some(m) => *m,
+            None => {
+                let m = self.mount(owner, &label, colour, to).await?;
+                cache.mounts.insert(to.id, m);
+                m
+            }
+        };
         // A recipient may change their alarms meanwhile: retry on their ETag, a bounded
         // number of times.
         for _ in 0..3 {
