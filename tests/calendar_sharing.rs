@@ -99,19 +99,7 @@ fn ev(uid: &str, summary: &str) -> String {
 }
 
 async fn calendar_sharing(srv: TestServer) {
-    for name in ["carol", "dave"] {
-        srv.cli_ok(
-            &[
-                "user",
-                "add",
-                name,
-                "--password-stdin",
-                "--email",
-                &format!("{name}@example.org"),
-            ],
-            &format!("{name}-pw"),
-        );
-    }
+    srv.add_users(&["carol", "dave"]);
     let r = srv.send(srv.req("OPTIONS", "/dav/")).await;
     assert!(
         r.header("dav")
@@ -589,19 +577,7 @@ async fn calendar_sharing(srv: TestServer) {
 }
 
 async fn access_requests(srv: TestServer) {
-    for name in ["carol", "dave"] {
-        srv.cli_ok(
-            &[
-                "user",
-                "add",
-                name,
-                "--password-stdin",
-                "--email",
-                &format!("{name}@example.org"),
-            ],
-            &format!("{name}-pw"),
-        );
-    }
+    srv.add_users(&["carol", "dave"]);
     srv.put_ics(
         "/dav/calendars/alice/calendar/a1.ics",
         &ev("a1", "Alice's day"),

@@ -124,19 +124,7 @@ async fn cell(
 }
 
 async fn matrix(srv: TestServer) {
-    for name in ["carol", "dave", "erin"] {
-        srv.cli_ok(
-            &[
-                "user",
-                "add",
-                name,
-                "--password-stdin",
-                "--email",
-                &format!("{name}@example.org"),
-            ],
-            &format!("{name}-pw"),
-        );
-    }
+    srv.add_users(&["carol", "dave", "erin"]);
     // Alice's Work calendar, shared with bob (read) and carol (read-write), both accepted.
     srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/work/"))
         .await

@@ -37,12 +37,7 @@ fn one_with<'a>(copies: &'a [(String, String)], needle: &str) -> Option<&'a (Str
 }
 
 async fn sharing(srv: TestServer) {
-    for (name, email) in [("carol", "carol@example.org"), ("dave", "dave@example.org")] {
-        srv.cli_ok(
-            &["user", "add", name, "--password-stdin", "--email", email],
-            &format!("{name}-pw"),
-        );
-    }
+    srv.add_users(&["carol", "dave"]);
     let base = srv.base.clone();
 
     // Alice picks her colour (others see her entries in it).

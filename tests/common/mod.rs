@@ -224,6 +224,17 @@ impl TestServer {
         )
     }
 
+    /// Add local users NAME with password `NAME-pw` and mail `NAME@example.org`.
+    pub fn add_users(&self, names: &[&str]) {
+        for name in names {
+            let email = format!("{name}@example.org");
+            self.cli_ok(
+                &["user", "add", name, "--password-stdin", "--email", &email],
+                &format!("{name}-pw"),
+            );
+        }
+    }
+
     pub fn cli_ok(&self, args: &[&str], stdin: &str) -> String {
         let (code, out, err) = self.cli(args, stdin);
         assert_eq!(code, 0, "convene {args:?} failed: {err}");
