@@ -25,7 +25,6 @@ pub use import::{ImportReport, SkippedItem};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use sha2::{Digest, Sha256};
 
 use crate::dav::{
     self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_CS,
@@ -182,10 +181,7 @@ fn denied(href: &str, privilege: Privilege, why: &str) -> DavError {
     )
 }
 
-pub fn etag_of(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
-    format!("\"{}\"", hex::encode(&digest[..16]))
-}
+pub use crate::dav::etag_of;
 
 fn http_date(epoch: i64) -> String {
     httpdate::fmt_http_date(

@@ -618,7 +618,7 @@ impl Sharing {
                 None => WriteCondition::MustNotExist,
             };
             let obj = NewObject {
-                etag: etag_of(&data),
+                etag: crate::dav::etag_of(&data),
                 data,
                 content_type: "text/calendar; charset=utf-8".into(),
                 uid: uid.map(str::to_string),
@@ -764,10 +764,6 @@ fn fingerprint(
 fn copy_name(calendar_uuid: &str, name: &str) -> String {
     let h = Sha256::digest(format!("{calendar_uuid}/{name}").as_bytes());
     format!("{}.ics", hex::encode(&h[..16]))
-}
-
-fn etag_of(data: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(data)[..16]))
 }
 
 fn split_refs(s: &str) -> BTreeSet<String> {
