@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
 /// External crates confined to one module (and the composition root).
 const CONFINED: &[(&str, &[&str])] = &[
     ("sqlx", &["store"]),
+    ("rusqlite", &["store"]),
     ("lettre", &["mail"]),
     ("ldap3", &["directory"]),
     ("rustls", &["directory"]),

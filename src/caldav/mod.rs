@@ -3391,16 +3391,23 @@ const SUPPORTED_PRIVILEGES: &str = "<D:supported-privilege-set><D:supported-priv
 fn xml_text_exact(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);
     let mut out = String::with_capacity(text.len() + text.len() / 16);
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
+    // Every byte replaced is ASCII, so the runs between them end on character boundaries and
+    // are copied whole (a body is mostly such runs: one CR a line).
+    let mut run = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let rep = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'\r' => "&#13;",
+            c if c < 0x20 && c != b'\n' && c != b'\t' => "",
+            _ => continue,
+        };
+        out.push_str(&text[run..i]);
+        out.push_str(rep);
+        run = i + 1;
     }
+    out.push_str(&text[run..]);
     out
 }
 
@@ -3515,6 +3522,7 @@ mod tests {
     #[test]
     fn xml_text_keeps_crlf() {
         assert_eq!(xml_text_exact(b"A\r\nB<&"), "A&#13;\nB&lt;&amp;");
+        assert_eq!(xml_text_exact("é\u{1}>ü\tx".as_bytes()), "é&gt;ü\tx");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::ical::filter::{
     instance_matches,
 };
 use crate::ical::zones::Zone;
-use crate::store::{IndexReader, Resource, ResourceId, ResourceReader, Store};
+use crate::store::{IndexReader, InstanceRow, Resource, ResourceId, ResourceReader, Store};
 
 /// Window slack for floating times: the widest UTC offsets are -12 and +14 hours.
 const FLOATING_SLACK: i64 = 15 * 3600;
@@ -215,18 +215,39 @@ async fn select_by_time(
     let to = tr.end.saturating_add(FLOATING_SLACK);
     let complete = |r: &Resource| r.complete_until.is_none_or(|c| c >= tr.end);
     let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
-    let (rows, near, incomplete) = match store.listing(calendar).await? {
+    // Each member is decided once, however many of its instances fall in the window, and
+    // only members that are returned or must be parsed are copied out of the listing.
+    let mut decided: HashSet<ResourceId> = HashSet::new();
+    let mut hits: Vec<Resource> = vec![];
+    let mut undecided: Vec<Resource> = vec![];
+    let mut consider = |r: &Resource, row: &InstanceRow| {
+        if !decided.contains(&r.id)
+            && of_type(r)
+            && complete(r)
+            && instance_matches(&row.instance, tr, &ctx.floating_zone)
+        {
+            decided.insert(r.id);
+            if simple {
+                hits.push(r.clone());
+            } else {
+                undecided.push(r.clone());
+            }
+        }
+    };
+    // Objects whose index ends before the window (`incomplete`) must be expanded now.
+    match store.listing(calendar).await? {
         Some(listing) => {
             let l = listing.read().unwrap_or_else(|e| e.into_inner());
-            let rows = l.instances_between(from, to);
-            let near: HashMap<ResourceId, Resource> = rows
-                .iter()
-                .filter_map(|row| l.by_id(row.resource))
-                .filter(|r| of_type(r))
-                .map(|r| (r.id, r.clone()))
-                .collect();
-            let incomplete: Vec<Resource> = l.incomplete(from, to).cloned().collect();
-            (rows, near, incomplete)
+            for row in l.instances_between(from, to) {
+                if let Some(r) = l.by_id(row.resource) {
+                    consider(r, &row);
+                }
+            }
+            undecided.extend(
+                l.incomplete(from, to)
+                    .filter(|r| of_type(r) && !complete(r))
+                    .cloned(),
+            );
         }
         None => {
             let rows = store.instances_between(calendar.id, from, to).await?;
@@ -237,37 +258,23 @@ async fn select_by_time(
                 .children_by_id(calendar.id, &ids)
                 .await?
                 .into_iter()
-                .filter(|r| of_type(r))
                 .map(|r| (r.id, r))
                 .collect();
-            let incomplete = store.incomplete_objects(calendar.id, from, to).await?;
-            (rows, near, incomplete)
-        }
-    };
-    let mut hit: HashSet<ResourceId> = HashSet::new();
-    for row in &rows {
-        if let Some(r) = near.get(&row.resource)
-            && complete(r)
-            && instance_matches(&row.instance, tr, &ctx.floating_zone)
-        {
-            hit.insert(row.resource);
-        }
-    }
-    // Objects whose index ends before the window must be expanded now.
-    let mut undecided: Vec<Resource> = incomplete
-        .into_iter()
-        .filter(|r| of_type(r) && !complete(r))
-        .collect();
-    let mut out = vec![];
-    for (id, r) in near {
-        if hit.contains(&id) {
-            if simple {
-                out.push(r);
-            } else {
-                undecided.push(r);
+            for row in &rows {
+                if let Some(r) = near.get(&row.resource) {
+                    consider(r, row);
+                }
             }
+            undecided.extend(
+                store
+                    .incomplete_objects(calendar.id, from, to)
+                    .await?
+                    .into_iter()
+                    .filter(|r| of_type(r) && !complete(r)),
+            );
         }
     }
+    let mut out = hits;
     undecided.sort_by_key(|r| r.id);
     undecided.dedup_by_key(|r| r.id);
     out.extend(parse_all(store, undecided, filter, ctx).await?);

@@ -13,6 +13,7 @@ pub mod listing;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_direct;
 
 use std::fmt;
 use std::sync::Arc;
@@ -288,6 +289,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// From the SQLite hot path (`sqlite_direct`), which does not go through sqlx.
+    #[error("database error: {0}")]
+    Direct(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -450,6 +450,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+                if let Some(d) = self.direct() {
+                    return d.user_by_name(name);
+                }
                 let row = sqlx::query("SELECT * FROM users WHERE name = $1")
                     .bind(name)
                     .fetch_optional(&self.pool)
@@ -458,6 +461,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+                if let Some(d) = self.direct() {
+                    return d.user_by_id(id);
+                }
                 let row = sqlx::query("SELECT * FROM users WHERE id = $1")
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -627,6 +633,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
+                if let Some(d) = self.direct() {
+                    return d.object_data(id);
+                }
                 let row = sqlx::query("SELECT data FROM resources WHERE id = $1")
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -638,6 +647,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
+                if let Some(d) = self.direct() {
+                    return d.lookup_path(owner, names);
+                }
                 // One statement for the home and up to two levels below it (a calendar and an
                 // object): the scalar subqueries are portable, and each level rides the
                 // (parent_id, name) index.
@@ -667,6 +679,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
+                if let Some(d) = self.direct() {
+                    return d.object_datas(ids);
+                }
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -685,6 +700,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
+                if let Some(d) = self.direct() {
+                    return d.props(id, viewer);
+                }
                 let rows = sqlx::query(
                     "SELECT ns, local, xml FROM props WHERE resource_id = $1 AND user_id = $2 ORDER BY ns, local",
                 )
@@ -781,6 +799,10 @@ macro_rules! impl_sql_store {
                 obj: NewObject,
                 cond: WriteCondition,
             ) -> Result<(Resource, bool)> {
+                if let Some(d) = self.direct() {
+                    let _gate = self.write_gate().await?;
+                    return d.put_object(parent, name, obj, cond);
+                }
                 let mut tx = self.tx().await?;
                 let seq = touch(&mut tx, parent).await?;
                 // The member of that name and any member holding the UID, in one statement.
@@ -2069,6 +2091,14 @@ macro_rules! impl_sql_store {
                 // Without a token every live member is reported and no tombstone is.
                 let after = since.unwrap_or(-1);
                 let cap: i64 = limit.map(|l| l as i64 + 1).unwrap_or(i64::MAX);
+                // With a token the answer is as long as what changed, so it runs in place.
+                if let (Some(d), Some(since)) = (self.direct(), since) {
+                    let mut out = d.changes_since(parent, since, cap)?;
+                    if let Some(l) = limit {
+                        out.truncate(l + 1);
+                    }
+                    return Ok(out);
+                }
                 let rows = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),

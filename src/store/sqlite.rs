@@ -9,6 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::store::sqlite_direct::Direct;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -17,6 +18,8 @@ use sqlx::sqlite::{
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// The hot statements, run in place (see `sqlite_direct`); none for an in-memory store.
+    direct: Option<std::sync::Arc<Direct>>,
 }
 
 impl SqliteStore {
@@ -27,16 +30,40 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // A ping before every acquire costs a round trip to the connection's thread; a local
+        // file connection does not go stale, so it is skipped.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("schemas/sqlite").run(&pool).await?;
+        let direct = match opts.get_filename() {
+            p if p.as_os_str().is_empty() || p.to_str() == Some(":memory:") => None,
+            p => Some(std::sync::Arc::new(Direct::open(p)?)),
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            direct,
+        })
+    }
+
+    fn direct(&self) -> Option<&Direct> {
+        self.direct.as_deref()
+    }
+
+    /// Held while `direct` writes: the one sqlx writer connection, so writes through either
+    /// library never overlap.
+    async fn write_gate(
+        &self,
+    ) -> std::result::Result<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>, sqlx::Error> {
+        Ok(Some(self.writer.acquire().await?))
     }
 
     async fn begin(
