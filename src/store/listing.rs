@@ -60,6 +60,15 @@ pub struct Listing {
     starts: BTreeMap<(i64, ResourceId, u32), Row>,
     /// Longer rows, scanned whole (they are few).
     long: BTreeMap<(ResourceId, u32), (i64, Row)>,
+    /// Members whose index stops somewhere (open-ended rules): the only candidates for
+    /// `incomplete`, so a query does not walk every member to find them.
+    partial: HashSet<ResourceId>,
+}
+
+/// Does this member's index stop before the end of time?
+fn is_partial(r: &Resource) -> bool {
+    r.complete_until
+        .is_some_and(|c| c < crate::ical::index::POS_INF)
 }
 
 impl Listing {
@@ -70,6 +79,7 @@ impl Listing {
             by_name: BTreeMap::new(),
             starts: BTreeMap::new(),
             long: BTreeMap::new(),
+            partial: HashSet::new(),
         }
     }
 
@@ -145,15 +155,19 @@ impl Listing {
     /// Members whose index stops before `to` and whose set may reach `[from, to]`: the same
     /// members as `IndexReader::incomplete_objects`.
     pub fn incomplete(&self, from: i64, to: i64) -> impl Iterator<Item = &Resource> {
-        self.members.values().map(|m| &m.res).filter(move |r| {
-            r.complete_until.is_some_and(|c| c < to)
-                && r.first_start.is_some_and(|s| s <= to)
-                && r.last_end.is_some_and(|e| e >= from)
-        })
+        self.partial
+            .iter()
+            .filter_map(|id| self.by_id(*id))
+            .filter(move |r| {
+                r.complete_until.is_some_and(|c| c < to)
+                    && r.first_start.is_some_and(|s| s <= to)
+                    && r.last_end.is_some_and(|e| e >= from)
+            })
     }
 
     fn remove(&mut self, id: ResourceId) {
         if let Some(m) = self.members.remove(&id) {
+            self.partial.remove(&id);
             if self.by_name.get(&m.res.name) == Some(&id) {
                 self.by_name.remove(&m.res.name);
             }
@@ -172,6 +186,9 @@ impl Listing {
             self.remove(other);
         }
         self.by_name.insert(res.name.clone(), id);
+        if is_partial(&res) {
+            self.partial.insert(id);
+        }
         self.members.insert(
             id,
             Member {
