@@ -628,7 +628,7 @@ async fn listing(f: Fixture) {
                 .collect();
             let windows: Vec<_> = [(0, 50 * H), (99 * H, 102 * H), (170 * H, 600 * H)]
                 .iter()
-                .map(|&(x, y)| key(l.instances_between(x, y)))
+                .map(|&(x, y)| key(l.instances_between(x, y).collect()))
                 .collect();
             let mut inc: Vec<i64> = l.incomplete(300 * H, 400 * H).map(|r| r.id.0).collect();
             inc.sort();

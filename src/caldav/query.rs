@@ -2,7 +2,7 @@
 //! plan that answers it from the time-range index, parsing only the objects the index cannot
 //! decide (beyond their indexed horizon, or filters on properties).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::dav::{Condition, DavError, Element, NS_CALDAV};
 use crate::ical::filter::{
@@ -217,23 +217,14 @@ async fn select_by_time(
     let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
     // Each member is decided once, however many of its instances fall in the window, and
     // only members that are returned or must be parsed are copied out of the listing.
-    let mut decided: HashSet<ResourceId> = HashSet::new();
-    let mut hits: Vec<Resource> = vec![];
-    let mut undecided: Vec<Resource> = vec![];
+    let mut decided: Vec<ResourceId> = vec![];
     let mut consider = |r: &Resource, row: &InstanceRow| {
-        if !decided.contains(&r.id)
-            && of_type(r)
-            && complete(r)
-            && instance_matches(&row.instance, tr, &ctx.floating_zone)
-        {
-            decided.insert(r.id);
-            if simple {
-                hits.push(r.clone());
-            } else {
-                undecided.push(r.clone());
-            }
+        if of_type(r) && complete(r) && instance_matches(&row.instance, tr, &ctx.floating_zone) {
+            decided.push(r.id);
         }
     };
+    let mut undecided: Vec<Resource> = vec![];
+    let hits: Vec<Resource>;
     // Objects whose index ends before the window (`incomplete`) must be expanded now.
     match store.listing(calendar).await? {
         Some(listing) => {
@@ -243,6 +234,13 @@ async fn select_by_time(
                     consider(r, &row);
                 }
             }
+            decided.sort_unstable();
+            decided.dedup();
+            hits = decided
+                .iter()
+                .filter_map(|id| l.by_id(*id))
+                .cloned()
+                .collect();
             undecided.extend(
                 l.incomplete(from, to)
                     .filter(|r| of_type(r) && !complete(r))
@@ -265,6 +263,13 @@ async fn select_by_time(
                     consider(r, row);
                 }
             }
+            decided.sort_unstable();
+            decided.dedup();
+            hits = decided
+                .iter()
+                .filter_map(|id| near.get(id))
+                .cloned()
+                .collect();
             undecided.extend(
                 store
                     .incomplete_objects(calendar.id, from, to)
@@ -274,7 +279,12 @@ async fn select_by_time(
             );
         }
     }
-    let mut out = hits;
+    let mut out = if simple {
+        hits
+    } else {
+        undecided.extend(hits);
+        vec![]
+    };
     undecided.sort_by_key(|r| r.id);
     undecided.dedup_by_key(|r| r.id);
     out.extend(parse_all(store, undecided, filter, ctx).await?);

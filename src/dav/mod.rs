@@ -563,11 +563,11 @@ impl Multistatus {
     ) {
         let _ = write!(self.buf, "<D:response><D:href>{}</D:href>", escape(href));
         if !found.is_empty() {
-            self.buf.push_str(&propstat_xml(200, found));
+            write_propstat(&mut self.buf, 200, found);
         }
         for (status, props) in missing {
             if !props.is_empty() {
-                self.buf.push_str(&propstat_xml(*status, props));
+                write_propstat(&mut self.buf, *status, props);
             }
         }
         if let Some(d) = description.filter(|d| !d.is_empty()) {
@@ -648,17 +648,23 @@ pub fn root_namespace_decls() -> String {
 
 /// One `DAV:propstat` element holding pre-rendered properties.
 pub fn propstat_xml(status: u16, props: &[String]) -> String {
-    let mut s = String::from("<D:propstat><D:prop>");
+    let mut s = String::new();
+    write_propstat(&mut s, status, props);
+    s
+}
+
+/// Append one propstat to `buf` (a multistatus is written in place, not from pieces).
+fn write_propstat(buf: &mut String, status: u16, props: &[String]) {
+    buf.push_str("<D:propstat><D:prop>");
     for p in props {
-        s.push_str(p);
+        buf.push_str(p);
     }
     let _ = write!(
-        s,
+        buf,
         "</D:prop><D:status>HTTP/1.1 {} {}</D:status></D:propstat>",
         status,
         reason(status)
     );
-    s
 }
 
 pub fn reason(status: u16) -> &'static str {

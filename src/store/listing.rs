@@ -136,20 +136,21 @@ impl Listing {
 
     /// Index rows that may overlap `[from, to]`: the same rows as
     /// `IndexReader::instances_between` returns.
-    pub fn instances_between(&self, from: i64, to: i64) -> Vec<InstanceRow> {
+    pub fn instances_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = InstanceRow> + use<'_> {
         let lo = from.saturating_sub(LONG_SPAN);
-        let mut out: Vec<InstanceRow> = self
-            .starts
+        self.starts
             .range((lo, ResourceId(i64::MIN), 0)..=(to, ResourceId(i64::MAX), u32::MAX))
             .map(|(&(start, resource, _), row)| row.at(resource, start))
-            .collect();
-        out.extend(
-            self.long
-                .iter()
-                .filter(|(_, (start, row))| *start <= to && row.end >= from)
-                .map(|(&(resource, _), &(start, row))| row.at(resource, start)),
-        );
-        out
+            .chain(
+                self.long
+                    .iter()
+                    .filter(move |(_, (start, row))| *start <= to && row.end >= from)
+                    .map(|(&(resource, _), &(start, row))| row.at(resource, start)),
+            )
     }
 
     /// Members whose index stops before `to` and whose set may reach `[from, to]`: the same

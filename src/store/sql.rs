@@ -1057,6 +1057,9 @@ macro_rules! impl_sql_store {
                     }
                     return Ok(out);
                 };
+                if let Some(d) = self.direct() {
+                    return d.instances_of(parent, ids);
+                }
                 let mut out = vec![];
                 for chunk in ids.chunks(500) {
                     // `+parent_id` keeps the planner off the (parent_id, start_at) index: the

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
+use crate::ical::index::{Instance, MatchRule};
 use crate::store::sql::res_cols;
 use crate::store::{
-    Change, LONG_SPAN, NewObject, Resource, ResourceId, ResourceKind, Result, StoreError,
-    StoredProp, User, UserId, WriteCondition, condition_holds, now,
+    Change, InstanceRow, LONG_SPAN, NewObject, Resource, ResourceId, ResourceKind, Result,
+    StoreError, StoredProp, User, UserId, WriteCondition, condition_holds, now,
 };
 
 const READERS: usize = 4;
@@ -217,6 +218,39 @@ impl Direct {
                     out.push(map_resource(r)??);
                 }
             }
+            Ok(out)
+        })
+    }
+
+    /// Index rows of the given members (a listing's patch after a write), in one snapshot.
+    pub fn instances_of(&self, parent: ResourceId, ids: &[ResourceId]) -> Result<Vec<InstanceRow>> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut out = Vec::new();
+            {
+                // `+parent_id`, as in `sql.rs`: the resource_id lookup is the narrow one.
+                let mut st = tx.prepare_cached(
+                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                     WHERE +parent_id = ?1 AND resource_id = ?2",
+                )?;
+                for id in ids {
+                    let rows = st.query_map(params![parent.0, id.0], |r| {
+                        Ok(InstanceRow {
+                            resource: ResourceId(r.get(0)?),
+                            instance: Instance {
+                                start: r.get(1)?,
+                                end: r.get(2)?,
+                                rule: MatchRule::from_code(r.get(3)?),
+                                floating: r.get::<_, i64>(4)? != 0,
+                            },
+                        })
+                    })?;
+                    for row in rows {
+                        out.push(row?);
+                    }
+                }
+            }
+            tx.finish()?;
             Ok(out)
         })
     }
