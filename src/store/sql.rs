@@ -535,6 +535,9 @@ macro_rules! impl_sql_store {
 
         impl ResourceReader for $store {
             async fn home(&self, owner: UserId) -> Result<Option<Resource>> {
+                if let Some(d) = self.direct() {
+                    return d.home(owner);
+                }
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),
@@ -547,6 +550,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
+                if let Some(d) = self.direct() {
+                    return d.resource(id);
+                }
                 let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1"))
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -555,6 +561,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
+                if let Some(d) = self.direct() {
+                    return d.child(parent, name);
+                }
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),

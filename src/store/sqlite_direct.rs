@@ -152,6 +152,31 @@ impl Direct {
         })
     }
 
+    /// One resource row by a statement over its key (`sql.rs` runs the same ones).
+    fn resource_where(&self, cond: &str, args: impl rusqlite::Params) -> Result<Option<Resource>> {
+        self.read(|c| {
+            let sql = format!("SELECT {} FROM resources WHERE {cond}", res_cols!());
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query(args)?;
+            match rows.next()? {
+                Some(r) => Ok(Some(map_resource(r)??)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
+        self.resource_where("id = ?1", params![id.0])
+    }
+
+    pub fn home(&self, owner: UserId) -> Result<Option<Resource>> {
+        self.resource_where("owner_id = ?1 AND parent_id IS NULL", params![owner.0])
+    }
+
+    pub fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
+        self.resource_where("parent_id = ?1 AND name = ?2", params![parent.0, name])
+    }
+
     pub fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
         self.read(|c| {
             Ok(
