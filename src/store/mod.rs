@@ -1390,6 +1390,34 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The checks an object write makes against the members of its collection that hold its name
+/// or its UID: not over a collection, the caller's ETag condition, one UID per collection
+/// (RFC 4791 5.3.2). Returns the member the write replaces, if any. Both SQL paths use it.
+pub(crate) fn check_object_write(
+    found: &[Resource],
+    name: &str,
+    uid: Option<&str>,
+    cond: &WriteCondition,
+) -> Result<Option<Resource>> {
+    let existing = found.iter().find(|r| r.name == name).cloned();
+    if let Some(e) = &existing
+        && e.kind.is_collection()
+    {
+        return Err(StoreError::AlreadyExists);
+    }
+    if !condition_holds(cond, existing.as_ref().and_then(|e| e.etag.as_deref())) {
+        return Err(StoreError::PreconditionFailed);
+    }
+    if let Some(uid) = uid
+        && let Some(holder) = found
+            .iter()
+            .find(|r| r.uid.as_deref() == Some(uid) && r.name != name)
+    {
+        return Err(StoreError::UidConflict(holder.name.clone()));
+    }
+    Ok(existing)
+}
+
 /// Does an existing resource's ETag satisfy a write condition?
 pub(crate) fn condition_holds(cond: &WriteCondition, current: Option<&str>) -> bool {
     match cond {

@@ -826,22 +826,7 @@ macro_rules! impl_sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 let found: Vec<Resource> = rows.iter().map(map_resource).collect::<Result<_>>()?;
-                let existing = found.iter().find(|r| r.name == name).cloned();
-                if let Some(e) = &existing
-                    && e.kind.is_collection()
-                {
-                    return Err(StoreError::AlreadyExists);
-                }
-                if !condition_holds(&cond, existing.as_ref().and_then(|e| e.etag.as_deref())) {
-                    return Err(StoreError::PreconditionFailed);
-                }
-                if let Some(uid) = &obj.uid
-                    && let Some(holder) = found
-                        .iter()
-                        .find(|r| r.uid.as_deref() == Some(uid.as_str()) && r.name != name)
-                {
-                    return Err(StoreError::UidConflict(holder.name.clone()));
-                }
+                let existing = check_object_write(&found, name, obj.uid.as_deref(), &cond)?;
                 let now = now();
                 let size = obj.data.len() as i64;
                 // The coverage columns go in with the row: one statement fewer per write.

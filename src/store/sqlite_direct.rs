@@ -28,7 +28,7 @@ use crate::ical::index::{Instance, MatchRule};
 use crate::store::sql::res_cols;
 use crate::store::{
     Change, InstanceRow, LONG_SPAN, NewObject, Resource, ResourceId, ResourceKind, Result,
-    StoreError, StoredProp, User, UserId, WriteCondition, condition_holds, now,
+    StoreError, StoredProp, User, UserId, WriteCondition, check_object_write, now,
 };
 
 const READERS: usize = 4;
@@ -352,22 +352,7 @@ impl Direct {
             }
             v
         };
-        let existing = found.iter().find(|r| r.name == name).cloned();
-        if let Some(e) = &existing
-            && e.kind.is_collection()
-        {
-            return Err(StoreError::AlreadyExists);
-        }
-        if !condition_holds(&cond, existing.as_ref().and_then(|e| e.etag.as_deref())) {
-            return Err(StoreError::PreconditionFailed);
-        }
-        if let Some(uid) = &obj.uid
-            && let Some(holder) = found
-                .iter()
-                .find(|r| r.uid.as_deref() == Some(uid.as_str()) && r.name != name)
-        {
-            return Err(StoreError::UidConflict(holder.name.clone()));
-        }
+        let existing = check_object_write(&found, name, obj.uid.as_deref(), &cond)?;
         let now = now();
         let size = obj.data.len() as i64;
         let span = obj.index.as_ref();
