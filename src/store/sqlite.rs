@@ -5,6 +5,9 @@
 //! in the pool (async, in order) instead of inside SQLite, whose busy handler sleeps in steps
 //! of up to 100 ms and made the slowest PUTs under concurrency wait that long. Reads use the
 //! other pool and never wait for a writer (WAL).
+//!
+//! The statements every request runs go in place through `sqlite_direct` instead; its object
+//! write holds that one writer connection while it runs, so the queue above covers it too.
 
 use std::str::FromStr;
 use std::time::Duration;
