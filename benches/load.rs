@@ -68,6 +68,8 @@ struct Phase {
     wall: Duration,
     lat_ms: Vec<f64>,
     cpu: Option<f64>,
+    /// The server's peak RSS so far, read as the phase ends.
+    peak_kib: Option<u64>,
 }
 
 impl Phase {
@@ -79,13 +81,16 @@ impl Phase {
             .map(|c| format!("{:.3} ms CPU/req", c * 1000.0 / self.requests.max(1) as f64))
             .unwrap_or_else(|| "cpu n/a".into());
         println!(
-            "{:<34} {:>6} req  {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {}",
+            "{:<34} {:>6} req  {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {}  {}",
             self.name,
             self.requests,
             rps,
             percentile(&self.lat_ms, 0.5),
             percentile(&self.lat_ms, 0.99),
-            cpu
+            cpu,
+            self.peak_kib
+                .map(|k| format!("peak RSS {:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_default()
         );
     }
 }
@@ -233,6 +238,7 @@ async fn timed(t: &Arc<Target>, name: &str, concurrency: usize, jobs: Vec<Job>) 
         wall,
         lat_ms,
         cpu,
+        peak_kib: peak_rss_kib(t.pid),
     }
 }
 
@@ -263,6 +269,11 @@ async fn main() {
         .unwrap_or(10_000);
     // Requests in the mixed phase (a slow peer gets fewer, so a comparison ends).
     let mixed_requests: usize = arg("--mixed").and_then(|v| v.parse().ok()).unwrap_or(5000);
+    // Multiplies the sample count of the read phases: more samples, steadier CPU per request.
+    let scale: usize = arg("--scale")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 100);
     let mut own: Option<OwnServer> = None;
     let target = match arg("--url") {
         Some(url) => {
@@ -371,7 +382,46 @@ async fn main() {
     )
     .await
     .print();
-    let weeks: Vec<_> = (0..50)
+    let pf0 = r#"<D:propfind xmlns:D="DAV:"><D:prop><CS:getctag xmlns:CS="http://calendarserver.org/ns/"/><D:sync-token/></D:prop></D:propfind>"#;
+    let depth0 = vec![
+        ("Depth", "0".to_string()),
+        ("Content-Type", "application/xml".to_string()),
+    ];
+    timed(
+        &t,
+        "PROPFIND Depth 0 (ctag poll)",
+        1,
+        (0..100 * scale)
+            .map(|_| {
+                (
+                    "PROPFIND".into(),
+                    cal.clone(),
+                    Some(pf0.into()),
+                    depth0.clone(),
+                )
+            })
+            .collect(),
+    )
+    .await
+    .print();
+    timed(
+        &t,
+        "GET",
+        1,
+        (0..100 * scale)
+            .map(|i| {
+                (
+                    "GET".into(),
+                    format!("{cal}e{}.ics", i % events),
+                    None,
+                    vec![],
+                )
+            })
+            .collect(),
+    )
+    .await
+    .print();
+    let weeks: Vec<_> = (0..50 * scale)
         .map(|w| {
             let d = 2 + (w % 4) * 7;
             (
@@ -386,7 +436,7 @@ async fn main() {
         })
         .collect();
     timed(&t, "calendar-query week", 1, weeks).await.print();
-    let months: Vec<_> = (0..20)
+    let months: Vec<_> = (0..20 * scale)
         .map(|m| {
             let mo = 1 + m % 12;
             (
@@ -414,7 +464,7 @@ async fn main() {
         &t,
         "multiget 100",
         1,
-        (0..20)
+        (0..20 * scale)
             .map(|_| ("REPORT".into(), cal.clone(), Some(mg.clone()), xml()))
             .collect(),
     )
@@ -449,7 +499,7 @@ async fn main() {
         &t,
         "sync after 10 changes",
         1,
-        (0..50)
+        (0..50 * scale)
             .map(|_| ("REPORT".into(), cal.clone(), Some(sync_body.clone()), xml()))
             .collect(),
     )
@@ -457,7 +507,6 @@ async fn main() {
     .print();
 
     // Mixed workload, 50 clients: polling PROPFIND Depth 0, week queries, GETs, PUTs, multigets.
-    let pf0 = r#"<D:propfind xmlns:D="DAV:"><D:prop><CS:getctag xmlns:CS="http://calendarserver.org/ns/"/><D:sync-token/></D:prop></D:propfind>"#;
     let mut mixed = vec![];
     let mut r2 = Rng(42);
     for i in 0..mixed_requests {
@@ -467,10 +516,7 @@ async fn main() {
                 "PROPFIND".to_string(),
                 cal.clone(),
                 Some(pf0.to_string()),
-                vec![
-                    ("Depth", "0".to_string()),
-                    ("Content-Type", "application/xml".to_string()),
-                ],
+                depth0.clone(),
             ),
             4..=5 => ("GET".to_string(), format!("{cal}e{k}.ics"), None, vec![]),
             6..=7 => (

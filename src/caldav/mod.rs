@@ -23,6 +23,8 @@ mod stream;
 
 pub use import::{ImportReport, SkippedItem};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -830,11 +832,12 @@ impl<'a> Dav<'a> {
     }
 
     fn child_href(parent_href: &str, child: &Resource) -> String {
-        let mut h = parent_href.to_string();
+        let mut h = String::with_capacity(parent_href.len() + child.name.len() + 8);
+        h.push_str(parent_href);
         if !h.ends_with('/') {
             h.push('/');
         }
-        h.push_str(&dav::encode_path(&child.name));
+        dav::push_encoded_path(&mut h, &child.name);
         if child.kind.is_collection() {
             h.push('/');
         }
@@ -1463,7 +1466,7 @@ impl<'a> Dav<'a> {
                                 <= STREAM_MIN_MEMBERS =>
                         {
                             let l = listing.read().unwrap_or_else(|e| e.into_inner());
-                            l.members().for_each(&mut emit);
+                            l.members().for_each(|c| emit(c));
                         }
                         // Large, or too large to be cached at all: streamed.
                         listing => {
@@ -1924,7 +1927,7 @@ impl<'a> Dav<'a> {
     async fn get(&self, req: &DavRequest, with_body: bool) -> Result<DavResponse, DavError> {
         match self.resolve(&req.path).await? {
             Target::Res { res, .. } if res.kind == ResourceKind::Object => {
-                let etag = self.view_etag(&res).unwrap_or_default();
+                let etag = self.view_etag(&res).unwrap_or_default().into_owned();
                 if let Some(inm) = header_str(&req.headers, "if-none-match")
                     && EtagMatch::parse(inm).matches(Some(&etag))
                 {
@@ -2694,19 +2697,22 @@ impl<'a> Dav<'a> {
         bodies: &mut Bodies,
     ) -> Result<(), DavError> {
         let Wanted { names, spec } = wanted;
+        let props: Vec<Prop> = names.iter().map(Prop::from_name).collect();
         let node = Node::Res { owner, res, href };
         // Only a request for a stored (dead or client-set) property needs the property table.
-        let stored = if names.iter().any(|n| Prop::from_name(n).is_stored()) {
+        let stored = if props.iter().any(Prop::is_stored) {
             self.stored_props(&node).await?
         } else {
             vec![]
         };
-        let mut found = vec![];
+        // The found properties, as one string: a report writes this for every member, so the
+        // common ones (ETag, calendar-data) are written in place rather than each as a string.
+        let mut found = String::new();
         let mut missing = vec![];
-        for n in names {
-            let p = Prop::from_name(n);
-            if p == Prop::CalendarData {
-                if res.kind == ResourceKind::Object && res.component.is_some() {
+        let is_object = res.kind == ResourceKind::Object && res.component.is_some();
+        for (n, p) in names.iter().zip(&props) {
+            match p {
+                Prop::CalendarData if is_object => {
                     let data = match bodies.remove(&res.id) {
                         Some(d) => d,
                         None => self
@@ -2717,24 +2723,33 @@ impl<'a> Dav<'a> {
                             .unwrap_or_default(),
                     };
                     let data = self.shape_data(self.view_body(res.id, data), spec);
-                    found.push(format!(
-                        "<C:calendar-data>{}</C:calendar-data>",
-                        xml_text_exact(&data)
-                    ));
-                } else {
-                    missing.push(n.empty_element());
+                    found.reserve(data.len() + data.len() / 16 + 40);
+                    found.push_str("<C:calendar-data>");
+                    push_xml_text_exact(&mut found, &data);
+                    found.push_str("</C:calendar-data>");
                 }
-                continue;
-            }
-            match self.render(&p, &node, &stored) {
-                Some(x) => found.push(x),
-                None => missing.push(n.empty_element()),
+                Prop::CalendarData => missing.push(n.empty_element()),
+                Prop::GetEtag if res.kind == ResourceKind::Object => match self.view_etag(res) {
+                    Some(etag) => {
+                        found.push_str("<D:getetag>");
+                        dav::push_text(&mut found, &etag);
+                        found.push_str("</D:getetag>");
+                    }
+                    None => missing.push(n.empty_element()),
+                },
+                _ => match self.render(p, &node, &stored) {
+                    Some(x) => found.push_str(&x),
+                    None => missing.push(n.empty_element()),
+                },
             }
         }
+        let Node::Res { href, .. } = &node else {
+            return Ok(());
+        };
         if names.is_empty() {
-            ms.status_response(&node.href(), 200, None);
+            ms.status_response(href, 200, None);
         } else {
-            ms.propstat_response(&node.href(), &found, &[(404, missing)]);
+            ms.propstat_response_xml(href, &found, &[(404, missing)]);
         }
         Ok(())
     }
@@ -2793,7 +2808,7 @@ impl<'a> Dav<'a> {
                 let l = listing.read().unwrap_or_else(|e| e.into_inner());
                 l.members()
                     .filter(|r| r.mod_seq <= current.sync_seq)
-                    .map(|r| Change::Live(Box::new(r.clone())))
+                    .map(|r| Change::Live(Box::new(Resource::clone(r))))
                     .collect()
             }
             None => self
@@ -2891,22 +2906,39 @@ impl<'a> Dav<'a> {
         // Members of the request collection (the usual case) are looked up in one query;
         // anything else goes through full path resolution.
         let own_segs = dav::decode_segments(href)?;
+        let own_prefix = if href.ends_with('/') {
+            href.to_string()
+        } else {
+            format!("{href}/")
+        };
         let direct_name = |h: &str| -> Option<String> {
-            let segs = dav::decode_segments(dav::href_path(h)).ok()?;
+            let path = dav::href_path(h);
+            // Clients spell members' hrefs as the collection's plus a name: decode only that.
+            if let Some(rest) = path.strip_prefix(&own_prefix)
+                && !rest.is_empty()
+                && !rest.contains('/')
+            {
+                return res
+                    .kind
+                    .is_collection()
+                    .then(|| dav::decode_segment(rest).ok())
+                    .flatten();
+            }
+            let segs = dav::decode_segments(path).ok()?;
             (res.kind.is_collection()
                 && segs.len() == own_segs.len() + 1
                 && segs[..own_segs.len()] == own_segs[..])
                 .then(|| segs[own_segs.len()].clone())
         };
-        let wanted: Vec<String> = hrefs.iter().filter_map(|h| direct_name(h)).collect();
-        let found: std::collections::HashMap<String, Resource> = if wanted.is_empty() {
+        let direct: Vec<Option<String>> = hrefs.iter().map(|h| direct_name(h)).collect();
+        let wanted: Vec<String> = direct.iter().flatten().cloned().collect();
+        let found: std::collections::HashMap<String, Arc<Resource>> = if wanted.is_empty() {
             Default::default()
         } else if let Some(listing) = self.store.listing(res).await.map_err(internal)? {
             let l = listing.read().unwrap_or_else(|e| e.into_inner());
             wanted
-                .iter()
-                .filter_map(|n| l.by_name(n))
-                .map(|r| (r.name.clone(), r.clone()))
+                .into_iter()
+                .filter_map(|n| l.by_name(&n).map(|r| (n, r.clone())))
                 .collect()
         } else {
             self.store
@@ -2914,7 +2946,7 @@ impl<'a> Dav<'a> {
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .map(|r| (r.name.clone(), r))
+                .map(|r| (r.name.clone(), Arc::new(r)))
                 .collect()
         };
         let items = found
@@ -2923,8 +2955,8 @@ impl<'a> Dav<'a> {
             .map(|r| r.id);
         let mut bodies = self.prefetch_bodies(items, &names).await?;
         let mut ms = Multistatus::new();
-        for h in hrefs {
-            if let Some(name) = direct_name(h) {
+        for (h, direct) in hrefs.into_iter().zip(direct) {
+            if let Some(name) = direct {
                 match found.get(&name) {
                     Some(item) if item.kind == ResourceKind::Object => {
                         let item_href = Self::child_href(href, item);
@@ -3047,14 +3079,14 @@ impl<'a> Dav<'a> {
                 .unwrap_or_default(),
             None => href.to_string(),
         };
-        let selected: Vec<Resource> = selected
+        let selected: Vec<Arc<Resource>> = selected
             .into_iter()
             .filter(|c| single.as_ref().is_none_or(|s| s.id == c.id))
             .collect();
         if selected.len() > STREAM_MIN_MEMBERS {
             let items = selected
                 .into_iter()
-                .map(|r| Change::Live(Box::new(r)))
+                .map(|r| Change::Live(Box::new(Arc::unwrap_or_clone(r))))
                 .collect();
             return Ok(self.stream_report(
                 ms,
@@ -3389,8 +3421,14 @@ const SUPPORTED_PRIVILEGES: &str = "<D:supported-privilege-set><D:supported-priv
 /// Escape stored bytes as XML character data so that a client's XML parser hands back exactly
 /// those bytes: CR is written as `&#13;` because XML 1.0 2.11 would otherwise fold CRLF to LF.
 fn xml_text_exact(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() + data.len() / 16);
+    push_xml_text_exact(&mut out, data);
+    out
+}
+
+/// `xml_text_exact`, appended to `out`.
+fn push_xml_text_exact(out: &mut String, data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let mut out = String::with_capacity(text.len() + text.len() / 16);
     // Every byte replaced is ASCII, so the runs between them end on character boundaries and
     // are copied whole (a body is mostly such runs: one CR a line).
     let mut run = 0;
@@ -3408,7 +3446,6 @@ fn xml_text_exact(data: &[u8]) -> String {
         run = i + 1;
     }
     out.push_str(&text[run..]);
-    out
 }
 
 /// What a REPORT asks of calendar-data.

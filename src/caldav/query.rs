@@ -3,6 +3,7 @@
 //! decide (beyond their indexed horizon, or filters on properties).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::dav::{Condition, DavError, Element, NS_CALDAV};
 use crate::ical::filter::{
@@ -138,14 +139,14 @@ pub fn parse_comp_filter(el: &Element, depth: usize) -> Result<CompFilter, DavEr
     Ok(f)
 }
 
-/// The members of a calendar a filter selects. `eval_body` is consulted only for objects the
-/// index cannot decide; it returns whether a body matches.
+/// The members of a calendar a filter selects, shared with the listing they came from. Only
+/// objects the index cannot decide are parsed.
 pub async fn select(
     store: &Store,
     calendar: &Resource,
     filter: &CompFilter,
     ctx: &EvalContext,
-) -> Result<Vec<Resource>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
     if filter.is_not_defined {
         return Ok(vec![]);
     }
@@ -159,7 +160,7 @@ pub async fn select(
     {
         return select_by_time(store, calendar, filter, main, tr, ctx).await;
     }
-    let objects: Vec<Resource> = match store.listing(calendar).await? {
+    let objects: Vec<Arc<Resource>> = match store.listing(calendar).await? {
         Some(listing) => {
             let l = listing.read().unwrap_or_else(|e| e.into_inner());
             l.members()
@@ -172,6 +173,7 @@ pub async fn select(
             .await?
             .into_iter()
             .filter(|c| c.component.is_some())
+            .map(Arc::new)
             .collect(),
     };
     let (main, rest_simple) = match filter.comps.as_slice() {
@@ -187,14 +189,14 @@ pub async fn select(
     };
     let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
     if main.is_not_defined {
-        let kept: Vec<Resource> = objects.into_iter().filter(|r| !of_type(r)).collect();
+        let kept: Vec<Arc<Resource>> = objects.into_iter().filter(|r| !of_type(r)).collect();
         return if rest_simple {
             Ok(kept)
         } else {
             parse_all(store, kept, filter, ctx).await
         };
     }
-    let typed: Vec<Resource> = objects.into_iter().filter(of_type).collect();
+    let typed: Vec<Arc<Resource>> = objects.into_iter().filter(|r| of_type(r)).collect();
     if rest_simple && main.props.is_empty() && main.comps.is_empty() {
         Ok(typed)
     } else {
@@ -209,7 +211,7 @@ async fn select_by_time(
     main: &CompFilter,
     tr: TimeRange,
     ctx: &EvalContext,
-) -> Result<Vec<Resource>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
     let simple = main.props.is_empty() && main.comps.is_empty();
     let from = tr.start.saturating_sub(FLOATING_SLACK);
     let to = tr.end.saturating_add(FLOATING_SLACK);
@@ -223,8 +225,8 @@ async fn select_by_time(
             decided.push(r.id);
         }
     };
-    let mut undecided: Vec<Resource> = vec![];
-    let hits: Vec<Resource>;
+    let mut undecided: Vec<Arc<Resource>> = vec![];
+    let hits: Vec<Arc<Resource>>;
     // Objects whose index ends before the window (`incomplete`) must be expanded now.
     match store.listing(calendar).await? {
         Some(listing) => {
@@ -252,11 +254,11 @@ async fn select_by_time(
             let mut ids: Vec<ResourceId> = rows.iter().map(|r| r.resource).collect();
             ids.sort();
             ids.dedup();
-            let near: HashMap<ResourceId, Resource> = store
+            let near: HashMap<ResourceId, Arc<Resource>> = store
                 .children_by_id(calendar.id, &ids)
                 .await?
                 .into_iter()
-                .map(|r| (r.id, r))
+                .map(|r| (r.id, Arc::new(r)))
                 .collect();
             for row in &rows {
                 if let Some(r) = near.get(&row.resource) {
@@ -275,7 +277,8 @@ async fn select_by_time(
                     .incomplete_objects(calendar.id, from, to)
                     .await?
                     .into_iter()
-                    .filter(|r| of_type(r) && !complete(r)),
+                    .filter(|r| of_type(r) && !complete(r))
+                    .map(Arc::new),
             );
         }
     }
@@ -294,10 +297,10 @@ async fn select_by_time(
 
 async fn parse_all(
     store: &Store,
-    candidates: Vec<Resource>,
+    candidates: Vec<Arc<Resource>>,
     filter: &CompFilter,
     ctx: &EvalContext,
-) -> Result<Vec<Resource>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
     let mut out = vec![];
     for r in candidates {
         let Some(body) = store.object_data(r.id).await? else {

@@ -14,6 +14,7 @@
 //! Must never: let a sharee reach anything but the calendar shared with them, with more than
 //! the access granted; let anyone answer an invite or request addressed to someone else.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
@@ -187,12 +188,12 @@ impl Dav<'_> {
 
     /// The ETag this user sees for a member: the sharer's, or, when the sharee has personal
     /// parts on it, one derived from both (so their other devices see the change too).
-    pub(super) fn view_etag(&self, res: &Resource) -> Option<String> {
-        let owner = res.etag.clone()?;
+    pub(super) fn view_etag<'r>(&self, res: &'r Resource) -> Option<Cow<'r, str>> {
+        let owner = res.etag.as_deref()?;
         let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
         Some(match view.personal.get(&res.id) {
-            Some((mine, _)) => super::etag_of(format!("{owner}/{mine}").as_bytes()),
-            None => owner,
+            Some((mine, _)) => Cow::Owned(super::etag_of(format!("{owner}/{mine}").as_bytes())),
+            None => Cow::Borrowed(owner),
         })
     }
 

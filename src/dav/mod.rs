@@ -283,6 +283,16 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     quick_xml::escape::escape(s)
 }
 
+/// Append `s` as XML character data. Only `<`, `>` and `&` are escaped: quotes need no escape
+/// outside attributes, so an ETag or an href is copied as it is, which is most of a report.
+pub fn push_text(out: &mut String, s: &str) {
+    if s.bytes().any(|b| matches!(b, b'<' | b'>' | b'&')) {
+        out.push_str(&quick_xml::escape::partial_escape(s));
+    } else {
+        out.push_str(s);
+    }
+}
+
 /// Path characters that stay literal in hrefs we write; everything else, `@` included, is
 /// percent-encoded (RFC 3986 2.1) so every client parses the same path back.
 const HREF_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -296,19 +306,29 @@ pub fn encode_path(path: &str) -> String {
     utf8_percent_encode(path, HREF_ENCODE).to_string()
 }
 
+/// `encode_path`, appended to `out` (a report writes one per member: no string of its own).
+pub fn push_encoded_path(out: &mut String, path: &str) {
+    out.extend(utf8_percent_encode(path, HREF_ENCODE));
+}
+
 /// Percent-decode a request path into its segments. `..`, `.` and embedded NULs are refused.
 pub fn decode_segments(path: &str) -> Result<Vec<String>, DavError> {
     let mut out = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let seg = percent_decode_str(raw)
-            .decode_utf8()
-            .map_err(|_| DavError::bad_request("path is not valid UTF-8"))?;
-        if seg == "." || seg == ".." || seg.contains('\0') || seg.contains('/') {
-            return Err(DavError::bad_request("invalid path segment"));
-        }
-        out.push(seg.into_owned());
+        out.push(decode_segment(raw)?);
     }
     Ok(out)
+}
+
+/// Percent-decode one non-empty path segment, with the checks of `decode_segments`.
+pub fn decode_segment(raw: &str) -> Result<String, DavError> {
+    let seg = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| DavError::bad_request("path is not valid UTF-8"))?;
+    if seg.is_empty() || seg == "." || seg == ".." || seg.contains('\0') || seg.contains('/') {
+        return Err(DavError::bad_request("invalid path segment"));
+    }
+    Ok(seg.into_owned())
 }
 
 /// Reduce an href (absolute URL or absolute path) from a request body or `Destination` header
@@ -576,6 +596,31 @@ impl Multistatus {
                 "<D:responsedescription>{}</D:responsedescription>",
                 escape(d)
             );
+        }
+        self.buf.push_str("</D:response>");
+    }
+
+    /// A response whose found properties are already XML, written one after another (a
+    /// report renders them into one string per member, not one string per property).
+    pub fn propstat_response_xml(
+        &mut self,
+        href: &str,
+        found: &str,
+        missing: &[(u16, Vec<String>)],
+    ) {
+        self.buf.push_str("<D:response><D:href>");
+        push_text(&mut self.buf, href);
+        self.buf.push_str("</D:href>");
+        if !found.is_empty() {
+            self.buf.push_str("<D:propstat><D:prop>");
+            self.buf.push_str(found);
+            self.buf
+                .push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
+        }
+        for (status, props) in missing {
+            if !props.is_empty() {
+                write_propstat(&mut self.buf, *status, props);
+            }
         }
         self.buf.push_str("</D:response>");
     }

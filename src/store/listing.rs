@@ -25,7 +25,8 @@ pub const DELTA_LIMIT: usize = 2_000;
 pub const DEFAULT_BUDGET_ROWS: usize = 1_500_000;
 
 struct Member {
-    res: Resource,
+    /// Shared, so a report hands members on without copying their strings.
+    res: Arc<Resource>,
     /// Keys of this member's rows in `Listing::starts` (or `long`), to remove them on change.
     keys: Vec<(i64, u32)>,
 }
@@ -101,7 +102,7 @@ impl Listing {
     }
 
     /// Members in name order.
-    pub fn members(&self) -> impl Iterator<Item = &Resource> {
+    pub fn members(&self) -> impl Iterator<Item = &Arc<Resource>> {
         self.by_name
             .values()
             .filter_map(|id| self.members.get(id).map(|m| &m.res))
@@ -112,7 +113,7 @@ impl Listing {
     pub fn members_after<'a>(
         &'a self,
         after: Option<&str>,
-    ) -> impl Iterator<Item = &'a Resource> + use<'a> {
+    ) -> impl Iterator<Item = &'a Arc<Resource>> + use<'a> {
         use std::ops::Bound;
         let lower = match after {
             Some(a) => Bound::Excluded(a.to_string()),
@@ -123,14 +124,14 @@ impl Listing {
             .filter_map(|(_, id)| self.members.get(id).map(|m| &m.res))
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&Resource> {
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Resource>> {
         self.by_name
             .get(name)
             .and_then(|id| self.members.get(id))
             .map(|m| &m.res)
     }
 
-    pub fn by_id(&self, id: ResourceId) -> Option<&Resource> {
+    pub fn by_id(&self, id: ResourceId) -> Option<&Arc<Resource>> {
         self.members.get(&id).map(|m| &m.res)
     }
 
@@ -155,7 +156,7 @@ impl Listing {
 
     /// Members whose index stops before `to` and whose set may reach `[from, to]`: the same
     /// members as `IndexReader::incomplete_objects`.
-    pub fn incomplete(&self, from: i64, to: i64) -> impl Iterator<Item = &Resource> {
+    pub fn incomplete(&self, from: i64, to: i64) -> impl Iterator<Item = &Arc<Resource>> {
         self.partial
             .iter()
             .filter_map(|id| self.by_id(*id))
@@ -193,7 +194,7 @@ impl Listing {
         self.members.insert(
             id,
             Member {
-                res,
+                res: Arc::new(res),
                 keys: Vec::with_capacity(rows.len()),
             },
         );
@@ -208,9 +209,9 @@ impl Listing {
     /// A listing built from a full load. Rows are moved in one at a time, never copied into
     /// an intermediate map: a 100,000-event calendar has over a million of them.
     pub fn build(seq: i64, members: Vec<Resource>, rows: Vec<InstanceRow>) -> Listing {
-        let mut l = Listing::new(seq);
+        let mut l = Listing::empty(seq);
         for m in members {
-            l.insert(m, &[]);
+            l.add_member(m);
         }
         for r in rows {
             l.add_row(r);
@@ -218,9 +219,20 @@ impl Listing {
         l
     }
 
+    /// An empty listing labelled `seq`, to be filled by a loader that streams rows in
+    /// (members first, then their index rows).
+    pub(crate) fn empty(seq: i64) -> Listing {
+        Listing::new(seq)
+    }
+
+    /// Add a member without index rows (a full load adds them next, with `add_row`).
+    pub(crate) fn add_member(&mut self, res: Resource) {
+        self.insert(res, &[]);
+    }
+
     /// Add one index row to an existing member (rows of members not listed are skipped: the
     /// member was created after the member query read).
-    fn add_row(&mut self, r: InstanceRow) {
+    pub(crate) fn add_row(&mut self, r: InstanceRow) {
         let Some(m) = self.members.get_mut(&r.resource) else {
             return;
         };

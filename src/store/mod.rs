@@ -950,11 +950,25 @@ impl Store {
             seq = coll.sync_seq,
             "listing loaded"
         );
-        let members = self.children(coll.id).await?;
-        let rows = self.instances_of(coll.id, None).await?;
-        Ok(self
-            .listings
-            .put(coll.id, Listing::build(coll.sync_seq, members, rows)))
+        let direct = match &self.backend {
+            Backend::Sqlite(s) => s.direct_shared(),
+            Backend::Postgres(_) => None,
+        };
+        let listing = match direct {
+            // A whole calendar takes milliseconds to seconds to read: off the runtime threads.
+            Some(d) => {
+                let (id, seq) = (coll.id, coll.sync_seq);
+                tokio::task::spawn_blocking(move || d.load_listing(id, seq))
+                    .await
+                    .map_err(|e| StoreError::Direct(format!("listing load: {e}")))??
+            }
+            None => {
+                let members = self.children(coll.id).await?;
+                let rows = self.instances_of(coll.id, None).await?;
+                Listing::build(coll.sync_seq, members, rows)
+            }
+        };
+        Ok(self.listings.put(coll.id, listing))
     }
 
     pub async fn close(&self) {

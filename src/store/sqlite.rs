@@ -61,6 +61,11 @@ impl SqliteStore {
         self.direct.as_deref()
     }
 
+    /// The in-place connections, shared, for work moved off the runtime threads.
+    pub(crate) fn direct_shared(&self) -> Option<std::sync::Arc<Direct>> {
+        self.direct.clone()
+    }
+
     /// Held while `direct` writes: the one sqlx writer connection, so writes through either
     /// library never overlap.
     async fn write_gate(
