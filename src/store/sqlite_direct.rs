@@ -14,8 +14,8 @@
 //! the caller holds the sqlx writer connection (see `SqliteStore::write_gate`), so the one-writer
 //! rule of the SQLite adapter holds across both libraries.
 //!
-//! This module must never hold a connection across an `.await`, and it must never run a
-//! statement whose cost grows with a collection (listings load through sqlx).
+//! This module must never hold a connection across an `.await`. A statement whose cost grows
+//! with a collection runs only in `load_listing`, which its caller moves to the blocking pool.
 
 use std::path::Path;
 use std::sync::Mutex;
