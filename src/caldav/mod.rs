@@ -2808,7 +2808,7 @@ impl<'a> Dav<'a> {
                 let l = listing.read().unwrap_or_else(|e| e.into_inner());
                 l.members()
                     .filter(|r| r.mod_seq <= current.sync_seq)
-                    .map(|r| Change::Live(Box::new(Resource::clone(r))))
+                    .map(|r| Change::Live(r.clone()))
                     .collect()
             }
             None => self
@@ -3084,10 +3084,7 @@ impl<'a> Dav<'a> {
             .filter(|c| single.as_ref().is_none_or(|s| s.id == c.id))
             .collect();
         if selected.len() > STREAM_MIN_MEMBERS {
-            let items = selected
-                .into_iter()
-                .map(|r| Change::Live(Box::new(Arc::unwrap_or_clone(r))))
-                .collect();
+            let items = selected.into_iter().map(Change::Live).collect();
             return Ok(self.stream_report(
                 ms,
                 items,

@@ -270,7 +270,9 @@ impl Sharing {
         };
         for c in changes {
             match c {
-                Change::Live(r) if r.kind == ResourceKind::Object => live.push(*r),
+                Change::Live(r) if r.kind == ResourceKind::Object => {
+                    live.push(Arc::unwrap_or_clone(r))
+                }
                 Change::Live(_) => {}
                 Change::Deleted { name, .. } => gone.push(name),
             }

@@ -181,7 +181,7 @@ impl Listing {
         }
     }
 
-    fn insert(&mut self, res: Resource, rows: &[InstanceRow]) {
+    fn insert(&mut self, res: Arc<Resource>, rows: &[InstanceRow]) {
         let id = res.id;
         self.remove(id);
         if let Some(other) = self.by_name.get(&res.name).copied() {
@@ -194,7 +194,7 @@ impl Listing {
         self.members.insert(
             id,
             Member {
-                res: Arc::new(res),
+                res,
                 keys: Vec::with_capacity(rows.len()),
             },
         );
@@ -227,7 +227,7 @@ impl Listing {
 
     /// Add a member without index rows (a full load adds them next, with `add_row`).
     pub(crate) fn add_member(&mut self, res: Resource) {
-        self.insert(res, &[]);
+        self.insert(Arc::new(res), &[]);
     }
 
     /// Add one index row to an existing member (rows of members not listed are skipped: the
@@ -264,7 +264,7 @@ impl Listing {
             match c {
                 Change::Live(res) => {
                     let rows = by_member.get(&res.id).map(Vec::as_slice).unwrap_or(&[]);
-                    self.insert(*res, rows);
+                    self.insert(res, rows);
                 }
                 Change::Deleted { name, .. } => {
                     if let Some(id) = self.by_name.get(&name).copied() {

@@ -258,8 +258,13 @@ pub enum WriteCondition {
 /// One entry of a sync-collection answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Live(Box<Resource>),
-    Deleted { name: String, seq: i64 },
+    /// Shared: an initial sync of a large collection lists its cached members without
+    /// copying them.
+    Live(Arc<Resource>),
+    Deleted {
+        name: String,
+        seq: i64,
+    },
 }
 
 impl Change {

@@ -809,8 +809,16 @@ macro_rules! impl_sql_store {
                 cond: WriteCondition,
             ) -> Result<(Resource, bool)> {
                 if let Some(d) = self.direct() {
+                    // Most writes find SQLite's write lock free and take it at once; only when
+                    // another writer holds it does this one queue behind the sqlx writer.
+                    if let Some(done) = d.put_object(parent, name, &obj, &cond, false)? {
+                        return Ok(done);
+                    }
                     let _gate = self.write_gate().await?;
-                    return d.put_object(parent, name, obj, cond);
+                    if let Some(done) = d.put_object(parent, name, &obj, &cond, true)? {
+                        return Ok(done);
+                    }
+                    return Err(StoreError::Direct("the write lock stayed busy".into()));
                 }
                 let mut tx = self.tx().await?;
                 let seq = touch(&mut tx, parent).await?;
@@ -2108,7 +2116,7 @@ macro_rules! impl_sql_store {
                 .await?;
                 let mut out: Vec<Change> = rows
                     .iter()
-                    .map(|r| map_resource(r).map(|res| Change::Live(Box::new(res))))
+                    .map(|r| map_resource(r).map(|res| Change::Live(Arc::new(res))))
                     .collect::<Result<_>>()?;
                 if let Some(since) = since {
                     let dead = sqlx::query(

@@ -18,8 +18,8 @@
 //! with a collection runs only in `load_listing`, which its caller moves to the blocking pool.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -33,6 +33,7 @@ use crate::store::{
 };
 
 const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TREE_DEPTH: usize = 64;
 
 impl From<rusqlite::Error> for StoreError {
@@ -53,7 +54,7 @@ fn open(path: &Path, reader: bool) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    c.busy_timeout(Duration::from_secs(10))?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
     c.set_prepared_statement_cache_capacity(64);
     c.pragma_update(None, "foreign_keys", "ON")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
@@ -140,10 +141,23 @@ impl Direct {
         })
     }
 
-    /// Run `f` on a free reader (or wait briefly for one: statements here are short). The
-    /// first free one is taken, not the next in turn: a write elsewhere empties each reader's
-    /// page cache, so reads that keep to one connection refill one cache, not several.
+    /// Run a short read `f` on the writer connection when no write holds it, else on a free
+    /// reader (or wait briefly for one: statements here are short).
+    ///
+    /// Why the writer first: a commit on one connection empties every other connection's page
+    /// cache (SQLite WAL tracks changes per database, not per page), and the next read there
+    /// reloads each page it touches. The writer's cache survives its own commits, so reads
+    /// that follow writes (the next request's account and path) find their pages. Readers
+    /// are taken first-free, not in turn, so that under concurrency few caches are refilled.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if let Ok(c) = self.writer.try_lock() {
+            return f(&c);
+        }
+        self.read_long(f)
+    }
+
+    /// Run `f` on a reader only: for reads long enough that they must not hold back a write.
+    fn read_long<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         for r in &self.readers {
             if let Ok(c) = r.try_lock() {
                 return f(&c);
@@ -296,7 +310,7 @@ impl Direct {
     /// straight into the listing as they stream (no intermediate row buffers: a 100,000-event
     /// calendar has over a million index rows). Callers run this off the runtime threads.
     pub fn load_listing(&self, parent: ResourceId, seq: i64) -> Result<Listing> {
-        self.read(|c| {
+        self.read_long(|c| {
             let tx = c.unchecked_transaction()?;
             let mut l = Listing::empty(seq);
             {
@@ -351,7 +365,7 @@ impl Direct {
             let mut rows = st.query(params![parent.0, since, cap])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                out.push(Change::Live(Box::new(map_resource(r)??)));
+                out.push(Change::Live(Arc::new(map_resource(r)??)));
             }
             let mut st = c.prepare_cached(
                 "SELECT name, seq FROM tombstones WHERE parent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -371,16 +385,37 @@ impl Direct {
     }
 
     /// `ResourceWriter::put_object` on the writer connection: the same statements as `sql.rs`.
-    /// The caller holds the write gate.
+    ///
+    /// Without `wait`, `None` when another connection holds SQLite's write lock: the caller
+    /// then takes the write gate and calls again with `wait`, which waits for the lock as every
+    /// other connection does. Trying first spares the gate's cost on every write; the sqlx
+    /// pool pings its connection each time one is returned, a thread round trip.
     pub fn put_object(
         &self,
         parent: ResourceId,
         name: &str,
-        obj: NewObject,
-        cond: WriteCondition,
-    ) -> Result<(Resource, bool)> {
-        let mut c = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        obj: &NewObject,
+        cond: &WriteCondition,
+        wait: bool,
+    ) -> Result<Option<(Resource, bool)>> {
+        let c = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if !wait {
+            c.busy_timeout(Duration::ZERO)?;
+        }
+        // Rolled back on every early return, committed below.
+        let begun =
+            rusqlite::Transaction::new_unchecked(&c, rusqlite::TransactionBehavior::Immediate);
+        if !wait {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+        }
+        let tx = match begun {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if !wait && e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                return Ok(None);
+            }
+            other => other?,
+        };
         let seq = touch(&tx, parent)?;
         let found: Vec<Resource> = {
             let mut st = tx.prepare_cached(concat!(
@@ -395,7 +430,7 @@ impl Direct {
             }
             v
         };
-        let existing = check_object_write(&found, name, obj.uid.as_deref(), &cond)?;
+        let existing = check_object_write(&found, name, obj.uid.as_deref(), cond)?;
         let now = now();
         let size = obj.data.len() as i64;
         let span = obj.index.as_ref();
@@ -486,7 +521,7 @@ impl Direct {
             }
         }
         tx.commit()?;
-        Ok((res, existing.is_none()))
+        Ok(Some((res, existing.is_none())))
     }
 }
 
