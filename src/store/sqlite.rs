@@ -6,8 +6,9 @@
 //! of up to 100 ms and made the slowest PUTs under concurrency wait that long. Reads use the
 //! other pool and never wait for a writer (WAL).
 //!
-//! The statements every request runs go in place through `sqlite_direct` instead; its object
-//! write holds that one writer connection while it runs, so the queue above covers it too.
+//! The statements every request runs go in place through `sqlite_direct` instead. Its object
+//! write takes SQLite's write lock directly when it is free, and otherwise queues for that one
+//! writer connection like any transaction here.
 
 use std::str::FromStr;
 use std::time::Duration;

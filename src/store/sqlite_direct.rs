@@ -10,9 +10,10 @@
 //! off. Everything else, and everything on PostgreSQL, stays on sqlx (`sql.rs`).
 //!
 //! Both libraries link the one `libsqlite3-sys` (a `links` crate: Cargo allows a single copy),
-//! so SQLite's per-process file locking sees every connection. Writes here are made only while
-//! the caller holds the sqlx writer connection (see `SqliteStore::write_gate`), so the one-writer
-//! rule of the SQLite adapter holds across both libraries.
+//! so SQLite's per-process file locking sees every connection. The object write first tries to
+//! take SQLite's write lock without waiting; only when another connection holds it does the
+//! caller take the sqlx writer connection (`SqliteStore::write_gate`) and wait its turn, so
+//! writers still queue in order instead of in SQLite's sleeping busy handler.
 //!
 //! This module must never hold a connection across an `.await`. A statement whose cost grows
 //! with a collection runs only in `load_listing`, which its caller moves to the blocking pool.
