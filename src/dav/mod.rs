@@ -286,7 +286,7 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 /// Append `s` as XML character data. Only `<`, `>` and `&` are escaped: quotes need no escape
 /// outside attributes, so an ETag or an href is copied as it is, which is most of a report.
 pub fn push_text(out: &mut String, s: &str) {
-    if s.bytes().any(|b| matches!(b, b'<' | b'>' | b'&')) {
+    if memchr::memchr3(b'<', b'>', b'&', s.as_bytes()).is_some() {
         out.push_str(&quick_xml::escape::partial_escape(s));
     } else {
         out.push_str(s);

@@ -10,7 +10,7 @@
 //! never cached (callers fall back to indexed SQL). This module must never decide what a query
 //! means: it only answers "which members, which index rows", exactly as the SQL would.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -61,15 +61,17 @@ pub struct Listing {
     starts: BTreeMap<(i64, ResourceId, u32), Row>,
     /// Longer rows, scanned whole (they are few).
     long: BTreeMap<(ResourceId, u32), (i64, Row)>,
-    /// Members whose index stops somewhere (open-ended rules): the only candidates for
-    /// `incomplete`, so a query does not walk every member to find them.
-    partial: HashSet<ResourceId>,
+    /// Members whose index stops somewhere (open-ended rules), by where it stops: the only
+    /// candidates for `incomplete`, and only those that stop before a window's end are read.
+    partial: BTreeSet<(i64, ResourceId)>,
 }
 
 /// Does this member's index stop before the end of time?
-fn is_partial(r: &Resource) -> bool {
+/// Where this member's index stops, if before the end of time.
+fn partial_key(r: &Resource) -> Option<(i64, ResourceId)> {
     r.complete_until
-        .is_some_and(|c| c < crate::ical::index::POS_INF)
+        .filter(|c| *c < crate::ical::index::POS_INF)
+        .map(|c| (c, r.id))
 }
 
 impl Listing {
@@ -80,7 +82,7 @@ impl Listing {
             by_name: BTreeMap::new(),
             starts: BTreeMap::new(),
             long: BTreeMap::new(),
-            partial: HashSet::new(),
+            partial: BTreeSet::new(),
         }
     }
 
@@ -158,8 +160,8 @@ impl Listing {
     /// members as `IndexReader::incomplete_objects`.
     pub fn incomplete(&self, from: i64, to: i64) -> impl Iterator<Item = &Arc<Resource>> {
         self.partial
-            .iter()
-            .filter_map(|id| self.by_id(*id))
+            .range(..(to, ResourceId(i64::MIN)))
+            .filter_map(|(_, id)| self.by_id(*id))
             .filter(move |r| {
                 r.complete_until.is_some_and(|c| c < to)
                     && r.first_start.is_some_and(|s| s <= to)
@@ -169,7 +171,9 @@ impl Listing {
 
     fn remove(&mut self, id: ResourceId) {
         if let Some(m) = self.members.remove(&id) {
-            self.partial.remove(&id);
+            if let Some(k) = partial_key(&m.res) {
+                self.partial.remove(&k);
+            }
             if self.by_name.get(&m.res.name) == Some(&id) {
                 self.by_name.remove(&m.res.name);
             }
@@ -188,8 +192,8 @@ impl Listing {
             self.remove(other);
         }
         self.by_name.insert(res.name.clone(), id);
-        if is_partial(&res) {
-            self.partial.insert(id);
+        if let Some(k) = partial_key(&res) {
+            self.partial.insert(k);
         }
         self.members.insert(
             id,
