@@ -10,6 +10,7 @@ use crate::ical::filter::{
     Collation, CompFilter, EvalContext, ParamFilter, PropFilter, TextMatch, TimeRange,
     instance_matches,
 };
+use crate::ical::index::MatchRule;
 use crate::ical::zones::Zone;
 use crate::store::{IndexReader, InstanceRow, Resource, ResourceId, ResourceReader, Store};
 
@@ -231,7 +232,14 @@ async fn select_by_time(
     match store.listing(calendar).await? {
         Some(listing) => {
             let l = listing.read().unwrap_or_else(|e| e.into_inner());
-            for row in l.instances_between(from, to) {
+            // Rows wholly before the widened window cannot match in any zone: skipped before
+            // the member lookup (the scan starts a long span early). A to-do with only
+            // CREATED, or none of the dates, matches whatever the window's start.
+            let may_reach = |r: &InstanceRow| {
+                r.instance.start.max(r.instance.end) >= from
+                    || matches!(r.instance.rule, MatchRule::TodoCreated | MatchRule::Always)
+            };
+            for row in l.instances_between(from, to).filter(may_reach) {
                 if let Some(r) = l.by_id(row.resource) {
                     consider(r, &row);
                 }

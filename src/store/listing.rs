@@ -55,7 +55,8 @@ impl Row {
 /// A collection's members and index rows as of change number `seq`.
 pub struct Listing {
     seq: i64,
-    members: HashMap<ResourceId, Member>,
+    /// Keyed by id with a fast hash: a time-range query looks a member up per index row.
+    members: HashMap<ResourceId, Member, foldhash::fast::RandomState>,
     by_name: BTreeMap<String, ResourceId>,
     /// Rows no longer than `LONG_SPAN`, keyed by (start, member, ordinal).
     starts: BTreeMap<(i64, ResourceId, u32), Row>,
@@ -78,7 +79,7 @@ impl Listing {
     fn new(seq: i64) -> Self {
         Listing {
             seq,
-            members: HashMap::new(),
+            members: HashMap::default(),
             by_name: BTreeMap::new(),
             starts: BTreeMap::new(),
             long: BTreeMap::new(),

@@ -96,7 +96,12 @@ fn map_instance(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
     })
 }
 
-const USER_COLS: &str = "id, name, email, display_name, password_hash, disabled, created_at";
+/// The columns `map_user` reads, in its order.
+macro_rules! user_cols {
+    () => {
+        "id, name, email, display_name, password_hash, disabled, created_at"
+    };
+}
 
 /// Columns in `res_cols!` order, as `sql.rs` maps them.
 fn map_resource(r: &Row<'_>) -> rusqlite::Result<Result<Resource>> {
@@ -173,7 +178,7 @@ impl Direct {
 
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         self.read(|c| {
-            let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?1");
+            let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE name = ?1");
             Ok(c.prepare_cached(&sql)?
                 .query_row(params![name], map_user)
                 .optional()?)
@@ -182,7 +187,7 @@ impl Direct {
 
     pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         self.read(|c| {
-            let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?1");
+            let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?1");
             Ok(c.prepare_cached(&sql)?
                 .query_row(params![id.0], map_user)
                 .optional()?)
