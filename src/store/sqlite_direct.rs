@@ -179,7 +179,7 @@ impl Direct {
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         self.read(|c| {
             let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE name = ?1");
-            Ok(c.prepare_cached(&sql)?
+            Ok(c.prepare_cached(sql)?
                 .query_row(params![name], map_user)
                 .optional()?)
         })
@@ -188,7 +188,7 @@ impl Direct {
     pub fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
         self.read(|c| {
             let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?1");
-            Ok(c.prepare_cached(&sql)?
+            Ok(c.prepare_cached(sql)?
                 .query_row(params![id.0], map_user)
                 .optional()?)
         })
