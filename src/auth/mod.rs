@@ -321,7 +321,19 @@ pub struct LocalAuthenticator {
     present: Mutex<HashMap<crate::store::UserId, Instant>>,
     /// argon2 verifications performed (cache misses), for metrics and tests.
     verifications: std::sync::atomic::AtomicU64,
+    /// Verifications allowed to run at once. Each takes about 19 MiB and tens of ms of CPU:
+    /// 50 clients reconnecting after a restart (or 50 wrong passwords) once took the process
+    /// to 1 GiB. Waiters re-check the cache, so one credential is verified once.
+    hashing: tokio::sync::Semaphore,
     backends: Vec<PasswordBackend>,
+}
+
+/// How many argon2 verifications may run at once: one per core, at most four.
+pub fn hashing_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
 }
 
 impl LocalAuthenticator {
@@ -333,6 +345,7 @@ impl LocalAuthenticator {
             ldap: None,
             present: Mutex::new(HashMap::new()),
             verifications: std::sync::atomic::AtomicU64::new(0),
+            hashing: tokio::sync::Semaphore::new(hashing_slots()),
             backends: vec![PasswordBackend::Local, PasswordBackend::Ldap],
         }
     }
@@ -537,6 +550,17 @@ impl LocalAuthenticator {
                 scope: Scope::All,
             }));
         }
+        // The semaphore is never closed; were it, refusing the login is the safe answer.
+        let Ok(_slot) = self.hashing.acquire().await else {
+            return Ok(None);
+        };
+        // Another request may have verified the same credential while this one waited.
+        if self.cache.hit(&key) {
+            return Ok(Some(Authenticated {
+                user,
+                scope: Scope::All,
+            }));
+        }
         self.verifications
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let password = creds.password.clone();
@@ -620,6 +644,48 @@ mod tests {
         assert!(
             auth.authenticate(&good).await.unwrap().is_none(),
             "old password stops at once"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_logins_share_one_verification() {
+        use crate::store::NewUser;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store
+            .create_user(NewUser {
+                name: "ann".into(),
+                password_hash: Some(hash_password("pw").unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let auth = std::sync::Arc::new(LocalAuthenticator::new(
+            store.clone(),
+            Duration::from_secs(60),
+        ));
+        // Fifty clients reconnecting at once with the same password.
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    let creds = Credentials {
+                        username: "ann".into(),
+                        password: "pw".into(),
+                    };
+                    auth.authenticate(&creds).await.unwrap().is_some()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap(), "every client signs in");
+        }
+        assert!(
+            auth.verifications() as usize <= hashing_slots(),
+            "{} argon2 runs for one credential; at most one per slot may start before the \
+             first result is cached",
+            auth.verifications()
         );
     }
 
