@@ -593,20 +593,25 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
-    #[tokio::test]
-    async fn verifications_are_cached_and_invalidated_by_a_new_hash() {
-        use crate::store::NewUser;
+    /// A file-backed store with one user, ann, whose password is "pw".
+    async fn store_with_ann() -> (tempfile::TempDir, Store, User) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("a.db").display());
         let store = Store::open(&url).await.unwrap();
         let u = store
-            .create_user(NewUser {
+            .create_user(crate::store::NewUser {
                 name: "ann".into(),
                 password_hash: Some(hash_password("pw").unwrap()),
                 ..Default::default()
             })
             .await
             .unwrap();
+        (dir, store, u)
+    }
+
+    #[tokio::test]
+    async fn verifications_are_cached_and_invalidated_by_a_new_hash() {
+        let (_dir, store, u) = store_with_ann().await;
         let auth = LocalAuthenticator::new(store.clone(), Duration::from_secs(60));
         let good = Credentials {
             username: "ann".into(),
@@ -649,18 +654,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_logins_share_one_verification() {
-        use crate::store::NewUser;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("a.db").display());
-        let store = Store::open(&url).await.unwrap();
-        store
-            .create_user(NewUser {
-                name: "ann".into(),
-                password_hash: Some(hash_password("pw").unwrap()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let (_dir, store, _) = store_with_ann().await;
         let auth = std::sync::Arc::new(LocalAuthenticator::new(
             store.clone(),
             Duration::from_secs(60),

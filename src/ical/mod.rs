@@ -324,7 +324,12 @@ fn observance_rule_is_sane(rule: &str) -> bool {
             "INTERVAL" | "COUNT" => value.trim().parse::<u32>().is_ok_and(|n| n >= 1),
             "BYDAY" => value.split(',').all(|d| {
                 let d = d.trim();
-                let (ord, day) = d.split_at(d.len().saturating_sub(2));
+                // By bytes, checked: a multibyte character there (found by fuzzing:
+                // `BYDAY=-\u{3ea}U`) is no weekday, and must not split a character.
+                let cut = d.len().saturating_sub(2);
+                let (Some(ord), Some(day)) = (d.get(..cut), d.get(cut..)) else {
+                    return false;
+                };
                 let weekday = matches!(day, "SU" | "MO" | "TU" | "WE" | "TH" | "FR" | "SA");
                 let ordinal =
                     ord.is_empty() || ord.parse::<i64>().is_ok_and(|n| n != 0 && n.abs() <= 53);
@@ -549,9 +554,11 @@ mod observance_tests {
             assert!(observance_rule_is_sane(ok), "{ok}");
         }
         // Found by `cargo fuzz` (fixtures/fuzz-crashes): an ordinal of zero never matches,
-        // and walking the zone for it took seconds per object.
+        // and walking the zone for it took seconds per object; a multibyte character where
+        // the weekday goes made the check split a character, a panic.
         for bad in [
             "FREQ=YEARLY;BYMONTH=10;BYDAY=-0SU",
+            "FREQ=YEARLY;BYMONTH=3;BYDAY=-\u{3ea}U",
             "FREQ=YEARLY;BYMONTH=13;BYDAY=1SU",
             "FREQ=YEARLY;BYMONTHDAY=0",
             "FREQ=YEARLY;BYDAY=1XX",
