@@ -752,3 +752,43 @@ async fn path_lookup(f: Fixture) {
     assert_ne!(theirs[1].id, a.id);
 }
 contract!(path_lookup_in_one_statement, path_lookup);
+
+/// SQLite only: an object write that finds SQLite's write lock held by another connection
+/// (another process, or a write outside the store's queue) waits for it and succeeds, rather
+/// than failing with "database is locked". The in-place write first tries the lock without
+/// waiting and then queues; this holds the lock across that first try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_object_write_waits_for_a_held_write_lock() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let s = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let u = user(&s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
+    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.put_object(c.id, "a.ics", obj("a", "v1"), WriteCondition::None)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let (res, created) = writer.await.unwrap().expect("the write waits, then lands");
+    assert!(created);
+    assert_eq!(res.name, "a.ics");
+    assert_eq!(
+        s.child(c.id, "a.ics").await.unwrap().map(|r| r.id),
+        Some(res.id)
+    );
+}
