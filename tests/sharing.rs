@@ -510,6 +510,83 @@ async fn sharing(srv: TestServer) {
 
 both_backends!(delegated_entries, sharing);
 
+/// A calendar far larger than the worker's page of change-log entries: every member's copy
+/// arrives, deletions on any page reach the copies, and a rule added later (which reconciles
+/// the calendar whole, page by page) and then removed reaches every member.
+async fn many_pages(srv: TestServer) {
+    srv.add_users(&["carol"]);
+    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/big/"))
+        .await
+        .expect(201);
+    const N: usize = 450;
+    for k in 0..N {
+        srv.put_ics(
+            &format!("/dav/calendars/alice/big/e{k}.ics"),
+            &ev(
+                &format!("big-{k}"),
+                &format!("2030{:02}{:02}T100000Z", 1 + k % 12, 1 + k % 28),
+                &format!("Item {k}."),
+                TO_BOB,
+            ),
+        )
+        .await
+        .expect(201);
+    }
+    copies_until(&srv, "bob", "alice", "every member's copy", |c| {
+        c.len() == N
+    })
+    .await;
+    // Deletions on the first, middle and last page of the log.
+    for k in [0, 250, N - 1] {
+        srv.send(srv.req("DELETE", &format!("/dav/calendars/alice/big/e{k}.ics")))
+            .await
+            .expect(204);
+    }
+    let left = copies_until(&srv, "bob", "alice", "the deletions", |c| c.len() == N - 3).await;
+    for k in [0, 250, N - 1] {
+        assert!(
+            one_with(&left, &format!("Item {k}.")).is_none(),
+            "copy of e{k} left"
+        );
+    }
+    assert!(one_with(&left, "Item 249.").is_some());
+    let r = srv
+        .send_as(
+            "alice",
+            "POST",
+            "/api/share/rules",
+            r#"{"calendar":"big","kind":"user","target":"carol"}"#,
+            &[("Content-Type", "application/json")],
+        )
+        .await;
+    r.expect(201);
+    let rule: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    copies_until(&srv, "carol", "alice", "the rule, whole", |c| {
+        c.len() == N - 3
+    })
+    .await;
+    srv.send_as(
+        "alice",
+        "DELETE",
+        &format!("/api/share/rules/{}", rule["id"]),
+        "",
+        &[],
+    )
+    .await
+    .expect(204);
+    copies_until(&srv, "carol", "alice", "the rule withdrawn", |c| {
+        c.is_empty()
+    })
+    .await;
+    let bob = copies_until(&srv, "bob", "alice", "bob's copies kept", |c| {
+        c.len() == N - 3
+    })
+    .await;
+    assert_eq!(bob.len(), N - 3);
+}
+
+both_backends!(calendar_larger_than_a_page, many_pages);
+
 /// Two instances on one PostgreSQL database: each one's workers see the other's writes (the
 /// change log is the job queue), and the lease keeps the copies single.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 //! Must never: write into an owner's calendar; give a recipient more than the event's CLASS
 //! allows; leave a copy with someone who is no longer a recipient; block the owner's request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +44,8 @@ pub fn mount_owner(name: &str) -> Option<&str> {
 
 /// How long a worker holds a calendar before another may take it over.
 const LEASE_SECONDS: i64 = 120;
-/// Bodies fetched per query when a calendar is reconciled whole.
-const BATCH: usize = 200;
+/// Change-log entries read, and bodies fetched, per query when a calendar is reconciled.
+const PAGE: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
@@ -104,6 +104,42 @@ struct RecipientCache {
 struct Audience {
     users: BTreeMap<UserId, User>,
     refs: BTreeSet<String>,
+}
+
+/// One calendar's pass: what every page of its change log is reconciled against, and the
+/// counts so far.
+struct CalendarJob<'a> {
+    cal: &'a crate::store::Resource,
+    owner: &'a User,
+    colour: &'a str,
+    rule_users: &'a [User],
+    refs: &'a mut BTreeSet<String>,
+    groups: &'a mut Groups,
+    cache: RecipientCache,
+    written: usize,
+    removed: usize,
+}
+
+impl CalendarJob<'_> {
+    /// Remove the copies of member `name` that these recipients hold.
+    async fn remove_held(
+        &mut self,
+        sharing: &Sharing,
+        name: &str,
+        users: BTreeSet<UserId>,
+    ) -> Result<(), ShareError> {
+        let copy_name = copy_name(&self.cal.uuid, name);
+        for u in users {
+            sharing.remove_copy(self.owner, u, &copy_name).await?;
+            sharing
+                .0
+                .store
+                .forget_share_copy(self.cal.id, name, u)
+                .await?;
+            self.removed += 1;
+        }
+        Ok(())
+    }
 }
 
 impl Sharing {
@@ -255,143 +291,182 @@ impl Sharing {
                     .await?;
             }
         }
-        // Which members to look at, and which are gone.
-        let mut live: Vec<crate::store::Resource> = vec![];
-        let mut gone: Vec<String> = vec![];
+        let settings = store.share_settings(owner.id).await?;
+        let colour = settings
+            .colour
+            .clone()
+            .unwrap_or_else(|| crate::directory::avatar::colour_for(&owner.name));
         let seq = cal.sync_seq;
         let since = if whole || cursor.seq <= 0 {
             None
         } else {
             Some(cursor.seq)
         };
-        let changes = match since {
-            Some(s) if s >= cal.tomb_floor => store.changes_since(cal_id, Some(s), None).await?,
-            _ => store.changes_since(cal_id, None, None).await?,
+        // A token below the tombstone floor cannot tell what was deleted: look at it whole.
+        let whole = whole || since.is_none_or(|s| s < cal.tomb_floor);
+        let mut job = CalendarJob {
+            cal: &cal,
+            owner: &owner,
+            colour: &colour,
+            rule_users: &rule_users,
+            refs: &mut refs,
+            groups: &mut groups,
+            cache: RecipientCache::default(),
+            written: 0,
+            removed: 0,
         };
-        for c in changes {
-            match c {
-                Change::Live(r) if r.kind == ResourceKind::Object => {
-                    live.push(Arc::unwrap_or_clone(r))
-                }
-                Change::Live(_) => {}
-                Change::Deleted { name, .. } => gone.push(name),
-            }
-        }
-        let mut held: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
-        let names: Vec<String> = live
-            .iter()
-            .map(|r| r.name.clone())
-            .chain(gone.iter().cloned())
-            .collect();
-        let copies = if since.is_none() {
-            // Whole: every copy, so those of members deleted meanwhile go too.
-            let all = store.share_copies(cal_id, None).await?;
-            for (n, _) in &all {
-                if !live.iter().any(|r| &r.name == n) && !gone.contains(n) {
-                    gone.push(n.clone());
-                }
-            }
-            all
-        } else {
-            store.share_copies(cal_id, Some(&names)).await?
-        };
-        for (n, u) in copies {
-            held.entry(n).or_default().insert(u);
-        }
-        let settings = store.share_settings(owner.id).await?;
-        let colour = settings
-            .colour
-            .clone()
-            .unwrap_or_else(|| crate::directory::avatar::colour_for(&owner.name));
-        let mut written = 0;
-        let mut removed = 0;
-        let mut cache = RecipientCache::default();
-        for chunk in live.chunks(BATCH) {
-            let ids: Vec<ResourceId> = chunk.iter().map(|r| r.id).collect();
-            let bodies: BTreeMap<ResourceId, Vec<u8>> =
-                store.object_datas(&ids).await?.into_iter().collect();
-            for r in chunk {
-                let Some(body) = bodies.get(&r.id) else {
-                    continue;
-                };
-                let had = held.remove(&r.name).unwrap_or_default();
-                let mut audience = Audience::default();
-                for u in &rule_users {
-                    audience.users.insert(u.id, u.clone());
-                }
-                for a in delegated::informational_addresses(body) {
-                    self.resolve_address(&a, &mut audience, &mut groups).await?;
-                }
-                // A group with nobody in it yet is still watched: people may join it.
-                refs.extend(audience.refs.iter().cloned());
-                if audience.users.is_empty() && had.is_empty() {
-                    continue;
-                }
-                // People invited for real have the invitation; the owner has the original.
-                audience.users.remove(&owner.id);
-                for p in delegated::participant_addresses(body) {
-                    let mut a = Audience::default();
-                    self.resolve_address(&p, &mut a, &mut groups).await?;
-                    for id in a.users.keys() {
-                        audience.users.remove(id);
+        // The change log is read a page at a time, so the memory a pass needs is bounded by
+        // the page, not by the calendar. A member changed while the pages are read shows up
+        // again on a later page (its change number moved past the cursor); reconciling it
+        // twice is harmless.
+        let mut after = if whole { None } else { since };
+        let mut live_names: HashSet<String> = HashSet::new();
+        let mut pages = 0usize;
+        loop {
+            let mut changes = store.changes_since(cal_id, after, Some(PAGE)).await?;
+            let more = changes.len() > PAGE;
+            changes.truncate(PAGE);
+            let Some(last) = changes.last() else { break };
+            after = Some(last.seq());
+            pages += 1;
+            let mut live: Vec<crate::store::Resource> = vec![];
+            let mut gone: Vec<String> = vec![];
+            for c in changes {
+                match c {
+                    Change::Live(r) if r.kind == ResourceKind::Object => {
+                        live.push(Arc::unwrap_or_clone(r))
                     }
-                }
-                audience.users.retain(|_, u| !u.disabled);
-                let copy_name = copy_name(&cal.uuid, &r.name);
-                for u in audience.users.values() {
-                    if self
-                        .write_copy(
-                            &owner,
-                            &colour,
-                            u,
-                            &copy_name,
-                            (r.uid.as_deref(), r.component.as_deref()),
-                            body,
-                            &mut cache,
-                        )
-                        .await?
-                    {
-                        written += 1;
-                    }
-                    if had.contains(&u.id) {
-                        continue;
-                    }
-                    store
-                        .record_share_copy(&ShareCopy {
-                            calendar: cal_id,
-                            name: r.name.clone(),
-                            recipient: u.id,
-                            mount: mount_name(&owner.name),
-                            copy_name: copy_name.clone(),
-                        })
-                        .await?;
-                }
-                for gone_user in had.iter().filter(|u| !audience.users.contains_key(u)) {
-                    self.remove_copy(&owner, *gone_user, &copy_name).await?;
-                    store.forget_share_copy(cal_id, &r.name, *gone_user).await?;
-                    removed += 1;
+                    Change::Live(_) => {}
+                    Change::Deleted { name, .. } => gone.push(name),
                 }
             }
-        }
-        for name in gone {
-            let copy_name = copy_name(&cal.uuid, &name);
-            for u in held.remove(&name).unwrap_or_default() {
-                self.remove_copy(&owner, u, &copy_name).await?;
-                store.forget_share_copy(cal_id, &name, u).await?;
-                removed += 1;
+            if whole {
+                live_names.extend(live.iter().map(|r| r.name.clone()));
+                for n in &gone {
+                    live_names.remove(n);
+                }
+            }
+            self.reconcile_page(&mut job, live, gone).await?;
+            if !more {
+                break;
             }
         }
+        if whole {
+            // Copies of members deleted before the tombstones that would have said so.
+            let mut orphans: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
+            for (n, u) in store.share_copies(cal_id, None).await? {
+                if !live_names.contains(&n) {
+                    orphans.entry(n).or_default().insert(u);
+                }
+            }
+            for (name, users) in orphans {
+                job.remove_held(self, &name, users).await?;
+            }
+        }
+        tracing::trace!(calendar = cal_id.0, pages, whole, "calendar reconciled");
+        let (written, removed) = (job.written, job.removed);
         let refs_text = join_refs(&refs);
         let audience = fingerprint(&rules, &rule_users, &refs, &groups);
         Ok((
             ShareCursor {
-                seq: seq.max(cursor.seq),
+                seq: seq.max(cursor.seq).max(after.unwrap_or(0)),
                 audience,
                 refs: refs_text,
             },
             written,
             removed,
         ))
+    }
+
+    /// Reconcile one page of a calendar's change log: the copies of each live member, and
+    /// the removal of the copies of the members deleted.
+    async fn reconcile_page(
+        &self,
+        job: &mut CalendarJob<'_>,
+        live: Vec<crate::store::Resource>,
+        gone: Vec<String>,
+    ) -> Result<(), ShareError> {
+        let store = &self.0.store;
+        let names: Vec<String> = live
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(gone.iter().cloned())
+            .collect();
+        let mut held: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
+        for (n, u) in store.share_copies(job.cal.id, Some(&names)).await? {
+            held.entry(n).or_default().insert(u);
+        }
+        let ids: Vec<ResourceId> = live.iter().map(|r| r.id).collect();
+        let bodies: BTreeMap<ResourceId, Vec<u8>> =
+            store.object_datas(&ids).await?.into_iter().collect();
+        let owner = job.owner;
+        for r in &live {
+            let Some(body) = bodies.get(&r.id) else {
+                continue;
+            };
+            let had = held.remove(&r.name).unwrap_or_default();
+            let mut audience = Audience::default();
+            for u in job.rule_users {
+                audience.users.insert(u.id, u.clone());
+            }
+            for a in delegated::informational_addresses(body) {
+                self.resolve_address(&a, &mut audience, job.groups).await?;
+            }
+            // A group with nobody in it yet is still watched: people may join it.
+            job.refs.extend(audience.refs.iter().cloned());
+            if audience.users.is_empty() && had.is_empty() {
+                continue;
+            }
+            // People invited for real have the invitation; the owner has the original.
+            audience.users.remove(&owner.id);
+            for p in delegated::participant_addresses(body) {
+                let mut a = Audience::default();
+                self.resolve_address(&p, &mut a, job.groups).await?;
+                for id in a.users.keys() {
+                    audience.users.remove(id);
+                }
+            }
+            audience.users.retain(|_, u| !u.disabled);
+            let copy_name = copy_name(&job.cal.uuid, &r.name);
+            for u in audience.users.values() {
+                if self
+                    .write_copy(
+                        owner,
+                        job.colour,
+                        u,
+                        &copy_name,
+                        (r.uid.as_deref(), r.component.as_deref()),
+                        body,
+                        &mut job.cache,
+                    )
+                    .await?
+                {
+                    job.written += 1;
+                }
+                if had.contains(&u.id) {
+                    continue;
+                }
+                store
+                    .record_share_copy(&ShareCopy {
+                        calendar: job.cal.id,
+                        name: r.name.clone(),
+                        recipient: u.id,
+                        mount: mount_name(&owner.name),
+                        copy_name: copy_name.clone(),
+                    })
+                    .await?;
+            }
+            let dropped: BTreeSet<UserId> = had
+                .into_iter()
+                .filter(|u| !audience.users.contains_key(u))
+                .collect();
+            job.remove_held(self, &r.name, dropped).await?;
+        }
+        for name in gone {
+            let users = held.remove(&name).unwrap_or_default();
+            job.remove_held(self, &name, users).await?;
+        }
+        Ok(())
     }
 
     /// The fingerprint of everyone a calendar's rules and referenced groups stand for now.
