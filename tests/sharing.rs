@@ -32,6 +32,24 @@ async fn copies_until(
     common::copies_until(srv, user, &format!("{user}-pw"), owner, what, done).await
 }
 
+/// `who` posts a share rule (JSON) through the API.
+async fn post_rule(srv: &TestServer, who: &str, json: &str) -> Resp {
+    srv.send_as(
+        who,
+        "POST",
+        "/api/share/rules",
+        json,
+        &[("Content-Type", "application/json")],
+    )
+    .await
+}
+
+/// `who` deletes share rule `id` through the API.
+async fn drop_rule(srv: &TestServer, who: &str, id: &serde_json::Value) -> Resp {
+    srv.send_as(who, "DELETE", &format!("/api/share/rules/{id}"), "", &[])
+        .await
+}
+
 fn one_with<'a>(copies: &'a [(String, String)], needle: &str) -> Option<&'a (String, String)> {
     copies.iter().find(|(_, d)| d.contains(needle))
 }
@@ -340,32 +358,25 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(201);
-    let r = srv
-        .send_as(
-            "alice",
-            "POST",
-            "/api/share/rules",
-            r#"{"calendar":"team","kind":"user","target":"carol"}"#,
-            &[("Content-Type", "application/json")],
-        )
-        .await;
+    let r = post_rule(
+        &srv,
+        "alice",
+        r#"{"calendar":"team","kind":"user","target":"carol"}"#,
+    )
+    .await;
     r.expect(201);
     let rule: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
-    srv.send_as(
+    post_rule(
+        &srv,
         "alice",
-        "POST",
-        "/api/share/rules",
         r#"{"calendar":"team","kind":"user","target":"nobody"}"#,
-        &[("Content-Type", "application/json")],
     )
     .await
     .expect(400);
-    srv.send_as(
+    post_rule(
+        &srv,
         "bob",
-        "POST",
-        "/api/share/rules",
         r#"{"calendar":"team","kind":"user","target":"bob"}"#,
-        &[("Content-Type", "application/json")],
     )
     .await
     .expect(404);
@@ -387,24 +398,8 @@ async fn sharing(srv: TestServer) {
         .send_as("alice", "GET", "/api/share/rules", "", &[])
         .await;
     assert!(r.text().contains("\"target\":\"carol\""), "{}", r.text());
-    srv.send_as(
-        "bob",
-        "DELETE",
-        &format!("/api/share/rules/{}", rule["id"]),
-        "",
-        &[],
-    )
-    .await
-    .expect(404);
-    srv.send_as(
-        "alice",
-        "DELETE",
-        &format!("/api/share/rules/{}", rule["id"]),
-        "",
-        &[],
-    )
-    .await
-    .expect(204);
+    drop_rule(&srv, "bob", &rule["id"]).await.expect(404);
+    drop_rule(&srv, "alice", &rule["id"]).await.expect(204);
     copies_until(&srv, "carol", "alice", "the rule's copies removed", |c| {
         c.is_empty()
     })
@@ -550,30 +545,19 @@ async fn many_pages(srv: TestServer) {
         );
     }
     assert!(one_with(&left, "Item 249.").is_some());
-    let r = srv
-        .send_as(
-            "alice",
-            "POST",
-            "/api/share/rules",
-            r#"{"calendar":"big","kind":"user","target":"carol"}"#,
-            &[("Content-Type", "application/json")],
-        )
-        .await;
+    let r = post_rule(
+        &srv,
+        "alice",
+        r#"{"calendar":"big","kind":"user","target":"carol"}"#,
+    )
+    .await;
     r.expect(201);
     let rule: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     copies_until(&srv, "carol", "alice", "the rule, whole", |c| {
         c.len() == N - 3
     })
     .await;
-    srv.send_as(
-        "alice",
-        "DELETE",
-        &format!("/api/share/rules/{}", rule["id"]),
-        "",
-        &[],
-    )
-    .await
-    .expect(204);
+    drop_rule(&srv, "alice", &rule["id"]).await.expect(204);
     copies_until(&srv, "carol", "alice", "the rule withdrawn", |c| {
         c.is_empty()
     })

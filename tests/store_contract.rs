@@ -792,3 +792,52 @@ async fn sqlite_object_write_waits_for_a_held_write_lock() {
         Some(res.id)
     );
 }
+
+/// The sharing worker's lease: one worker at a time, renewed only by the worker holding it,
+/// and a worker that lost it (it lapsed and another took the calendar) can neither renew it
+/// nor record its progress over the new holder's.
+async fn share_lease(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let a = user(s, "ann").await;
+    let home = s.ensure_home(a.id, &[]).await.unwrap();
+    let c = s.create_collection(home.id, cal("work")).await.unwrap();
+    let first = s.claim_share_cursor(c.id, 1000, 1120).await.unwrap();
+    assert_eq!(first, Some(ShareCursor::default()));
+    assert_eq!(
+        other.claim_share_cursor(c.id, 1010, 1130).await.unwrap(),
+        None
+    );
+    assert!(!other.renew_share_lease(c.id, 1130, 1200).await.unwrap());
+    assert!(s.renew_share_lease(c.id, 1120, 1180).await.unwrap());
+    // Still held at 1150 thanks to the renewal; lapsed at 1200.
+    assert_eq!(
+        other.claim_share_cursor(c.id, 1150, 1270).await.unwrap(),
+        None
+    );
+    assert!(
+        other
+            .claim_share_cursor(c.id, 1200, 1320)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let stale = ShareCursor {
+        seq: 7,
+        audience: "old".into(),
+        refs: String::new(),
+    };
+    assert!(!s.renew_share_lease(c.id, 1180, 1300).await.unwrap());
+    assert!(!s.release_share_cursor(c.id, &stale, 1180).await.unwrap());
+    let done = ShareCursor {
+        seq: 9,
+        audience: "new".into(),
+        refs: String::new(),
+    };
+    assert!(other.release_share_cursor(c.id, &done, 1320).await.unwrap());
+    assert_eq!(
+        s.claim_share_cursor(c.id, 1330, 1450).await.unwrap(),
+        Some(done)
+    );
+}
+
+contract!(share_lease_held_by_one, share_lease);

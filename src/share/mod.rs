@@ -74,6 +74,16 @@ pub struct PassStats {
     pub calendars: usize,
     pub written: usize,
     pub removed: usize,
+    /// Pages of change log read.
+    pub pages: usize,
+}
+
+/// What reconciling one calendar did, and where its cursor goes next.
+struct CalendarOutcome {
+    cursor: ShareCursor,
+    written: usize,
+    removed: usize,
+    pages: usize,
 }
 
 struct Inner {
@@ -121,6 +131,35 @@ struct CalendarJob<'a> {
 }
 
 impl CalendarJob<'_> {
+    /// After a whole pass: remove the copies of members that are gone though no tombstone
+    /// said so (deleted below the tombstone floor). A registered copy whose member was not
+    /// among the pages read may still exist: it changed while the pages were read and moved
+    /// past the pass's end, and the next pass reconciles it, so only the members that are
+    /// really gone lose their copies.
+    async fn remove_unread(
+        &mut self,
+        sharing: &Sharing,
+        read: &HashSet<String>,
+    ) -> Result<(), ShareError> {
+        let store = &sharing.0.store;
+        let mut unread: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
+        for (n, u) in store.share_copies(self.cal.id, None).await? {
+            if !read.contains(&n) {
+                unread.entry(n).or_default().insert(u);
+            }
+        }
+        let names: Vec<String> = unread.keys().cloned().collect();
+        for chunk in names.chunks(PAGE) {
+            for r in store.children_by_name(self.cal.id, chunk).await? {
+                unread.remove(&r.name);
+            }
+        }
+        for (name, users) in unread {
+            self.remove_held(sharing, &name, users).await?;
+        }
+        Ok(())
+    }
+
     /// Remove the copies of member `name` that these recipients hold.
     async fn remove_held(
         &mut self,
@@ -222,23 +261,32 @@ impl Sharing {
             .map(|(c, o)| (c, o, true))
             .chain(incremental.into_iter().map(|(c, o)| (c, o, false)))
         {
-            let Some(cursor) = store
-                .claim_share_cursor(cal, now, now + LEASE_SECONDS)
-                .await?
-            else {
+            let lease = now + LEASE_SECONDS;
+            let Some(cursor) = store.claim_share_cursor(cal, now, lease).await? else {
                 continue;
             };
-            let outcome = self.calendar(cal, owner, cursor.clone(), whole).await;
-            match outcome {
-                Ok((next, w, r)) => {
-                    store.release_share_cursor(cal, &next).await?;
-                    stats.calendars += 1;
-                    stats.written += w;
-                    stats.removed += r;
+            let mut held = lease;
+            match self
+                .calendar(cal, owner, cursor.clone(), whole, &mut held)
+                .await
+            {
+                Ok(Some(o)) => {
+                    if store.release_share_cursor(cal, &o.cursor, held).await? {
+                        stats.calendars += 1;
+                        stats.written += o.written;
+                        stats.removed += o.removed;
+                        stats.pages += o.pages;
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        calendar = cal.0,
+                        "sharing lease lost mid-pass; the worker that took it carries on"
+                    );
                 }
                 Err(e) => {
                     // Give the lease back unchanged: the next pass retries from the same place.
-                    store.release_share_cursor(cal, &cursor).await?;
+                    store.release_share_cursor(cal, &cursor, held).await?;
                     return Err(e);
                 }
             }
@@ -260,20 +308,27 @@ impl Sharing {
         Ok(orphans.len())
     }
 
-    /// Bring one calendar's copies up to date; the new cursor and counts.
+    /// Bring one calendar's copies up to date, holding its lease (taken until `held`, which
+    /// is moved on as the lease is renewed); `None` if the lease was lost on the way.
     async fn calendar(
         &self,
         cal_id: ResourceId,
         owner_id: UserId,
         cursor: ShareCursor,
         whole: bool,
-    ) -> Result<(ShareCursor, usize, usize), ShareError> {
+        held: &mut i64,
+    ) -> Result<Option<CalendarOutcome>, ShareError> {
         let store = &self.0.store;
         let (Some(cal), Some(owner)) = (
             store.resource(cal_id).await?,
             store.user_by_id(owner_id).await?,
         ) else {
-            return Ok((cursor, 0, 0));
+            return Ok(Some(CalendarOutcome {
+                cursor,
+                written: 0,
+                removed: 0,
+                pages: 0,
+            }));
         };
         let mut refs: BTreeSet<String> = if whole {
             BTreeSet::new()
@@ -316,9 +371,10 @@ impl Sharing {
             removed: 0,
         };
         // The change log is read a page at a time, so the memory a pass needs is bounded by
-        // the page, not by the calendar. A member changed while the pages are read shows up
-        // again on a later page (its change number moved past the cursor); reconciling it
-        // twice is harmless.
+        // the page, not by the calendar. The pass ends at the change number read when it
+        // began: an owner writing without pause cannot keep it going, and what came later is
+        // the next pass's work. A member changed while the pages are read shows up again
+        // after the cursor; reconciling it twice is harmless.
         let mut after = if whole { None } else { since };
         let mut live_names: HashSet<String> = HashSet::new();
         let mut pages = 0usize;
@@ -347,35 +403,44 @@ impl Sharing {
                 }
             }
             self.reconcile_page(&mut job, live, gone).await?;
-            if !more {
+            if !more || after.is_some_and(|a| a >= seq) {
                 break;
+            }
+            if !self.renew_lease(cal_id, held).await? {
+                return Ok(None);
             }
         }
         if whole {
-            // Copies of members deleted before the tombstones that would have said so.
-            let mut orphans: BTreeMap<String, BTreeSet<UserId>> = BTreeMap::new();
-            for (n, u) in store.share_copies(cal_id, None).await? {
-                if !live_names.contains(&n) {
-                    orphans.entry(n).or_default().insert(u);
-                }
-            }
-            for (name, users) in orphans {
-                job.remove_held(self, &name, users).await?;
-            }
+            job.remove_unread(self, &live_names).await?;
         }
         tracing::trace!(calendar = cal_id.0, pages, whole, "calendar reconciled");
         let (written, removed) = (job.written, job.removed);
         let refs_text = join_refs(&refs);
         let audience = fingerprint(&rules, &rule_users, &refs, &groups);
-        Ok((
-            ShareCursor {
+        Ok(Some(CalendarOutcome {
+            cursor: ShareCursor {
                 seq: seq.max(cursor.seq).max(after.unwrap_or(0)),
                 audience,
                 refs: refs_text,
             },
             written,
             removed,
-        ))
+            pages,
+        }))
+    }
+
+    /// Past half its term, extend the calendar's lease; false if it was lost.
+    async fn renew_lease(&self, cal: ResourceId, held: &mut i64) -> Result<bool, ShareError> {
+        let now = crate::store::now_epoch();
+        if now < *held - LEASE_SECONDS / 2 {
+            return Ok(true);
+        }
+        let until = now + LEASE_SECONDS;
+        if !self.0.store.renew_share_lease(cal, *held, until).await? {
+            return Ok(false);
+        }
+        *held = until;
+        Ok(true)
     }
 
     /// Reconcile one page of a calendar's change log: the copies of each live member, and

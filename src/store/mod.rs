@@ -607,8 +607,17 @@ pub trait ShareStore {
         now: i64,
         until: i64,
     ) -> Result<Option<ShareCursor>>;
-    /// Record progress and give the lease back.
-    async fn release_share_cursor(&self, calendar: ResourceId, cursor: &ShareCursor) -> Result<()>;
+    /// Extend a lease this worker holds (taken or last extended until `held`) to `until`;
+    /// false if the lease was lost (it expired and another worker took the calendar).
+    async fn renew_share_lease(&self, calendar: ResourceId, held: i64, until: i64) -> Result<bool>;
+    /// Record progress and give back the lease held until `held`; false, and nothing
+    /// recorded, if the lease was lost meanwhile.
+    async fn release_share_cursor(
+        &self,
+        calendar: ResourceId,
+        cursor: &ShareCursor,
+        held: i64,
+    ) -> Result<bool>;
     /// The recipients holding a copy of each named member (all members when `names` is
     /// `None`).
     async fn share_copies(
@@ -1250,8 +1259,16 @@ impl ShareStore for Store {
     ) -> Result<Option<ShareCursor>> {
         delegate!(self, s => s.claim_share_cursor(calendar, now, until).await)
     }
-    async fn release_share_cursor(&self, calendar: ResourceId, cursor: &ShareCursor) -> Result<()> {
-        delegate!(self, s => s.release_share_cursor(calendar, cursor).await)
+    async fn renew_share_lease(&self, calendar: ResourceId, held: i64, until: i64) -> Result<bool> {
+        delegate!(self, s => s.renew_share_lease(calendar, held, until).await)
+    }
+    async fn release_share_cursor(
+        &self,
+        calendar: ResourceId,
+        cursor: &ShareCursor,
+        held: i64,
+    ) -> Result<bool> {
+        delegate!(self, s => s.release_share_cursor(calendar, cursor, held).await)
     }
     async fn share_copies(
         &self,

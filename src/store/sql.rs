@@ -1555,22 +1555,44 @@ macro_rules! impl_sql_store {
                 .transpose()
             }
 
+            async fn renew_share_lease(
+                &self,
+                calendar: ResourceId,
+                held: i64,
+                until: i64,
+            ) -> Result<bool> {
+                // The expiry a worker set is its proof of holding the lease: a worker that
+                // took over after it lapsed set another.
+                let r = sqlx::query(
+                    "UPDATE share_cursors SET lease_until = $3 \
+                     WHERE calendar_id = $1 AND lease_until = $2",
+                )
+                .bind(calendar.0)
+                .bind(held)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn release_share_cursor(
                 &self,
                 calendar: ResourceId,
                 cursor: &ShareCursor,
-            ) -> Result<()> {
-                sqlx::query(
+                held: i64,
+            ) -> Result<bool> {
+                let r = sqlx::query(
                     "UPDATE share_cursors SET seq = $2, audience = $3, refs = $4, lease_until = 0 \
-                     WHERE calendar_id = $1",
+                     WHERE calendar_id = $1 AND lease_until = $5",
                 )
                 .bind(calendar.0)
                 .bind(cursor.seq)
                 .bind(&cursor.audience)
                 .bind(&cursor.refs)
+                .bind(held)
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(r.rows_affected() == 1)
             }
 
             async fn share_copies(
