@@ -70,15 +70,11 @@ impl Dav<'_> {
                 what: piece.uid.clone(),
                 reason,
             };
-            let summary = match self.check_calendar_body(cal, None, &piece.data) {
-                Ok(s) => s,
-                Err(e) => {
-                    report.skipped.push(skip(e.message));
-                    continue;
-                }
-            };
-            let index = match self.index_body(&piece.data) {
-                Ok(i) => i,
+            let checked = self
+                .check_calendar_body(cal, None, &piece.data)
+                .and_then(|v| Ok((self.index_validated(&v)?, v.summary)));
+            let (index, summary) = match checked {
+                Ok(c) => c,
                 Err(e) => {
                     report.skipped.push(skip(e.message));
                     continue;

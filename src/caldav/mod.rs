@@ -1997,12 +1997,12 @@ impl<'a> Dav<'a> {
     }
 
     /// Validate a body for a calendar collection: size, media type, iCalendar, components.
-    fn check_calendar_body(
+    fn check_calendar_body<'b>(
         &self,
         parent: &Resource,
         content_type: Option<&str>,
-        body: &[u8],
-    ) -> Result<ical::ObjectSummary, DavError> {
+        body: &'b [u8],
+    ) -> Result<ical::Validated<'b>, DavError> {
         if body.len() > self.settings.max_resource_size {
             return Err(DavError::with(
                 403,
@@ -2023,7 +2023,7 @@ impl<'a> Dav<'a> {
                 ));
             }
         }
-        let summary = ical::validate_object(body).map_err(|e| {
+        let validated = ical::validate(body).map_err(|e| {
             let cond = match e {
                 IcalError::Syntax { .. } | IcalError::NotUtf8(_) | IcalError::NotVcalendar => {
                     CalCondition::ValidCalendarData
@@ -2038,18 +2038,18 @@ impl<'a> Dav<'a> {
             .unwrap_or(DEFAULT_COMPONENTS);
         if !allowed
             .split(',')
-            .any(|c| c.eq_ignore_ascii_case(summary.kind.name()))
+            .any(|c| c.eq_ignore_ascii_case(validated.summary.kind.name()))
         {
             return Err(DavError::with(
                 403,
                 CalCondition::SupportedCalendarComponent,
                 format!(
                     "this calendar accepts {allowed}, not {}",
-                    summary.kind.name()
+                    validated.summary.kind.name()
                 ),
             ));
         }
-        Ok(summary)
+        Ok(validated)
     }
 
     pub fn index_limits(&self) -> ical::index::IndexLimits {
@@ -2061,18 +2061,15 @@ impl<'a> Dav<'a> {
 
     /// Compute the time-range index of a validated body (RFC 4791 5.3.2.1 max-instances).
     fn index_body(&self, body: &[u8]) -> Result<ical::index::ObjectIndex, DavError> {
-        ical::index::index_object(body, self.index_limits()).map_err(|e| match e {
-            IcalError::TooManyInstances(_) => DavError::with(
-                403,
-                Condition {
-                    ns: NS_CALDAV,
-                    name: "max-instances",
-                    body: String::new(),
-                },
-                e.to_string(),
-            ),
-            other => DavError::with(403, CalCondition::ValidCalendarData, other.to_string()),
-        })
+        ical::index::index_object(body, self.index_limits()).map_err(index_error)
+    }
+
+    /// The index of a body `check_calendar_body` accepted, from the parse it already made.
+    fn index_validated(
+        &self,
+        v: &ical::Validated<'_>,
+    ) -> Result<ical::index::ObjectIndex, DavError> {
+        v.index(self.index_limits()).map_err(index_error)
     }
 
     fn write_condition(headers: &HeaderMap) -> WriteCondition {
@@ -2143,7 +2140,7 @@ impl<'a> Dav<'a> {
         let mut plan = None;
         let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
-                let s = self.check_calendar_body(&parent, content_type, &req.body)?;
+                let v = self.check_calendar_body(&parent, content_type, &req.body)?;
                 // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
                 if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
                     && let Some(sched) = ical::itip::scheduling(&req.body)
@@ -2155,7 +2152,8 @@ impl<'a> Dav<'a> {
                         "in a shared calendar the organizer must be the calendar's owner",
                     ));
                 }
-                let index = self.index_body(&req.body)?;
+                let index = self.index_validated(&v)?;
+                let s = v.summary;
                 plan = Some(
                     self.acting()
                         .plan_put(existing.as_ref(), &req.body, s.kind.name(), &req.headers)
@@ -3541,6 +3539,22 @@ fn href_in_mount(href: &str) -> bool {
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The response to a body that could not be indexed (RFC 4791 5.3.2.1 max-instances).
+fn index_error(e: IcalError) -> DavError {
+    match e {
+        IcalError::TooManyInstances(_) => DavError::with(
+            403,
+            Condition {
+                ns: NS_CALDAV,
+                name: "max-instances",
+                body: String::new(),
+            },
+            e.to_string(),
+        ),
+        other => DavError::with(403, CalCondition::ValidCalendarData, other.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -195,6 +195,25 @@ pub(crate) fn subcomponents<'c, 'a>(c: &'c IcalCst<'a>) -> impl Iterator<Item = 
 
 /// Validate a calendar object resource body (RFC 4791 4.1 and 5.3.2) and summarise it.
 pub fn validate_object(body: &[u8]) -> Result<ObjectSummary, IcalError> {
+    validate(body).map(|v| v.summary)
+}
+
+/// A body `validate` accepted: its summary, and the parse it came from, so that indexing it
+/// (the PUT path) does not parse it a second time.
+pub struct Validated<'a> {
+    pub summary: ObjectSummary,
+    cst: IcalCst<'a>,
+}
+
+impl Validated<'_> {
+    /// The body's time-range index (what `index::index_object` computes from the bytes).
+    pub fn index(&self, limits: index::IndexLimits) -> Result<index::ObjectIndex, IcalError> {
+        index::index_components(&self.cst.decode().components, limits)
+    }
+}
+
+/// Validate a calendar object resource body, keeping its parse for `Validated::index`.
+pub fn validate(body: &[u8]) -> Result<Validated<'_>, IcalError> {
     if let Err(e) = std::str::from_utf8(strip_bom(body)) {
         // Folds may split a UTF-8 sequence (RFC 5545 3.1 allows it); only reject when the
         // unfolded text is still not UTF-8.
@@ -245,7 +264,10 @@ pub fn validate_object(body: &[u8]) -> Result<ObjectSummary, IcalError> {
     }
     check_timezones(&cal)?;
     match (uid, kind) {
-        (Some(uid), Some(kind)) => Ok(ObjectSummary { uid, kind }),
+        (Some(uid), Some(kind)) => Ok(Validated {
+            summary: ObjectSummary { uid, kind },
+            cst: cal,
+        }),
         _ => Err(IcalError::NoComponents),
     }
 }
@@ -452,6 +474,28 @@ fn unfold(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The PUT path indexes from the validation's parse: it must index exactly what a fresh
+    /// parse of the bytes indexes, for every valid body in the corpus.
+    #[test]
+    fn index_from_validation_matches_index_of_bytes() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/valid");
+        let limits = index::IndexLimits {
+            horizon: 1_900_000_000,
+            max_instances: 5000,
+        };
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            let Ok(v) = validate(&body) else { continue };
+            let fresh = index::index_object(&body, limits);
+            assert_eq!(v.index(limits).ok(), fresh.ok(), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "only {seen} valid fixtures indexed");
+    }
 
     fn cal(body: &str) -> String {
         format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n{body}END:VCALENDAR\r\n")
