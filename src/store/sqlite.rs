@@ -33,7 +33,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma(
+                "wal_autocheckpoint",
+                super::sqlite_direct::WAL_AUTOCHECKPOINT,
+            );
         // A ping before every acquire costs a round trip to the connection's thread; a local
         // file connection does not go stale, so it is skipped.
         let pool = SqlitePoolOptions::new()

@@ -19,7 +19,7 @@
 //! with a collection runs only in `load_listing`, which its caller moves to the blocking pool.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,74 @@ pub struct Direct {
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     writer: Mutex<Connection>,
+    _checkpointer: Checkpointer,
+}
+
+/// WAL frames (pages) at which a commit checkpoints by itself: a safety valve (64 MiB) only.
+/// The checkpoints are made by `Checkpointer`, off the request path.
+pub(crate) const WAL_AUTOCHECKPOINT: &str = "16000";
+
+/// How often the checkpointer looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the WAL back into the database a few times a second, on a thread of its own.
+///
+/// Why: SQLite's own checkpoint runs inside the commit that crosses its threshold, so one
+/// request in a thousand pages pays for copying them (a latency spike), and at 1,000 pages it
+/// runs often enough to copy the same hot pages (the calendar's row, the index leaves writes
+/// append to) over and over. A PASSIVE checkpoint here blocks neither readers nor the writer,
+/// and copies each page once per interval however often it was written.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::Thread,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = open(path, false)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut seen: Option<i64> = None;
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    if flag.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // Changes when another connection commits; cheap (the WAL header).
+                    let version: rusqlite::Result<i64> =
+                        conn.query_row("PRAGMA data_version", [], |r| r.get(0));
+                    let version = match version {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "checkpointer: data_version failed");
+                            continue;
+                        }
+                    };
+                    if seen == Some(version) {
+                        continue;
+                    }
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Ok(()) => seen = Some(version),
+                        Err(e) => tracing::debug!(error = %e, "checkpoint failed; retried"),
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Direct(format!("checkpointer thread: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: handle.thread().clone(),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 fn open(path: &Path, reader: bool) -> Result<Connection> {
@@ -59,6 +127,7 @@ fn open(path: &Path, reader: bool) -> Result<Connection> {
     c.set_prepared_statement_cache_capacity(64);
     c.pragma_update(None, "foreign_keys", "ON")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     // One plan per statement whatever the bound values: otherwise a range on a bound value
     // (the change log's `mod_seq > ?`) makes SQLite compile the statement again on every run.
     c.set_db_config(
@@ -144,6 +213,7 @@ impl Direct {
             readers,
             next: AtomicUsize::new(0),
             writer: Mutex::new(open(path, false)?),
+            _checkpointer: Checkpointer::start(path)?,
         })
     }
 
