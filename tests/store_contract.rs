@@ -568,6 +568,33 @@ async fn time_index(f: Fixture) {
     .await
     .unwrap();
     assert!(!ids(s.instances_between(a.id, 99 * H, 102 * H).await.unwrap()).contains(&short.id));
+    // A rewrite whose instances are the same keeps exactly one row per instance, with the
+    // new bytes; one that changes only the coverage stores the new coverage.
+    let weekly_rows = |rows: Vec<InstanceRow>| {
+        rows.into_iter()
+            .filter(|r| r.resource == weekly.id)
+            .map(|r| (r.instance.start, r.instance.end))
+            .collect::<Vec<_>>()
+    };
+    for (body, until) in [
+        ("weekly v2", 200 * H),
+        ("weekly v3", 300 * H),
+        ("weekly v4", 200 * H),
+    ] {
+        let mut o = indexed("weekly", &[(10 * H, 11 * H), (178 * H, 179 * H)], until);
+        o.data = body.as_bytes().to_vec();
+        o.etag = format!("\"{body}\"");
+        s.put_object(a.id, "weekly.ics", o, WriteCondition::None)
+            .await
+            .unwrap();
+        assert_eq!(
+            weekly_rows(s.instances_between(a.id, 0, 400 * H).await.unwrap()),
+            vec![(10 * H, 11 * H), (178 * H, 179 * H)]
+        );
+        let w = s.child(a.id, "weekly.ics").await.unwrap().unwrap();
+        assert_eq!(w.complete_until, Some(until));
+        assert_eq!(s.object_data(w.id).await.unwrap().unwrap(), body.as_bytes());
+    }
     // Move and copy carry the index to the destination calendar.
     s.transfer(short.id, b.id, "moved.ics", false, true)
         .await

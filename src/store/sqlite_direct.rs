@@ -516,6 +516,33 @@ impl Direct {
             span.map(|i| i.complete_until),
         );
         let res = match &existing {
+            // A rewrite that keeps the UID and index coverage (most edits, and every client
+            // re-PUT of unchanged bytes) leaves those columns out, so SQLite leaves the three
+            // indexes on them alone instead of rewriting their entries.
+            Some(e) if e.uid == obj.uid && e.complete_until == complete => {
+                let mut st = tx.prepare_cached(concat!(
+                    "UPDATE resources SET data = ?2, etag = ?3, size = ?4, component = ?5, \
+                     content_type = ?6, mod_seq = ?7, modified_at = ?8, first_start = ?9, \
+                     last_end = ?10, schedule_tag = ?11 WHERE id = ?1 RETURNING ",
+                    res_cols!()
+                ))?;
+                st.query_row(
+                    params![
+                        e.id.0,
+                        obj.data,
+                        obj.etag,
+                        size,
+                        obj.component,
+                        obj.content_type,
+                        seq,
+                        now,
+                        first,
+                        last,
+                        obj.schedule_tag
+                    ],
+                    map_resource,
+                )??
+            }
             Some(e) => {
                 let mut st = tx.prepare_cached(concat!(
                     "UPDATE resources SET data = ?2, etag = ?3, size = ?4, uid = ?5, component = ?6, \
@@ -575,11 +602,17 @@ impl Direct {
                 )??
             }
         };
-        if existing.is_some() {
+        // An edit that moves no instance (a new title, an alarm, the same bytes again) keeps
+        // its index rows: rewriting them would dirty four b-trees for nothing.
+        let same_instances = match (&existing, span) {
+            (Some(_), Some(index)) => stored_instances(&tx, res.id)? == index.instances,
+            _ => false,
+        };
+        if existing.is_some() && !same_instances {
             tx.prepare_cached("DELETE FROM instances WHERE resource_id = ?1")?
                 .execute(params![res.id.0])?;
         }
-        if let Some(index) = span {
+        if let Some(index) = span.filter(|_| !same_instances) {
             let mut st = tx.prepare_cached(
                 "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -599,6 +632,23 @@ impl Direct {
         tx.commit()?;
         Ok(Some((res, existing.is_none())))
     }
+}
+
+/// An object's index rows, in the order they were written.
+fn stored_instances(tx: &rusqlite::Transaction<'_>, id: ResourceId) -> Result<Vec<Instance>> {
+    let mut st = tx.prepare_cached(
+        "SELECT start_at, end_at, rule, floating FROM instances WHERE resource_id = ?1 \
+         ORDER BY rowid",
+    )?;
+    let rows = st.query_map(params![id.0], |r| {
+        Ok(Instance {
+            start: r.get(0)?,
+            end: r.get(1)?,
+            rule: MatchRule::from_code(r.get(2)?),
+            floating: r.get::<_, i64>(3)? != 0,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// `sql.rs` `touch`: bump the collection's change number and stamp it up the tree.
