@@ -67,7 +67,6 @@ pub struct Listing {
     partial: BTreeSet<(i64, ResourceId)>,
 }
 
-/// Does this member's index stop before the end of time?
 /// Where this member's index stops, if before the end of time.
 fn partial_key(r: &Resource) -> Option<(i64, ResourceId)> {
     r.complete_until
