@@ -22,10 +22,19 @@ macro_rules! res_cols {
 }
 pub(crate) use res_cols;
 
+/// `ical::index::POS_INF` as an SQL literal: `resources_incomplete` indexes only rows below
+/// it, and a query uses a partial index only when its WHERE clause names the same literal.
+macro_rules! pos_inf {
+    () => {
+        "2305843009213693951"
+    };
+}
+pub(crate) use pos_inf;
+
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use sqlx::Row as _;
-        use $crate::store::sql::res_cols;
+        use $crate::store::sql::{pos_inf, res_cols};
         use $crate::store::*;
 
         type Tx = sqlx::Transaction<'static, $db>;
@@ -1090,7 +1099,9 @@ macro_rules! impl_sql_store {
                     "SELECT ",
                     res_cols!(),
                     " FROM resources WHERE parent_id = $1 AND complete_until < $3 \
-                     AND first_start <= $3 AND last_end >= $2"
+                     AND complete_until < ",
+                    pos_inf!(),
+                    " AND first_start <= $3 AND last_end >= $2"
                 ))
                 .bind(parent.0)
                 .bind(from)
@@ -2166,3 +2177,11 @@ macro_rules! impl_sql_store {
     };
 }
 pub(crate) use impl_sql_store;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pos_inf_literal_is_pos_inf() {
+        assert_eq!(pos_inf!(), crate::ical::index::POS_INF.to_string());
+    }
+}
