@@ -119,7 +119,9 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// Successful verifications, keyed by an HMAC of (user id, stored hash, password).
 pub struct VerifyCache {
-    key: [u8; 32],
+    /// Keyed once with a random key: each lookup clones it instead of hashing the key's two
+    /// pads again, a third of the HMAC's work on every authenticated request.
+    mac: Hmac<Sha256>,
     ttl: Duration,
     max_entries: usize,
     entries: Mutex<HashMap<[u8; 32], Instant>>,
@@ -127,8 +129,9 @@ pub struct VerifyCache {
 
 impl VerifyCache {
     pub fn new(ttl: Duration) -> Self {
+        let key: [u8; 64] = rand::random();
         VerifyCache {
-            key: rand::random(),
+            mac: <Hmac<Sha256> as hmac::digest::KeyInit>::new(&key.into()),
             ttl,
             max_entries: 10_000,
             entries: Mutex::new(HashMap::new()),
@@ -136,8 +139,7 @@ impl VerifyCache {
     }
 
     fn key_for(&self, user: &User, hash: &str, password: &str) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac = self.mac.clone();
         mac.update(&user.id.0.to_be_bytes());
         mac.update(&(hash.len() as u64).to_be_bytes());
         mac.update(hash.as_bytes());
