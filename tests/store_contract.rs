@@ -789,12 +789,7 @@ async fn sqlite_object_write_waits_for_a_held_write_lock() {
     use sqlx::Connection as _;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
-    let s = Store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let u = user(&s, "u").await;
-    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
-    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    let (s, c) = sqlite_calendar(&path).await;
     let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
@@ -805,7 +800,7 @@ async fn sqlite_object_write_waits_for_a_held_write_lock() {
     let writer = {
         let s = s.clone();
         tokio::spawn(async move {
-            s.put_object(c.id, "a.ics", obj("a", "v1"), WriteCondition::None)
+            s.put_object(c, "a.ics", obj("a", "v1"), WriteCondition::None)
                 .await
         })
     };
@@ -815,7 +810,7 @@ async fn sqlite_object_write_waits_for_a_held_write_lock() {
     assert!(created);
     assert_eq!(res.name, "a.ics");
     assert_eq!(
-        s.child(c.id, "a.ics").await.unwrap().map(|r| r.id),
+        s.child(c, "a.ics").await.unwrap().map(|r| r.id),
         Some(res.id)
     );
 }
@@ -869,6 +864,48 @@ async fn share_lease(f: Fixture) {
 
 contract!(share_lease_held_by_one, share_lease);
 
+/// A file-backed SQLite store at `path` with one calendar, for the tests of its WAL.
+async fn sqlite_calendar(path: &std::path::Path) -> (Store, ResourceId) {
+    let s = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let u = user(&s, "u").await;
+    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
+    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    (s, c.id)
+}
+
+/// The body of object `k` of `put_large_objects`: about 8 KB.
+fn large_object(k: usize) -> NewObject {
+    obj(&format!("o{k}"), &format!("{k}{}", "x".repeat(8000)))
+}
+
+/// Objects `o0.ics` .. of about 8 KB each, written one by one.
+async fn put_large_objects(s: &Store, c: ResourceId, n: usize) {
+    for k in 0..n {
+        s.put_object(
+            c,
+            &format!("o{k}.ics"),
+            large_object(k),
+            WriteCondition::None,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The size of `file` once `done` holds for it, or after 5 s, polled every 50 ms.
+async fn size_once(file: &std::path::Path, done: impl Fn(u64) -> bool) -> u64 {
+    let size = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    for _ in 0..100 {
+        if done(size()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    size()
+}
+
 /// SQLite only: a reader that holds its snapshot through a burst of writes keeps every
 /// frame in the WAL; once it lets go, the checkpointer empties the log without waiting for
 /// another write. A PASSIVE checkpoint alone copies the frames but leaves the file at its
@@ -878,51 +915,25 @@ async fn sqlite_wal_emptied_once_a_long_reader_lets_go() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
     let wal = dir.path().join("c.db-wal");
-    let s = Store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let u = user(&s, "u").await;
-    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
-    let c = s.child(home.id, "c").await.unwrap().unwrap();
+    let (s, c) = sqlite_calendar(&path).await;
     // A reader that keeps its snapshot: no checkpoint can empty the log while it reads.
     let reader = rusqlite::Connection::open(&path).unwrap();
     reader.execute_batch("BEGIN").unwrap();
     let _: i64 = reader
         .query_row("SELECT count(*) FROM resources", [], |r| r.get(0))
         .unwrap();
-    let filler = "x".repeat(8000);
-    for k in 0..600 {
-        s.put_object(
-            c.id,
-            &format!("o{k}.ics"),
-            obj(&format!("o{k}"), &format!("{k}{filler}")),
-            WriteCondition::None,
-        )
-        .await
-        .unwrap();
-    }
-    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    let grown = wal_size();
+    put_large_objects(&s, c, 600).await;
+    let grown = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(grown > 8 << 20, "the burst left only {grown} bytes of WAL");
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
-    let mut size = wal_size();
-    for _ in 0..100 {
-        if size <= 8 << 20 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        size = wal_size();
-    }
+    let size = size_once(&wal, |n| n <= 8 << 20).await;
     assert!(
         size <= 8 << 20,
         "the WAL still holds {size} bytes (grown to {grown}): it was never emptied"
     );
-    let back = s.child(c.id, "o599.ics").await.unwrap().unwrap();
-    assert_eq!(
-        back.size,
-        obj("o599", &format!("599{filler}")).data.len() as i64
-    );
+    let back = s.child(c, "o599.ics").await.unwrap().unwrap();
+    assert_eq!(back.size, large_object(599).data.len() as i64);
 }
 
 /// SQLite only: writes reach the database file by a checkpoint made off the request path,
@@ -933,32 +944,9 @@ async fn sqlite_wal_emptied_once_a_long_reader_lets_go() {
 async fn sqlite_wal_checkpointed_in_background() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
-    let s = Store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let u = user(&s, "u").await;
-    let home = s.ensure_home(u.id, &[cal("c")]).await.unwrap();
-    let c = s.child(home.id, "c").await.unwrap().unwrap();
-    let filler = "x".repeat(8000);
-    for k in 0..200 {
-        s.put_object(
-            c.id,
-            &format!("o{k}.ics"),
-            obj(&format!("o{k}"), &format!("{k}{filler}")),
-            WriteCondition::None,
-        )
-        .await
-        .unwrap();
-    }
-    let main_size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let mut size = main_size();
-    for _ in 0..100 {
-        if size >= 1_600_000 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        size = main_size();
-    }
+    let (s, c) = sqlite_calendar(&path).await;
+    put_large_objects(&s, c, 200).await;
+    let size = size_once(&path, |n| n >= 1_600_000).await;
     assert!(
         size >= 1_600_000,
         "the database file holds {size} bytes: the WAL was not checkpointed"
