@@ -405,7 +405,7 @@ impl Direct {
         })
     }
 
-    /// Home, and up to two levels below it, as `sql.rs` `lookup_path` (same statement).
+    /// Home, and up to two levels below it, as `sql.rs` `lookup_path` (its statement, unsorted).
     pub fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
         self.read(|c| {
             let mut st = c.prepare_cached(concat!(
@@ -420,22 +420,25 @@ impl Direct {
                 res_cols!(),
                 ", 2 FROM resources WHERE name = ?3 AND parent_id = \
                  (SELECT id FROM resources WHERE name = ?2 AND parent_id = \
-                 (SELECT id FROM resources WHERE owner_id = ?1 AND parent_id IS NULL)) \
-                 ORDER BY 22"
+                 (SELECT id FROM resources WHERE owner_id = ?1 AND parent_id IS NULL))"
             ))?;
             let mut rows = st.query(params![
                 owner.0,
                 names.first().map(String::as_str).unwrap_or(""),
                 names.get(1).map(String::as_str).unwrap_or(""),
             ])?;
-            let mut out: Vec<Resource> = Vec::with_capacity(3);
+            // At most one row per depth. They are placed by depth here rather than sorted by
+            // SQL: an ORDER BY made SQLite build a sorter on every request for three rows.
+            let mut found: [Option<Resource>; 3] = [None, None, None];
             while let Some(r) = rows.next()? {
-                let depth: i64 = r.get(21)?;
-                if depth as usize == out.len() && depth as usize <= names.len() {
-                    out.push(map_resource(r)??);
+                let depth = r.get::<_, i64>(21)? as usize;
+                if depth <= names.len()
+                    && let Some(slot) = found.get_mut(depth)
+                {
+                    *slot = Some(map_resource(r)??);
                 }
             }
-            Ok(out)
+            Ok(found.into_iter().map_while(|r| r).collect())
         })
     }
 
