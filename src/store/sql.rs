@@ -31,6 +31,26 @@ macro_rules! pos_inf {
 }
 pub(crate) use pos_inf;
 
+/// Index rows of one calendar that meet `[$4, $3]`: those starting inside the window (less
+/// `LONG_SPAN`, bound as `$2`), and the few longer rows that start before it and reach into it.
+/// The second arm names `long_span = 1` so that it runs on the partial `instances_long` index
+/// (`sqlite_direct`'s plan test holds SQLite to that).
+pub(crate) const INSTANCES_BETWEEN: &str = "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+     WHERE parent_id = $1 AND start_at <= $3 AND start_at >= $2 \
+     UNION ALL \
+     SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+     WHERE parent_id = $1 AND long_span = 1 AND start_at < $2 AND end_at >= $4";
+
+/// An owner's objects with one UID, in any of their calendars: one `resources_uid` probe per
+/// calendar, the calendars found through the partial `resources_owner_calendars` index.
+pub(crate) const OBJECTS_BY_UID: &str = concat!(
+    "SELECT ",
+    res_cols!(),
+    " FROM resources WHERE uid = $2 AND kind = 'object' \
+     AND parent_id IN (SELECT id FROM resources WHERE owner_id = $1 AND kind = 'calendar') \
+     ORDER BY id"
+);
+
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use sqlx::Row as _;
@@ -139,12 +159,15 @@ macro_rules! impl_sql_store {
                 return Ok(());
             };
             // Multi-row inserts: one round trip per 500 instances.
-            for chunk in index.instances.chunks(500) {
+            let numbered: Vec<(i64, &crate::ical::index::Instance)> =
+                (0i64..).zip(&index.instances).collect();
+            for chunk in numbered.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) ",
+                    "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) ",
                 );
-                qb.push_values(chunk, |mut b, i| {
+                qb.push_values(chunk, |mut b, (ord, i)| {
                     b.push_bind(id.0)
+                        .push_bind(*ord)
                         .push_bind(parent.0)
                         .push_bind(i.start)
                         .push_bind(i.end)
@@ -356,8 +379,8 @@ macro_rules! impl_sql_store {
                 .await?;
                 let new_id: i64 = row.try_get("id")?;
                 sqlx::query(
-                    "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) \
-                     SELECT $1, $2, start_at, end_at, rule, floating, long_span FROM instances WHERE resource_id = $3",
+                    "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) \
+                     SELECT $1, ord, $2, start_at, end_at, rule, floating, long_span FROM instances WHERE resource_id = $3",
                 )
                 .bind(new_id)
                 .bind(p.0)
@@ -638,11 +661,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn objects_by_uid(&self, owner: UserId, uid: &str) -> Result<Vec<Resource>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ", res_cols!(), " FROM resources WHERE owner_id = $1 AND uid = $2 AND kind = 'object' \
-                     AND parent_id IN (SELECT id FROM resources WHERE owner_id = $1 AND kind = 'calendar') \
-                     ORDER BY id"
-                ))
+                let rows = sqlx::query($crate::store::sql::OBJECTS_BY_UID)
                 .bind(owner.0)
                 .bind(uid)
                 .fetch_all(&self.pool)
@@ -1025,13 +1044,7 @@ macro_rules! impl_sql_store {
                 from: i64,
                 to: i64,
             ) -> Result<Vec<InstanceRow>> {
-                let rows = sqlx::query(
-                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
-                     WHERE parent_id = $1 AND start_at <= $3 AND start_at >= $2 \
-                     UNION ALL \
-                     SELECT resource_id, start_at, end_at, rule, floating FROM instances \
-                     WHERE parent_id = $1 AND long_span = 1 AND start_at < $2 AND end_at >= $4",
-                )
+                let rows = sqlx::query($crate::store::sql::INSTANCES_BETWEEN)
                 .bind(parent.0)
                 .bind(from.saturating_sub(LONG_SPAN))
                 .bind(to)

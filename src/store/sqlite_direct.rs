@@ -449,10 +449,7 @@ impl Direct {
             let mut out = Vec::new();
             {
                 // `+parent_id`, as in `sql.rs`: the resource_id lookup is the narrow one.
-                let mut st = tx.prepare_cached(
-                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
-                     WHERE +parent_id = ?1 AND resource_id = ?2",
-                )?;
+                let mut st = tx.prepare_cached(MEMBER_ROWS)?;
                 for id in ids {
                     let rows = st.query_map(params![parent.0, id.0], map_instance)?;
                     for row in rows {
@@ -482,10 +479,7 @@ impl Direct {
                 while let Some(r) = rows.next()? {
                     l.add_member(map_resource(r)??);
                 }
-                let mut st = tx.prepare_cached(
-                    "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
-                     WHERE parent_id = ?1",
-                )?;
+                let mut st = tx.prepare_cached(LISTING_ROWS)?;
                 let mut rows = st.query(params![parent.0])?;
                 while let Some(r) = rows.next()? {
                     l.add_row(map_instance(r)?);
@@ -682,12 +676,13 @@ impl Direct {
         }
         if let Some(index) = span.filter(|_| !same_instances) {
             let mut st = tx.prepare_cached(
-                "INSERT INTO instances (resource_id, parent_id, start_at, end_at, rule, floating, long_span) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for i in &index.instances {
+            for (ord, i) in (0i64..).zip(&index.instances) {
                 st.execute(params![
                     res.id.0,
+                    ord,
                     parent.0,
                     i.start,
                     i.end,
@@ -702,11 +697,21 @@ impl Direct {
     }
 }
 
+/// A calendar's index rows, for its listing: read from `instances_window` alone, which
+/// carries every column (the plan test below holds SQLite to that).
+const LISTING_ROWS: &str =
+    "SELECT resource_id, start_at, end_at, rule, floating FROM instances WHERE parent_id = ?1";
+
+/// One member's index rows. `+parent_id`, as in `sql.rs`: the key (resource_id, ord) is the
+/// narrow lookup, not the calendar's window index.
+const MEMBER_ROWS: &str = "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
+                           WHERE +parent_id = ?1 AND resource_id = ?2";
+
 /// An object's index rows, in the order they were written.
 fn stored_instances(tx: &rusqlite::Transaction<'_>, id: ResourceId) -> Result<Vec<Instance>> {
     let mut st = tx.prepare_cached(
         "SELECT start_at, end_at, rule, floating FROM instances WHERE resource_id = ?1 \
-         ORDER BY rowid",
+         ORDER BY ord",
     )?;
     let rows = st.query_map(params![id.0], |r| {
         Ok(Instance {
@@ -748,4 +753,75 @@ fn touch(tx: &rusqlite::Transaction<'_>, collection: ResourceId) -> Result<i64> 
         }
     }
     first.ok_or(StoreError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LISTING_ROWS, MEMBER_ROWS};
+    use crate::store::sql::{INSTANCES_BETWEEN, OBJECTS_BY_UID};
+
+    /// SQLite's plan for `sql`, one line per step, parameters left unbound.
+    fn plan(c: &rusqlite::Connection, sql: &str) -> String {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = st.raw_query();
+        let mut out = String::new();
+        while let Some(r) = rows.next().unwrap() {
+            out.push_str(&r.get::<_, String>(3).unwrap());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The statements whose speed rests on one index: if a schema change or a new SQLite made
+    /// the planner pick another, results would stay right and only grow slow, so no other test
+    /// would notice. Plans are taken on a migrated, empty file, as a new server has.
+    #[tokio::test]
+    async fn hot_statements_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.db");
+        let url = format!("sqlite://{}", path.display());
+        let _store = crate::store::sqlite::SqliteStore::open(&url).await.unwrap();
+        let c = super::open(&path, true).unwrap();
+
+        let between = plan(&c, INSTANCES_BETWEEN);
+        assert!(
+            between.contains(
+                "USING COVERING INDEX instances_window (parent_id=? AND start_at>? AND start_at<?)"
+            ),
+            "window arm: {between}"
+        );
+        assert!(
+            between.contains("USING COVERING INDEX instances_long (parent_id=? AND start_at<?)"),
+            "long-span arm must use the partial index: {between}"
+        );
+
+        let listing = plan(&c, LISTING_ROWS);
+        assert!(
+            listing.contains("USING COVERING INDEX instances_window (parent_id=?)"),
+            "listing rows: {listing}"
+        );
+
+        let by_uid = plan(&c, OBJECTS_BY_UID);
+        assert!(
+            by_uid.contains("USING INDEX resources_uid (parent_id=? AND uid=?)"),
+            "objects by UID: {by_uid}"
+        );
+        assert!(
+            by_uid.contains("resources_owner_calendars (owner_id=?)"),
+            "the owner's calendars: {by_uid}"
+        );
+        assert!(!by_uid.contains("SCAN"), "objects by UID scans: {by_uid}");
+
+        for sql in [
+            MEMBER_ROWS,
+            "DELETE FROM instances WHERE resource_id = ?1",
+            "SELECT start_at FROM instances WHERE resource_id = ?1 ORDER BY ord",
+        ] {
+            let p = plan(&c, sql);
+            assert!(
+                p.contains("USING PRIMARY KEY (resource_id=?)") && !p.contains("TEMP B-TREE"),
+                "{sql}: {p}"
+            );
+        }
+    }
 }
