@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::auth::{LocalAuthenticator, hash_password};
-use crate::caldav::{DavSettings, home_href};
+use crate::caldav::{DEFAULT_INDEX_HORIZON_DAYS, DavSettings, home_href};
 use crate::dav::XmlLimits;
 use crate::store::{
     AppPasswordStore, DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader,
@@ -241,7 +241,7 @@ impl Default for Config {
             max_props_per_request: 1000,
             auth_cache_seconds: 300,
             shutdown_grace_seconds: 30,
-            index_horizon_days: 3 * 366,
+            index_horizon_days: DEFAULT_INDEX_HORIZON_DAYS,
             max_instances: 20_000,
             listing_cache_rows: crate::store::listing::DEFAULT_BUDGET_ROWS,
             smtp: None,

@@ -57,13 +57,21 @@ pub struct DavSettings {
     pub max_instances: usize,
 }
 
+/// How far ahead of now a recurring series is indexed when it is written: a year, as Apple
+/// CalendarServer's `FreeBusyIndexExpandAheadDays` (365). The windows clients ask about all
+/// day (week and month views, DAVx5's past-90-days sync, free-busy lookups) fall inside it.
+/// A window beyond it still gets every answer: the few open-ended series it reaches are
+/// expanded at query time. Three years cost each weekly series 156 index rows where it now
+/// has 52, written on every PUT and held in every cached listing.
+pub const DEFAULT_INDEX_HORIZON_DAYS: i64 = 366;
+
 impl Default for DavSettings {
     fn default() -> Self {
         DavSettings {
             max_resource_size: 10 * 1024 * 1024,
             xml: XmlLimits::default(),
             max_props_per_request: 1000,
-            index_horizon_days: 3 * 366,
+            index_horizon_days: DEFAULT_INDEX_HORIZON_DAYS,
             max_instances: 20_000,
         }
     }
