@@ -408,7 +408,8 @@ impl LocalAuthenticator {
                 return Ok(true);
             }
         }
-        let found = ldap.find(&user.name).await?.is_some();
+        // Boxed for the same reason as `via_directory`: an LDAP search's future is kilobytes.
+        let found = Box::pin(ldap.find(&user.name)).await?.is_some();
         let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
         if found {
             if present.len() > 100_000 {
@@ -539,7 +540,9 @@ impl Authenticator for LocalAuthenticator {
                 (PasswordBackend::Ldap, Some(ldap))
                     if known.as_ref().is_none_or(|u| u.password_hash.is_none()) =>
                 {
-                    self.via_directory(ldap, known.clone(), creds).await?
+                    // Boxed: an LDAP bind's future is kilobytes, and inline it would make
+                    // every request's future that size, cache hits included.
+                    Box::pin(self.via_directory(ldap, known.clone(), creds)).await?
                 }
                 (PasswordBackend::Ldap, _) => None,
             };

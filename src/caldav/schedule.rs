@@ -94,7 +94,7 @@ impl Dav<'_> {
             if let Some(u) = self.store.user_by_email(mail).await.map_err(internal)? {
                 return Ok(Some(u));
             }
-            return Ok(self.directory_person(|d| d.find_by_mail(mail)).await);
+            return Ok(Box::pin(self.directory_person(|d| d.find_by_mail(mail))).await);
         }
         match principal_name(&norm) {
             Some(name) => self.store.user_by_name(&name).await.map_err(internal),
@@ -112,7 +112,9 @@ impl Dav<'_> {
             >,
     {
         let dir = self.directory?;
-        let person = match look(dir).await {
+        // Boxed: an LDAP search's future is kilobytes, and inline it would size the future of
+        // every PUT and DELETE, the ones that schedule nothing too.
+        let person = match Box::pin(look(dir)).await {
             Ok(p) => p?,
             Err(e) => {
                 tracing::warn!(error = %e, "directory look-up failed");
@@ -520,7 +522,9 @@ impl Dav<'_> {
             text,
             calendar: msg,
         };
-        match mailer.send(&imip).await {
+        // Boxed: an SMTP session's future is kilobytes; inline, every PUT's future, and the
+        // request's around it, would be that size whether it mails or not.
+        match Box::pin(mailer.send(&imip)).await {
             Ok(()) => {
                 tracing::info!(method = method.name(), "iMIP message handed to the relay");
                 true

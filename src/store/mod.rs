@@ -856,7 +856,10 @@ macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match &$self.backend {
             Backend::Sqlite($s) => $e,
-            Backend::Postgres($s) => $e,
+            // Boxed: sqlx's PostgreSQL futures run to kilobytes, and inline they would set
+            // the size of every store call's future, SQLite's too, and of every future that
+            // awaits one. Next to a network round trip the allocation costs nothing.
+            Backend::Postgres($s) => Box::pin(async { $e }).await,
         }
     };
 }
@@ -1078,7 +1081,9 @@ impl ResourceReader for Store {
 
 impl ResourceWriter for Store {
     async fn ensure_home(&self, owner: UserId, defaults: &[NewCollection]) -> Result<Resource> {
-        delegate!(self, s => s.ensure_home(owner, defaults).await)
+        // Boxed: it runs once per account, and its transaction's future would otherwise size
+        // every request's that might reach it.
+        Box::pin(async { delegate!(self, s => s.ensure_home(owner, defaults).await) }).await
     }
     async fn create_collection(&self, parent: ResourceId, c: NewCollection) -> Result<Resource> {
         delegate!(self, s => s.create_collection(parent, c).await)

@@ -446,7 +446,9 @@ macro_rules! impl_sql_store {
 
         impl $store {
             async fn tx(&self) -> Result<Tx> {
-                Ok(self.begin().await?)
+                // Boxed: sqlx's acquire-and-begin future is some 3 KiB, and inline it would
+                // size every store call's future that may open a transaction.
+                Ok(Box::pin(self.begin()).await?)
             }
 
             pub async fn close(&self) {
@@ -842,7 +844,7 @@ macro_rules! impl_sql_store {
                     if let Some(done) = d.put_object(parent, name, &obj, &cond, false)? {
                         return Ok(done);
                     }
-                    let _gate = self.write_gate().await?;
+                    let _gate = Box::pin(self.write_gate()).await?;
                     if let Some(done) = d.put_object(parent, name, &obj, &cond, true)? {
                         return Ok(done);
                     }
