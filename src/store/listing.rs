@@ -21,7 +21,8 @@ use crate::store::{Change, InstanceRow, LONG_SPAN, Resource, ResourceId};
 pub const DELTA_LIMIT: usize = 2_000;
 
 /// Default budget, about 70 bytes a row: room for one 100,000-event calendar (100,000
-/// members and about 1.2 million index rows with a 3-year horizon), or many ordinary ones.
+/// members and about 850,000 index rows with the one-year horizon; 1.2 million with three),
+/// or many ordinary ones.
 pub const DEFAULT_BUDGET_ROWS: usize = 1_500_000;
 
 struct Member {
