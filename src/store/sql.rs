@@ -41,6 +41,20 @@ pub(crate) const INSTANCES_BETWEEN: &str = "SELECT resource_id, start_at, end_at
      SELECT resource_id, start_at, end_at, rule, floating FROM instances \
      WHERE parent_id = $1 AND long_span = 1 AND start_at < $2 AND end_at >= $4";
 
+/// A collection's members changed after `$2`, oldest first, at most `$3`: objects through
+/// the partial `resources_changes`, collections (a home's calendars) through the partial
+/// `resources_collections`. The two arms split on `kind` so that each runs on its own index
+/// (`sqlite_direct`'s plan test holds SQLite to that).
+pub(crate) const CHANGES_SINCE: &str = concat!(
+    "SELECT * FROM (SELECT ",
+    res_cols!(),
+    " FROM resources WHERE parent_id = $1 AND kind = 'object' AND mod_seq > $2 \
+     UNION ALL SELECT ",
+    res_cols!(),
+    " FROM resources WHERE parent_id = $1 AND kind <> 'object' AND mod_seq > $2) AS changed \
+     ORDER BY mod_seq LIMIT $3"
+);
+
 /// An owner's objects with one UID, in any of their calendars: one `resources_uid` probe per
 /// calendar, the calendars found through the partial `resources_owner_calendars` index.
 pub(crate) const OBJECTS_BY_UID: &str = concat!(
@@ -2152,11 +2166,7 @@ macro_rules! impl_sql_store {
                     }
                     return Ok(out);
                 }
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    res_cols!(),
-                    " FROM resources WHERE parent_id = $1 AND mod_seq > $2 ORDER BY mod_seq LIMIT $3"
-                ))
+                let rows = sqlx::query($crate::store::sql::CHANGES_SINCE)
                 .bind(parent.0)
                 .bind(after)
                 .bind(cap)

@@ -510,11 +510,7 @@ impl Direct {
     /// pass a limit, so the cost is bounded by it.
     pub fn changes_since(&self, parent: ResourceId, since: i64, cap: i64) -> Result<Vec<Change>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(concat!(
-                "SELECT ",
-                res_cols!(),
-                " FROM resources WHERE parent_id = ?1 AND mod_seq > ?2 ORDER BY mod_seq LIMIT ?3"
-            ))?;
+            let mut st = c.prepare_cached(crate::store::sql::CHANGES_SINCE)?;
             let mut rows = st.query(params![parent.0, since, cap])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
@@ -758,7 +754,7 @@ fn touch(tx: &rusqlite::Transaction<'_>, collection: ResourceId) -> Result<i64> 
 #[cfg(test)]
 mod tests {
     use super::{LISTING_ROWS, MEMBER_ROWS};
-    use crate::store::sql::{INSTANCES_BETWEEN, OBJECTS_BY_UID};
+    use crate::store::sql::{CHANGES_SINCE, INSTANCES_BETWEEN, OBJECTS_BY_UID};
 
     /// SQLite's plan for `sql`, one line per step, parameters left unbound.
     fn plan(c: &rusqlite::Connection, sql: &str) -> String {
@@ -811,6 +807,14 @@ mod tests {
             "the owner's calendars: {by_uid}"
         );
         assert!(!by_uid.contains("SCAN"), "objects by UID scans: {by_uid}");
+
+        let changes = plan(&c, CHANGES_SINCE);
+        assert!(
+            changes.contains("USING INDEX resources_changes (parent_id=? AND mod_seq>?)")
+                && changes.contains("USING INDEX resources_collections (parent_id=?)")
+                && !changes.contains("SCAN"),
+            "change log: {changes}"
+        );
 
         for sql in [
             MEMBER_ROWS,
