@@ -561,7 +561,7 @@ pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
         "COPY" => dav.copy_move(&req, false).await,
         "MOVE" => dav.copy_move(&req, true).await,
         "REPORT" => dav.report(&req).await,
-        // Boxed, as the rare paths below: see `web::future_size`.
+        // Boxed, as the other rare paths: see `future_size` below.
         "POST" => Box::pin(dav.post(&req)).await,
         _ => Err(DavError::new(
             405,
@@ -3683,9 +3683,9 @@ mod future_size {
 
     /// Every request's future holds the largest of the methods' futures, and each await
     /// copies a callee's future into its caller's. With sqlx's PostgreSQL and transaction
-    /// futures, LDAP searches, SMTP and the sharing and scheduling paths inline, `handle` was
-    /// 15.6 KiB for a GET. Those rare or slow parts are boxed where they are awaited; this
-    /// keeps them so (5 KiB now, the calendar REPORT the largest).
+    /// futures, LDAP searches, SMTP and the sharing and scheduling paths inline, `handle`'s
+    /// future was 15.6 KiB, whatever the method. Those rare or slow parts are boxed where
+    /// they are awaited; this keeps them so (5 KiB now, REPORT the largest).
     #[test]
     fn handle_future_stays_small() {
         let size = returned_size(handle);
