@@ -44,7 +44,10 @@ impl SqliteStore {
                 "wal_autocheckpoint",
                 super::sqlite_direct::WAL_AUTOCHECKPOINT,
             )
-            .pragma("journal_size_limit", super::sqlite_direct::WAL_SIZE_LIMIT)
+            .pragma(
+                "journal_size_limit",
+                super::sqlite_direct::WAL_SIZE_LIMIT.to_string(),
+            )
             .pragma("cache_size", SIDE_CACHE_KIB);
         // A ping before every acquire costs a round trip to the connection's thread; a local
         // file connection does not go stale, so it is skipped.
