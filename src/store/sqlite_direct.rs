@@ -610,7 +610,25 @@ impl Direct {
         // RETURNING rows in a temporary b-tree, one more to open, fill and free per statement.
         // `put_returns_the_stored_row` holds this copy to what the table then says.
         let replaced = existing.is_some();
-        let res = match existing {
+        // ?1 is the row's id (none for an INSERT, which leaves it unused); ?2..?13 are what
+        // both statements write, the same numbers in each.
+        let id: Option<i64> = existing.as_ref().map(|e| e.id.0);
+        let written: [&dyn rusqlite::ToSql; 13] = [
+            &id,
+            &obj.data,
+            &obj.etag,
+            &size,
+            &obj.uid,
+            &obj.component,
+            &obj.content_type,
+            &seq,
+            &now,
+            &first,
+            &last,
+            &complete,
+            &obj.schedule_tag,
+        ];
+        let base = match existing {
             Some(e) => {
                 // A rewrite that keeps the UID and index coverage (most edits, and every
                 // client re-PUT of unchanged bytes) leaves those columns (?5, ?12) out, so
@@ -624,65 +642,23 @@ impl Direct {
                      content_type = ?7, mod_seq = ?8, modified_at = ?9, first_start = ?10, \
                      last_end = ?11, complete_until = ?12, schedule_tag = ?13 WHERE id = ?1"
                 };
-                tx.prepare_cached(sql)?.execute(params![
-                    e.id.0,
-                    obj.data,
-                    obj.etag,
-                    size,
-                    obj.uid,
-                    obj.component,
-                    obj.content_type,
-                    seq,
-                    now,
-                    first,
-                    last,
-                    complete,
-                    obj.schedule_tag
-                ])?;
-                Resource {
-                    content_type: Some(obj.content_type.clone()),
-                    etag: Some(obj.etag.clone()),
-                    size,
-                    uid: obj.uid.clone(),
-                    component: obj.component.clone(),
-                    mod_seq: seq,
-                    modified_at: now,
-                    complete_until: complete,
-                    first_start: first,
-                    last_end: last,
-                    schedule_tag: obj.schedule_tag.clone(),
-                    ..e
-                }
+                tx.prepare_cached(sql)?.execute(&written[..])?;
+                e
             }
             None => {
                 tx.prepare_cached("DELETE FROM tombstones WHERE parent_id = ?1 AND name = ?2")?
                     .execute(params![parent.0, name])?;
                 let uuid = uuid::Uuid::new_v4().to_string();
+                let mut args = written.to_vec();
+                args.extend_from_slice(&[&uuid, &owner.0, &parent.0, &name]);
                 tx.prepare_cached(
                     "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, content_type, data, etag, \
                      size, uid, component, sync_seq, mod_seq, created_at, modified_at, \
                      first_start, last_end, complete_until, schedule_tag) \
-                     VALUES (?1, ?2, ?3, ?4, 'object', ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?12, \
-                     ?13, ?14, ?15, ?16)",
+                     VALUES (?14, ?15, ?16, ?17, 'object', ?7, ?2, ?3, ?4, ?5, ?6, 0, ?8, ?9, ?9, \
+                     ?10, ?11, ?12, ?13)",
                 )?
-                .execute(params![
-                    uuid,
-                    owner.0,
-                    parent.0,
-                    name,
-                    obj.content_type,
-                    obj.data,
-                    obj.etag,
-                    size,
-                    obj.uid,
-                    obj.component,
-                    seq,
-                    now,
-                    first,
-                    last,
-                    complete,
-                    obj.schedule_tag
-                ])?;
+                .execute(&args[..])?;
                 Resource {
                     id: ResourceId(tx.last_insert_rowid()),
                     uuid,
@@ -690,23 +666,38 @@ impl Direct {
                     parent: Some(parent),
                     name: name.to_string(),
                     kind: ResourceKind::Object,
-                    content_type: Some(obj.content_type.clone()),
-                    etag: Some(obj.etag.clone()),
-                    size,
-                    uid: obj.uid.clone(),
-                    component: obj.component.clone(),
+                    content_type: None,
+                    etag: None,
+                    size: 0,
+                    uid: None,
+                    component: None,
                     supported_components: None,
                     sync_seq: 0,
-                    mod_seq: seq,
+                    mod_seq: 0,
                     tomb_floor: 0,
                     created_at: now,
                     modified_at: now,
-                    complete_until: complete,
-                    first_start: first,
-                    last_end: last,
-                    schedule_tag: obj.schedule_tag.clone(),
+                    complete_until: None,
+                    first_start: None,
+                    last_end: None,
+                    schedule_tag: None,
                 }
             }
+        };
+        // What both statements wrote (?2..?13), over the row's other columns.
+        let res = Resource {
+            content_type: Some(obj.content_type.clone()),
+            etag: Some(obj.etag.clone()),
+            size,
+            uid: obj.uid.clone(),
+            component: obj.component.clone(),
+            mod_seq: seq,
+            modified_at: now,
+            complete_until: complete,
+            first_start: first,
+            last_end: last,
+            schedule_tag: obj.schedule_tag.clone(),
+            ..base
         };
         // An edit that moves no instance (a new title, an alarm, the same bytes again) keeps
         // its index rows: rewriting them would dirty four b-trees for nothing.
