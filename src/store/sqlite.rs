@@ -102,3 +102,132 @@ impl SqliteStore {
 }
 
 crate::store::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0013 rebuilds `resources` with foreign keys off. On a store written under
+    /// the earlier schema, every row, every reference to it, and the high-water mark of its
+    /// ids (so a deleted resource's id is never handed out again) must come through, and the
+    /// connection that ran it must have its foreign keys back on.
+    #[tokio::test]
+    async fn rebuilding_resources_keeps_rows_references_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let old = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::from_str(&url)
+                    .unwrap()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true),
+            )
+            .await
+            .unwrap();
+        sqlx::migrate!("schemas/sqlite")
+            .run_to(12, &old)
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO users (name, created_at) VALUES ('ann', 0)",
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, created_at, modified_at) \
+             VALUES ('home-uuid', 1, NULL, '', 'home', 0, 0)",
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, sync_seq, created_at, modified_at) \
+             VALUES ('cal-uuid', 1, 1, 'work', 'calendar', 5, 0, 0)",
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, data, etag, uid, mod_seq, \
+             created_at, modified_at, first_start, last_end, complete_until, schedule_tag) \
+             VALUES ('obj-uuid', 1, 2, 'a.ics', 'object', x'42', '\"e\"', 'uid-a', 4, 1, 2, 10, 20, 30, '\"s\"')",
+            "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) \
+             VALUES (3, 0, 2, 10, 20, 0, 0, 0)",
+            "INSERT INTO props (resource_id, user_id, ns, local, xml) VALUES (2, 0, 'DAV:', 'displayname', x'00')",
+            "INSERT INTO tombstones (parent_id, name, seq) VALUES (2, 'gone.ics', 3)",
+            // The newest resource, deleted: its id must not come back.
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, created_at, modified_at) \
+             VALUES ('gone-uuid', 1, 2, 'gone.ics', 'object', 0, 0)",
+            "DELETE FROM resources WHERE id = 4",
+        ] {
+            sqlx::query(sql).execute(&old).await.unwrap();
+        }
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let pool = &store.pool;
+        let one = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(one("SELECT count(*) FROM resources").await, 3);
+        let row: (String, Vec<u8>, String, i64, i64, i64, String) = sqlx::query_as(
+            "SELECT uuid, data, uid, mod_seq, first_start, complete_until, schedule_tag \
+             FROM resources WHERE id = 3",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                "obj-uuid".into(),
+                vec![0x42],
+                "uid-a".into(),
+                4,
+                10,
+                30,
+                "\"s\"".into()
+            )
+        );
+        assert_eq!(
+            one("SELECT seq FROM sqlite_sequence WHERE name = 'resources'").await,
+            4
+        );
+        assert_eq!(one("PRAGMA foreign_keys").await, 1);
+        let problems: Vec<(String,)> = sqlx::query_as("PRAGMA foreign_key_check")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let indexes: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE tbl_name = 'resources'")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let indexes: Vec<&str> = indexes.iter().map(|(n,)| n.as_str()).collect();
+        assert!(indexes.contains(&"resources_uuid"), "{indexes:?}");
+        assert!(
+            !indexes.iter().any(|n| n.starts_with("sqlite_autoindex")),
+            "{indexes:?}"
+        );
+        // Collections' uuids stay unique.
+        let dup = sqlx::query(
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, created_at, modified_at) \
+             VALUES ('cal-uuid', 1, 1, 'other', 'calendar', 0, 0)",
+        )
+        .execute(pool)
+        .await;
+        assert!(dup.is_err(), "a second calendar took an existing uuid");
+        // References still point at the rebuilt table: deleting the calendar cascades.
+        sqlx::query("DELETE FROM resources WHERE id = 2")
+            .execute(pool)
+            .await
+            .unwrap();
+        for (table, sql) in [
+            ("instances", "SELECT count(*) FROM instances"),
+            ("props", "SELECT count(*) FROM props"),
+            ("tombstones", "SELECT count(*) FROM tombstones"),
+        ] {
+            assert_eq!(one(sql).await, 0, "{table} kept rows of a deleted calendar");
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO resources (uuid, owner_id, parent_id, name, kind, created_at, modified_at) \
+             VALUES ('next', 1, 1, 'next', 'calendar', 0, 0) RETURNING id",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(id, 5, "ids continue after the deleted one");
+    }
+}
