@@ -104,6 +104,9 @@ run_suite browser conformance/browser.sh
 # The load benchmark against Convene, Radicale and Xandikos, small (numbers, not a verdict:
 # it fails only if a server cannot answer a phase). README "Benchmark" has the full-size run.
 run_suite bench-compare conformance/bench-compare.sh 300 200
+# The same benchmark at issue 3's size, 10,000 events, Convene alone: the phases, and each
+# target with the value this run measured (numbers; it fails only if a request fails).
+run_suite bench-10k conformance/bench-10k.sh 10000 5000
 # One event shared with a 500-person department: the owner's PUT latency and the time until
 # the last copy exists (numbers; it fails only if the copies never arrive).
 run_suite bench-share cargo bench --quiet --bench share -- --recipients 500
