@@ -144,6 +144,7 @@ async fn first_start_prints_guidance_and_sigterm_stops_cleanly() {
         log_filter: "info".into(),
         log: Default::default(),
         fixed_port: None,
+        memory_cap: None,
     };
     // A first start creates and migrates the store; on a loaded CI machine that can take a
     // while, so wait up to 30 s (bounded), and stop early if the server has exited.

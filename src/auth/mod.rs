@@ -554,7 +554,33 @@ impl Authenticator for LocalAuthenticator {
     }
 }
 
+/// A hash of a random password, made once with the current parameters: a login for a name
+/// that does not exist verifies against it, so it takes as long as a wrong password for a
+/// name that does (0.4 ms against 25 ms told which names exist).
+fn decoy_hash() -> Option<&'static str> {
+    static DECOY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DECOY
+        .get_or_init(|| {
+            let random: [u8; 16] = rand::random();
+            hash_password(&hex::encode(random)).ok()
+        })
+        .as_deref()
+}
+
 impl LocalAuthenticator {
+    /// Spend what a password check costs, through the same queue, and learn nothing.
+    async fn equal_time(&self) {
+        let Ok(_slot) = self.hashing.acquire().await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(|| {
+            if let Some(h) = decoy_hash() {
+                verify_password("not the password", h);
+            }
+        })
+        .await;
+    }
+
     /// The account's own argon2id password.
     async fn local(
         &self,
@@ -562,6 +588,7 @@ impl LocalAuthenticator {
         creds: &Credentials,
     ) -> Result<Option<Authenticated>, AuthError> {
         let Some(user) = known.cloned() else {
+            self.equal_time().await;
             return Ok(None);
         };
         let Some(hash) = user.password_hash.clone() else {

@@ -42,6 +42,11 @@ use props::Prop;
 
 pub const DAV_ROOT: &str = "/dav";
 const SYNC_TOKEN_PREFIX: &str = "https://convene.invalid/sync/";
+/// Largest dead property value stored (its standalone XML); a bigger one gets 507.
+pub const MAX_PROPERTY_BYTES: usize = 64 * 1024;
+/// Most bytes of dead properties one resource holds for one viewer; past it, 507.
+pub const MAX_PROPERTIES_BYTES: usize = 1024 * 1024;
+
 /// Components a calendar accepts when MKCALENDAR does not say (RFC 4791 5.2.3).
 const DEFAULT_COMPONENTS: &str = "VEVENT,VTODO,VJOURNAL";
 
@@ -91,6 +96,8 @@ pub enum CalCondition {
     ValidSchedulingMessage,
     /// RFC 6638 5.1: the ORGANIZER of an outbox request is not the poster.
     OrganizerAllowed,
+    /// RFC 6638 3.2.2.1: an attendee changed more of a scheduling object than their own part.
+    AllowedAttendeeSchedulingObjectChange,
 }
 
 impl From<CalCondition> for Condition {
@@ -114,6 +121,9 @@ impl From<CalCondition> for Condition {
             }
             CalCondition::ValidSchedulingMessage => ("valid-scheduling-message", String::new()),
             CalCondition::OrganizerAllowed => ("organizer-allowed", String::new()),
+            CalCondition::AllowedAttendeeSchedulingObjectChange => {
+                ("allowed-attendee-scheduling-object-change", String::new())
+            }
         };
         Condition {
             ns: NS_CALDAV,
@@ -1369,7 +1379,7 @@ impl<'a> Dav<'a> {
             None => Depth::One,
         };
         let pf = dav::parse_propfind(&req.body, self.settings.xml)?;
-        if let PropfindRequest::Prop(names) = &pf
+        if let PropfindRequest::Prop(names) | PropfindRequest::AllProp { include: names } = &pf
             && names.len() > self.settings.max_props_per_request
         {
             return Err(DavError::bad_request("too many properties requested"));
@@ -1620,6 +1630,12 @@ impl<'a> Dav<'a> {
         let PatchOp::Set(el, xml) = op else {
             return Ok(None);
         };
+        if xml.len() > MAX_PROPERTY_BYTES {
+            return Err(DavError::new(
+                507,
+                format!("a property value holds at most {MAX_PROPERTY_BYTES} bytes"),
+            ));
+        }
         let is_cal = kind == ResourceKind::Calendar;
         let calendar_only = matches!(
             prop,
@@ -1668,6 +1684,48 @@ impl<'a> Dav<'a> {
 
     /// Validate all operations; on any failure, report every property (failed ones with their
     /// status, the rest 424) and change nothing (RFC 4918 9.2).
+    /// RFC 4918 9.2: 507 for each property set when the resource's dead properties (for this
+    /// viewer) would pass `MAX_PROPERTIES_BYTES` after the patch.
+    async fn check_property_room(
+        &self,
+        id: crate::store::ResourceId,
+        viewer: crate::store::UserId,
+        set: Vec<StoredProp>,
+        remove: Vec<(String, String)>,
+    ) -> Result<Result<PatchPlan, Vec<(PropertyName, DavError)>>, DavError> {
+        if set.is_empty() {
+            return Ok(Ok((set, remove)));
+        }
+        let current = self.store.props(id, viewer).await.map_err(internal)?;
+        let replaced = |p: &StoredProp| {
+            remove.iter().any(|(ns, l)| *ns == p.ns && *l == p.local)
+                || set.iter().any(|s| s.ns == p.ns && s.local == p.local)
+        };
+        let kept: usize = current
+            .iter()
+            .filter(|p| !replaced(p))
+            .map(|p| p.xml.len())
+            .sum();
+        let added: usize = set.iter().map(|p| p.xml.len()).sum();
+        if kept.saturating_add(added) <= MAX_PROPERTIES_BYTES {
+            return Ok(Ok((set, remove)));
+        }
+        Ok(Err(set
+            .iter()
+            .map(|p| {
+                (
+                    PropertyName::new(&p.ns, &p.local),
+                    DavError::new(
+                        507,
+                        format!(
+                            "a resource holds at most {MAX_PROPERTIES_BYTES} bytes of properties"
+                        ),
+                    ),
+                )
+            })
+            .collect()))
+    }
+
     fn plan_patch(
         &self,
         ops: &[PatchOp],
@@ -1751,18 +1809,24 @@ impl<'a> Dav<'a> {
             _ => return Err(need_privilege(&req.path, Privilege::WriteProperties)),
         };
         let href = Self::res_href(&segs, &res);
-        match self.plan_patch(&ops, res.kind) {
+        let viewer = if res.kind == ResourceKind::Calendar && sharing::is_mount_segs(&segs) {
+            self.user.id
+        } else {
+            res.owner
+        };
+        let plan = match self.plan_patch(&ops, res.kind) {
+            Ok((set, remove)) => {
+                self.check_property_room(res.id, viewer, set, remove)
+                    .await?
+            }
+            Err(f) => Err(f),
+        };
+        match plan {
             Err(failures) => Ok(DavResponse::xml(
                 StatusCode::MULTI_STATUS,
                 Self::patch_failure_body(&href, &ops, &failures),
             )),
             Ok((set, remove)) => {
-                let viewer = if res.kind == ResourceKind::Calendar && sharing::is_mount_segs(&segs)
-                {
-                    self.user.id
-                } else {
-                    res.owner
-                };
                 self.store
                     .patch_props(res.id, viewer, set, remove)
                     .await
@@ -2035,9 +2099,10 @@ impl<'a> Dav<'a> {
         }
         let validated = ical::validate(body).map_err(|e| {
             let cond = match e {
-                IcalError::Syntax { .. } | IcalError::NotUtf8(_) | IcalError::NotVcalendar => {
-                    CalCondition::ValidCalendarData
-                }
+                IcalError::Syntax { .. }
+                | IcalError::NotUtf8(_)
+                | IcalError::NotVcalendar
+                | IcalError::TooDeep(_) => CalCondition::ValidCalendarData,
                 _ => CalCondition::ValidCalendarObjectResource,
             };
             DavError::with(403, cond, e.to_string())
@@ -3604,7 +3669,7 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// The response to a body that could not be indexed (RFC 4791 5.3.2.1 max-instances).
 fn index_error(e: IcalError) -> DavError {
     match e {
-        IcalError::TooManyInstances(_) => DavError::with(
+        IcalError::TooManyInstances(_) | IcalError::RuleTooDense(_) => DavError::with(
             403,
             Condition {
                 ns: NS_CALDAV,

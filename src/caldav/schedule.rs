@@ -178,6 +178,19 @@ impl Dav<'_> {
             _ => None,
         };
         let old_sched = old.as_deref().and_then(itip::scheduling);
+        // RFC 6638 3.2.2.1: on an attendee's copy only their own participation may change.
+        // Making themselves (or anyone else) the organizer would let them rewrite or cancel
+        // the meeting for everyone.
+        if let (Some(o), Some(n)) = (&old_sched, &new)
+            && !self.is_my_address(&o.organizer.address)
+            && !same_address(&o.organizer.address, &n.organizer.address)
+        {
+            return Err(DavError::with(
+                403,
+                CalCondition::AllowedAttendeeSchedulingObjectChange,
+                "an attendee cannot change the organizer of a scheduling object",
+            ));
+        }
         let role = new
             .as_ref()
             .and_then(|s| self.role_in(s))
@@ -446,9 +459,10 @@ impl Dav<'_> {
             return Ok(());
         };
         let kind = component_of(&body);
-        if let Some(msg) = itip::reply(&body, me, now) {
-            self.deliver_to_inbox(&organizer, &msg, &kind).await?;
-        }
+        // Only the organizer's own scheduling object that invites `me` takes the answer, and
+        // without one there is nothing to answer: no REPLY reaches the organizer's inbox for
+        // an event they never sent (UIDs are not secret).
+        let mut targets = vec![];
         for copy in self
             .store
             .objects_by_uid(organizer.id, &s.uid)
@@ -458,12 +472,21 @@ impl Dav<'_> {
             let Some(data) = self.store.object_data(copy.id).await.map_err(internal)? else {
                 continue;
             };
-            // Only the organizer's own scheduling object takes replies.
-            let is_organizers = itip::scheduling(&data)
-                .is_some_and(|o| address_names_user(&o.organizer.address, &organizer));
-            if !is_organizers {
-                continue;
+            let invites_me = itip::scheduling(&data).is_some_and(|o| {
+                address_names_user(&o.organizer.address, &organizer) && o.has_attendee(me)
+            });
+            if invites_me {
+                targets.push((copy, data));
             }
+        }
+        if targets.is_empty() {
+            tracing::info!("a reply names an event its organizer does not hold; not delivered");
+            return Ok(());
+        }
+        if let Some(msg) = itip::reply(&body, me, now) {
+            self.deliver_to_inbox(&organizer, &msg, &kind).await?;
+        }
+        for (copy, data) in targets {
             let Some(updated) = itip::apply_reply(&data, me, &answers) else {
                 continue;
             };
@@ -738,12 +761,13 @@ impl Dav<'_> {
             .await
             .map_err(internal)?;
         if let Some(current) = existing.first() {
-            let old = self
-                .store
-                .object_data(current.id)
-                .await
-                .map_err(internal)?
-                .unwrap_or_default();
+            // UIDs are not secret: only this organizer's copy of the event is theirs to
+            // replace. Anything else with the UID (the attendee's own event, another
+            // organizer's meeting) is left alone and gets no copy.
+            let Some(old) = self.my_copy(current).await? else {
+                tracing::info!(user = %user.name, "an object with the invitation's UID is not this organizer's; no copy written");
+                return Ok(());
+            };
             let merged = itip::keep_personal(&copy, &old).unwrap_or(copy);
             let cond = WriteCondition::EtagIn(current.etag.clone().into_iter().collect());
             return self
@@ -775,6 +799,15 @@ impl Dav<'_> {
         }
     }
 
+    /// The body of `r` when it is a scheduling object organized by this user (the only kind
+    /// of object delivery may replace or remove in another user's calendar).
+    async fn my_copy(&self, r: &Resource) -> Result<Option<Vec<u8>>, DavError> {
+        let data = self.store.object_data(r.id).await.map_err(internal)?;
+        Ok(data.filter(|d| {
+            itip::scheduling(d).is_some_and(|s| self.is_my_address(&s.organizer.address))
+        }))
+    }
+
     async fn remove_copy(&self, user: &User, uid: &str) -> Result<(), DavError> {
         for r in self
             .store
@@ -782,6 +815,9 @@ impl Dav<'_> {
             .await
             .map_err(internal)?
         {
+            if self.my_copy(&r).await?.is_none() {
+                continue;
+            }
             match self.store.delete(r.id, WriteCondition::None).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(internal(e)),

@@ -74,6 +74,7 @@ fn tzids(c: &IcalCst<'_>, out: &mut Vec<String>) {
 pub fn split_calendar(body: &[u8]) -> Result<Split, IcalError> {
     let text = super::strip_bom(body);
     let mut split = Split::default();
+    super::check_nesting(text)?;
     for (n, parsed) in IcalCst::parse_many(text).enumerate() {
         let root = match parsed {
             Ok(r) => r,

@@ -209,11 +209,7 @@ struct Object {
 pub fn matches(body: &[u8], filter: &CompFilter, ctx: &EvalContext) -> Option<bool> {
     let root = super::parse_stored(body)?;
     let decoded = root.decode();
-    let carried: Vec<IcalTz> = decoded
-        .components
-        .iter()
-        .filter_map(IcalTz::of_component)
-        .collect();
+    let carried: Vec<IcalTz> = super::carried_zones(&decoded.components);
     let instances = index_components(&decoded.components, ctx.limits)
         .map(|i| i.instances)
         .unwrap_or_default();

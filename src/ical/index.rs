@@ -359,6 +359,7 @@ fn component_kind(c: &IcalComponent<'_>) -> ComponentKind {
 /// Index a calendar object resource body that `validate_object` accepted.
 pub fn index_object(body: &[u8], limits: IndexLimits) -> Result<ObjectIndex, IcalError> {
     let input = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    super::check_nesting(input)?;
     let cst = IcalCst::parse(input).map_err(|e| IcalError::Syntax {
         line: 1,
         message: e.to_string(),
@@ -427,7 +428,7 @@ pub fn expand_components(
             .collect();
         &sanitized
     };
-    let carried: Vec<IcalTz> = components.iter().filter_map(IcalTz::of_component).collect();
+    let carried: Vec<IcalTz> = super::carried_zones(components);
     let mains: Vec<usize> = (0..components.len())
         .filter(|&i| {
             let c = &components[i];
@@ -483,6 +484,18 @@ pub fn expand_components(
     } else {
         IcalRecurSet::of_uid(components, &uid)
     };
+    // Each period's candidates are built whole by the expander: refuse a rule whose period
+    // is too big before it allocates (a stored object from before this check included).
+    if !set
+        .rules
+        .iter()
+        .chain(&set.exrules)
+        .all(super::density::rule_is_bounded)
+    {
+        return Err(IcalError::RuleTooDense(
+            super::density::MAX_PERIOD_CANDIDATES,
+        ));
+    }
     let floating = start.zone.is_floating();
     let infinite = set
         .rules

@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod delegated;
+pub mod density;
 pub mod expand;
 pub mod filter;
 pub mod freebusy;
@@ -89,6 +90,119 @@ pub enum IcalError {
     UnknownTimezone(String),
     #[error("the recurrence set has more than {0} instances within the indexing horizon")]
     TooManyInstances(usize),
+    #[error("components are nested deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("a recurrence rule would generate more than {0} candidates in one period")]
+    RuleTooDense(u64),
+}
+
+/// Deepest component nesting accepted. Real objects nest three deep (VCALENDAR, VEVENT,
+/// VALARM), four with a VLOCATION in an alarm (RFC 9074); the parser recurses once per level,
+/// so the depth is checked on the bytes before it runs.
+pub const MAX_NESTING: usize = 16;
+
+/// The deepest component nesting in `input` as the parser would see it, or an error as soon
+/// as it passes `MAX_NESTING`. It reads logical lines the way `ical-rs` tokenises them (blank
+/// lines skipped, folded continuations joined, leading whitespace stripped, quoted-printable
+/// soft breaks followed) and errs on the side of depth: every line whose name may be BEGIN
+/// counts, and only a line whose name is exactly END closes. No allocation, no recursion.
+pub fn check_nesting(input: &[u8]) -> Result<(), IcalError> {
+    let mut depth = 0usize;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (content, tail) = physical(rest);
+        rest = tail;
+        let first = strip_wsp(content);
+        if first.is_empty() {
+            continue;
+        }
+        // The head of the logical line: enough bytes to tell BEGIN and END apart.
+        let mut head = [0u8; 6];
+        let mut n = 0;
+        for &b in first.iter().take(6) {
+            head[n] = b;
+            n += 1;
+        }
+        if first.ends_with(b"=") && head_is_quoted_printable(first) {
+            // Soft line breaks: the continuation lines belong to this one.
+            let mut last = first;
+            while last.ends_with(b"=") && !rest.is_empty() {
+                let (c, t) = physical(rest);
+                rest = t;
+                last = c;
+            }
+        } else {
+            while matches!(rest.first(), Some(b' ' | b'\t')) {
+                let (c, t) = physical(&rest[1..]);
+                rest = t;
+                for &b in c {
+                    if n == head.len() {
+                        break;
+                    }
+                    head[n] = b;
+                    n += 1;
+                }
+            }
+        }
+        let head = &head[..n];
+        if head.len() >= 5 && head[..5].eq_ignore_ascii_case(b"BEGIN") {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(IcalError::TooDeep(MAX_NESTING));
+            }
+        } else if head.len() >= 4
+            && head[..3].eq_ignore_ascii_case(b"END")
+            && matches!(head[3], b':' | b';')
+        {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a line's name and parameters declare quoted-printable, as `ical-rs` reads them
+/// (the head ends at the first colon outside double quotes).
+fn head_is_quoted_printable(line: &[u8]) -> bool {
+    let mut quoted = false;
+    let mut colon = None;
+    for (i, &b) in line.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b':' if !quoted => {
+                colon = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(colon) = colon.or_else(|| memchr::memchr(b':', line)) else {
+        return false;
+    };
+    line[..colon].split(|&b| b == b';').any(|t| {
+        t.eq_ignore_ascii_case(b"QUOTED-PRINTABLE")
+            || t.eq_ignore_ascii_case(b"ENCODING=QUOTED-PRINTABLE")
+    })
+}
+
+/// One physical line (without its ending) and what follows it.
+fn physical(rest: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'\n', rest) {
+        Some(lf) => {
+            let content = &rest[..lf];
+            (
+                content.strip_suffix(b"\r").unwrap_or(content),
+                &rest[lf + 1..],
+            )
+        }
+        None => (rest, &[]),
+    }
+}
+
+fn strip_wsp(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r' | b'\n', tail @ ..] = bytes {
+        bytes = tail;
+    }
+    bytes
 }
 
 /// What validation learned about a calendar object resource.
@@ -131,12 +245,15 @@ fn parse_error_text(e: &icalrs::tree::error::IcalParseError) -> &str {
 
 /// Parse a stored body (already validated) for reading: a leading BOM is skipped.
 pub(crate) fn parse_stored(body: &[u8]) -> Option<IcalCst<'_>> {
-    IcalCst::parse(strip_bom(body)).ok()
+    let input = strip_bom(body);
+    check_nesting(input).ok()?;
+    IcalCst::parse(input).ok()
 }
 
 /// Parse exactly one VCALENDAR, strictly.
 fn parse_one(body: &[u8]) -> Result<IcalCst<'_>, IcalError> {
     let input = strip_bom(body);
+    check_nesting(input)?;
     let mut calendars = IcalCst::parse_many(input);
     let first = match calendars.next() {
         None => return Err(IcalError::NotVcalendar),
@@ -263,6 +380,7 @@ pub fn validate(body: &[u8]) -> Result<Validated<'_>, IcalError> {
         }
     }
     check_timezones(&cal)?;
+    check_rule_density(&cal)?;
     match (uid, kind) {
         (Some(uid), Some(kind)) => Ok(Validated {
             summary: ObjectSummary { uid, kind },
@@ -299,6 +417,19 @@ fn vtimezone_problem(c: &IcalCst<'_>) -> Option<String> {
     None
 }
 
+/// The zones an object carries that are safe to resolve against: sane observances
+/// and a bounded number of transitions (`decoded_zone_is_safe`).
+/// Every reader takes its custom zones from here; an unsafe zone is ignored, as if absent.
+pub(crate) fn carried_zones(
+    components: &[icalrs::component::IcalComponent<'_>],
+) -> Vec<icalrs::tz::IcalTz> {
+    components
+        .iter()
+        .filter(|c| decoded_zone_is_safe(c))
+        .filter_map(icalrs::tz::IcalTz::of_component)
+        .collect()
+}
+
 /// The same check on the decoded model, used to drop unsafe zones before expansion.
 pub(crate) fn decoded_zone_is_safe(c: &icalrs::component::IcalComponent<'_>) -> bool {
     if !c.name.eq_ignore_ascii_case("VTIMEZONE") {
@@ -314,6 +445,7 @@ pub(crate) fn decoded_zone_is_safe(c: &icalrs::component::IcalComponent<'_>) -> 
                 _ => true,
             })
         })
+        && icalrs::tz::IcalTz::of_component(c).is_none_or(|z| density::zone_problem(&z).is_none())
 }
 
 /// A VTIMEZONE observance rule the zone code can walk in bounded time: yearly, and every BY
@@ -415,6 +547,54 @@ fn check_timezones(cal: &IcalCst<'_>) -> Result<(), IcalError> {
     Ok(())
 }
 
+/// Every RRULE and EXRULE must be cheap to expand (`density::rule_is_bounded`), and every
+/// custom VTIMEZONE (one whose TZID the tz database does not know, so its own rules are used)
+/// must have a bounded number of transitions. Checked from the rules' parts, before any
+/// expansion allocates.
+fn check_rule_density(cal: &IcalCst<'_>) -> Result<(), IcalError> {
+    let mut custom_zone = false;
+    for sub in subcomponents(cal) {
+        if component_name(sub).as_deref() == Some("VTIMEZONE") {
+            let id = prop_value(sub, "TZID")
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default();
+            custom_zone |= zones::iana_name(&id).is_none();
+            continue;
+        }
+        let mut stack = vec![sub];
+        while let Some(c) = stack.pop() {
+            for item in &c.items {
+                match item {
+                    IcalItem::Prop(line)
+                        if line.name.get().eq_ignore_ascii_case("RRULE")
+                            || line.name.get().eq_ignore_ascii_case("EXRULE") =>
+                    {
+                        if let Ok(rule) = icalrs::recur::IcalRecurRule::parse(&line.raw_value_str())
+                            && !density::rule_is_bounded(&rule)
+                        {
+                            return Err(IcalError::RuleTooDense(density::MAX_PERIOD_CANDIDATES));
+                        }
+                    }
+                    IcalItem::Component(inner) => stack.push(inner),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if custom_zone {
+        let decoded = cal.decode();
+        for c in &decoded.components {
+            if let Some(zone) = icalrs::tz::IcalTz::of_component(c)
+                && zones::iana_name(&zone.id).is_none()
+                && let Some(problem) = density::zone_problem(&zone)
+            {
+                return Err(IcalError::BadTimezone(zone.id.clone(), problem));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Validate a `calendar-timezone` property value (RFC 4791 5.2.2): a VCALENDAR holding exactly
 /// one VTIMEZONE. Returns its TZID.
 pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
@@ -431,6 +611,7 @@ pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
             .unwrap_or_default();
         return Err(IcalError::BadTimezone(id, problem));
     }
+    check_rule_density(&cal)?;
     prop_value(tzs[0], "TZID")
         .map(|t| t.trim().to_string())
         .ok_or(IcalError::NotOneTimezone)
@@ -442,12 +623,7 @@ pub fn zone_of_vtimezone(body: &[u8]) -> Option<zones::Zone> {
     let tzid = validate_timezone(body).ok()?;
     let cal = parse_one(body).ok()?;
     let decoded = cal.decode();
-    let carried: Vec<icalrs::tz::IcalTz> = decoded
-        .components
-        .iter()
-        .filter(|c| decoded_zone_is_safe(c))
-        .filter_map(icalrs::tz::IcalTz::of_component)
-        .collect();
+    let carried = carried_zones(&decoded.components);
     zones::Zone::for_tzid(&tzid, &carried)
 }
 

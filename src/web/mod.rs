@@ -211,18 +211,32 @@ async fn authenticate(
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Err(wait) = state.limiter.check(&creds.username, addr) {
-        tracing::warn!(user = %creds.username, "login attempts rate-limited");
-        let mut r = plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins; try again later\n",
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
+    let secret = if crate::auth::app_password::lookup_of(&creds.password).is_some() {
+        crate::auth::limit::Secret::AppPassword
+    } else {
+        crate::auth::limit::Secret::Password
+    };
+    let attempt = match state.limiter.begin(&creds.username, addr, secret) {
+        Ok(a) => a,
+        Err(wait) => {
+            tracing::warn!("login attempts rate-limited");
+            let mut r = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later\n",
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(refuse_unread(body, r).await);
         }
-        return Err(refuse_unread(body, r).await);
+    };
+    let outcome = state.auth.authenticate(&creds).await;
+    match &outcome {
+        Ok(Some(_)) => attempt.succeeded(),
+        Ok(None) => attempt.failed(),
+        Err(_) => drop(attempt),
     }
-    match state.auth.authenticate(&creds).await {
+    match outcome {
         Ok(Some(a)) if need_full && a.scope != crate::auth::Scope::All => Err(refuse_unread(
             body,
             json_error(
@@ -233,8 +247,8 @@ async fn authenticate(
         .await),
         Ok(Some(a)) => Ok((a.user, body)),
         Ok(None) => {
-            state.limiter.failed(&creds.username, addr);
-            tracing::info!(user = %creds.username, "authentication failed");
+            // The typed name is not logged: a password typed into the name field would be.
+            tracing::info!("authentication failed");
             Err(refuse_unread(body, unauthorized()).await)
         }
         Err(e) => {

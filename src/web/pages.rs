@@ -225,24 +225,31 @@ async fn password_sign_in(
     password: String,
     addr: Option<std::net::IpAddr>,
 ) -> Result<crate::store::User, (StatusCode, &'static str)> {
-    if state.limiter.check(user, addr).is_err() {
+    let Ok(attempt) = state
+        .limiter
+        .begin(user, addr, crate::auth::limit::Secret::Password)
+    else {
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins. Try again later.",
         ));
-    }
+    };
     let creds = Credentials {
         username: user.to_string(),
         password,
     };
     match state.auth.authenticate(&creds).await {
-        Ok(Some(a)) if a.scope == Scope::All && !is_app_password(&creds.password) => Ok(a.user),
+        Ok(Some(a)) if a.scope == Scope::All && !is_app_password(&creds.password) => {
+            attempt.succeeded();
+            Ok(a.user)
+        }
         Ok(_) => {
-            state.limiter.failed(user, addr);
-            tracing::info!(user = %user, "web sign-in failed");
+            attempt.failed();
+            tracing::info!("web sign-in failed");
             Err((StatusCode::UNAUTHORIZED, "Wrong user name or password."))
         }
         Err(err) => {
+            drop(attempt);
             tracing::error!(error = %err, "authentication backend failed");
             Err((
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -64,6 +64,9 @@ pub struct TestServer {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Restart on this port (a test that registered the URL somewhere, as an OIDC redirect).
     pub fixed_port: Option<u16>,
+    /// An address-space limit for the server process (RLIMIT_AS), for the tests that feed it
+    /// memory bombs: past it an allocation fails and the process aborts, which the test sees.
+    pub memory_cap: Option<u64>,
 }
 
 impl TestServer {
@@ -92,6 +95,7 @@ impl TestServer {
             log_filter: "info,tower_http=warn".into(),
             log: Default::default(),
             fixed_port: None,
+            memory_cap: None,
         };
         let _ = srv.child.wait();
         srv.cli_ok(
@@ -132,7 +136,24 @@ impl TestServer {
                 Some(p) => vec!["--config".into(), p.display().to_string()],
                 None => vec![],
             };
-            let mut child = Command::new(BIN)
+            let mut cmd = Command::new(BIN);
+            if let Some(cap) = self.memory_cap {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let lim = libc::rlimit {
+                            rlim_cur: cap,
+                            rlim_max: cap,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            let mut child = cmd
                 .args(&self.db_args)
                 .args(&config)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -193,6 +214,7 @@ impl TestServer {
             log_filter: self.log_filter.clone(),
             log: Default::default(),
             fixed_port: None,
+            memory_cap: None,
         };
         let _ = s.child.wait();
         s.spawn_server().await;

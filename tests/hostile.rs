@@ -1,0 +1,476 @@
+//! What an attacker with an ordinary account sends, through real HTTP (`fixtures/hostile/`):
+//! - the parser and recurrence bombs through every way in (PUT with a CalDAV-only app
+//!   password, import, `/api/imip`, `calendar-timezone` in PROPPATCH and MKCALENDAR, the
+//!   outbox), each answered 4xx in bounded time, under an address-space cap, nothing stored,
+//!   the server alive;
+//! - scheduling spoofing: a foreign ORGANIZER over another user's UID, an attendee taking the
+//!   meeting over, a forged REPLY;
+//! - PROPPATCH storage amplification;
+//! - login limits against parallel guessing, without an outsider locking the owner out.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Resp, TestServer, responses};
+
+fn fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hostile")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A request that must be refused with a 4xx, quickly.
+async fn refused(srv: &TestServer, what: &str, rb: reqwest::RequestBuilder) -> Resp {
+    let t = Instant::now();
+    let r = srv.send(rb).await;
+    let took = t.elapsed();
+    assert!(
+        r.status.is_client_error(),
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+    r
+}
+
+async fn member_count(srv: &TestServer, user: &str, path: &str) -> usize {
+    let r = srv
+        .send(
+            srv.req_as(user, &format!("{user}-pw"), "PROPFIND", path)
+                .header("Depth", "1")
+                .body(r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#),
+        )
+        .await;
+    r.expect(207);
+    responses(&r.xml()).len() - 1
+}
+
+async fn alive(srv: &TestServer) {
+    srv.propfind("/dav/calendars/alice/", "0", "")
+        .await
+        .expect(207);
+}
+
+fn mkcalendar_with_zone(zone: &str) -> String {
+    let escaped = zone
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{escaped}</C:calendar-timezone></D:prop></D:set></C:mkcalendar>"#
+    )
+}
+
+fn proppatch_zone(zone: &str) -> String {
+    let escaped = zone
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        r#"<D:propertyupdate xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{escaped}</C:calendar-timezone></D:prop></D:set></D:propertyupdate>"#
+    )
+}
+
+/// Every bomb, through every way in, with the server under a 1 GiB address-space cap (it
+/// starts in about 630 MiB of reservations; the bombs took 600 MB to 23 GB before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bombs_are_refused_everywhere_under_a_memory_cap() {
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.memory_cap = Some(1024 * 1024 * 1024);
+    assert!(srv.terminate().success());
+    srv.spawn_server().await;
+    // A CalDAV-only app password is enough to reach the parser.
+    let out = srv.cli_ok(&["app-password", "add", "alice", "Phone"], "");
+    let app = out
+        .split_whitespace()
+        .find(|w| w.starts_with("cvp_"))
+        .expect("app password")
+        .to_string();
+    let zone_only = |body: &str| -> String {
+        // The VCALENDAR with its VTIMEZONE only, as calendar-timezone holds.
+        let start = body.find("BEGIN:VTIMEZONE").unwrap_or(0);
+        let end = body
+            .find("END:VTIMEZONE")
+            .map(|e| e + "END:VTIMEZONE\r\n".len())
+            .unwrap_or(body.len());
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{}END:VCALENDAR\r\n",
+            body[start..end.min(body.len())]
+                .replace('\n', "\r\n")
+                .replace("\r\r\n", "\r\n")
+        )
+    };
+    for name in ["nested.ics", "vtz-bomb.ics", "byx-event.ics"] {
+        let body = fixture(name);
+        let ics = ("Content-Type", "text/calendar");
+        refused(
+            &srv,
+            &format!("{name} PUT"),
+            srv.req_as(
+                "alice",
+                &app,
+                "PUT",
+                "/dav/calendars/alice/calendar/bomb.ics",
+            )
+            .header(ics.0, ics.1)
+            .body(body.clone()),
+        )
+        .await;
+        // An import refuses the whole file (4xx) or lists the object as skipped, with why.
+        let r = srv
+            .send(
+                srv.req("POST", "/dav/calendars/alice/calendar/")
+                    .header(ics.0, ics.1)
+                    .body(body.clone()),
+            )
+            .await;
+        assert!(
+            r.status.is_client_error()
+                || (r.status.as_u16() == 200
+                    && r.text().contains("\"imported\":0")
+                    && r.text().contains("\"reason\"")),
+            "{name} import: {} {}",
+            r.status,
+            r.text()
+        );
+        let reply = body.replace("VERSION:2.0", "VERSION:2.0\r\nMETHOD:REPLY");
+        refused(
+            &srv,
+            &format!("{name} iMIP"),
+            srv.req("POST", "/api/imip")
+                .header(ics.0, ics.1)
+                .body(reply),
+        )
+        .await;
+        let request = body.replace("VERSION:2.0", "VERSION:2.0\r\nMETHOD:REQUEST");
+        let r = srv
+            .send(
+                srv.req_as("alice", &app, "POST", "/dav/calendars/alice/outbox/")
+                    .header(ics.0, ics.1)
+                    .body(request),
+            )
+            .await;
+        assert!(
+            r.status.is_client_error() || r.status.as_u16() == 200,
+            "{name} outbox: {}",
+            r.status
+        );
+        alive(&srv).await;
+        let zone = if name == "nested.ics" {
+            body.clone()
+        } else {
+            zone_only(&body)
+        };
+        let r = srv
+            .send(
+                srv.req("PROPPATCH", "/dav/calendars/alice/calendar/")
+                    .header("Content-Type", "application/xml")
+                    .body(proppatch_zone(&zone)),
+            )
+            .await;
+        // A PROPPATCH answers 207 with the property's own 403 inside.
+        assert_eq!(r.status.as_u16(), 207, "{name} PROPPATCH");
+        assert!(r.text().contains("403"), "{name} PROPPATCH: {}", r.text());
+        refused(
+            &srv,
+            &format!("{name} MKCALENDAR"),
+            srv.req("MKCALENDAR", "/dav/calendars/alice/bombed/")
+                .header("Content-Type", "application/xml")
+                .body(mkcalendar_with_zone(&zone)),
+        )
+        .await;
+        alive(&srv).await;
+    }
+    assert_eq!(
+        member_count(&srv, "alice", "/dav/calendars/alice/calendar/").await,
+        0,
+        "nothing stored"
+    );
+    srv.send(srv.req("GET", "/dav/calendars/alice/bombed/"))
+        .await
+        .expect(404);
+    // The process is the one that started: nothing aborted and was restarted.
+    assert!(
+        srv.child.try_wait().expect("wait").is_none(),
+        "the server died"
+    );
+}
+
+/// UIDs are not secret: bob's invitation that reuses the UID of alice's private event must
+/// neither rewrite it nor, when bob deletes his meeting, remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_cannot_overwrite_or_delete_another_users_event() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/private.ics",
+        &fixture("alice-private.ics"),
+    )
+    .await
+    .expect(201);
+    let hijack = fixture("uid-hijack.ics").replace('\n', "\r\n");
+    let r = srv
+        .send_as(
+            "bob",
+            "PUT",
+            "/dav/calendars/bob/calendar/h.ics",
+            &hijack,
+            &[("Content-Type", "text/calendar")],
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.status);
+    let mine = srv
+        .send(srv.req("GET", "/dav/calendars/alice/calendar/private.ics"))
+        .await;
+    mine.expect(200);
+    assert!(mine.text().contains("Alice private doctor appointment"));
+    assert!(!mine.text().contains("OVERWRITTEN"));
+    srv.send_as(
+        "bob",
+        "DELETE",
+        "/dav/calendars/bob/calendar/h.ics",
+        "",
+        &[],
+    )
+    .await
+    .expect(204);
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/private.ics"))
+        .await
+        .expect(200);
+}
+
+/// RFC 6638 3.2.2.1: an attendee changes only their own participation. Bob re-saving his
+/// copy with himself as ORGANIZER is refused, and neither alice's event nor carol's copy
+/// changes; dropping alice from it cannot delete her event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendee_cannot_take_the_meeting_over() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.add_users(&["carol"]);
+    let crlf = |s: String| s.replace('\n', "\r\n");
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/meet.ics",
+        &crlf(fixture("meet.ics")),
+    )
+    .await;
+    let r = srv
+        .send_as(
+            "bob",
+            "PROPFIND",
+            "/dav/calendars/bob/calendar/",
+            r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#,
+            &[("Depth", "1")],
+        )
+        .await;
+    let href = responses(&r.xml())
+        .into_iter()
+        .map(|(h, _)| h)
+        .find(|h| h.ends_with(".ics"))
+        .expect("bob has the invitation");
+    for takeover in ["hijack.ics", "drop-alice.ics"] {
+        let r = srv
+            .send_as(
+                "bob",
+                "PUT",
+                &href,
+                &crlf(fixture(takeover)),
+                &[("Content-Type", "text/calendar")],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 403, "{takeover}: {}", r.text());
+        assert!(
+            r.text()
+                .contains("allowed-attendee-scheduling-object-change"),
+            "{}",
+            r.text()
+        );
+        let alices = srv
+            .send(srv.req("GET", "/dav/calendars/alice/calendar/meet.ics"))
+            .await;
+        alices.expect(200);
+        assert!(
+            alices.text().contains("SUMMARY:Board meeting") && !alices.text().contains("evil"),
+            "{takeover}: {}",
+            alices.text()
+        );
+        assert!(alices.text().contains("ORGANIZER:mailto:alice@example.org"));
+    }
+    // Carol's copy still names alice as the organizer.
+    let r = srv
+        .send_as(
+            "carol",
+            "REPORT",
+            "/dav/calendars/carol/calendar/",
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>"#,
+            &[("Depth", "1")],
+        )
+        .await;
+    r.expect(207);
+    assert!(r.text().contains("ORGANIZER:mailto:alice@example.org"));
+    assert!(!r.text().contains("evil.example"));
+}
+
+/// A REPLY for an event the organizer never sent to the replier reaches no inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_reply_reaches_no_inbox() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let r = srv
+        .send_as(
+            "bob",
+            "PUT",
+            "/dav/calendars/bob/calendar/fake.ics",
+            &fixture("fake-reply.ics").replace('\n', "\r\n"),
+            &[("Content-Type", "text/calendar")],
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(
+        member_count(&srv, "alice", "/dav/calendars/alice/inbox/").await,
+        0,
+        "a REPLY was delivered for an event alice does not hold"
+    );
+}
+
+/// 20,000 namespace declarations around 500 small properties: what is stored, and what every
+/// later listing returns, is what the values hold (it was 280 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proppatch_stores_what_the_values_hold() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let body = fixture("ns-amplify.xml");
+    let r = srv
+        .send(
+            srv.req("PROPPATCH", "/dav/calendars/alice/calendar/")
+                .header("Content-Type", "application/xml")
+                .body(body.clone()),
+        )
+        .await;
+    assert!(r.status.as_u16() == 207, "{}", r.status);
+    let listing = srv
+        .propfind(
+            "/dav/calendars/alice/",
+            "1",
+            r#"<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#,
+        )
+        .await;
+    listing.expect(207);
+    assert!(
+        listing.body.len() < 4 * body.len(),
+        "a home listing returned {} bytes for a {}-byte PROPPATCH",
+        listing.body.len(),
+        body.len()
+    );
+    // One value over 64 KiB is refused with 507, and stores nothing.
+    let big = "x".repeat(70 * 1024);
+    let r = srv
+        .send(
+            srv.req("PROPPATCH", "/dav/calendars/alice/tasks/")
+                .header("Content-Type", "application/xml")
+                .body(format!(
+                    r#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><Z:big xmlns:Z="urn:z">{big}</Z:big></D:prop></D:set></D:propertyupdate>"#
+                )),
+        )
+        .await;
+    assert!(r.text().contains("507"), "{}", r.text());
+    // Many values under the cap each, over 1 MiB together: the last ones get 507.
+    let mut stored = 0;
+    for i in 0..40 {
+        let r = srv
+            .send(
+                srv.req("PROPPATCH", "/dav/calendars/alice/tasks/")
+                    .header("Content-Type", "application/xml")
+                    .body(format!(
+                        r#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><Z:p{i} xmlns:Z="urn:z">{}</Z:p{i}></D:prop></D:set></D:propertyupdate>"#,
+                        "y".repeat(60 * 1024)
+                    )),
+            )
+            .await;
+        if r.text().contains("507") {
+            break;
+        }
+        stored += 1;
+    }
+    assert!(
+        (15..=17).contains(&stored),
+        "{stored} values of 60 KiB stored"
+    );
+}
+
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client")
+}
+
+async fn status_of(c: &reqwest::Client, srv: &TestServer, user: &str, pw: &str) -> u16 {
+    c.request(
+        reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+        srv.url(&format!("/dav/calendars/{user}/")),
+    )
+    .basic_auth(user, Some(pw))
+    .header("Depth", "0")
+    .send()
+    .await
+    .expect("request")
+    .status()
+    .as_u16()
+}
+
+/// 100 guesses in parallel from one address: only the first slots are evaluated, the rest get
+/// 429 before any hash is computed (all 100 were evaluated before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_are_counted_before_they_are_checked() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let c = client_from("127.0.0.1");
+    let guesses = (0..100).map(|i| {
+        let c = c.clone();
+        let srv = &srv;
+        async move { status_of(&c, srv, "bob", &format!("guess-{i}")).await }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(evaluated + limited, 100, "{statuses:?}");
+    assert!(evaluated <= 10, "{evaluated} guesses evaluated");
+}
+
+/// Failures from many addresses slow guessing at alice's account, but cannot lock out the
+/// device that already works there, nor her app passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_cannot_lock_the_owner_out() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let out = srv.cli_ok(&["app-password", "add", "alice", "Phone"], "");
+    let app = out
+        .split_whitespace()
+        .find(|w| w.starts_with("cvp_"))
+        .expect("app password")
+        .to_string();
+    let home = client_from("127.0.0.1");
+    assert_eq!(status_of(&home, &srv, "alice", "alice-pw").await, 207);
+    let mut limited = false;
+    for a in 2..20 {
+        let c = client_from(&format!("127.0.1.{a}"));
+        for _ in 0..10 {
+            if status_of(&c, &srv, "alice", "wrong").await == 429 {
+                limited = true;
+            }
+        }
+    }
+    assert!(limited, "guessing from many addresses was never limited");
+    assert_eq!(
+        status_of(&client_from("127.0.2.1"), &srv, "alice", "alice-pw").await,
+        429,
+        "a new address meets the per-user limit"
+    );
+    assert_eq!(
+        status_of(&home, &srv, "alice", "alice-pw").await,
+        207,
+        "the known device"
+    );
+    assert_eq!(
+        status_of(&client_from("127.0.2.2"), &srv, "alice", &app).await,
+        207,
+        "an app password"
+    );
+}
