@@ -474,3 +474,48 @@ async fn outsiders_cannot_lock_the_owner_out() {
         "an app password"
     );
 }
+
+/// Idle sockets cannot use up the server: past `max_connections` they wait in the backlog,
+/// and each is closed after `idle_timeout_seconds` without traffic, so a real client gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_capped_and_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.restart_with_config("max_connections = 20\nidle_timeout_seconds = 2\n")
+        .await;
+    let mut idle = vec![];
+    for _ in 0..60 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", srv.port()))
+                .await
+                .expect("connect"),
+        );
+    }
+    // The first sockets are closed by the server once idle (read sees the end).
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 16];
+    let t = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), first.read(&mut buf))
+        .await
+        .expect("closed within the idle timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t.elapsed() >= Duration::from_secs(1), "closed too early");
+    // A real request, with all those sockets still held open by the client, is answered.
+    let t = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        srv.send(
+            srv.req("PROPFIND", "/dav/calendars/alice/")
+                .header("Depth", "0"),
+        ),
+    )
+    .await
+    .expect("answered while idle sockets were held");
+    r.expect(207);
+    assert!(t.elapsed() < Duration::from_secs(15));
+    assert!(
+        srv.child.try_wait().expect("wait").is_none(),
+        "the server died"
+    );
+}

@@ -303,11 +303,25 @@ async fn pages(mut srv: TestServer) {
         "{html}"
     );
     let flow_csrf = input_value(&html, "csrf").expect("flow csrf");
+    let session_csrf = input_value(&html, "session_csrf").expect("session csrf");
+    // Whoever started the flow knows its token, so the flow's token alone (a cross-site form
+    // riding on alice's session) grants nothing.
     let r = srv
         .send(
             c.post(&login)
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(form(&[("csrf", &flow_csrf)])),
+        )
+        .await;
+    r.expect(403);
+    let r = srv
+        .send(
+            c.post(&login)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form(&[
+                    ("csrf", &flow_csrf),
+                    ("session_csrf", &session_csrf),
+                ])),
         )
         .await;
     r.expect(200);

@@ -159,6 +159,8 @@ pub enum UserCommand {
     },
 }
 
+pub mod listener;
+
 /// The configuration file. Command-line flags and environment variables override it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -198,6 +200,11 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Schedule sharing (delegated entries).
     pub sharing: SharingSettings,
+    /// Most connections open at once (further ones wait in the backlog); also kept below the
+    /// descriptor limit.
+    pub max_connections: usize,
+    /// A connection with no bytes read or written for this long is closed.
+    pub idle_timeout_seconds: u64,
 }
 
 /// `[sharing]`: delegated entries.
@@ -255,6 +262,8 @@ impl Default for Config {
             ],
             secure_cookies: false,
             sharing: SharingSettings::default(),
+            max_connections: 4096,
+            idle_timeout_seconds: 120,
         }
     }
 }
@@ -313,8 +322,21 @@ impl Config {
         if let Some(u) = &self.database_url {
             return Ok(u.clone());
         }
-        std::fs::create_dir_all(&self.data_dir)?;
+        create_private_dir(&self.data_dir)?;
         let path = self.data_dir.join("convene.db");
+        // Readable by the server's user only: SQLite gives its -wal and -shm files the mode of
+        // the database file, so creating that one 0600 covers the three.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(format!("sqlite://{}", path.display()))
     }
 
@@ -324,7 +346,17 @@ impl Config {
             return crate::auth::ServerKey::from_hex(hex)
                 .ok_or_else(|| AppError::Usage("secret_key must be 64 hex characters".into()));
         }
-        std::fs::create_dir_all(&self.data_dir)?;
+        if self.database_url.is_some() && self.data_dir.is_relative() {
+            // Several instances share one database and must share one key; a key made in a
+            // directory relative to wherever the process was started would silently change
+            // (and invalidate every app password) on the next start from elsewhere.
+            return Err(AppError::Usage(
+                "with database_url, set secret_key (64 hex characters, the same on every \
+                 instance) or an absolute --data-dir holding secret.key"
+                    .into(),
+            ));
+        }
+        create_private_dir(&self.data_dir)?;
         let path = self.data_dir.join("secret.key");
         match std::fs::read_to_string(&path) {
             Ok(text) => crate::auth::ServerKey::from_hex(&text).ok_or_else(|| {
@@ -771,12 +803,39 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The data directory, created if missing, and kept to the server's user (0700).
+/// A directory that already exists is the operator's and keeps its mode.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
 async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     // Before anything is announced, so an early SIGTERM is a clean stop.
     let shutdown = shutdown_signal();
     let users = store.list_users().await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
+    // Descriptors for the store, files and the directory stay free beside the connections.
+    let descriptors = listener::raise_descriptor_limit().unwrap_or(1024);
+    let max_connections = cfg
+        .max_connections
+        .min(usize::try_from(descriptors.saturating_sub(128)).unwrap_or(usize::MAX))
+        .max(16);
+    let listener = axum::serve::ListenerExt::tap_io(
+        listener::BoundedListener::new(
+            listener,
+            max_connections,
+            Duration::from_secs(cfg.idle_timeout_seconds.max(1)),
+        ),
+        |_| {},
+    );
     tracing::info!(%addr, backend = store.backend(), "convene listening");
     if users.is_empty() {
         tracing::info!(

@@ -149,7 +149,11 @@ mod tests {
             )),
             7
         );
-        assert!(onsets_per_year(&rule("FREQ=YEARLY;BYMONTH=3;BYMINUTE=0,10,20,30,40,50")) > 7);
+        assert!(
+            onsets_per_year(&rule(
+                "FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU;BYMINUTE=0,10,20,30,40,50;BYHOUR=1,2"
+            )) > 7
+        );
         assert!(onsets_per_year(&rule("FREQ=YEARLY;BYDAY=SU")) > 7);
         assert_eq!(onsets_per_year(&rule("FREQ=MONTHLY;BYDAY=1SU")), u64::MAX);
     }

@@ -20,7 +20,9 @@ use rand::RngCore as _;
 use subtle::ConstantTimeEq as _;
 
 const LIFETIME: Duration = Duration::from_secs(20 * 60);
-const MAX_FLOWS: usize = 1000;
+const MAX_FLOWS: usize = 10_000;
+/// Flows one client address may have pending at once.
+const PER_ADDRESS: usize = 5;
 
 fn random_token() -> String {
     let mut b = [0u8; 32];
@@ -36,6 +38,7 @@ pub struct Grant {
 }
 
 struct Flow {
+    address: Option<std::net::IpAddr>,
     poll_token: String,
     csrf: String,
     client: String,
@@ -57,13 +60,30 @@ impl LoginFlows {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Start a flow for a client (its name, from User-Agent, is shown on the grant page).
-    /// `None` when too many are pending.
-    pub fn start(&self, client: &str) -> Option<Started> {
+    /// Start a flow for a client (its name, from User-Agent, is shown on the grant page)
+    /// at `address`. `None` when that address has `PER_ADDRESS` flows pending. When the
+    /// table is full the oldest ungranted flow makes room, so a flood cannot keep everyone
+    /// else from starting one.
+    pub fn start(&self, client: &str, address: Option<std::net::IpAddr>) -> Option<Started> {
         let mut flows = self.lock();
         flows.retain(|_, f| f.started.elapsed() < LIFETIME);
-        if flows.len() >= MAX_FLOWS {
+        if address.is_some()
+            && flows.values().filter(|f| f.address == address).count() >= PER_ADDRESS
+        {
             return None;
+        }
+        if flows.len() >= MAX_FLOWS {
+            let oldest = flows
+                .iter()
+                .filter(|(_, f)| f.grant.is_none())
+                .min_by_key(|(_, f)| f.started)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => {
+                    flows.remove(&id);
+                }
+                None => return None,
+            }
         }
         let id = random_token();
         let poll_token = random_token();
@@ -75,6 +95,7 @@ impl LoginFlows {
         flows.insert(
             id.clone(),
             Flow {
+                address,
                 poll_token: poll_token.clone(),
                 csrf: random_token(),
                 client,
@@ -135,7 +156,7 @@ mod tests {
     #[test]
     fn a_grant_is_handed_out_once_to_the_token_holder() {
         let flows = LoginFlows::default();
-        let s = flows.start("DAVx5/4.4\u{7}").expect("started");
+        let s = flows.start("DAVx5/4.4\u{7}", None).expect("started");
         let (client, csrf) = flows.page(&s.id).expect("page");
         assert_eq!(client, "DAVx5/4.4");
         assert!(flows.csrf_ok(&s.id, &csrf) && !flows.csrf_ok(&s.id, "forged"));
@@ -150,5 +171,25 @@ mod tests {
         assert_eq!(flows.poll(&s.poll_token), Some(g));
         assert_eq!(flows.poll(&s.poll_token), None, "handed out once");
         assert!(flows.page(&s.id).is_none());
+    }
+
+    #[test]
+    fn a_flood_cannot_keep_others_from_starting() {
+        let flows = LoginFlows::default();
+        let flooder = Some("198.51.100.7".parse().expect("ip"));
+        for _ in 0..PER_ADDRESS {
+            assert!(flows.start("x", flooder).is_some());
+        }
+        assert!(flows.start("x", flooder).is_none(), "per address");
+        // A full table (many addresses) still lets a new flow in, in place of the oldest.
+        for i in 0..MAX_FLOWS {
+            let a = std::net::IpAddr::from(std::net::Ipv6Addr::from(i as u128 + 1));
+            flows.start("x", Some(a)).expect("room");
+        }
+        let me = flows
+            .start("DAVx5", Some("192.0.2.1".parse().expect("ip")))
+            .expect("started");
+        assert!(flows.page(&me.id).is_some());
+        assert!(flows.lock().len() <= MAX_FLOWS);
     }
 }

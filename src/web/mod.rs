@@ -94,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/remote.php/dav/", any(well_known))
         .route("/", any(index))
         .with_state(state)
+        .layer(axum::middleware::map_response(security_headers))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http().make_span_with(
             |req: &axum::http::Request<Body>| {
@@ -104,6 +105,53 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// Headers every response carries: no MIME sniffing, no referrer leaving the server. What
+/// WebDAV serves is stored client data, never a page of this origin: it gets a sandboxing CSP,
+/// and anything but calendar data or XML is served as an attachment, so an uploaded HTML or
+/// SVG file cannot run script with the server's cookies.
+async fn security_headers(uri: axum::http::Uri, method: Method, mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let path = uri.path();
+    if path == "/dav" || path.starts_with("/dav/") || path.starts_with("/feeds/") {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; sandbox"),
+        );
+        let inert = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_none_or(|ct| {
+                ct == "text/calendar"
+                    || ct == "application/xml"
+                    || ct == "text/xml"
+                    || ct == "text/plain"
+                    || ct == "application/json"
+            });
+        if matches!(method, Method::GET | Method::HEAD) && !inert {
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment"),
+            );
+        }
+    }
+    resp
 }
 
 /// RFC 6764 5: the well-known URI redirects to the context path.
@@ -795,10 +843,14 @@ async fn login_flow_start(State(state): State<Arc<AppState>>, req: Request) -> R
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("a calendar client");
-    let Some(started) = state.flows.start(client) else {
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let Some(started) = state.flows.start(client, address) else {
         return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many logins in progress",
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many logins in progress from this address",
         );
     };
     json(

@@ -733,7 +733,7 @@ fn grant_form(
     id: &str,
     client: &str,
     csrf: &str,
-    signed_in: Option<&str>,
+    signed_in: Option<(&str, &str)>,
     error: Option<&str>,
 ) -> String {
     let err = error
@@ -744,10 +744,11 @@ fn grant_form(
         e(client)
     );
     match signed_in {
-        Some(user) => format!(
-            "{intro}{err}<form method=\"post\" action=\"/login/v2/flow/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p>Signed in as <strong>{user}</strong>.</p><p><button type=\"submit\">Grant access</button></p></form>",
+        Some((user, session_csrf)) => format!(
+            "{intro}{err}<form method=\"post\" action=\"/login/v2/flow/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"session_csrf\" value=\"{session_csrf}\"><p>Signed in as <strong>{user}</strong>.</p><p><button type=\"submit\">Grant access</button></p></form>",
             id = e(id),
             csrf = e(csrf),
+            session_csrf = e(session_csrf),
             user = e(user),
         ),
         None => format!(
@@ -762,6 +763,9 @@ fn grant_form(
 #[derive(serde::Deserialize)]
 struct GrantForm {
     csrf: String,
+    /// The signed-in session's own CSRF token: the flow's token is known to whoever started
+    /// the flow, so a grant on the strength of a session needs the session's token too.
+    session_csrf: Option<String>,
     user: Option<String>,
     password: Option<String>,
 }
@@ -792,7 +796,9 @@ pub(super) async fn login_flow_page(
             "<p>This login link is no longer valid. Start again from the app.</p>",
         );
     };
-    let signed_in = current.as_ref().map(|c| c.user.name.as_str());
+    let signed_in = current
+        .as_ref()
+        .map(|c| (c.user.name.as_str(), c.csrf.as_str()));
     let again = |status: StatusCode, msg: Option<&str>| {
         page(
             status,
@@ -814,7 +820,22 @@ pub(super) async fn login_flow_page(
                 );
             }
             let user = match (current.as_ref(), f.user, f.password) {
-                (Some(c), _, _) => c.user.clone(),
+                (Some(c), _, _) => {
+                    let same = f.session_csrf.as_deref().is_some_and(|t| {
+                        bool::from(subtle::ConstantTimeEq::ct_eq(
+                            t.as_bytes(),
+                            c.csrf.as_bytes(),
+                        ))
+                    });
+                    if !same {
+                        return page(
+                            StatusCode::FORBIDDEN,
+                            "Grant access",
+                            "<p>The form has expired or did not come from this page.</p>",
+                        );
+                    }
+                    c.user.clone()
+                }
                 (None, Some(user), Some(password)) => {
                     match password_sign_in(&state, &user, password, addr).await {
                         Ok(u) => u,
