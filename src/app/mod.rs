@@ -111,11 +111,20 @@ pub enum FeedCommand {
         calendar: String,
         #[arg(long)]
         label: Option<String>,
+        /// What every reader sees: `full` (CONFIDENTIAL and PRIVATE events still reduced by
+        /// the privacy rule), `titles` (times and summaries) or `busy` (times only).
+        #[arg(long, default_value = "full", value_parser = parse_detail)]
+        detail: crate::ical::privacy::Detail,
     },
     /// List a user's feeds.
     List { user: String },
     /// Revoke a feed: its URL stops working at once.
     Revoke { user: String, id: i64 },
+}
+
+fn parse_detail(s: &str) -> Result<crate::ical::privacy::Detail, String> {
+    crate::ical::privacy::Detail::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of full, titles, busy"))
 }
 
 #[derive(Debug, Args)]
@@ -389,6 +398,10 @@ impl Config {
             max_props_per_request: self.max_props_per_request,
             index_horizon_days: self.index_horizon_days,
             max_instances: self.max_instances,
+            privacy: crate::ical::privacy::Privacy {
+                confidential: self.sharing.confidential,
+                private: self.sharing.private,
+            },
         }
     }
 }
@@ -664,11 +677,12 @@ async fn feed_command(store: &Store, cmd: FeedCommand) -> Result<(), AppError> {
             user,
             calendar,
             label,
+            detail,
         } => {
             let u = named_user(store, &user).await?;
             let cal = named_calendar(store, &u, &calendar).await?;
             let label = label.unwrap_or_else(|| calendar.clone());
-            let (f, token) = crate::feed::create(store, &u, &cal, &label).await?;
+            let (f, token) = crate::feed::create(store, &u, &cal, &label, detail).await?;
             writeln!(
                 out,
                 "feed {} for {user}/{calendar}: {}\n(the path is shown only now; prefix it with the server's public URL)",
@@ -757,7 +771,7 @@ async fn import_command(
 async fn export_command(store: &Store, user: &str, calendar: &str) -> Result<(), AppError> {
     let u = named_user(store, user).await?;
     let cal = named_calendar(store, &u, calendar).await?;
-    let body = crate::feed::render(store, &cal).await?;
+    let body = crate::feed::render(store, &cal, None).await?;
     let mut out = std::io::stdout().lock();
     out.write_all(&body)?;
     Ok(())

@@ -60,6 +60,8 @@ pub struct DavSettings {
     pub index_horizon_days: i64,
     /// CALDAV:max-instances: most instances one object may generate within the horizon.
     pub max_instances: usize,
+    /// What non-owners see of CONFIDENTIAL and PRIVATE events (`ical::privacy`).
+    pub privacy: ical::privacy::Privacy,
 }
 
 /// How far ahead of now a recurring series is indexed when it is written: a year, as Apple
@@ -78,6 +80,7 @@ impl Default for DavSettings {
             max_props_per_request: 1000,
             index_horizon_days: DEFAULT_INDEX_HORIZON_DAYS,
             max_instances: 20_000,
+            privacy: ical::privacy::Privacy::default(),
         }
     }
 }
@@ -3143,7 +3146,7 @@ impl<'a> Dav<'a> {
         if single.is_none() && depth == Some(Depth::Zero) {
             return Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)));
         }
-        let selected = query::select(self.store, &calendar, &filter, &ctx)
+        let selected = query::select(self.store, &calendar, &filter, &ctx, self.non_owner())
             .await
             .map_err(internal)?;
         let cal_href = match &single {
@@ -3366,7 +3369,7 @@ impl<'a> Dav<'a> {
             floating_zone: zone.clone(),
             limits: self.expand_limits(range),
         };
-        let candidates = query::select(self.store, cal, &filter, &ctx)
+        let candidates = query::select(self.store, cal, &filter, &ctx, None)
             .await
             .map_err(internal)?;
         let ids: Vec<ResourceId> = candidates.iter().map(|r| r.id).collect();
@@ -3392,7 +3395,8 @@ impl<'a> Dav<'a> {
         {
             return Ok(DavResponse::new(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag));
         }
-        let body = crate::feed::render(self.store, cal)
+        let reader = self.non_owner().map(|p| (p, ical::privacy::Detail::Full));
+        let body = crate::feed::render(self.store, cal, reader)
             .await
             .map_err(internal)?;
         let mut r = DavResponse::new(StatusCode::OK)

@@ -2,6 +2,7 @@
 //! plan that answers it from the time-range index, parsing only the objects the index cannot
 //! decide (beyond their indexed horizon, or filters on properties).
 
+use crate::ical::privacy::{Detail, Privacy};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -142,11 +143,14 @@ pub fn parse_comp_filter(el: &Element, depth: usize) -> Result<CompFilter, DavEr
 
 /// The members of a calendar a filter selects, shared with the listing they came from. Only
 /// objects the index cannot decide are parsed.
+/// `non_owner`: the privacy rule when the asker is not the owner; property filters are then
+/// evaluated on what they may see, so a text-match cannot test withheld details.
 pub async fn select(
     store: &Store,
     calendar: &Resource,
     filter: &CompFilter,
     ctx: &EvalContext,
+    non_owner: Option<&Privacy>,
 ) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
     if filter.is_not_defined {
         return Ok(vec![]);
@@ -182,11 +186,11 @@ pub async fn select(
             return if filter.is_simple() {
                 Ok(objects)
             } else {
-                parse_all(store, objects, filter, ctx).await
+                parse_all(store, objects, filter, ctx, non_owner).await
             };
         }
         [m] => (m, filter.props.is_empty() && filter.time_range.is_none()),
-        _ => return parse_all(store, objects, filter, ctx).await,
+        _ => return parse_all(store, objects, filter, ctx, non_owner).await,
     };
     let of_type = |r: &Resource| r.component.as_deref() == Some(main.name.as_str());
     if main.is_not_defined {
@@ -194,14 +198,14 @@ pub async fn select(
         return if rest_simple {
             Ok(kept)
         } else {
-            parse_all(store, kept, filter, ctx).await
+            parse_all(store, kept, filter, ctx, non_owner).await
         };
     }
     let typed: Vec<Arc<Resource>> = objects.into_iter().filter(|r| of_type(r)).collect();
     if rest_simple && main.props.is_empty() && main.comps.is_empty() {
         Ok(typed)
     } else {
-        parse_all(store, typed, filter, ctx).await
+        parse_all(store, typed, filter, ctx, non_owner).await
     }
 }
 
@@ -298,7 +302,8 @@ async fn select_by_time(
     };
     undecided.sort_by_key(|r| r.id);
     undecided.dedup_by_key(|r| r.id);
-    out.extend(parse_all(store, undecided, filter, ctx).await?);
+    // Timing only: what the window tests is shown to everyone who may read the calendar.
+    out.extend(parse_all(store, undecided, filter, ctx, None).await?);
     // Names are unique in a collection: an unstable sort gives the same order, in place.
     out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -309,13 +314,18 @@ async fn parse_all(
     candidates: Vec<Arc<Resource>>,
     filter: &CompFilter,
     ctx: &EvalContext,
+    non_owner: Option<&Privacy>,
 ) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
     let mut out = vec![];
     for r in candidates {
         let Some(body) = store.object_data(r.id).await? else {
             continue;
         };
-        if crate::ical::filter::matches(&body, filter, ctx).unwrap_or(false) {
+        let seen = match non_owner {
+            Some(p) => crate::ical::privacy::non_owner_view(&body, p, Detail::Full),
+            None => std::borrow::Cow::Borrowed(&body[..]),
+        };
+        if crate::ical::filter::matches(&seen, filter, ctx).unwrap_or(false) {
             out.push(r);
         }
     }

@@ -197,9 +197,33 @@ impl Dav<'_> {
         })
     }
 
+    /// The privacy rule this request reads under, when its user is not the owner of what it
+    /// reads: sharees (any access) and read-only delegates. `None` for the owner and for
+    /// read-write delegates, who act as the owner.
+    pub(super) fn non_owner(&self) -> Option<&crate::ical::privacy::Privacy> {
+        match &self.delegation {
+            Some(d) if d.mount.is_some() || !d.write => Some(&self.settings.privacy),
+            _ => None,
+        }
+    }
+
     /// The body this user sees: the sharer's content with the sharee's alarms and
     /// transparency laid over it (per RECURRENCE-ID).
     pub(super) fn view_body(&self, id: ResourceId, data: Vec<u8>) -> Vec<u8> {
+        let data = match self.non_owner() {
+            Some(p) => {
+                let reduced = match crate::ical::privacy::non_owner_view(
+                    &data,
+                    p,
+                    crate::ical::privacy::Detail::Full,
+                ) {
+                    std::borrow::Cow::Owned(v) => Some(v),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                reduced.unwrap_or(data)
+            }
+            None => data,
+        };
         let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
         match view.personal.get(&id) {
             Some((_, mine)) => crate::ical::itip::keep_personal(&data, mine).unwrap_or(data),
@@ -232,7 +256,16 @@ impl Dav<'_> {
             .await
             .map_err(internal)?
             .unwrap_or_default();
-        if crate::ical::delegated::only_personal_changes(&owner_body, &req.body) {
+        // The sharee compares against what they were shown, which for a CONFIDENTIAL or
+        // PRIVATE entry is the reduced view; such an entry only takes their personal changes,
+        // since writing a view back would erase what it withholds.
+        let seen = crate::ical::privacy::non_owner_view(
+            &owner_body,
+            &self.settings.privacy,
+            crate::ical::privacy::Detail::Full,
+        );
+        let withheld = matches!(seen, std::borrow::Cow::Owned(_));
+        if crate::ical::delegated::only_personal_changes(&seen, &req.body) {
             self.store
                 .set_personal_data(res.id, self.user.id, &super::etag_of(&req.body), &req.body)
                 .await
@@ -262,7 +295,7 @@ impl Dav<'_> {
                 DavResponse::new(StatusCode::NO_CONTENT).header(http::header::CONTENT_LENGTH, "0")
             ));
         }
-        if mount.access != ShareAccess::ReadWrite {
+        if mount.access != ShareAccess::ReadWrite || withheld {
             return Err(need_privilege(&req.path, Privilege::WriteContent));
         }
         Ok(Err(WriteCondition::EtagIn(

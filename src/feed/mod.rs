@@ -13,6 +13,7 @@ use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
 use crate::dav::{self, XmlLimits};
+use crate::ical::privacy::{Detail, Privacy, non_owner_view};
 use crate::store::{Feed, FeedStore, Resource, ResourceReader, Result, User};
 
 /// Tokens start with this, so one found in a log or a paste is recognisable.
@@ -44,10 +45,11 @@ pub async fn create<S: FeedStore>(
     owner: &User,
     calendar: &Resource,
     label: &str,
+    detail: Detail,
 ) -> Result<(Feed, String)> {
     let token = new_token();
     let feed = store
-        .create_feed(owner.id, calendar.id, label, &token_hash(&token))
+        .create_feed(owner.id, calendar.id, label, &token_hash(&token), detail)
         .await?;
     Ok((feed, token))
 }
@@ -87,7 +89,13 @@ pub async fn display_name<S: ResourceReader>(
 }
 
 /// The whole calendar as one iCalendar document (VTIMEZONEs once each, then every object).
-pub async fn render<S: ResourceReader>(store: &S, calendar: &Resource) -> Result<Vec<u8>> {
+/// `reader`: for a feed, the privacy rule and the feed's detail (a feed's readers are not the
+/// owner); `None` for the owner's own export.
+pub async fn render<S: ResourceReader>(
+    store: &S,
+    calendar: &Resource,
+    reader: Option<(&Privacy, Detail)>,
+) -> Result<Vec<u8>> {
     let ids: Vec<_> = store
         .children(calendar.id)
         .await?
@@ -99,7 +107,13 @@ pub async fn render<S: ResourceReader>(store: &S, calendar: &Resource) -> Result
         .object_datas(&ids)
         .await?
         .into_iter()
-        .map(|(_, b)| b)
+        .map(|(_, b)| match reader {
+            Some((privacy, floor)) => match non_owner_view(&b, privacy, floor) {
+                std::borrow::Cow::Owned(v) => v,
+                std::borrow::Cow::Borrowed(_) => b,
+            },
+            None => b,
+        })
         .collect();
     let name = display_name(store, calendar).await?;
     Ok(crate::ical::bundle::join_calendar(&bodies, name.as_deref()))

@@ -10,7 +10,7 @@
 //! copy anything its CLASS withholds (details of a PRIVATE event, attachments or comments of a
 //! CONFIDENTIAL one).
 
-use icalrs::tree::cst::{IcalCst, IcalItem};
+use icalrs::tree::cst::IcalItem;
 use icalrs::tree::line::IcalLine;
 
 use super::itip::{
@@ -103,54 +103,7 @@ pub fn with_recipients(body: &[u8], recipients: &[Recipient]) -> Option<Vec<u8>>
     any.then(|| root.to_bytes())
 }
 
-/// RFC 5545 3.8.1.3 CLASS. An unknown value is treated as PRIVATE, as the RFC says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Public,
-    Confidential,
-    Private,
-}
-
-impl Class {
-    fn of(c: &IcalCst<'_>) -> Class {
-        match value_of(c, "CLASS")
-            .map(|v| v.to_ascii_uppercase())
-            .as_deref()
-        {
-            None | Some("PUBLIC") => Class::Public,
-            Some("CONFIDENTIAL") => Class::Confidential,
-            Some(_) => Class::Private,
-        }
-    }
-}
-
-/// How much of an event a recipient sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Detail {
-    /// Everything but the owner's alarms and the attendee list.
-    Full,
-    /// The times and the summary.
-    TimeAndSummary,
-    /// The times only, as "Busy".
-    Busy,
-}
-
-/// What each CLASS reveals to recipients (configurable; PUBLIC is always `Full`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Privacy {
-    pub confidential: Detail,
-    pub private: Detail,
-}
-
-impl Default for Privacy {
-    fn default() -> Self {
-        Privacy {
-            confidential: Detail::TimeAndSummary,
-            private: Detail::Busy,
-        }
-    }
-}
+pub use super::privacy::{Class, Detail, Privacy};
 
 /// How the recipient's copy shows whose it is.
 #[derive(Debug, Clone)]
@@ -167,26 +120,6 @@ pub struct Style<'s> {
     pub prefix_summary: bool,
     pub privacy: Privacy,
 }
-
-/// Properties that say when an entry is, and identify it; the only ones a reduced copy keeps.
-const TIMING: &[&str] = &[
-    "UID",
-    "DTSTAMP",
-    "DTSTART",
-    "DTEND",
-    "DURATION",
-    "DUE",
-    "RRULE",
-    "RDATE",
-    "EXDATE",
-    "RECURRENCE-ID",
-    "SEQUENCE",
-    "STATUS",
-    "TRANSP",
-    "CLASS",
-    "CREATED",
-    "LAST-MODIFIED",
-];
 
 /// Properties a copy never takes from the owner's object: the attendee list, the owner's own
 /// styling, and our own labels (rewritten below).
@@ -224,12 +157,7 @@ pub fn delegated_copy(body: &[u8], style: &Style<'_>) -> Option<Vec<u8>> {
     let mut root = super::parse_stored(body)?;
     remove_props(&mut root, "METHOD");
     for c in main_components_mut(&mut root) {
-        let detail = match Class::of(c) {
-            Class::Public => Detail::Full,
-            Class::Confidential => style.privacy.confidential,
-            Class::Private => style.privacy.private,
-        };
-        let summary = value_of(c, "SUMMARY");
+        let detail = style.privacy.detail(Class::of(c));
         match detail {
             Detail::Full => {
                 c.items.retain(|i| match i {
@@ -240,24 +168,10 @@ pub fn delegated_copy(body: &[u8], style: &Style<'_>) -> Option<Vec<u8>> {
                     _ => true,
                 });
             }
-            Detail::TimeAndSummary | Detail::Busy => {
-                // Nothing else survives: no description, location, attachments, comments,
-                // attendees, alarms or client-specific properties.
-                c.items.retain(|i| match i {
-                    IcalItem::Prop(l) => {
-                        TIMING.iter().any(|n| l.name.get().eq_ignore_ascii_case(n))
-                    }
-                    IcalItem::Component(_) => false,
-                    _ => true,
-                });
-            }
+            Detail::TimeAndSummary | Detail::Busy => super::privacy::reduce_component(c, detail)?,
         }
         remove_alarms(c);
-        let shown = match (detail, summary) {
-            (Detail::Busy, _) => Some("Busy".to_string()),
-            (_, s) => s,
-        };
-        if let Some(s) = shown {
+        if let Some(s) = value_of(c, "SUMMARY") {
             let text = if style.prefix_summary {
                 format!("[{}] {s}", escape_text(style.owner_label))
             } else {

@@ -16,6 +16,7 @@ pub mod freebusy;
 pub mod index;
 pub mod itip;
 pub mod partial;
+pub mod privacy;
 pub mod zones;
 
 use icalrs::tree::cst::{IcalCst, IcalItem};

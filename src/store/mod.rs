@@ -113,6 +113,8 @@ pub struct Feed {
     pub label: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// The most any reader of the feed sees (the privacy rule may show less).
+    pub detail: crate::ical::privacy::Detail,
 }
 
 /// An app password's record: never the password, only its keyed hash.
@@ -442,6 +444,7 @@ pub trait FeedStore {
         calendar: ResourceId,
         label: &str,
         token_hash: &str,
+        detail: crate::ical::privacy::Detail,
     ) -> Result<Feed>;
     async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>>;
     /// The feed with this token hash, stamping its last use.
@@ -1199,8 +1202,9 @@ impl FeedStore for Store {
         calendar: ResourceId,
         label: &str,
         token_hash: &str,
+        detail: crate::ical::privacy::Detail,
     ) -> Result<Feed> {
-        delegate!(self, s => s.create_feed(owner, calendar, label, token_hash).await)
+        delegate!(self, s => s.create_feed(owner, calendar, label, token_hash, detail).await)
     }
     async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>> {
         delegate!(self, s => s.feeds_of(owner).await)

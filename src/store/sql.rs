@@ -138,6 +138,9 @@ macro_rules! impl_sql_store {
                 label: row.try_get("label")?,
                 created_at: row.try_get("created_at")?,
                 last_used_at: row.try_get("last_used_at")?,
+                // An unknown value (written by a newer version) shows the least.
+                detail: crate::ical::privacy::Detail::parse(&row.try_get::<String, _>("detail")?)
+                    .unwrap_or(crate::ical::privacy::Detail::Busy),
             })
         }
 
@@ -1148,17 +1151,19 @@ macro_rules! impl_sql_store {
                 calendar: ResourceId,
                 label: &str,
                 token_hash: &str,
+                detail: crate::ical::privacy::Detail,
             ) -> Result<Feed> {
                 let row = sqlx::query(
-                    "INSERT INTO feeds (token_hash, owner_id, calendar_id, label, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at",
+                    "INSERT INTO feeds (token_hash, owner_id, calendar_id, label, created_at, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at, detail",
                 )
                 .bind(token_hash)
                 .bind(owner.0)
                 .bind(calendar.0)
                 .bind(label)
                 .bind(now())
+                .bind(detail.as_str())
                 .fetch_one(&self.pool)
                 .await?;
                 map_feed(&row)
@@ -1166,7 +1171,7 @@ macro_rules! impl_sql_store {
 
             async fn feeds_of(&self, owner: UserId) -> Result<Vec<Feed>> {
                 let rows = sqlx::query(
-                    "SELECT id, owner_id, calendar_id, label, created_at, last_used_at FROM feeds \
+                    "SELECT id, owner_id, calendar_id, label, created_at, last_used_at, detail FROM feeds \
                      WHERE owner_id = $1 ORDER BY id",
                 )
                 .bind(owner.0)
@@ -1178,7 +1183,7 @@ macro_rules! impl_sql_store {
             async fn use_feed(&self, token_hash: &str) -> Result<Option<Feed>> {
                 let row = sqlx::query(
                     "UPDATE feeds SET last_used_at = $2 WHERE token_hash = $1 \
-                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at",
+                     RETURNING id, owner_id, calendar_id, label, created_at, last_used_at, detail",
                 )
                 .bind(token_hash)
                 .bind(now())

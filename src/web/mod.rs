@@ -387,8 +387,8 @@ async fn feed_get(
         return r;
     }
     let token = token.strip_suffix(".ics").unwrap_or(&token);
-    let cal = match feed::open(&state.store, token).await {
-        Ok(Some((_, cal))) => cal,
+    let (detail, cal) = match feed::open(&state.store, token).await {
+        Ok(Some((f, cal))) => (f.detail, cal),
         Ok(None) => return plain(StatusCode::NOT_FOUND, "no such feed\n"),
         Err(e) => {
             tracing::error!(error = %e, "feed lookup failed");
@@ -407,7 +407,7 @@ async fn feed_get(
         }
         return r;
     }
-    let body = match feed::render(&state.store, &cal).await {
+    let body = match feed::render(&state.store, &cal, Some((&state.dav.privacy, detail))).await {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "feed rendering failed");
@@ -464,6 +464,9 @@ struct NewFeed {
     calendar: String,
     #[serde(default)]
     label: Option<String>,
+    /// `full` (the default), `time-and-summary` (or `titles`) or `busy`.
+    #[serde(default)]
+    detail: Option<String>,
 }
 
 /// `GET /api/feeds` lists the user's feeds; `POST` publishes a calendar and returns the URL
@@ -497,6 +500,7 @@ async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response
                     "calendar": cal,
                     "created_at": f.created_at,
                     "last_used_at": f.last_used_at,
+                    "detail": f.detail.as_str(),
                 }));
             }
             json(StatusCode::OK, &serde_json::Value::Array(out))
@@ -530,7 +534,21 @@ async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response
             if cal.kind != ResourceKind::Calendar {
                 return json_error(StatusCode::BAD_REQUEST, "only a calendar can be published");
             }
-            let (f, token) = match feed::create(store, &user, &cal, &label).await {
+            let detail = match new
+                .detail
+                .as_deref()
+                .map(crate::ical::privacy::Detail::parse)
+            {
+                None => crate::ical::privacy::Detail::Full,
+                Some(Some(d)) => d,
+                Some(None) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "detail is one of full, titles, busy",
+                    );
+                }
+            };
+            let (f, token) = match feed::create(store, &user, &cal, &label, detail).await {
                 Ok(x) => x,
                 Err(e) => return failed(e),
             };
@@ -541,6 +559,7 @@ async fn api_feeds(State(state): State<Arc<AppState>>, req: Request) -> Response
                 &serde_json::json!({
                     "id": f.id,
                     "label": f.label,
+                    "detail": f.detail.as_str(),
                     "calendar": cal.name,
                     "path": path,
                     "url": url,
