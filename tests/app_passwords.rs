@@ -141,14 +141,14 @@ async fn app_passwords(mut srv: TestServer) {
         "{listed}"
     );
 
-    // Brute force: after 10 failures for a user name (two happened above), 429, even with the
-    // right password; other users are unaffected.
+    // Brute force: after 10 distinct failures for a user name from one address (two happened
+    // above), 429, even with the right password; other users are unaffected.
     let mut refused = 0;
     for attempt in 1..=10 {
         let r = with_password(
             &srv,
             "bob",
-            "wrong-guess",
+            &format!("wrong-guess-{attempt}"),
             "PROPFIND",
             "/dav/calendars/bob/",
         )

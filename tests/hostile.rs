@@ -451,8 +451,8 @@ async fn outsiders_cannot_lock_the_owner_out() {
     let mut limited = false;
     for a in 2..20 {
         let c = client_from(&format!("127.0.1.{a}"));
-        for _ in 0..10 {
-            if status_of(&c, &srv, "alice", "wrong").await == 429 {
+        for i in 0..10 {
+            if status_of(&c, &srv, "alice", &format!("wrong-{a}-{i}")).await == 429 {
                 limited = true;
             }
         }
@@ -518,4 +518,109 @@ async fn idle_connections_are_capped_and_closed() {
         srv.child.try_wait().expect("wait").is_none(),
         "the server died"
     );
+}
+
+/// Racing MOVEs, COPYs and DELETEs of one source: exactly one MOVE or DELETE wins, the others
+/// get 404 (or 409/412), never 500, and nothing is lost or duplicated.
+async fn racing_transfers(srv: TestServer) {
+    let ics = ("Content-Type", "text/calendar");
+    let put = |name: &str| {
+        srv.req("PUT", &format!("/dav/calendars/alice/calendar/{name}"))
+            .header(ics.0, ics.1)
+            .body(common::event(name, "race"))
+    };
+    srv.send(put("src.ics")).await.expect(201);
+    srv.send(srv.req("MKCALENDAR", "/dav/calendars/alice/other/"))
+        .await
+        .expect(201);
+    let moves = (0..20).map(|i| {
+        srv.send(
+            srv.req("MOVE", "/dav/calendars/alice/calendar/src.ics")
+                .header(
+                    "Destination",
+                    srv.url(&format!("/dav/calendars/alice/other/m{i}.ics")),
+                ),
+        )
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(moves)
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(s, 201 | 404 | 409 | 412)),
+        "{statuses:?}"
+    );
+    let moved = member_count(&srv, "alice", "/dav/calendars/alice/other/").await;
+    assert_eq!(moved, 1, "one resource after 20 moves");
+
+    // MOVE racing DELETE: one of them, not both.
+    for round in 0..5 {
+        let name = format!("r{round}.ics");
+        srv.send(put(&name)).await.expect(201);
+        let path = format!("/dav/calendars/alice/calendar/{name}");
+        let dest = srv.url(&format!("/dav/calendars/alice/calendar/moved-{round}.ics"));
+        let (m, d) = tokio::join!(
+            srv.send(srv.req("MOVE", &path).header("Destination", dest.clone())),
+            srv.send(srv.req("DELETE", &path)),
+        );
+        let body = m.text();
+        let (m, d) = (m.status.as_u16(), d.status.as_u16());
+        assert!(matches!(m, 201 | 404 | 409), "MOVE {m} {body}");
+        assert!(matches!(d, 204 | 404 | 409), "DELETE {d}");
+        assert!(
+            (m == 201) != (d == 204),
+            "round {round}: MOVE {m} and DELETE {d} both or neither succeeded"
+        );
+        let there = srv
+            .send(srv.req(
+                "GET",
+                &format!("/dav/calendars/alice/calendar/moved-{round}.ics"),
+            ))
+            .await
+            .status
+            .as_u16();
+        assert_eq!(there == 200, m == 201, "round {round}");
+    }
+    // COPYs racing a DELETE never answer 500.
+    srv.send(put("c.ics")).await.expect(201);
+    let copies = (0..10).map(|i| {
+        srv.send(
+            srv.req("COPY", "/dav/calendars/alice/calendar/c.ics")
+                .header(
+                    "Destination",
+                    srv.url(&format!("/dav/calendars/alice/other/c{i}.ics")),
+                ),
+        )
+    });
+    let (copied, deleted) = tokio::join!(
+        futures_util::future::join_all(copies),
+        srv.send(srv.req("DELETE", "/dav/calendars/alice/calendar/c.ics"))
+    );
+    assert_eq!(deleted.status.as_u16(), 204);
+    for r in copied {
+        assert!(
+            // 403: the one copy that got in holds the UID (no-uid-conflict).
+            matches!(r.status.as_u16(), 201 | 403 | 404 | 409),
+            "COPY {}",
+            r.status
+        );
+    }
+}
+
+mod racing_transfers {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        racing_transfers(TestServer::start(common::Backend::Sqlite).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        racing_transfers(TestServer::start(common::Backend::Postgres).await).await;
+    }
 }

@@ -224,11 +224,11 @@ async fn homes_and_objects(f: Fixture) {
         .unwrap();
 
     assert!(matches!(
-        s.delete(r.id, WriteCondition::EtagIn(vec!["\"v1\"".into()]))
+        s.delete(&r, WriteCondition::EtagIn(vec!["\"v1\"".into()]))
             .await,
         Err(StoreError::PreconditionFailed)
     ));
-    s.delete(r.id, WriteCondition::EtagIn(vec!["\"v2\"".into()]))
+    s.delete(&r, WriteCondition::EtagIn(vec!["\"v2\"".into()]))
         .await
         .unwrap();
     assert!(s.child(c.id, "a.ics").await.unwrap().is_none());
@@ -267,7 +267,7 @@ async fn change_log(f: Fixture) {
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
 
     let victim = s.child(c.id, "1.ics").await.unwrap().unwrap();
-    s.delete(victim.id, WriteCondition::None).await.unwrap();
+    s.delete(&victim, WriteCondition::None).await.unwrap();
     s.put_object(c.id, "3.ics", obj("3", "y"), WriteCondition::None)
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn transfer(f: Fixture) {
     )
     .await
     .unwrap();
-    assert!(s.transfer(x.id, b.id, "y.ics", true, false).await.unwrap());
+    assert!(s.transfer(&x, b.id, "y.ics", true, false).await.unwrap());
     let y = s.child(b.id, "y.ics").await.unwrap().unwrap();
     assert_eq!(s.object_data(y.id).await.unwrap().unwrap(), b"1");
     assert_eq!(
@@ -319,18 +319,29 @@ async fn transfer(f: Fixture) {
     );
     // Copy into the same calendar collides on UID.
     assert!(matches!(
-        s.transfer(x.id, a.id, "z.ics", true, false).await,
+        s.transfer(&x, a.id, "z.ics", true, false).await,
         Err(StoreError::UidConflict(_))
     ));
     // Overwrite F.
     assert!(matches!(
-        s.transfer(x.id, b.id, "y.ics", false, false).await,
+        s.transfer(&x, b.id, "y.ics", false, false).await,
         Err(StoreError::PreconditionFailed)
     ));
     // Move with overwrite; the source is gone and tombstoned.
     let before = s.resource(a.id).await.unwrap().unwrap().sync_seq;
-    assert!(!s.transfer(x.id, b.id, "y.ics", true, true).await.unwrap());
+    assert!(!s.transfer(&x, b.id, "y.ics", true, true).await.unwrap());
     assert!(s.child(a.id, "x.ics").await.unwrap().is_none());
+    // The source as it was read is gone: a second move or a delete of it (racing requests
+    // that resolved the old path) finds nothing, and leaves the moved resource alone.
+    assert!(matches!(
+        s.transfer(&x, b.id, "w.ics", true, true).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete(&x, WriteCondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.child(b.id, "y.ics").await.unwrap().is_some());
     let ch = s.changes_since(a.id, Some(before), None).await.unwrap();
     assert!(matches!(&ch[0], Change::Deleted { name, .. } if name == "x.ics"));
     // A collection cannot be moved into itself.
@@ -359,7 +370,7 @@ async fn transfer(f: Fixture) {
         .await
         .unwrap();
     assert!(matches!(
-        s.transfer(sub.id, inner.id, "p", true, true).await,
+        s.transfer(&sub, inner.id, "p", true, true).await,
         Err(StoreError::Cycle)
     ));
     // Deep copy of a collection tree.
@@ -375,9 +386,7 @@ async fn transfer(f: Fixture) {
     )
     .await
     .unwrap();
-    s.transfer(sub.id, home.id, "p2", false, false)
-        .await
-        .unwrap();
+    s.transfer(&sub, home.id, "p2", false, false).await.unwrap();
     let p2 = s.child(home.id, "p2").await.unwrap().unwrap();
     let q2 = s.child(p2.id, "q").await.unwrap().unwrap();
     assert!(s.child(q2.id, "f").await.unwrap().is_some());
@@ -596,7 +605,7 @@ async fn time_index(f: Fixture) {
         assert_eq!(s.object_data(w.id).await.unwrap().unwrap(), body.as_bytes());
     }
     // Move and copy carry the index to the destination calendar.
-    s.transfer(short.id, b.id, "moved.ics", false, true)
+    s.transfer(&short, b.id, "moved.ics", false, true)
         .await
         .unwrap();
     assert_eq!(
@@ -610,14 +619,14 @@ async fn time_index(f: Fixture) {
             .iter()
             .all(|r| r.resource != short.id)
     );
-    s.transfer(weekly.id, b.id, "copied.ics", false, false)
+    s.transfer(&weekly, b.id, "copied.ics", false, false)
         .await
         .unwrap();
     let copied = s.child(b.id, "copied.ics").await.unwrap().unwrap();
     assert_eq!(copied.complete_until, Some(200 * H));
     assert!(ids(s.instances_between(b.id, 177 * H, 180 * H).await.unwrap()).contains(&copied.id));
     // Deleting removes the rows.
-    s.delete(copied.id, WriteCondition::None).await.unwrap();
+    s.delete(&copied, WriteCondition::None).await.unwrap();
     assert!(!ids(s.instances_between(b.id, 177 * H, 180 * H).await.unwrap()).contains(&copied.id));
 }
 contract!(time_range_index, time_index);
@@ -704,25 +713,25 @@ async fn listing(f: Fixture) {
     check("created").await;
     put("short.ics", indexed("short", &[(500 * H, 501 * H)], INF)).await;
     check("rewritten").await;
-    other.delete(weekly.id, WriteCondition::None).await.unwrap();
+    other.delete(&weekly, WriteCondition::None).await.unwrap();
     check("deleted").await;
     // Deleted and created again under the same name, then renamed within the collection.
     put("weekly.ics", indexed("weekly2", &[(20 * H, 21 * H)], INF)).await;
     let again = other.child(a.id, "weekly.ics").await.unwrap().unwrap();
     other
-        .transfer(again.id, a.id, "renamed.ics", false, true)
+        .transfer(&again, a.id, "renamed.ics", false, true)
         .await
         .unwrap();
     check("recreated and renamed").await;
     // Moved out and copied in.
     let short = other.child(a.id, "short.ics").await.unwrap().unwrap();
     other
-        .transfer(short.id, b.id, "moved.ics", false, true)
+        .transfer(&short, b.id, "moved.ics", false, true)
         .await
         .unwrap();
     let moved = other.child(b.id, "moved.ics").await.unwrap().unwrap();
     other
-        .transfer(moved.id, a.id, "copy.ics", false, false)
+        .transfer(&moved, a.id, "copy.ics", false, false)
         .await
         .unwrap();
     check("moved and copied").await;

@@ -274,7 +274,24 @@ async fn pages(mut srv: TestServer) {
     .expect(404);
 
     // The Apple profile from the account page holds a fresh CalDAV password.
-    let r = get(&c, &srv, "/account/apple-profile").await;
+    // It makes an app password, so a GET (a link, an image) does nothing.
+    let before = srv.cli_ok(&["app-password", "list", "alice"], "");
+    get(&c, &srv, "/account/apple-profile").await.expect(405);
+    srv.send(
+        c.post(srv.url("/account/apple-profile"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form(&[("csrf", "forged")])),
+    )
+    .await
+    .expect(403);
+    assert_eq!(before, srv.cli_ok(&["app-password", "list", "alice"], ""));
+    let r = srv
+        .send(
+            c.post(srv.url("/account/apple-profile"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form(&[("csrf", &csrf)])),
+        )
+        .await;
     r.expect(200);
     assert_eq!(
         r.header("content-type").as_deref(),

@@ -7,6 +7,12 @@
 //! - per client address: one attacker spraying many accounts;
 //! - per user name from clients not known to be the owner's: many addresses on one account.
 //!
+//! Slots are per distinct credential: concurrent or repeated attempts with the same password
+//! (a client opening several connections, or retrying a saved wrong password) share one slot,
+//! up to `MAX_JOINED` in flight, so a client's parallel requests are not mistaken for
+//! guessing, and a guess only counts once however often it is sent. The credential is held
+//! only as a 64-bit keyed hash, in memory, under a key made at start.
+//!
 //! A client is known for a user once it logged in as them (`KNOWN_FOR`): the per-user limit
 //! never applies to it, and app passwords (256 random bits, not guessable) never meet the
 //! per-user limit either. So failures from elsewhere can slow guessing at one account without
@@ -21,7 +27,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -51,55 +56,106 @@ const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 const MAX_KEYS: usize = 100_000;
 
-type Slot = (Instant, u64);
+/// Attempts with one credential that may be in flight at once (beyond, 429).
+const MAX_JOINED: u32 = 32;
+
+/// One distinct credential tried within the window.
+struct Slot {
+    at: Instant,
+    fingerprint: u64,
+    in_flight: u32,
+    failed: bool,
+}
 
 #[derive(Default)]
 struct Table(HashMap<String, VecDeque<Slot>>);
 
+enum Taken {
+    New,
+    Joined,
+}
+
 impl Table {
-    fn prune(&mut self, key: &str, window: Duration, now: Instant) -> usize {
-        let Some(q) = self.0.get_mut(key) else {
-            return 0;
-        };
-        while q
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-        {
-            q.pop_front();
-        }
-        q.len()
-    }
-
-    fn wait(&self, key: &str, window: Duration, now: Instant) -> Duration {
-        self.0
-            .get(key)
-            .and_then(|q| q.front())
-            .map(|(t, _)| window.saturating_sub(now.duration_since(*t)))
-            .unwrap_or(window)
-    }
-
-    fn take(&mut self, key: &str, slot: Slot, window: Duration) {
-        if self.0.len() >= MAX_KEYS {
-            let now = slot.0;
-            self.0.retain(|_, q| {
-                q.back()
-                    .is_some_and(|(t, _)| now.duration_since(*t) < window)
-            });
-            if self.0.len() >= MAX_KEYS {
-                self.0.clear();
-            }
-        }
-        self.0.entry(key.to_string()).or_default().push_back(slot);
-    }
-
-    fn give_back(&mut self, key: &str, id: u64) {
+    fn prune(&mut self, key: &str, window: Duration, now: Instant) {
         if let Some(q) = self.0.get_mut(key) {
-            q.retain(|(_, i)| *i != id);
-            if q.is_empty() {
-                self.0.remove(key);
-            }
+            // Failed credentials leave when the window moves on; unsettled ones stay.
+            q.retain(|s| s.in_flight > 0 || now.duration_since(s.at) < window);
         }
     }
+
+    /// Take a slot for `fingerprint` under `key`, or join the one it already has; `Err` with
+    /// the wait when `limit` distinct credentials are counted or too many joined.
+    fn take(
+        &mut self,
+        key: &str,
+        fingerprint: u64,
+        limit: usize,
+        window: Duration,
+        now: Instant,
+    ) -> Result<Taken, Duration> {
+        self.prune(key, window, now);
+        if self.0.len() >= MAX_KEYS && !self.0.contains_key(key) {
+            self.0.retain(|_, q| !q.is_empty());
+            if self.0.len() >= MAX_KEYS {
+                self.0.retain(|_, q| q.iter().any(|s| s.in_flight > 0));
+            }
+        }
+        let q = self.0.entry(key.to_string()).or_default();
+        let wait = |q: &VecDeque<Slot>| {
+            q.iter()
+                .map(|s| window.saturating_sub(now.duration_since(s.at)))
+                .min()
+                .unwrap_or(window)
+        };
+        if let Some(s) = q.iter_mut().find(|s| s.fingerprint == fingerprint) {
+            if s.in_flight >= MAX_JOINED {
+                return Err(Duration::from_secs(1));
+            }
+            s.in_flight += 1;
+            s.at = now;
+            return Ok(Taken::Joined);
+        }
+        if q.len() >= limit {
+            return Err(wait(q));
+        }
+        q.push_back(Slot {
+            at: now,
+            fingerprint,
+            in_flight: 1,
+            failed: false,
+        });
+        Ok(Taken::New)
+    }
+
+    fn settle(&mut self, key: &str, fingerprint: u64, outcome: Outcome) {
+        let Some(q) = self.0.get_mut(key) else {
+            return;
+        };
+        if let Some(i) = q.iter().position(|s| s.fingerprint == fingerprint) {
+            let s = &mut q[i];
+            s.in_flight = s.in_flight.saturating_sub(1);
+            match outcome {
+                Outcome::Succeeded => {
+                    q.remove(i);
+                }
+                Outcome::Failed => s.failed = true,
+                Outcome::Abandoned if !s.failed && s.in_flight == 0 => {
+                    q.remove(i);
+                }
+                Outcome::Abandoned => {}
+            }
+        }
+        if q.is_empty() {
+            self.0.remove(key);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Succeeded,
+    Failed,
+    Abandoned,
 }
 
 #[derive(Default)]
@@ -114,7 +170,8 @@ struct Tables {
 pub struct LoginLimiter {
     limits: Limits,
     tables: Mutex<Tables>,
-    next: AtomicU64,
+    /// Keys the credential fingerprints; made at start, never stored.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// Whether the secret presented is an app password (never subject to the per-user limit).
@@ -128,7 +185,7 @@ pub enum Secret {
 /// dropping it unsettled (the backend failed) gives it back too.
 pub struct Attempt<'l> {
     limiter: &'l LoginLimiter,
-    id: u64,
+    fingerprint: u64,
     keys: Keys,
     settled: bool,
 }
@@ -151,52 +208,53 @@ impl LoginLimiter {
         LoginLimiter {
             limits,
             tables: Mutex::new(Tables::default()),
-            next: AtomicU64::new(0),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    /// Take a slot for an attempt to log in as `user` from `addr`, or `Err(retry_after)`
-    /// when one of the limits that apply is reached.
+    /// Take a slot for an attempt to log in as `user` with `password` from `addr`, or
+    /// `Err(retry_after)` when one of the limits that apply is reached.
     pub fn begin(
         &self,
         user: &str,
+        password: &str,
         addr: Option<IpAddr>,
         secret: Secret,
     ) -> Result<Attempt<'_>, Duration> {
+        use std::hash::BuildHasher as _;
         let now = Instant::now();
         let l = self.limits;
         let user = user.to_lowercase();
+        let fingerprint = self.hasher.hash_one((&user, password));
         let pair = pair_key(&user, addr);
+        let address = addr.map(|a| a.to_string());
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let known = t
             .known
             .get(&pair)
             .is_some_and(|at| now.duration_since(*at) < KNOWN_FOR);
-        if t.pairs.prune(&pair, l.window, now) >= l.per_user_address {
-            return Err(t.pairs.wait(&pair, l.window, now));
-        }
-        let address = addr.map(|a| a.to_string());
-        if let Some(a) = &address
-            && t.addresses.prune(a, l.window, now) >= l.per_address
-        {
-            return Err(t.addresses.wait(a, l.window, now));
-        }
         let per_user = !known && secret == Secret::Password;
-        if per_user && t.users.prune(&user, l.window, now) >= l.per_user {
-            return Err(t.users.wait(&user, l.window, now));
+        // Each table in turn; what was taken is given back if a later one refuses.
+        t.pairs
+            .take(&pair, fingerprint, l.per_user_address, l.window, now)?;
+        if let Some(a) = &address
+            && let Err(wait) = t
+                .addresses
+                .take(a, fingerprint, l.per_address, l.window, now)
+        {
+            t.pairs.settle(&pair, fingerprint, Outcome::Abandoned);
+            return Err(wait);
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = (now, id);
-        t.pairs.take(&pair, slot, l.window);
-        if let Some(a) = &address {
-            t.addresses.take(a, slot, l.window);
-        }
-        if per_user {
-            t.users.take(&user, slot, l.window);
+        if per_user && let Err(wait) = t.users.take(&user, fingerprint, l.per_user, l.window, now) {
+            t.pairs.settle(&pair, fingerprint, Outcome::Abandoned);
+            if let Some(a) = &address {
+                t.addresses.settle(a, fingerprint, Outcome::Abandoned);
+            }
+            return Err(wait);
         }
         Ok(Attempt {
             limiter: self,
-            id,
+            fingerprint,
             keys: Keys {
                 pair,
                 address,
@@ -206,14 +264,14 @@ impl LoginLimiter {
         })
     }
 
-    fn give_back(&self, id: u64, keys: &Keys) {
+    fn settle(&self, fingerprint: u64, keys: &Keys, outcome: Outcome) {
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        t.pairs.give_back(&keys.pair, id);
+        t.pairs.settle(&keys.pair, fingerprint, outcome);
         if let Some(a) = &keys.address {
-            t.addresses.give_back(a, id);
+            t.addresses.settle(a, fingerprint, outcome);
         }
         if let Some(u) = &keys.user {
-            t.users.give_back(u, id);
+            t.users.settle(u, fingerprint, outcome);
         }
     }
 }
@@ -222,7 +280,8 @@ impl Attempt<'_> {
     /// The password was right: the slot is given back and the client becomes known.
     pub fn succeeded(mut self) {
         self.settled = true;
-        self.limiter.give_back(self.id, &self.keys);
+        self.limiter
+            .settle(self.fingerprint, &self.keys, Outcome::Succeeded);
         let now = Instant::now();
         let mut t = self
             .limiter
@@ -241,13 +300,16 @@ impl Attempt<'_> {
     /// The password was wrong: the slot stays counted for the window.
     pub fn failed(mut self) {
         self.settled = true;
+        self.limiter
+            .settle(self.fingerprint, &self.keys, Outcome::Failed);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.limiter.give_back(self.id, &self.keys);
+            self.limiter
+                .settle(self.fingerprint, &self.keys, Outcome::Abandoned);
         }
     }
 }
@@ -274,57 +336,109 @@ mod tests {
         let l = limiter();
         // Three attempts in flight at once, none settled yet: the fourth is refused.
         let held: Vec<_> = (0..3)
-            .map(|_| {
-                l.begin("Ann", ip("10.0.0.1"), Secret::Password)
-                    .expect("slot")
+            .map(|i| {
+                l.begin(
+                    "Ann",
+                    &format!("guess {i}"),
+                    ip("10.0.0.1"),
+                    Secret::Password,
+                )
+                .expect("slot")
             })
             .collect();
-        assert!(l.begin("ann", ip("10.0.0.1"), Secret::Password).is_err());
+        assert!(
+            l.begin("ann", "guess 3", ip("10.0.0.1"), Secret::Password)
+                .is_err()
+        );
         for a in held {
             a.failed();
         }
-        assert!(l.begin("ann", ip("10.0.0.1"), Secret::Password).is_err());
+        assert!(
+            l.begin("ann", "guess 4", ip("10.0.0.1"), Secret::Password)
+                .is_err()
+        );
     }
 
     #[test]
     fn a_success_gives_its_slot_back() {
         let l = limiter();
         for _ in 0..10 {
-            l.begin("ann", ip("10.0.0.1"), Secret::Password)
+            l.begin("ann", "right", ip("10.0.0.1"), Secret::Password)
                 .expect("slot")
                 .succeeded();
         }
     }
 
     #[test]
-    fn per_address_limits_spraying() {
+    fn one_credential_takes_one_slot_however_often_it_is_sent() {
         let l = limiter();
-        for u in ["a", "b", "c", "d", "e"] {
-            l.begin(u, ip("10.0.0.9"), Secret::Password)
+        // A client's parallel requests with its one password, before any has been checked.
+        let joined: Vec<_> = (0..MAX_JOINED)
+            .map(|_| {
+                l.begin("ann", "pw", ip("10.0.0.1"), Secret::Password)
+                    .expect("joined")
+            })
+            .collect();
+        assert!(
+            l.begin("ann", "pw", ip("10.0.0.1"), Secret::Password)
+                .is_err()
+        );
+        for a in joined {
+            a.failed();
+        }
+        // A saved wrong password retried counts once: two other guesses still fit.
+        for g in ["pw", "pw", "other", "third"] {
+            l.begin("ann", g, ip("10.0.0.1"), Secret::Password)
                 .expect("slot")
                 .failed();
         }
-        assert!(l.begin("f", ip("10.0.0.9"), Secret::Password).is_err());
-        assert!(l.begin("f", ip("10.0.0.8"), Secret::Password).is_ok());
+        assert!(
+            l.begin("ann", "fourth", ip("10.0.0.1"), Secret::Password)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn per_address_limits_spraying() {
+        let l = limiter();
+        for u in ["a", "b", "c", "d", "e"] {
+            l.begin(u, "x", ip("10.0.0.9"), Secret::Password)
+                .expect("slot")
+                .failed();
+        }
+        assert!(l.begin("f", "x", ip("10.0.0.9"), Secret::Password).is_err());
+        assert!(l.begin("f", "x", ip("10.0.0.8"), Secret::Password).is_ok());
     }
 
     #[test]
     fn outsiders_cannot_lock_out_known_devices_or_app_passwords() {
         let l = limiter();
-        l.begin("ann", ip("192.0.2.1"), Secret::Password)
+        l.begin("ann", "right", ip("192.0.2.1"), Secret::Password)
             .expect("slot")
             .succeeded();
         for i in 0..10 {
-            if let Ok(a) = l.begin("ann", ip(&format!("198.51.100.{i}")), Secret::Password) {
+            let guess = format!("guess {i}");
+            if let Ok(a) = l.begin(
+                "ann",
+                &guess,
+                ip(&format!("198.51.100.{i}")),
+                Secret::Password,
+            ) {
                 a.failed();
             }
         }
         // A new address with a password meets the per-user limit...
-        assert!(l.begin("ann", ip("203.0.113.5"), Secret::Password).is_err());
-        // ...but the device that already worked, and app passwords, do not.
-        assert!(l.begin("ann", ip("192.0.2.1"), Secret::Password).is_ok());
         assert!(
-            l.begin("ann", ip("203.0.113.5"), Secret::AppPassword)
+            l.begin("ann", "right", ip("203.0.113.5"), Secret::Password)
+                .is_err()
+        );
+        // ...but the device that already worked, and app passwords, do not.
+        assert!(
+            l.begin("ann", "right", ip("192.0.2.1"), Secret::Password)
+                .is_ok()
+        );
+        assert!(
+            l.begin("ann", "cvp_x", ip("203.0.113.5"), Secret::AppPassword)
                 .is_ok()
         );
     }
@@ -332,9 +446,9 @@ mod tests {
     #[test]
     fn an_unsettled_attempt_is_not_counted() {
         let l = limiter();
-        for _ in 0..10 {
+        for i in 0..10 {
             drop(
-                l.begin("ann", ip("10.0.0.1"), Secret::Password)
+                l.begin("ann", &format!("g{i}"), ip("10.0.0.1"), Secret::Password)
                     .expect("slot"),
             );
         }

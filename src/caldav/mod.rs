@@ -184,8 +184,20 @@ impl DavResponse {
 }
 
 fn internal(e: StoreError) -> DavError {
-    tracing::error!(error = %e, "store failure");
-    DavError::new(500, "internal storage error")
+    match e {
+        StoreError::NotFound => DavError::not_found(),
+        e if e.is_race() => {
+            tracing::info!(error = %e, "a concurrent request won");
+            DavError::new(
+                409,
+                "a concurrent request changed this resource or its collection; try again",
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "store failure");
+            DavError::new(500, "internal storage error")
+        }
+    }
 }
 
 fn need_privilege(href: &str, privilege: Privilege) -> DavError {
@@ -2018,7 +2030,8 @@ impl<'a> Dav<'a> {
                         .object_data(res.id)
                         .await
                         .map_err(internal)?
-                        .unwrap_or_default(),
+                        // Deleted since the path was resolved.
+                        .ok_or_else(DavError::not_found)?,
                 );
                 let mut r = DavResponse::new(StatusCode::OK)
                     .header(header::ETAG, &etag)
@@ -2410,7 +2423,7 @@ impl<'a> Dav<'a> {
                 };
                 match self
                     .store
-                    .delete(res.id, Self::write_condition(&req.headers))
+                    .delete(&res, Self::write_condition(&req.headers))
                     .await
                 {
                     Ok(()) => {
@@ -2513,7 +2526,8 @@ impl<'a> Dav<'a> {
                 .object_data(src.id)
                 .await
                 .map_err(internal)?
-                .unwrap_or_default();
+                // Deleted since the path was resolved.
+                .ok_or_else(DavError::not_found)?;
             self.check_calendar_body(&dest_parent, None, &data)?;
         } else if dest_parent.kind == ResourceKind::Home && !src.kind.is_collection() {
             return Err(DavError::forbidden(
@@ -2531,7 +2545,7 @@ impl<'a> Dav<'a> {
         let _ = src_segs;
         match self
             .store
-            .transfer(src.id, dest_parent.id, &dest_name, overwrite, is_move)
+            .transfer(&src, dest_parent.id, &dest_name, overwrite, is_move)
             .await
         {
             Ok(created) => Ok(DavResponse::new(if created {
@@ -2546,6 +2560,7 @@ impl<'a> Dav<'a> {
             Err(StoreError::Cycle) => Err(DavError::forbidden(
                 "cannot copy or move a collection into itself",
             )),
+            Err(StoreError::NotFound) => Err(DavError::not_found()),
             Err(StoreError::UidConflict(holder)) => Err(DavError::with(
                 403,
                 CalCondition::NoUidConflict(Self::uid_conflict_href(&dest_segs, &holder)),

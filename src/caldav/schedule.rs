@@ -818,7 +818,7 @@ impl Dav<'_> {
             if self.my_copy(&r).await?.is_none() {
                 continue;
             }
-            match self.store.delete(r.id, WriteCondition::None).await {
+            match self.store.delete(&r, WriteCondition::None).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(internal(e)),
             }

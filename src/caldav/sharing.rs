@@ -1138,7 +1138,7 @@ async fn remove_notification(
 ) -> Result<(), DavError> {
     let coll = notification_collection(store, user).await?;
     if let Some(r) = store.child(coll.id, name).await.map_err(internal)? {
-        match store.delete(r.id, WriteCondition::None).await {
+        match store.delete(&r, WriteCondition::None).await {
             Ok(()) | Err(crate::store::StoreError::NotFound) => {}
             Err(e) => return Err(internal(e)),
         }

@@ -792,7 +792,7 @@ impl Sharing {
             .lookup_path(to, &[mount.to_string(), name.to_string()])
             .await?;
         if let [_, _, obj] = chain.as_slice() {
-            match store.delete(obj.id, WriteCondition::None).await {
+            match store.delete(obj, WriteCondition::None).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }

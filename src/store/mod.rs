@@ -301,6 +301,34 @@ pub enum StoreError {
     Direct(String),
 }
 
+impl StoreError {
+    /// A failure caused by a concurrent request, not by the store: a unique constraint
+    /// another writer won, a deadlock or serialization failure (PostgreSQL), a busy database
+    /// or a parent deleted under the write (SQLite). The request can be answered 409 and
+    /// retried; nothing was written.
+    pub fn is_race(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                let code = db.code();
+                matches!(
+                    code.as_deref(),
+                    // PostgreSQL: unique and foreign-key violations, serialization, deadlock.
+                    Some("23505" | "23503" | "40001" | "40P01")
+                    // SQLite (extended codes): unique, primary key, foreign key; busy, locked.
+                    | Some("2067" | "1555" | "787" | "5" | "517" | "6")
+                )
+            }
+            StoreError::Direct(m) => {
+                m.contains("UNIQUE constraint")
+                    || m.contains("FOREIGN KEY constraint")
+                    || m.contains("database is locked")
+                    || m.contains("database is busy")
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Accounts.
@@ -372,13 +400,16 @@ pub trait ResourceWriter {
         obj: NewObject,
         cond: WriteCondition,
     ) -> Result<(Resource, bool)>;
-    async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()>;
+    /// Delete `target`, which must still be where it was read (same parent and name, checked
+    /// inside the transaction): a resource moved or replaced meanwhile is `NotFound`.
+    async fn delete(&self, target: &Resource, cond: WriteCondition) -> Result<()>;
     /// Copy (`is_move` false) or move a resource, with its subtree, to `dest_parent/dest_name`.
     /// `overwrite` allows replacing an existing destination. Returns whether the destination
-    /// was created.
+    /// was created. `src` must still be where it was read (checked inside the transaction),
+    /// so of two racing moves of one source only one succeeds.
     async fn transfer(
         &self,
-        src: ResourceId,
+        src: &Resource,
         dest_parent: ResourceId,
         dest_name: &str,
         overwrite: bool,
@@ -1100,12 +1131,12 @@ impl ResourceWriter for Store {
     ) -> Result<(Resource, bool)> {
         delegate!(self, s => s.put_object(parent, name, obj, cond).await)
     }
-    async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()> {
-        delegate!(self, s => s.delete(id, cond).await)
+    async fn delete(&self, target: &Resource, cond: WriteCondition) -> Result<()> {
+        delegate!(self, s => s.delete(target, cond).await)
     }
     async fn transfer(
         &self,
-        src: ResourceId,
+        src: &Resource,
         dest_parent: ResourceId,
         dest_name: &str,
         overwrite: bool,

@@ -201,6 +201,29 @@ macro_rules! impl_sql_store {
             uuid::Uuid::new_v4().to_string()
         }
 
+        /// Lock `r`'s row for this transaction if it is still where it was read (same parent
+        /// and name), else `NotFound`. On PostgreSQL the UPDATE waits for a concurrent writer
+        /// of the row and then re-reads it, so of two racing moves or a move and a delete of
+        /// one resource, the second finds it gone; SQLite's writers are serialised anyway.
+        async fn claim(tx: &mut Tx, r: &Resource) -> Result<()> {
+            let Some(parent) = r.parent else {
+                return Ok(());
+            };
+            let done = sqlx::query(
+                "UPDATE resources SET mod_seq = mod_seq WHERE id = $1 AND parent_id = $2 AND name = $3",
+            )
+            .bind(r.id.0)
+            .bind(parent.0)
+            .bind(&r.name)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        }
+
         async fn load(tx: &mut Tx, id: ResourceId) -> Result<Resource> {
             let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1"))
                 .bind(id.0)
@@ -944,9 +967,10 @@ macro_rules! impl_sql_store {
                 Ok((res, existing.is_none()))
             }
 
-            async fn delete(&self, id: ResourceId, cond: WriteCondition) -> Result<()> {
+            async fn delete(&self, target: &Resource, cond: WriteCondition) -> Result<()> {
                 let mut tx = self.tx().await?;
-                let r = load(&mut tx, id).await?;
+                claim(&mut tx, target).await?;
+                let r = load(&mut tx, target.id).await?;
                 let tag = r.etag.clone().or_else(|| Some(String::from("\"collection\"")));
                 if !condition_holds(&cond, tag.as_deref()) {
                     return Err(StoreError::PreconditionFailed);
@@ -958,14 +982,15 @@ macro_rules! impl_sql_store {
 
             async fn transfer(
                 &self,
-                src: ResourceId,
+                src: &Resource,
                 dest_parent: ResourceId,
                 dest_name: &str,
                 overwrite: bool,
                 is_move: bool,
             ) -> Result<bool> {
                 let mut tx = self.tx().await?;
-                let s = load(&mut tx, src).await?;
+                claim(&mut tx, src).await?;
+                let s = load(&mut tx, src.id).await?;
                 let Some(src_parent) = s.parent else {
                     return Err(StoreError::Cycle);
                 };

@@ -264,7 +264,10 @@ async fn authenticate(
     } else {
         crate::auth::limit::Secret::Password
     };
-    let attempt = match state.limiter.begin(&creds.username, addr, secret) {
+    let attempt = match state
+        .limiter
+        .begin(&creds.username, &creds.password, addr, secret)
+    {
         Ok(a) => a,
         Err(wait) => {
             tracing::warn!("login attempts rate-limited");

@@ -225,9 +225,10 @@ async fn password_sign_in(
     password: String,
     addr: Option<std::net::IpAddr>,
 ) -> Result<crate::store::User, (StatusCode, &'static str)> {
-    let Ok(attempt) = state
-        .limiter
-        .begin(user, addr, crate::auth::limit::Secret::Password)
+    let Ok(attempt) =
+        state
+            .limiter
+            .begin(user, &password, addr, crate::auth::limit::Secret::Password)
     else {
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
@@ -552,7 +553,7 @@ async fn account_page(state: &AppState, cur: &Current, created: Option<(&str, &s
         })
         .unwrap_or_default();
     let body = format!(
-        "<p>Signed in as <strong id=\"user\">{user}</strong>{display}.</p>{groups}{fresh}<h2>App passwords</h2><p>Calendar apps sign in with an app password of their own, which you can revoke at any time.</p>{table}<h2>New app password</h2><form method=\"post\" action=\"/account/app-passwords\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>Name <input name=\"name\" required maxlength=\"100\" placeholder=\"My phone\"></label></p><p><label>Access <select name=\"scope\"><option value=\"caldav\">CalDAV only</option><option value=\"all\">Everything</option></select></label></p><p><label>Expires after (days, empty for never) <input name=\"expires_days\" inputmode=\"numeric\" pattern=\"[0-9]*\"></label></p><p><button type=\"submit\">Create app password</button></p></form><h2>Apple devices</h2><p><a href=\"/account/apple-profile\">Download a configuration profile</a> for macOS or iOS Calendar (it holds a new app password).</p><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Sign out</button></p></form>",
+        "<p>Signed in as <strong id=\"user\">{user}</strong>{display}.</p>{groups}{fresh}<h2>App passwords</h2><p>Calendar apps sign in with an app password of their own, which you can revoke at any time.</p>{table}<h2>New app password</h2><form method=\"post\" action=\"/account/app-passwords\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>Name <input name=\"name\" required maxlength=\"100\" placeholder=\"My phone\"></label></p><p><label>Access <select name=\"scope\"><option value=\"caldav\">CalDAV only</option><option value=\"all\">Everything</option></select></label></p><p><label>Expires after (days, empty for never) <input name=\"expires_days\" inputmode=\"numeric\" pattern=\"[0-9]*\"></label></p><p><button type=\"submit\">Create app password</button></p></form><h2>Apple devices</h2><form method=\"post\" action=\"/account/apple-profile\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Download a configuration profile</button> for macOS or iOS Calendar (it holds a new app password).</p></form><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Sign out</button></p></form>",
         user = e(&cur.user.name),
         display = cur
             .user
@@ -709,22 +710,26 @@ pub(super) async fn account_revoke(
     }
 }
 
-/// `GET /account/apple-profile`.
+/// `POST /account/apple-profile` (the account page's button, with the session's CSRF token):
+/// it makes an app password, so it is never a GET a link or an image could trigger.
 pub(super) async fn account_apple_profile(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Response {
-    let (parts, _) = req.into_parts();
-    if parts.method != Method::GET {
+    if req.method() != Method::POST {
         return page(
             StatusCode::METHOD_NOT_ALLOWED,
             "Your account",
-            "<p>Use GET.</p>",
+            "<p>Use the button on the account page.</p>",
         );
     }
-    match signed_in(&state, &parts.headers).await {
-        Some(cur) => super::apple_profile(&state, &parts, &cur.user).await,
-        None => see_other("/login?next=/account"),
+    // The profile names the server as the client reached it: keep what that needs.
+    let (mut origin, ()) = Request::new(()).into_parts();
+    origin.headers = req.headers().clone();
+    origin.uri = req.uri().clone();
+    match posted_session::<CsrfForm>(&state, req, |f| &f.csrf).await {
+        Ok((cur, _)) => super::apple_profile(&state, &origin, &cur.user).await,
+        Err(r) => r,
     }
 }
 
