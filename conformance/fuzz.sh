@@ -35,6 +35,23 @@ for target in ical_validate_index recurrence dav_xml; do
     recurrence) cp fixtures/fuzz-seeds/recurrence/* "$corpus/" ;;
     dav_xml) cp fixtures/fuzz-seeds/dav_xml/* "$corpus/" ;;
   esac
+  # The hostile corpus (fixtures/hostile: parser, recurrence and namespace bombs) is replayed
+  # under the same memory and time caps, then mutated along with the seeds.
+  hostile=()
+  case "$target" in
+    ical_validate_index) hostile=(fixtures/hostile/*.ics) ;;
+    dav_xml) hostile=(fixtures/hostile/*.xml) ;;
+  esac
+  if [ "${#hostile[@]}" -gt 0 ]; then
+    if ! cargo fuzz run -s none "$target" "${hostile[@]}" -- -runs=0 -timeout=25 -rss_limit_mb=1024 \
+      >"$work/$target.hostile" 2>&1; then
+      tail -30 "$work/$target.hostile" >&2
+      echo "fuzz $target: a hostile input runs away" >&2
+      failed=$((failed + 1))
+      continue
+    fi
+    for f in "${hostile[@]}"; do cp "$f" "$corpus/hostile-$(basename "$f")"; done
+  fi
   crashes="fixtures/fuzz-crashes/$target"
   if [ -d "$crashes" ] && [ -n "$(ls -A "$crashes")" ]; then
     # Regressions first: every input that ever crashed must now pass.

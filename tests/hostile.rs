@@ -624,3 +624,61 @@ mod racing_transfers {
         racing_transfers(TestServer::start(common::Backend::Postgres).await).await;
     }
 }
+
+/// Values RFC 5545 does not allow are refused with 403 and a message naming the property,
+/// not stored with 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_values_are_refused() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let with = |lines: &str| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:v\r\nDTSTAMP:20240101T000000Z\r\n{lines}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    };
+    let zone = |offset: &str| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTIMEZONE\r\nTZID:Odd\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0000\r\nTZOFFSETTO:{offset}\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:v\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;TZID=Odd:20300101T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    };
+    for (what, body) in [
+        ("month 13", with("DTSTART:20301301T100000Z\r\n")),
+        ("hour 25", with("DTSTART:20300101T250000Z\r\n")),
+        (
+            "end before start",
+            with("DTSTART:20300101T100000Z\r\nDTEND:20300101T090000Z\r\n"),
+        ),
+        (
+            "interval 0",
+            with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=DAILY;INTERVAL=0\r\n"),
+        ),
+        (
+            "negative duration",
+            with("DTSTART:20300101T100000Z\r\nDURATION:-PT1H\r\n"),
+        ),
+        (
+            "absurd duration",
+            with("DTSTART:20300101T100000Z\r\nDURATION:P99999W\r\n"),
+        ),
+        (
+            "overflowing count",
+            with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=99999999999\r\n"),
+        ),
+        ("offset beyond a day", zone("+2600")),
+    ] {
+        let r = srv
+            .put_ics("/dav/calendars/alice/calendar/v.ics", &body)
+            .await;
+        assert_eq!(r.status.as_u16(), 403, "{what}: {} {}", r.status, r.text());
+    }
+    assert_eq!(
+        member_count(&srv, "alice", "/dav/calendars/alice/calendar/").await,
+        0
+    );
+    // What is valid still goes in.
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/v.ics",
+        &with("DTSTART:20300101T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n"),
+    )
+    .await
+    .expect(201);
+}

@@ -17,6 +17,7 @@ pub mod index;
 pub mod itip;
 pub mod partial;
 pub mod privacy;
+pub mod values;
 pub mod zones;
 
 use icalrs::tree::cst::{IcalCst, IcalItem};
@@ -91,6 +92,8 @@ pub enum IcalError {
     UnknownTimezone(String),
     #[error("the recurrence set has more than {0} instances within the indexing horizon")]
     TooManyInstances(usize),
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
     #[error("components are nested deeper than {0} levels")]
     TooDeep(usize),
     #[error("a recurrence rule would generate more than {0} candidates in one period")]
@@ -381,6 +384,11 @@ pub fn validate(body: &[u8]) -> Result<Validated<'_>, IcalError> {
         }
     }
     check_timezones(&cal)?;
+    for sub in subcomponents(&cal) {
+        if let Some(p) = values::problem(sub) {
+            return Err(IcalError::InvalidValue(p));
+        }
+    }
     check_rule_density(&cal)?;
     match (uid, kind) {
         (Some(uid), Some(kind)) => Ok(Validated {
