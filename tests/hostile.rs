@@ -682,3 +682,94 @@ async fn invalid_values_are_refused() {
     .await
     .expect(201);
 }
+
+fn utc(t: jiff::Timestamp) -> String {
+    t.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+fn hourly(uid: &str, start: jiff::Timestamp, rule: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:{}\r\nDURATION:PT10M\r\nRRULE:{rule}\r\nSUMMARY:{uid}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        utc(start)
+    )
+}
+
+fn window_query(start: jiff::Timestamp, end: jiff::Timestamp, expand: bool) -> String {
+    let data = if expand {
+        format!(
+            r#"<C:calendar-data><C:expand start="{}" end="{}"/></C:calendar-data>"#,
+            utc(start),
+            utc(end)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/>{data}</D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="{}" end="{}"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#,
+        utc(start),
+        utc(end)
+    )
+}
+
+/// Dense open-ended series are answered correctly or refused clearly: an hourly series with
+/// a long past can be saved and is found in any window, however many instances lie before
+/// it; an expansion past the cap is a 403, not the unexpanded master; a series denser than
+/// the cap in a year is refused when saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_series_are_answered_or_refused() {
+    use jiff::ToSpan;
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Hour)
+        .expect("round");
+    let day = jiff::SignedDuration::from_hours(24);
+    let old = now - jiff::SignedDuration::from_hours(2 * 8766);
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/old.ics",
+        &hourly("old", old, "FREQ=HOURLY"),
+    )
+    .await
+    .expect(201);
+    // A week from now, and 2.5 years from now (past the 20,000th instance and the horizon).
+    for (label, from) in [
+        ("next week", now + 7 * day),
+        (
+            "in 2.5 years",
+            now + jiff::SignedDuration::from_hours(22_000),
+        ),
+    ] {
+        let r = srv
+            .report(
+                "/dav/calendars/alice/calendar/",
+                &window_query(from, from + day, true),
+            )
+            .await;
+        r.expect(207);
+        let t = r.text();
+        assert!(t.contains("old.ics"), "{label}: the series vanished: {t}");
+        assert_eq!(
+            t.matches("BEGIN:VEVENT").count(),
+            24,
+            "{label}: one instance an hour"
+        );
+    }
+    // Expanding three years of it at once passes the cap: refused, not the master.
+    let r = srv
+        .report(
+            "/dav/calendars/alice/calendar/",
+            &window_query(now, now + jiff::SignedDuration::from_hours(3 * 8766), true),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    assert!(r.text().contains("max-instances"), "{}", r.text());
+    // Every 15 minutes is 35,000 a year: refused when saved, with the condition.
+    let r = srv
+        .put_ics(
+            "/dav/calendars/alice/calendar/dense.ics",
+            &hourly("dense", now, "FREQ=MINUTELY;INTERVAL=15"),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    assert!(r.text().contains("max-instances"), "{}", r.text());
+    let _ = 1.day();
+}

@@ -105,10 +105,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 
 #[test]
 fn calendar_code_never_panics_on_mutated_input() {
-    let limits = IndexLimits {
-        horizon: 1_900_000_000,
-        max_instances: 2000,
-    };
+    let limits = IndexLimits::on_write(1_900_000_000, 2000);
     let filter = CompFilter {
         name: "VCALENDAR".into(),
         is_not_defined: false,
@@ -173,10 +170,7 @@ fn xml_parser_never_panics_on_mutated_requests() {
 #[test]
 fn recorded_fuzz_crashes_stay_fixed() {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz-crashes");
-    let limits = IndexLimits {
-        horizon: 1_900_000_000,
-        max_instances: 2000,
-    };
+    let limits = IndexLimits::on_write(1_900_000_000, 2000);
     let range = TimeRange::new(Some(1_704_067_200), Some(1_706_745_600));
     for target in ["ical_validate_index", "recurrence", "dav_xml"] {
         let Ok(dir) = std::fs::read_dir(base.join(target)) else {

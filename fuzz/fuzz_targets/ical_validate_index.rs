@@ -8,10 +8,7 @@ use convene::ical::index::IndexLimits;
 use convene::ical::zones::Zone;
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: IndexLimits = IndexLimits {
-    horizon: 1_900_000_000,
-    max_instances: 2000,
-};
+const LIMITS: IndexLimits = IndexLimits::on_write(1_900_000_000, 2000);
 
 fuzz_target!(|data: &[u8]| {
     let range = TimeRange::new(Some(1_704_067_200), Some(1_706_745_600));

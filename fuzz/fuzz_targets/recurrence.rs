@@ -9,10 +9,7 @@ use convene::ical::index::IndexLimits;
 use convene::ical::zones::Zone;
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: IndexLimits = IndexLimits {
-    horizon: 1_900_000_000,
-    max_instances: 5000,
-};
+const LIMITS: IndexLimits = IndexLimits::on_write(1_900_000_000, 5000);
 
 /// Keep one line per field: CR/LF from the input would start new properties.
 fn line(bytes: &[u8]) -> String {

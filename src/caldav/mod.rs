@@ -183,6 +183,13 @@ impl DavResponse {
     }
 }
 
+fn select_error(e: query::SelectError) -> DavError {
+    match e {
+        query::SelectError::Store(e) => internal(e),
+        query::SelectError::Ical(e) => index_error(e),
+    }
+}
+
 fn internal(e: StoreError) -> DavError {
     match e {
         StoreError::NotFound => DavError::not_found(),
@@ -2144,10 +2151,10 @@ impl<'a> Dav<'a> {
     }
 
     pub fn index_limits(&self) -> ical::index::IndexLimits {
-        ical::index::IndexLimits {
-            horizon: crate::store::now_epoch() + self.settings.index_horizon_days * 86_400,
-            max_instances: self.settings.max_instances,
-        }
+        ical::index::IndexLimits::on_write(
+            crate::store::now_epoch() + self.settings.index_horizon_days * 86_400,
+            self.settings.max_instances,
+        )
     }
 
     /// Compute the time-range index of a validated body (RFC 4791 5.3.2.1 max-instances).
@@ -2813,7 +2820,7 @@ impl<'a> Dav<'a> {
                             .map_err(internal)?
                             .unwrap_or_default(),
                     };
-                    let data = self.shape_data(self.view_body(res.id, data), spec);
+                    let data = self.shape_data(self.view_body(res.id, data), spec)?;
                     found.reserve(data.len() + data.len() / 16 + 40);
                     found.push_str("<C:calendar-data>");
                     push_xml_text_exact(&mut found, &data);
@@ -3151,6 +3158,8 @@ impl<'a> Dav<'a> {
         limits.horizon = limits
             .horizon
             .max(max_range_end(&filter).saturating_add(86_400));
+        // ...and needs only the occurrences near the earliest window asked about.
+        limits.from = min_range_start(&filter);
         let ctx = ical::filter::EvalContext {
             floating_zone: ctx_zone,
             limits,
@@ -3163,7 +3172,7 @@ impl<'a> Dav<'a> {
         }
         let selected = query::select(self.store, &calendar, &filter, &ctx, self.non_owner())
             .await
-            .map_err(internal)?;
+            .map_err(select_error)?;
         let cal_href = match &single {
             Some(_) => href
                 .rsplit_once('/')
@@ -3225,11 +3234,12 @@ impl<'a> Dav<'a> {
     }
 
     /// Apply a report's calendar-data request (RFC 4791 9.6) to stored bytes.
-    fn shape_data(&self, data: Vec<u8>, spec: &DataSpec) -> Vec<u8> {
+    fn shape_data(&self, data: Vec<u8>, spec: &DataSpec) -> Result<Vec<u8>, DavError> {
         let mut data = data;
         let reshaped = match (spec.expand, spec.limit_recurrence) {
             (Some(range), _) => {
                 ical::expand::expand(&data, range, self.expand_limits(range), &spec.zone)
+                    .map_err(index_error)?
             }
             (None, Some(range)) => {
                 ical::partial::limit_recurrence_set(&data, range, self.expand_limits(range))
@@ -3249,7 +3259,7 @@ impl<'a> Dav<'a> {
         {
             data = x.into_bytes();
         }
-        data
+        Ok(data)
     }
 
     /// The collection holding a resource.
@@ -3264,10 +3274,15 @@ impl<'a> Dav<'a> {
             .ok_or_else(DavError::not_found)
     }
 
+    /// Query-time expansion for a window: up to its end, and (when it has a start) only the
+    /// occurrences near it are collected, so a long past costs steps, not instances.
     fn expand_limits(&self, range: ical::filter::TimeRange) -> ical::index::IndexLimits {
         let mut l = self.index_limits();
         if range.end < ical::index::POS_INF {
             l.horizon = l.horizon.max(range.end.saturating_add(86_400));
+        }
+        if range.start > ical::index::NEG_INF {
+            l.from = range.start;
         }
         l
     }
@@ -3386,7 +3401,7 @@ impl<'a> Dav<'a> {
         };
         let candidates = query::select(self.store, cal, &filter, &ctx, None)
             .await
-            .map_err(internal)?;
+            .map_err(select_error)?;
         let ids: Vec<ResourceId> = candidates.iter().map(|r| r.id).collect();
         let mut periods = vec![];
         for (_, body) in self.store.object_datas(&ids).await.map_err(internal)? {
@@ -3638,6 +3653,20 @@ fn parse_comp_select(el: &dav::Element) -> Result<ical::partial::CompSelect, Dav
 }
 
 /// The latest bound of any time range in a filter (for query-time expansion).
+/// The earliest start of the component time ranges in a filter (`NEG_INF` if it has none,
+/// or one is open at the start): occurrences ending well before it cannot decide a match.
+fn min_range_start(f: &ical::filter::CompFilter) -> i64 {
+    let mut starts = vec![];
+    let mut stack = vec![f];
+    while let Some(c) = stack.pop() {
+        if let Some(t) = c.time_range {
+            starts.push(t.start);
+        }
+        stack.extend(c.comps.iter());
+    }
+    starts.into_iter().min().unwrap_or(ical::index::NEG_INF)
+}
+
 fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
     let mine = f
         .time_range

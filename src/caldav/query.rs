@@ -141,6 +141,16 @@ pub fn parse_comp_filter(el: &Element, depth: usize) -> Result<CompFilter, DavEr
     Ok(f)
 }
 
+/// Why a selection has no answer: the store failed, or an object has more instances near
+/// the window than the limits allow (403 `max-instances`, never a silent omission).
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Ical(#[from] crate::ical::IcalError),
+}
+
 /// The members of a calendar a filter selects, shared with the listing they came from. Only
 /// objects the index cannot decide are parsed.
 /// `non_owner`: the privacy rule when the asker is not the owner; property filters are then
@@ -151,7 +161,7 @@ pub async fn select(
     filter: &CompFilter,
     ctx: &EvalContext,
     non_owner: Option<&Privacy>,
-) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, SelectError> {
     if filter.is_not_defined {
         return Ok(vec![]);
     }
@@ -216,7 +226,7 @@ async fn select_by_time(
     main: &CompFilter,
     tr: TimeRange,
     ctx: &EvalContext,
-) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, SelectError> {
     let simple = main.props.is_empty() && main.comps.is_empty();
     let from = tr.start.saturating_sub(FLOATING_SLACK);
     let to = tr.end.saturating_add(FLOATING_SLACK);
@@ -315,7 +325,7 @@ async fn parse_all(
     filter: &CompFilter,
     ctx: &EvalContext,
     non_owner: Option<&Privacy>,
-) -> Result<Vec<Arc<Resource>>, crate::store::StoreError> {
+) -> Result<Vec<Arc<Resource>>, SelectError> {
     let mut out = vec![];
     for r in candidates {
         let Some(body) = store.object_data(r.id).await? else {
@@ -325,7 +335,7 @@ async fn parse_all(
             Some(p) => crate::ical::privacy::non_owner_view(&body, p, Detail::Full),
             None => std::borrow::Cow::Borrowed(&body[..]),
         };
-        if crate::ical::filter::matches(&seen, filter, ctx).unwrap_or(false) {
+        if crate::ical::filter::matches_checked(&seen, filter, ctx)?.unwrap_or(false) {
             out.push(r);
         }
     }

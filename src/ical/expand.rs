@@ -36,16 +36,19 @@ fn date_text(t: i64) -> String {
     format!("{:04}{:02}{:02}", c.year, c.month, c.day)
 }
 
-/// The expanded calendar text, or `None` if the body does not parse.
+/// The expanded calendar text, `Ok(None)` if the body does not parse, or the error when the
+/// set cannot be expanded within the limits (never the unexpanded master in its place).
 pub fn expand(
     body: &[u8],
     range: TimeRange,
     limits: IndexLimits,
     floating_zone: &Zone,
-) -> Option<String> {
-    let root = super::parse_stored(body)?;
+) -> Result<Option<String>, super::IcalError> {
+    let Some(root) = super::parse_stored(body) else {
+        return Ok(None);
+    };
     let decoded = root.decode();
-    let expansion = expand_components(&decoded.components, limits).ok()?;
+    let expansion = expand_components(&decoded.components, limits)?;
     let sources: Vec<&IcalCst<'_>> = super::subcomponents(&root).collect();
     let mut out = root.clone();
     out.items.retain(|i| matches!(i, IcalItem::Prop(_)));
@@ -81,18 +84,24 @@ pub fn expand(
             _ => true,
         });
         let (p, v) = fmt(occ.instance.start);
-        comp.push_raw(&format!("DTSTART{p}:{v}")).ok()?;
+        let Ok(_) = comp.push_raw(&format!("DTSTART{p}:{v}")) else {
+            return Ok(None);
+        };
         if occ.instance.rule == MatchRule::Overlap && occ.instance.end > occ.instance.start {
             let (p, v) = fmt(occ.instance.end);
-            comp.push_raw(&format!("DTEND{p}:{v}")).ok()?;
+            let Ok(_) = comp.push_raw(&format!("DTEND{p}:{v}")) else {
+                return Ok(None);
+            };
         }
         if let Some(id) = occ.recurrence_id {
             let (p, v) = fmt(id);
-            comp.push_raw(&format!("RECURRENCE-ID{p}:{v}")).ok()?;
+            let Ok(_) = comp.push_raw(&format!("RECURRENCE-ID{p}:{v}")) else {
+                return Ok(None);
+            };
         }
         out.push_component(comp);
     }
-    Some(out.to_string())
+    Ok(Some(out.to_string()))
 }
 
 #[cfg(test)]
@@ -103,10 +112,7 @@ mod tests {
     #[test]
     fn weekly_series_with_override_expands_to_utc_instances() {
         let body = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:w\r\nDTSTART;TZID=Europe/Berlin:20240318T090000\r\nDTEND;TZID=Europe/Berlin:20240318T100000\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Standup\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:w\r\nRECURRENCE-ID;TZID=Europe/Berlin:20240401T090000\r\nDTSTART;TZID=Europe/Berlin:20240401T140000\r\nDTEND;TZID=Europe/Berlin:20240401T150000\r\nSUMMARY:Moved\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let limits = IndexLimits {
-            horizon: 1_900_000_000,
-            max_instances: 1000,
-        };
+        let limits = IndexLimits::on_write(1_900_000_000, 1000);
         // 2024-03-25 00:00Z .. 2024-04-08 00:00Z: the 03-25 and (moved) 04-01 instances.
         let out = expand(
             body.as_bytes(),
@@ -114,6 +120,7 @@ mod tests {
             limits,
             &Zone::Utc,
         )
+        .unwrap()
         .unwrap();
         assert!(!out.contains("RRULE"));
         assert!(
@@ -135,6 +142,7 @@ mod tests {
             limits,
             &Zone::Utc,
         )
+        .unwrap()
         .unwrap();
         assert_eq!(none.matches("BEGIN:VEVENT").count(), 0);
     }

@@ -207,17 +207,45 @@ struct Object {
 /// Evaluate a VCALENDAR comp-filter against one object body. Returns `None` when the body
 /// does not parse (such an object never matches).
 pub fn matches(body: &[u8], filter: &CompFilter, ctx: &EvalContext) -> Option<bool> {
-    let root = super::parse_stored(body)?;
+    matches_checked(body, filter, ctx).ok().flatten()
+}
+
+/// `matches`, with the one error a caller must not swallow: the set has more instances near
+/// the window than the limits allow (`TooManyInstances`), which no answer can be given for.
+pub fn matches_checked(
+    body: &[u8],
+    filter: &CompFilter,
+    ctx: &EvalContext,
+) -> Result<Option<bool>, super::IcalError> {
+    let Some(root) = super::parse_stored(body) else {
+        return Ok(None);
+    };
     let decoded = root.decode();
     let carried: Vec<IcalTz> = super::carried_zones(&decoded.components);
-    let instances = index_components(&decoded.components, ctx.limits)
-        .map(|i| i.instances)
-        .unwrap_or_default();
+    let instances = match index_components(&decoded.components, ctx.limits) {
+        Ok(i) => i.instances,
+        Err(e @ super::IcalError::TooManyInstances(_)) if has_time_range(filter) => {
+            return Err(e);
+        }
+        Err(_) => vec![],
+    };
     let obj = Object { carried, instances };
     if name_of(&root) != filter.name.to_ascii_uppercase() {
-        return Some(filter.is_not_defined);
+        return Ok(Some(filter.is_not_defined));
     }
-    Some(eval_within(&obj, &root, filter, ctx, 0))
+    Ok(Some(eval_within(&obj, &root, filter, ctx, 0)))
+}
+
+/// Whether any component filter in `f` has a time range (only those need instances).
+fn has_time_range(f: &CompFilter) -> bool {
+    let mut stack = vec![f];
+    while let Some(c) = stack.pop() {
+        if c.time_range.is_some() {
+            return true;
+        }
+        stack.extend(c.comps.iter());
+    }
+    false
 }
 
 /// Does component `c` (already known to carry the filter's name) satisfy the filter's body?
@@ -431,10 +459,7 @@ mod tests {
     fn ctx() -> EvalContext {
         EvalContext {
             floating_zone: Zone::Utc,
-            limits: IndexLimits {
-                horizon: 1_900_000_000,
-                max_instances: 5000,
-            },
+            limits: IndexLimits::on_write(1_900_000_000, 5000),
         }
     }
 

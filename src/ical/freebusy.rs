@@ -167,10 +167,7 @@ mod tests {
 
     #[test]
     fn transparent_and_cancelled_are_free_tentative_is_marked() {
-        let lim = IndexLimits {
-            horizon: 1_900_000_000,
-            max_instances: 100,
-        };
+        let lim = IndexLimits::on_write(1_900_000_000, 100);
         let r = TimeRange::new(Some(1_704_412_800), Some(1_704_499_200)); // 2024-01-05
         let ev = |extra: &str| {
             format!(

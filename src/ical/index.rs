@@ -95,9 +95,34 @@ impl Instance {
 pub struct IndexLimits {
     /// Instances are expanded up to this instant (the rolling horizon).
     pub horizon: i64,
-    /// More instances than this before the horizon is refused.
+    /// On write (`from` is `NEG_INF`): a set denser than this many instances in a year is
+    /// refused; a sparser one with more before the horizon is indexed this far, and answered
+    /// beyond by query-time expansion. At query time: more than this many instances in the
+    /// window asked about is refused.
     pub max_instances: usize,
+    /// Query-time expansion: occurrences that end before this instant (less 30 days, for
+    /// floating times and alarms that fire after their event) are stepped over, not
+    /// collected. `NEG_INF` on write.
+    pub from: i64,
 }
+
+impl IndexLimits {
+    /// Limits for indexing on write.
+    pub const fn on_write(horizon: i64, max_instances: usize) -> IndexLimits {
+        IndexLimits {
+            horizon,
+            max_instances,
+            from: NEG_INF,
+        }
+    }
+}
+
+/// Most rule steps one query-time expansion may take to reach its window (an hourly series
+/// that began 20 years ago takes 175,000).
+const QUERY_STEP_CAP: usize = 2_000_000;
+
+/// A year, for the density of a set.
+const YEAR: i64 = 366 * 86_400;
 
 /// What the index holds for one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,10 +542,16 @@ pub fn expand_components(
             ))
         })
         .collect();
-    let mut occurrences = Vec::new();
+    let mut occurrences: Vec<Occurrence> = Vec::new();
     let mut complete_until = POS_INF;
     let mut steps = 0usize;
-    let step_cap = limits.max_instances.saturating_mul(4).max(10_000);
+    let on_write = limits.from <= NEG_INF;
+    let step_cap = if on_write {
+        limits.max_instances.saturating_mul(4).max(10_000)
+    } else {
+        QUERY_STEP_CAP
+    };
+    let skip_before = limits.from.saturating_sub(30 * 86_400);
     for occ in set.expand() {
         steps += 1;
         let s = start.zone.instant(occ.start);
@@ -540,14 +571,26 @@ pub fn expand_components(
             None => (series_shape, series_idx),
         };
         if let Some(instance) = instance_from(shape_here, s, floating) {
+            if instance.end < skip_before {
+                continue;
+            }
+            if occurrences.len() == limits.max_instances {
+                // Denser than `max_instances` a year, or (at query time) more than that in
+                // the window: refused, never cut short silently.
+                let first = occurrences.first().map_or(s, |o| o.instance.start);
+                if !on_write || s.saturating_sub(first) < YEAR {
+                    return Err(IcalError::TooManyInstances(limits.max_instances));
+                }
+                // A sparser set with a long past: indexed this far; windows after this are
+                // answered by expanding the rule at query time.
+                complete_until = s;
+                break;
+            }
             occurrences.push(Occurrence {
                 instance,
                 recurrence_id: Some(start.zone.instant(occ.id)),
                 source,
             });
-            if occurrences.len() > limits.max_instances {
-                return Err(IcalError::TooManyInstances(limits.max_instances));
-            }
         }
     }
     Ok(Expansion {
@@ -572,10 +615,8 @@ fn finish(instances: Vec<Instance>, complete_until: i64) -> ObjectIndex {
 mod tests {
     use super::*;
 
-    const LIM: IndexLimits = IndexLimits {
-        horizon: 1_900_000_000, // 2030-03
-        max_instances: 5000,
-    };
+    // Horizon 2030-03.
+    const LIM: IndexLimits = IndexLimits::on_write(1_900_000_000, 5000);
 
     fn cal(body: &str) -> String {
         format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\n{body}END:VCALENDAR\r\n")

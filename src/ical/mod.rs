@@ -666,10 +666,7 @@ mod tests {
     fn index_from_validation_matches_index_of_bytes() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/valid");
-        let limits = index::IndexLimits {
-            horizon: 1_900_000_000,
-            max_instances: 5000,
-        };
+        let limits = index::IndexLimits::on_write(1_900_000_000, 5000);
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

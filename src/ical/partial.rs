@@ -252,10 +252,7 @@ mod tests {
 
     #[test]
     fn limit_recurrence_set_keeps_master_and_touching_overrides() {
-        let lim = IndexLimits {
-            horizon: 1_900_000_000,
-            max_instances: 100,
-        };
+        let lim = IndexLimits::on_write(1_900_000_000, 100);
         // 2024-01-03 00:00Z .. 2024-01-04 00:00Z
         let out = limit_recurrence_set(
             BODY.as_bytes(),

@@ -45,11 +45,7 @@ fn civil(value: &str) -> Option<(i64, bool)> {
             if b[8] != b'T' || (b.len() == 16 && b[15] != b'Z') {
                 return None;
             }
-            let (h, mi, s) = (
-                digits(&b[9..11])?,
-                digits(&b[11..13])?,
-                digits(&b[13..15])?,
-            );
+            let (h, mi, s) = (digits(&b[9..11])?, digits(&b[11..13])?, digits(&b[13..15])?);
             if h > 23 || mi > 59 || s > 60 {
                 return None;
             }
@@ -119,7 +115,11 @@ fn tzid(l: &IcalLine<'_>) -> Option<String> {
     l.params
         .iter()
         .find(|p| p.name.get().eq_ignore_ascii_case("TZID"))
-        .and_then(|p| p.values.first().map(|v| v.get().trim_matches('"').to_string()))
+        .and_then(|p| {
+            p.values
+                .first()
+                .map(|v| v.get().trim_matches('"').to_string())
+        })
 }
 
 /// The first invalid value in a component and those inside it, as a message.
@@ -154,8 +154,8 @@ fn line_problem(l: &IcalLine<'_>) -> Option<String> {
     let value = l.raw_value_str();
     let bad = |what: &str| Some(format!("{name}: {what} ('{}')", value.trim()));
     match name.as_str() {
-        "DTSTART" | "DTEND" | "DUE" | "RECURRENCE-ID" | "DTSTAMP" | "CREATED"
-        | "LAST-MODIFIED" | "COMPLETED" => {
+        "DTSTART" | "DTEND" | "DUE" | "RECURRENCE-ID" | "DTSTAMP" | "CREATED" | "LAST-MODIFIED"
+        | "COMPLETED" => {
             if civil(&value).is_none() {
                 return bad("not a valid date or date-time");
             }
@@ -206,7 +206,8 @@ fn span_problem(c: &IcalCst<'_>) -> Option<String> {
             && let Some((e, e_time)) = civil(&end.raw_value_str())
             && e_time == s_time
             && tzid(end) == tzid(start)
-            && start.raw_value_str().trim().ends_with('Z') == end.raw_value_str().trim().ends_with('Z')
+            && start.raw_value_str().trim().ends_with('Z')
+                == end.raw_value_str().trim().ends_with('Z')
             && e < s
         {
             return Some(format!("{end_name} is before DTSTART"));

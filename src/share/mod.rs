@@ -744,10 +744,10 @@ impl Sharing {
                 }
                 None => copy.clone(),
             };
-            let limits = IndexLimits {
-                horizon: crate::store::now_epoch() + cfg.index_horizon_days * 86_400,
-                max_instances: cfg.max_instances,
-            };
+            let limits = IndexLimits::on_write(
+                crate::store::now_epoch() + cfg.index_horizon_days * 86_400,
+                cfg.max_instances,
+            );
             let index = match crate::ical::index::index_object(&data, limits) {
                 Ok(i) => i,
                 Err(e) => {
