@@ -153,48 +153,42 @@ fn line_problem(l: &IcalLine<'_>) -> Option<String> {
     let name = l.name.get().to_ascii_uppercase();
     let value = l.raw_value_str();
     let bad = |what: &str| Some(format!("{name}: {what} ('{}')", value.trim()));
-    match name.as_str() {
+    let dates = |v: &str| match name.as_str() {
         "DTSTART" | "DTEND" | "DUE" | "RECURRENCE-ID" | "DTSTAMP" | "CREATED" | "LAST-MODIFIED"
-        | "COMPLETED" => {
-            if civil(&value).is_none() {
-                return bad("not a valid date or date-time");
-            }
-        }
-        "EXDATE" | "RDATE" => {
-            for v in value.split(',') {
-                // A PERIOD's start, or the value itself.
-                let start = v.split('/').next().unwrap_or("");
-                if civil(start).is_none() {
-                    return bad("not a valid date or date-time");
-                }
-            }
-        }
+        | "COMPLETED" => civil(v).is_some(),
+        // A PERIOD's start, or the value itself.
+        "EXDATE" | "RDATE" => v
+            .split(',')
+            .all(|x| civil(x.split('/').next().unwrap_or("")).is_some()),
+        _ => true,
+    };
+    if !dates(&value) {
+        return bad("not a valid date or date-time");
+    }
+    match name.as_str() {
         "DURATION" => match duration_seconds(&value) {
-            Some(s) if s.abs() <= MAX_DURATION_SECONDS => {}
-            _ => return bad("not a valid duration of at most 100 years"),
+            Some(s) if s.abs() <= MAX_DURATION_SECONDS => None,
+            _ => bad("not a valid duration of at most 100 years"),
         },
         "RRULE" | "EXRULE" => match icalrs::recur::IcalRecurRule::parse(&value) {
             Ok(r) if r.interval >= 1 => {
-                if let Some(u) = value
+                let until = value
                     .to_ascii_uppercase()
                     .split(';')
-                    .find_map(|p| p.strip_prefix("UNTIL=").map(str::to_string))
-                    && civil(&u).is_none()
-                {
-                    return bad("UNTIL is not a valid date or date-time");
+                    .find_map(|p| p.strip_prefix("UNTIL=").map(str::to_string));
+                match until {
+                    Some(u) if civil(&u).is_none() => bad("UNTIL is not a valid date or date-time"),
+                    _ => None,
                 }
             }
-            Ok(_) => return bad("INTERVAL must be at least 1"),
-            Err(e) => return Some(format!("{name}: {e}")),
+            Ok(_) => bad("INTERVAL must be at least 1"),
+            Err(e) => Some(format!("{name}: {e}")),
         },
-        "TZOFFSETFROM" | "TZOFFSETTO" => {
-            if !utc_offset_ok(&value) {
-                return bad("not a UTC offset within a day");
-            }
+        "TZOFFSETFROM" | "TZOFFSETTO" if !utc_offset_ok(&value) => {
+            bad("not a UTC offset within a day")
         }
-        _ => {}
+        _ => None,
     }
-    None
 }
 
 /// DTEND (or DUE) before DTSTART, and a negative DURATION, in one component.
