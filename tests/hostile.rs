@@ -773,3 +773,29 @@ async fn dense_series_are_answered_or_refused() {
     assert!(r.text().contains("max-instances"), "{}", r.text());
     let _ = 1.day();
 }
+
+/// An import is capped in objects before anything is written (413), so one request cannot
+/// occupy the server for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_capped() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let mut body = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n");
+    for i in 0..10_001 {
+        body.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:i{i}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300101T100000Z\r\nEND:VEVENT\r\n"
+        ));
+    }
+    body.push_str("END:VCALENDAR\r\n");
+    let r = srv
+        .send(
+            srv.req("POST", "/dav/calendars/alice/calendar/")
+                .header("Content-Type", "text/calendar")
+                .body(body),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 413, "{}", r.text());
+    assert_eq!(
+        member_count(&srv, "alice", "/dav/calendars/alice/calendar/").await,
+        0
+    );
+}

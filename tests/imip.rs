@@ -37,6 +37,11 @@ fn python() -> String {
 }
 
 fn start_smtp() -> Smtp {
+    start_smtp_at(None)
+}
+
+/// A relay on `port` (or on a free port).
+fn start_smtp_at(fixed: Option<u16>) -> Smtp {
     let py = python();
     let ok = Command::new(&py)
         .args(["-c", "import aiosmtpd"])
@@ -49,7 +54,7 @@ fn start_smtp() -> Smtp {
     let dir = tempfile::tempdir().expect("tempdir");
     let maildir = dir.path().join("mail");
     for _ in 0..5 {
-        let port = common::free_port();
+        let port = fixed.unwrap_or_else(common::free_port);
         let mut child = Command::new(&py)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -182,7 +187,8 @@ async fn imip(mut srv: TestServer) {
         .text()
         .replace("\r\n ", "");
     assert!(
-        stored.contains("SCHEDULE-STATUS=1.1:mailto:ext@elsewhere.test"),
+        // Queued in the durable outbox: 1.0 (pending), not 1.1 (sent), until the relay has it.
+        stored.contains("SCHEDULE-STATUS=1.0:mailto:ext@elsewhere.test"),
         "{stored}"
     );
     let mail = messages(&smtp.maildir, 1);
@@ -281,3 +287,50 @@ async fn imip(mut srv: TestServer) {
     );
 }
 both_backends!(imip_through_smtp, imip);
+
+/// An invitation made while the relay is down is kept, says so (SCHEDULE-STATUS 1.0, not
+/// "sent"), survives a restart, and is delivered once when the relay is back.
+async fn outbox(mut srv: TestServer) {
+    let down = start_smtp();
+    let port = down.port;
+    drop(down);
+    let config = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"calendar@example.org\"\nretry_base_seconds = 1\n"
+    );
+    srv.restart_with_config(&config).await;
+    let path = "/dav/calendars/alice/calendar/offline.ics";
+    srv.put_ics(
+        path,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:offline-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300105T100000Z\r\nDTEND:20300105T110000Z\r\nSUMMARY:Offline\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.org\r\nATTENDEE;RSVP=TRUE:mailto:ext@elsewhere.test\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .await
+    .expect(201);
+    let stored = srv
+        .send(srv.req("GET", path))
+        .await
+        .text()
+        .replace("\r\n ", "");
+    assert!(
+        stored.contains("SCHEDULE-STATUS=1.0:mailto:ext@elsewhere.test"),
+        "{stored}"
+    );
+    // The worker tries, fails (nothing listens) and keeps it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(srv.terminate().success());
+    let smtp = start_smtp_at(Some(port));
+    srv.spawn_server().await;
+    let mail = messages(&smtp.maildir, 1);
+    assert_eq!(mail.len(), 1, "the queued invitation was lost");
+    let (subject, to, ..) = inspect(&mail[0]);
+    assert_eq!(
+        (subject.as_str(), to.as_str()),
+        ("Invitation: Offline", "ext@elsewhere.test")
+    );
+    // Sent once: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let arrived = std::fs::read_dir(smtp.maildir.join("new"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(arrived, 1, "sent more than once");
+}
+both_backends!(imip_outbox, outbox);

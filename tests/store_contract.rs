@@ -873,6 +873,57 @@ async fn share_lease(f: Fixture) {
 
 contract!(share_lease_held_by_one, share_lease);
 
+/// The iMIP outbox: a queued message is claimed by one instance at a time, sent once, and a
+/// failed one waits for its next attempt; nothing is lost across instances.
+async fn mail_outbox(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let a = s
+        .enqueue_mail("ext@elsewhere.test", b"message one")
+        .await
+        .unwrap();
+    let b = other
+        .enqueue_mail("ext@elsewhere.test", b"message two")
+        .await
+        .unwrap();
+    let now = now_epoch();
+    let claimed = s.claim_mail(now, 120, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![a, b],
+        "oldest first"
+    );
+    assert_eq!(claimed[0].message, b"message one");
+    assert!(
+        other.claim_mail(now, 120, 10).await.unwrap().is_empty(),
+        "held by the first claim"
+    );
+    s.mail_sent(a, now).await.unwrap();
+    s.mail_failed(b, now + 60, "relay down").await.unwrap();
+    assert!(
+        other
+            .claim_mail(now + 30, 120, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = other.claim_mail(now + 60, 120, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (b, 1));
+    // A lease that lapsed (the instance died mid-send) lets another take it.
+    let retaken = s.claim_mail(now + 200, 120, 10).await.unwrap();
+    assert_eq!(retaken.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b]);
+    s.mail_sent(b, now + 200).await.unwrap();
+    assert!(
+        s.claim_mail(now + 10_000, 120, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.unsent_mail().await.unwrap(), 0);
+}
+
+contract!(mail_outbox_sends_once, mail_outbox);
+
 /// A file-backed SQLite store at `path` with one calendar, for the tests of its WAL.
 async fn sqlite_calendar(path: &std::path::Path) -> (Store, ResourceId) {
     let s = Store::open(&format!("sqlite://{}", path.display()))

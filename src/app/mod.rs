@@ -896,6 +896,16 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         },
     );
     tokio::spawn(sharing.clone().run());
+    let (outbox_stop, outbox_stopped) = tokio::sync::watch::channel(false);
+    if let Some(m) = &mailer {
+        // Queued iMIP mail goes out from here, this instance's and any other's.
+        tokio::spawn(crate::caldav::outbox::run(
+            store.clone(),
+            m.clone(),
+            Duration::from_secs(5),
+            outbox_stopped,
+        ));
+    }
     if let Some(dir) = directory.clone() {
         // The org chart is read again every refresh interval, and group and department
         // memberships are copied onto local accounts, so changes in the directory show there.
@@ -996,6 +1006,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
+    let _ = outbox_stop.send(true);
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -33,6 +33,10 @@ pub struct SkippedItem {
     pub reason: String,
 }
 
+/// Most objects one import may hold; a bigger file is refused (413) before anything is
+/// written, and can be imported in parts.
+pub const MAX_IMPORT_OBJECTS: usize = 10_000;
+
 impl Dav<'_> {
     /// Import `body` into the calendar `cal`; `progress(done, total)` is called as it goes.
     pub async fn import(
@@ -44,6 +48,15 @@ impl Dav<'_> {
         let split = ical::bundle::split_calendar(body).map_err(|e| {
             DavError::with(403, super::CalCondition::ValidCalendarData, e.to_string())
         })?;
+        if split.pieces.len() > MAX_IMPORT_OBJECTS {
+            return Err(DavError::new(
+                413,
+                format!(
+                    "the file holds {} objects; import at most {MAX_IMPORT_OBJECTS} at a time",
+                    split.pieces.len()
+                ),
+            ));
+        }
         let mut report = ImportReport {
             skipped: split
                 .skipped
@@ -55,7 +68,7 @@ impl Dav<'_> {
                 .collect(),
             ..ImportReport::default()
         };
-        let existing: Vec<(String, String)> = self
+        let existing: std::collections::HashMap<String, String> = self
             .store
             .children(cal.id)
             .await
@@ -81,9 +94,8 @@ impl Dav<'_> {
                 }
             };
             let name = existing
-                .iter()
-                .find(|(u, _)| *u == piece.uid)
-                .map(|(_, n)| n.clone())
+                .get(&piece.uid)
+                .cloned()
                 .unwrap_or_else(|| super::schedule::copy_name(&piece.uid));
             let obj = NewObject {
                 etag: super::etag_of(&piece.data),

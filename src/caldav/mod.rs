@@ -14,6 +14,7 @@
 mod delegation;
 mod groups;
 mod import;
+pub mod outbox;
 mod principal;
 pub mod props;
 pub mod query;

@@ -22,14 +22,15 @@ use crate::dav::{DavError, EtagMatch, Privilege, escape};
 use crate::ical::itip::{self, ScheduleAgent, Scheduling, same_address};
 use crate::ical::{self, filter::TimeRange};
 use crate::store::{
-    NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError, User, UserStore,
-    WriteCondition,
+    MailOutboxStore, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError,
+    User, UserStore, WriteCondition,
 };
 
 /// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
 mod status {
-    /// Handed to the SMTP relay as iMIP.
-    pub const SENT: &str = "1.1";
+    /// Queued for the SMTP relay as iMIP (the durable outbox sends it; RFC 6638 1.0
+    /// "pending": it has not reached the relay yet, so 1.1 "sent" would not be true).
+    pub const QUEUED: &str = "1.0";
     /// Delivered to the attendee's inbox.
     pub const DELIVERED: &str = "1.2";
     /// No local calendar user has this address, and no mail relay is configured.
@@ -214,7 +215,7 @@ impl Dav<'_> {
                     let code = match self.user_for_address(&a.address).await? {
                         Some(_) => status::DELIVERED,
                         None if self.mailer.is_some() && mail_of(&a.address).is_some() => {
-                            status::SENT
+                            status::QUEUED
                         }
                         None => status::NOT_DELIVERED,
                     };
@@ -545,15 +546,23 @@ impl Dav<'_> {
             text,
             calendar: msg,
         };
-        // Boxed: an SMTP session's future is kilobytes; inline, every PUT's future, and the
-        // request's around it, would be that size whether it mails or not.
-        match Box::pin(mailer.send(&imip)).await {
-            Ok(()) => {
-                tracing::info!(method = method.name(), "iMIP message handed to the relay");
+        // Queued in the store, not sent here: it survives a relay outage and a restart, and
+        // the outbox worker (`caldav::outbox`) hands it to the relay once.
+        let message = match mailer.render(&imip) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, method = method.name(), "iMIP message not built");
+                return false;
+            }
+        };
+        match self.store.enqueue_mail(&rcpt, &message).await {
+            Ok(id) => {
+                mailer.wake();
+                tracing::info!(id, method = method.name(), "iMIP message queued");
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, method = method.name(), "iMIP message not sent");
+                tracing::warn!(error = %e, method = method.name(), "iMIP message not queued");
                 false
             }
         }

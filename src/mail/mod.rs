@@ -40,6 +40,13 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The envelope and header sender, for example `calendar@example.org`.
     pub from: String,
+    /// The first wait before a failed message is tried again; it doubles, up to an hour.
+    #[serde(default = "default_retry_base_seconds")]
+    pub retry_base_seconds: u64,
+}
+
+fn default_retry_base_seconds() -> u64 {
+    30
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("from", &self.from)
+            .field("retry_base_seconds", &self.retry_base_seconds)
             .finish()
     }
 }
@@ -82,9 +90,14 @@ pub struct Imip<'a> {
     pub calendar: &'a [u8],
 }
 
+#[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Rings when a message is queued, so the outbox worker sends it at once.
+    queued: std::sync::Arc<tokio::sync::Notify>,
+    /// `SmtpConfig::retry_base_seconds`.
+    pub retry_base_seconds: i64,
 }
 
 impl Mailer {
@@ -113,6 +126,8 @@ impl Mailer {
         Ok(Mailer {
             transport: builder.build(),
             from,
+            queued: std::sync::Arc::new(tokio::sync::Notify::new()),
+            retry_base_seconds: i64::try_from(cfg.retry_base_seconds.clamp(1, 3600)).unwrap_or(30),
         })
     }
 
@@ -165,6 +180,35 @@ impl Mailer {
             .map(|_| ())
             .map_err(|e| MailError::Relay(e.to_string()))
     }
+
+    /// The message as bytes, to be queued and sent later with `send_queued`.
+    pub fn render(&self, msg: &Imip<'_>) -> Result<Vec<u8>, MailError> {
+        Ok(self.build(msg)?.formatted())
+    }
+
+    /// Send a message `render` made to its one recipient.
+    pub async fn send_queued(&self, recipient: &str, message: &[u8]) -> Result<(), MailError> {
+        let to: lettre::Address = recipient
+            .parse()
+            .map_err(|_| MailError::Address(recipient.to_string()))?;
+        let envelope = lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to])
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        self.transport
+            .send_raw(&envelope, message)
+            .await
+            .map(|_| ())
+            .map_err(|e| MailError::Relay(e.to_string()))
+    }
+
+    /// Wake the outbox worker (a message was queued).
+    pub fn wake(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Wait until `wake` is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.queued.notified().await;
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +224,7 @@ mod tests {
             username: Some("u".into()),
             password: Some("hunter2-secret".into()),
             from: "calendar@example.org".into(),
+            retry_base_seconds: 30,
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
         let m = Mailer::new(&cfg).expect("mailer");

@@ -117,6 +117,17 @@ pub struct Feed {
     pub detail: crate::ical::privacy::Detail,
 }
 
+/// A queued outgoing mail, claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub recipient: String,
+    /// The whole RFC 5322 message, as it goes to the relay.
+    pub message: Vec<u8>,
+    /// Tries before this one.
+    pub attempts: i64,
+}
+
 /// An app password's record: never the password, only its keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPassword {
@@ -467,6 +478,24 @@ pub trait IndexReader {
 }
 
 /// ICS subscription feeds (secret URLs, stored as token hashes).
+/// The durable queue of outgoing mail (iMIP now; reminders and notifications later).
+#[allow(async_fn_in_trait)]
+pub trait MailOutboxStore {
+    /// Queue a message, due at once.
+    async fn enqueue_mail(&self, recipient: &str, message: &[u8]) -> Result<i64>;
+    /// Claim up to `limit` due, unsent messages for `lease_seconds` (another instance skips
+    /// them until the lease ends), oldest first.
+    async fn claim_mail(&self, now: i64, lease_seconds: i64, limit: i64)
+    -> Result<Vec<OutboxMail>>;
+    /// The relay took it: never sent again.
+    async fn mail_sent(&self, id: i64, now: i64) -> Result<()>;
+    /// It failed: try again at `next_attempt_at` (or, past the last try, `i64::MAX`: kept,
+    /// never retried).
+    async fn mail_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> Result<()>;
+    /// Messages not yet sent.
+    async fn unsent_mail(&self) -> Result<i64>;
+}
+
 #[allow(async_fn_in_trait)]
 pub trait FeedStore {
     async fn create_feed(
@@ -1223,6 +1252,29 @@ impl SessionStore for Store {
     }
     async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
         delegate!(self, x => x.group_members(source).await)
+    }
+}
+
+impl MailOutboxStore for Store {
+    async fn enqueue_mail(&self, recipient: &str, message: &[u8]) -> Result<i64> {
+        delegate!(self, s => s.enqueue_mail(recipient, message).await)
+    }
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxMail>> {
+        delegate!(self, s => s.claim_mail(now, lease_seconds, limit).await)
+    }
+    async fn mail_sent(&self, id: i64, now: i64) -> Result<()> {
+        delegate!(self, s => s.mail_sent(id, now).await)
+    }
+    async fn mail_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> Result<()> {
+        delegate!(self, s => s.mail_failed(id, next_attempt_at, error).await)
+    }
+    async fn unsent_mail(&self) -> Result<i64> {
+        delegate!(self, s => s.unsent_mail().await)
     }
 }
 
