@@ -799,3 +799,71 @@ async fn an_import_is_capped() {
         0
     );
 }
+
+/// Stored content is never active on the server's origin: an HTML or SVG file in a plain
+/// WebDAV collection comes back as an attachment under a sandboxing CSP, with `nosniff`; and
+/// `X-Forwarded-Proto` is believed only from a configured proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_content_is_inert_and_forwarding_is_trusted_only_from_proxies() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.send(srv.req("MKCOL", "/dav/calendars/alice/files/"))
+        .await
+        .expect(201);
+    for (name, ct) in [("x.html", "text/html"), ("x.svg", "image/svg+xml")] {
+        srv.send(
+            srv.req("PUT", &format!("/dav/calendars/alice/files/{name}"))
+                .header("Content-Type", ct)
+                .body(fixture("x.html")),
+        )
+        .await
+        .expect(201);
+        let r = srv
+            .send(srv.req("GET", &format!("/dav/calendars/alice/files/{name}")))
+            .await;
+        r.expect(200);
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|c| c.contains("sandbox") && c.contains("default-src 'none'")),
+            "{name}"
+        );
+        assert_eq!(
+            r.header("content-disposition").as_deref(),
+            Some("attachment"),
+            "{name}"
+        );
+    }
+    let page = srv.send(srv.client.get(srv.url("/login"))).await;
+    assert_eq!(
+        page.header("referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
+    let login_cookie = |ip: &str| {
+        let c = client_from(ip);
+        let url = srv.url("/login");
+        async move {
+            c.get(url)
+                .header("X-Forwarded-Proto", "https")
+                .send()
+                .await
+                .expect("login page")
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    assert!(
+        login_cookie("127.0.0.1").await.contains("Secure"),
+        "the proxy"
+    );
+    assert!(
+        !login_cookie("127.0.1.9").await.contains("Secure"),
+        "a client that is not a proxy claimed HTTPS"
+    );
+}

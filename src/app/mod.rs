@@ -214,6 +214,8 @@ pub struct Config {
     pub max_connections: usize,
     /// A connection with no bytes read or written for this long is closed.
     pub idle_timeout_seconds: u64,
+    /// The proxies whose `X-Forwarded-Proto` is believed (by default a proxy on this host).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `[sharing]`: delegated entries.
@@ -273,6 +275,10 @@ impl Default for Config {
             sharing: SharingSettings::default(),
             max_connections: 4096,
             idle_timeout_seconds: 120,
+            trusted_proxies: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }
@@ -980,6 +986,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         max_body_bytes: cfg.max_body_bytes,
         mailer,
         sharing,
+        trusted_proxies: cfg.trusted_proxies.clone(),
     });
     let app = router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

@@ -50,6 +50,8 @@ pub struct AppState {
     pub mailer: Option<crate::mail::Mailer>,
     /// The delegated-entries worker, woken after writes.
     pub sharing: crate::share::Sharing,
+    /// Peers whose `X-Forwarded-Proto` is believed (the TLS proxies in front).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -93,7 +95,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/remote.php/dav", any(well_known))
         .route("/remote.php/dav/", any(well_known))
         .route("/", any(index))
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::map_request_with_state(
+            state,
+            drop_untrusted_forwarding,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http().make_span_with(
@@ -105,6 +111,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// `X-Forwarded-Proto` says the client used HTTPS; only a configured proxy may say so (it
+/// makes cookies Secure and the Apple profile use SSL). From anyone else it is removed before
+/// any handler reads it.
+async fn drop_untrusted_forwarding(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+) -> Request {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|p| state.trusted_proxies.contains(&p));
+    if !trusted {
+        req.headers_mut().remove("x-forwarded-proto");
+    }
+    req
 }
 
 /// Headers every response carries: no MIME sniffing, no referrer leaving the server. What
