@@ -54,23 +54,18 @@ async fn alive(srv: &TestServer) {
         .expect(207);
 }
 
-fn mkcalendar_with_zone(zone: &str) -> String {
-    let escaped = zone
-        .replace('&', "&amp;")
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    format!(
-        r#"<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{escaped}</C:calendar-timezone></D:prop></D:set></C:mkcalendar>"#
-    )
+        .replace('>', "&gt;")
 }
 
-fn proppatch_zone(zone: &str) -> String {
-    let escaped = zone
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+/// A `calendar-timezone` set, in a MKCALENDAR (`root` `C:mkcalendar`) or PROPPATCH
+/// (`D:propertyupdate`) body.
+fn zone_body(root: &str, zone: &str) -> String {
     format!(
-        r#"<D:propertyupdate xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{escaped}</C:calendar-timezone></D:prop></D:set></D:propertyupdate>"#
+        r#"<{root} xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{}</C:calendar-timezone></D:prop></D:set></{root}>"#,
+        xml_text(zone)
     )
 }
 
@@ -168,7 +163,7 @@ async fn bombs_are_refused_everywhere_under_a_memory_cap() {
             .send(
                 srv.req("PROPPATCH", "/dav/calendars/alice/calendar/")
                     .header("Content-Type", "application/xml")
-                    .body(proppatch_zone(&zone)),
+                    .body(zone_body("D:propertyupdate", &zone)),
             )
             .await;
         // A PROPPATCH answers 207 with the property's own 403 inside.
@@ -179,7 +174,7 @@ async fn bombs_are_refused_everywhere_under_a_memory_cap() {
             &format!("{name} MKCALENDAR"),
             srv.req("MKCALENDAR", "/dav/calendars/alice/bombed/")
                 .header("Content-Type", "application/xml")
-                .body(mkcalendar_with_zone(&zone)),
+                .body(zone_body("C:mkcalendar", &zone)),
         )
         .await;
         alive(&srv).await;
