@@ -683,6 +683,7 @@ async fn invalid_values_are_refused() {
             with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=99999999999\r\n"),
         ),
         ("offset beyond a day", zone("+2600")),
+        ("an event without DTSTART", with("SUMMARY:when?\r\n")),
     ] {
         let r = srv
             .put_ics("/dav/calendars/alice/calendar/v.ics", &body)

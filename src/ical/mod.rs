@@ -388,6 +388,10 @@ pub fn validate(body: &[u8]) -> Result<Validated<'_>, IcalError> {
         if let Some(p) = values::problem(sub) {
             return Err(IcalError::InvalidValue(p));
         }
+        // RFC 5545 3.6.1: without METHOD (always, here), a VEVENT has a DTSTART.
+        if component_name(sub).as_deref() == Some("VEVENT") && !has_prop(sub, "DTSTART") {
+            return Err(IcalError::InvalidValue("a VEVENT needs a DTSTART".into()));
+        }
     }
     check_rule_density(&cal)?;
     match (uid, kind) {
@@ -679,6 +683,21 @@ mod tests {
         assert!(seen >= 5, "only {seen} valid fixtures indexed");
     }
 
+    /// The value checks refuse nothing real clients write: every valid fixture (RFC 5545's
+    /// examples, Outlook, Apple, custom zones, overrides) still validates.
+    #[test]
+    fn every_valid_fixture_validates() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ical-corpus/valid");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            if let Err(e) = validate(&body) {
+                panic!("{}: {e}", path.display());
+            }
+        }
+    }
+
     fn cal(body: &str) -> String {
         format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n{body}END:VCALENDAR\r\n")
     }
@@ -737,7 +756,7 @@ mod tests {
 
     #[test]
     fn tolerates_bom_and_lf() {
-        let c = "\u{feff}BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nEND:VEVENT\nEND:VCALENDAR\n";
+        let c = "\u{feff}BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\nDTSTART:20240101T100000Z\nEND:VEVENT\nEND:VCALENDAR\n";
         assert_eq!(validate_object(c.as_bytes()).unwrap().uid, "x");
     }
 
