@@ -961,7 +961,7 @@ async fn names_logs_includes_and_file_modes() {
 async fn postgres_without_a_key_refuses_a_relative_data_dir() {
     let url = common::fresh_pg_database().await;
     let cwd = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(common::BIN)
+    let mut child = std::process::Command::new(common::BIN)
         .current_dir(cwd.path())
         .args([
             "--database-url",
@@ -972,9 +972,27 @@ async fn postgres_without_a_key_refuses_a_relative_data_dir() {
         ])
         .args(["--listen", "127.0.0.1:0"])
         .env("CONVENE_LOG", "error")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run");
-    assert!(!out.status.success());
+    // Bounded: a server that starts instead of refusing is stopped and the test fails.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the server started with a key relative to its working directory"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("secret_key"), "{err}");
     assert!(!cwd.path().join("relative-data/secret.key").exists());
