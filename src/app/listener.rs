@@ -70,6 +70,9 @@ pub struct Guarded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle: Duration,
+    /// When bytes last moved. Progress only records the time; the timer is moved on when it
+    /// fires early, so a busy connection costs no timer update per read or write.
+    last_progress: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -79,13 +82,13 @@ impl Guarded {
             stream,
             _slot: slot,
             idle,
+            last_progress: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
 
     fn progressed(&mut self) {
-        let next = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.last_progress = Instant::now();
     }
 
     /// After a write: bytes written are progress; `Pending` waits unless idle too long.
@@ -107,13 +110,25 @@ impl Guarded {
 
     /// `Pending` from the socket: an error once the idle time is over.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            )),
-            Poll::Pending => Poll::Pending,
+        // Bounded: each turn moves the deadline to a later instant or returns.
+        for _ in 0..4 {
+            match self.deadline.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    let due = self.last_progress + self.idle;
+                    if due <= Instant::now() {
+                        return Poll::Ready(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection idle too long",
+                        ));
+                    }
+                    self.deadline.as_mut().reset(due);
+                }
+            }
         }
+        // The timer kept firing at its edge: look again on the next turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

@@ -67,8 +67,10 @@ struct Slot {
     failed: bool,
 }
 
+/// Tables are keyed by a keyed hash of what they count (user, address, or both), so a
+/// request allocates no key.
 #[derive(Default)]
-struct Table(HashMap<String, VecDeque<Slot>>);
+struct Table(HashMap<u64, VecDeque<Slot>>);
 
 enum Taken {
     New,
@@ -76,8 +78,8 @@ enum Taken {
 }
 
 impl Table {
-    fn prune(&mut self, key: &str, window: Duration, now: Instant) {
-        if let Some(q) = self.0.get_mut(key) {
+    fn prune(&mut self, key: u64, window: Duration, now: Instant) {
+        if let Some(q) = self.0.get_mut(&key) {
             // Failed credentials leave when the window moves on; unsettled ones stay.
             q.retain(|s| s.in_flight > 0 || now.duration_since(s.at) < window);
         }
@@ -87,20 +89,20 @@ impl Table {
     /// the wait when `limit` distinct credentials are counted or too many joined.
     fn take(
         &mut self,
-        key: &str,
+        key: u64,
         fingerprint: u64,
         limit: usize,
         window: Duration,
         now: Instant,
     ) -> Result<Taken, Duration> {
         self.prune(key, window, now);
-        if self.0.len() >= MAX_KEYS && !self.0.contains_key(key) {
+        if self.0.len() >= MAX_KEYS && !self.0.contains_key(&key) {
             self.0.retain(|_, q| !q.is_empty());
             if self.0.len() >= MAX_KEYS {
                 self.0.retain(|_, q| q.iter().any(|s| s.in_flight > 0));
             }
         }
-        let q = self.0.entry(key.to_string()).or_default();
+        let q = self.0.entry(key).or_default();
         let wait = |q: &VecDeque<Slot>| {
             q.iter()
                 .map(|s| window.saturating_sub(now.duration_since(s.at)))
@@ -127,8 +129,8 @@ impl Table {
         Ok(Taken::New)
     }
 
-    fn settle(&mut self, key: &str, fingerprint: u64, outcome: Outcome) {
-        let Some(q) = self.0.get_mut(key) else {
+    fn settle(&mut self, key: u64, fingerprint: u64, outcome: Outcome) {
+        let Some(q) = self.0.get_mut(&key) else {
             return;
         };
         if let Some(i) = q.iter().position(|s| s.fingerprint == fingerprint) {
@@ -146,7 +148,7 @@ impl Table {
             }
         }
         if q.is_empty() {
-            self.0.remove(key);
+            self.0.remove(&key);
         }
     }
 }
@@ -164,7 +166,7 @@ struct Tables {
     addresses: Table,
     users: Table,
     /// (user, address) pairs that logged in, with when.
-    known: HashMap<String, Instant>,
+    known: HashMap<u64, Instant>,
 }
 
 pub struct LoginLimiter {
@@ -191,16 +193,9 @@ pub struct Attempt<'l> {
 }
 
 struct Keys {
-    pair: String,
-    address: Option<String>,
-    user: Option<String>,
-}
-
-fn pair_key(user: &str, addr: Option<IpAddr>) -> String {
-    match addr {
-        Some(a) => format!("{user}\u{0}{a}"),
-        None => format!("{user}\u{0}"),
-    }
+    pair: u64,
+    address: Option<u64>,
+    user: Option<u64>,
 }
 
 impl LoginLimiter {
@@ -225,9 +220,10 @@ impl LoginLimiter {
         let now = Instant::now();
         let l = self.limits;
         let user = user.to_lowercase();
-        let fingerprint = self.hasher.hash_one((&user, password));
-        let pair = pair_key(&user, addr);
-        let address = addr.map(|a| a.to_string());
+        let fingerprint = self.hasher.hash_one((0u8, &user, password));
+        let pair = self.hasher.hash_one((1u8, &user, addr));
+        let address = addr.map(|a| self.hasher.hash_one((2u8, a)));
+        let user_key = self.hasher.hash_one((3u8, &user));
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let known = t
             .known
@@ -236,18 +232,22 @@ impl LoginLimiter {
         let per_user = !known && secret == Secret::Password;
         // Each table in turn; what was taken is given back if a later one refuses.
         t.pairs
-            .take(&pair, fingerprint, l.per_user_address, l.window, now)?;
-        if let Some(a) = &address
+            .take(pair, fingerprint, l.per_user_address, l.window, now)?;
+        if let Some(a) = address
             && let Err(wait) = t
                 .addresses
                 .take(a, fingerprint, l.per_address, l.window, now)
         {
-            t.pairs.settle(&pair, fingerprint, Outcome::Abandoned);
+            t.pairs.settle(pair, fingerprint, Outcome::Abandoned);
             return Err(wait);
         }
-        if per_user && let Err(wait) = t.users.take(&user, fingerprint, l.per_user, l.window, now) {
-            t.pairs.settle(&pair, fingerprint, Outcome::Abandoned);
-            if let Some(a) = &address {
+        if per_user
+            && let Err(wait) = t
+                .users
+                .take(user_key, fingerprint, l.per_user, l.window, now)
+        {
+            t.pairs.settle(pair, fingerprint, Outcome::Abandoned);
+            if let Some(a) = address {
                 t.addresses.settle(a, fingerprint, Outcome::Abandoned);
             }
             return Err(wait);
@@ -258,7 +258,7 @@ impl LoginLimiter {
             keys: Keys {
                 pair,
                 address,
-                user: per_user.then_some(user),
+                user: per_user.then_some(user_key),
             },
             settled: false,
         })
@@ -266,11 +266,11 @@ impl LoginLimiter {
 
     fn settle(&self, fingerprint: u64, keys: &Keys, outcome: Outcome) {
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        t.pairs.settle(&keys.pair, fingerprint, outcome);
-        if let Some(a) = &keys.address {
+        t.pairs.settle(keys.pair, fingerprint, outcome);
+        if let Some(a) = keys.address {
             t.addresses.settle(a, fingerprint, outcome);
         }
-        if let Some(u) = &keys.user {
+        if let Some(u) = keys.user {
             t.users.settle(u, fingerprint, outcome);
         }
     }
@@ -280,21 +280,28 @@ impl Attempt<'_> {
     /// The password was right: the slot is given back and the client becomes known.
     pub fn succeeded(mut self) {
         self.settled = true;
-        self.limiter
-            .settle(self.fingerprint, &self.keys, Outcome::Succeeded);
         let now = Instant::now();
         let mut t = self
             .limiter
             .tables
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if t.known.len() >= MAX_KEYS {
+        let keys = &self.keys;
+        t.pairs
+            .settle(keys.pair, self.fingerprint, Outcome::Succeeded);
+        if let Some(a) = keys.address {
+            t.addresses.settle(a, self.fingerprint, Outcome::Succeeded);
+        }
+        if let Some(u) = keys.user {
+            t.users.settle(u, self.fingerprint, Outcome::Succeeded);
+        }
+        if t.known.len() >= MAX_KEYS && !t.known.contains_key(&keys.pair) {
             t.known.retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
             if t.known.len() >= MAX_KEYS {
                 t.known.clear();
             }
         }
-        t.known.insert(self.keys.pair.clone(), now);
+        t.known.insert(keys.pair, now);
     }
 
     /// The password was wrong: the slot stays counted for the window.
