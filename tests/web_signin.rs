@@ -386,7 +386,7 @@ async fn pages(mut srv: TestServer) {
                 .post(srv.url("/login"))
                 .header("X-Forwarded-Proto", "https")
                 .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("Cookie", format!("convene_login_csrf={csrf}"))
+                .header("Cookie", format!("__Host-convene_login_csrf={csrf}"))
                 .body(form(&[
                     ("user", "alice"),
                     ("password", "alice-pw"),
@@ -398,7 +398,7 @@ async fn pages(mut srv: TestServer) {
     assert!(
         r.headers_all("set-cookie")
             .iter()
-            .any(|c| c.starts_with("convene_session=") && c.contains("; Secure"))
+            .any(|c| c.starts_with("__Host-convene_session=") && c.contains("; Secure"))
     );
     let r = sign_in(&c, &srv, "/account").await;
     r.expect(303);

@@ -45,18 +45,11 @@ impl Dav<'_> {
         body: &[u8],
         progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<ImportReport, DavError> {
-        let split = ical::bundle::split_calendar(body).map_err(|e| {
-            DavError::with(403, super::CalCondition::ValidCalendarData, e.to_string())
-        })?;
-        if split.pieces.len() > MAX_IMPORT_OBJECTS {
-            return Err(DavError::new(
-                413,
-                format!(
-                    "the file holds {} objects; import at most {MAX_IMPORT_OBJECTS} at a time",
-                    split.pieces.len()
-                ),
-            ));
-        }
+        let split =
+            ical::bundle::split_calendar(body, MAX_IMPORT_OBJECTS).map_err(|e| match e {
+                ical::IcalError::TooManyObjects(_) => DavError::new(413, e.to_string()),
+                e => DavError::with(403, super::CalCondition::ValidCalendarData, e.to_string()),
+            })?;
         let mut report = ImportReport {
             skipped: split
                 .skipped

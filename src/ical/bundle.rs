@@ -70,8 +70,9 @@ fn tzids(c: &IcalCst<'_>, out: &mut Vec<String>) {
 }
 
 /// Cut a calendar file into one VCALENDAR per UID, each with the VTIMEZONEs its components
-/// use. Components without a UID are skipped and listed; so is anything unparseable.
-pub fn split_calendar(body: &[u8]) -> Result<Split, IcalError> {
+/// use. Components without a UID are skipped and listed; so is anything unparseable. A file
+/// of more than `max_pieces` UIDs is refused (`TooManyObjects`) before any piece is built.
+pub fn split_calendar(body: &[u8], max_pieces: usize) -> Result<Split, IcalError> {
     let text = super::strip_bom(body);
     let mut split = Split::default();
     super::check_nesting(text)?;
@@ -95,27 +96,34 @@ pub fn split_calendar(body: &[u8]) -> Result<Split, IcalError> {
         if name_of(&root) != "VCALENDAR" {
             return Err(IcalError::NotVcalendar);
         }
-        split_one(&root, &mut split);
+        split_one(&root, &mut split, max_pieces)?;
     }
     Ok(split)
 }
 
-fn split_one(root: &IcalCst<'_>, split: &mut Split) {
+fn split_one(root: &IcalCst<'_>, split: &mut Split, max_pieces: usize) -> Result<(), IcalError> {
     let zones: Vec<(String, &IcalCst<'_>)> = super::subcomponents(root)
         .filter(|c| name_of(c) == "VTIMEZONE")
         .filter_map(|c| value_of(c, "TZID").map(|t| (t, c)))
         .collect();
     // Groups by UID, in order of first appearance.
     let mut groups: Vec<(String, Vec<&IcalCst<'_>>)> = vec![];
+    let mut by_uid: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, c) in super::subcomponents(root).enumerate() {
         let kind = name_of(c);
         if kind == "VTIMEZONE" {
             continue;
         }
         match value_of(c, "UID").filter(|u| !u.is_empty()) {
-            Some(uid) => match groups.iter_mut().find(|(u, _)| *u == uid) {
-                Some((_, members)) => members.push(c),
-                None => groups.push((uid, vec![c])),
+            Some(uid) => match by_uid.get(&uid) {
+                Some(&g) => groups[g].1.push(c),
+                None => {
+                    if split.pieces.len() + groups.len() >= max_pieces {
+                        return Err(IcalError::TooManyObjects(max_pieces));
+                    }
+                    by_uid.insert(uid.clone(), groups.len());
+                    groups.push((uid, vec![c]));
+                }
             },
             None => split.skipped.push(Skipped {
                 what: format!("#{} {kind}", i + 1),
@@ -123,14 +131,24 @@ fn split_one(root: &IcalCst<'_>, split: &mut Split) {
             }),
         }
     }
+    // The envelope's own properties stay (VERSION, PRODID, X-WR-*), except METHOD: a stored
+    // object carries none (RFC 4791 4.1), while Outlook exports say PUBLISH. Built once,
+    // without the components: cloning the whole file per piece was quadratic.
+    let envelope = IcalCst {
+        begin: root.begin.clone(),
+        items: root
+            .items
+            .iter()
+            .filter(
+                |i| matches!(i, IcalItem::Prop(l) if !l.name.get().eq_ignore_ascii_case("METHOD")),
+            )
+            .cloned()
+            .collect(),
+        end: root.end.clone(),
+        trailing: std::borrow::Cow::Borrowed(""),
+    };
     for (uid, members) in groups {
-        let mut out = root.clone();
-        // The envelope's own properties stay (VERSION, PRODID, X-WR-*), except METHOD: a
-        // stored object carries none (RFC 4791 4.1), while Outlook exports say PUBLISH.
-        out.items.retain(|i| match i {
-            IcalItem::Prop(l) => !l.name.get().eq_ignore_ascii_case("METHOD"),
-            _ => false,
-        });
+        let mut out = envelope.clone();
         let mut used = vec![];
         for m in &members {
             tzids(m, &mut used);
@@ -148,6 +166,7 @@ fn split_one(root: &IcalCst<'_>, split: &mut Split) {
             data: out.to_bytes(),
         });
     }
+    Ok(())
 }
 
 /// Join stored objects into one calendar document: one VTIMEZONE per TZID, then every
@@ -206,7 +225,7 @@ mod tests {
 
     #[test]
     fn splits_by_uid_with_the_zones_used() {
-        let s = split_calendar(FILE.as_bytes()).expect("split");
+        let s = split_calendar(FILE.as_bytes(), 100).expect("split");
         assert_eq!(s.pieces.len(), 2);
         let a = String::from_utf8(s.pieces[0].data.clone()).expect("utf-8");
         assert_eq!(s.pieces[0].uid, "a");
@@ -224,12 +243,12 @@ mod tests {
         assert!(!b.contains("VTIMEZONE"), "{b}");
         assert_eq!(s.skipped.len(), 1);
         assert!(s.skipped[0].reason.contains("no UID"));
-        assert!(split_calendar(b"nonsense").is_err());
+        assert!(split_calendar(b"nonsense", 100).is_err());
     }
 
     #[test]
     fn joins_with_one_zone_each() {
-        let s = split_calendar(FILE.as_bytes()).expect("split");
+        let s = split_calendar(FILE.as_bytes(), 100).expect("split");
         let bodies: Vec<Vec<u8>> = s.pieces.iter().map(|p| p.data.clone()).collect();
         let doubled = [bodies.clone(), bodies].concat();
         let out = String::from_utf8(join_calendar(&doubled, Some("Team; room, 1"))).expect("utf-8");

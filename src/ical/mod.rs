@@ -94,6 +94,8 @@ pub enum IcalError {
     TooManyInstances(usize),
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    #[error("the file holds more than {0} objects; import it in parts")]
+    TooManyObjects(usize),
     #[error("components are nested deeper than {0} levels")]
     TooDeep(usize),
     #[error("a recurrence rule would generate more than {0} candidates in one period")]

@@ -130,9 +130,10 @@ struct LoginCtx {
 
 impl LoginCtx {
     fn of(state: &AppState, headers: &axum::http::HeaderMap) -> LoginCtx {
+        let secure = state.sessions.secure(headers);
         LoginCtx {
-            secure: state.sessions.secure(headers),
-            csrf: session::cookie(headers, LOGIN_CSRF_COOKIE)
+            secure,
+            csrf: session::cookie(headers, LOGIN_CSRF_COOKIE, secure)
                 .filter(|c| {
                     c.len() == 43
                         && c.bytes()
@@ -385,9 +386,13 @@ pub(super) async fn oidc_callback(State(state): State<Arc<AppState>>, req: Reque
             "The sign-in response was malformed.",
         );
     };
-    let pending: Option<Pending> = session::cookie(&parts.headers, PENDING_COOKIE)
-        .and_then(|c| state.sessions.sealer.open(PENDING_PURPOSE, c))
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let pending: Option<Pending> = session::cookie(
+        &parts.headers,
+        PENDING_COOKIE,
+        state.sessions.secure(&parts.headers),
+    )
+    .and_then(|c| state.sessions.sealer.open(PENDING_PURPOSE, c))
+    .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(pending) = pending else {
         return fail(
             StatusCode::BAD_REQUEST,

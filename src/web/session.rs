@@ -131,7 +131,7 @@ impl Sessions {
         oidc: Option<&OidcClient>,
         headers: &HeaderMap,
     ) -> Option<Current> {
-        let token = cookie(headers, SESSION_COOKIE)?;
+        let token = cookie(headers, SESSION_COOKIE, self.secure(headers))?;
         let now = crate::store::now_epoch();
         let (session, user) = match store.session_by_hash(&self.token_hash(token), now).await {
             Ok(Some(x)) => x,
@@ -213,15 +213,36 @@ impl Sessions {
     }
 }
 
-/// A cookie's value from the request's `Cookie` headers.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The name a cookie goes by: over HTTPS with the `__Host-` prefix (Secure, Path=/, no
+/// Domain: no other host, not even a sibling subdomain, can set or shadow it), or `__Secure-`
+/// for one with a narrower path; over plain HTTP the bare name.
+fn wire_name(name: &str, path: &str, secure: bool) -> String {
+    match (secure, path) {
+        (false, _) => name.to_string(),
+        (true, "/") => format!("__Host-{name}"),
+        (true, _) => format!("__Secure-{name}"),
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers. Over HTTPS only the prefixed name
+/// counts (a bare one could have been planted by another host).
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str, secure: bool) -> Option<&'h str> {
+    let pick = |k: &str| {
+        if secure {
+            k.strip_prefix("__Host-")
+                .or_else(|| k.strip_prefix("__Secure-"))
+                .is_some_and(|bare| bare == name)
+        } else {
+            k == name
+        }
+    };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .find(|(k, _)| pick(k))
         .map(|(_, v)| v.trim_matches('"'))
 }
 
@@ -235,7 +256,8 @@ pub fn set_cookie(
     same_site: &str,
 ) -> HeaderValue {
     let v = format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{}",
+        "{}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{}",
+        wire_name(name, path, secure),
         if secure { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
@@ -288,8 +310,30 @@ mod tests {
             HeaderValue::from_static("a=1; convene_session=tok"),
         );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "c"), None);
+        assert_eq!(cookie(&h, SESSION_COOKIE, false), Some("tok"));
+        assert_eq!(cookie(&h, "b", false), Some("2"));
+        assert_eq!(cookie(&h, "c", false), None);
+        // Over HTTPS only the prefixed name counts.
+        assert_eq!(cookie(&h, SESSION_COOKIE, true), None);
+        let mut p = HeaderMap::new();
+        p.insert(
+            header::COOKIE,
+            HeaderValue::from_static("convene_session=planted; __Host-convene_session=mine"),
+        );
+        assert_eq!(cookie(&p, SESSION_COOKIE, true), Some("mine"));
+        assert_eq!(cookie(&p, SESSION_COOKIE, false), Some("planted"));
+        let set = set_cookie(SESSION_COOKIE, "v", "/", 60, true, "Lax");
+        assert!(
+            set.to_str()
+                .unwrap_or("")
+                .starts_with("__Host-convene_session=v; Path=/;")
+        );
+        let narrow = set_cookie(PENDING_COOKIE, "v", "/auth", 60, true, "Lax");
+        assert!(
+            narrow
+                .to_str()
+                .unwrap_or("")
+                .starts_with("__Secure-convene_oidc=")
+        );
     }
 }
