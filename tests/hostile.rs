@@ -36,6 +36,15 @@ async fn refused(srv: &TestServer, what: &str, rb: reqwest::RequestBuilder) -> R
     r
 }
 
+/// A new CalDAV-only app password of `user`'s, from the CLI.
+fn caldav_app_password(srv: &TestServer, user: &str) -> String {
+    let out = srv.cli_ok(&["app-password", "add", user, "Phone"], "");
+    out.split_whitespace()
+        .find(|w| w.starts_with("cvp_"))
+        .expect("app password")
+        .to_string()
+}
+
 async fn member_count(srv: &TestServer, user: &str, path: &str) -> usize {
     let r = srv
         .send(
@@ -78,12 +87,7 @@ async fn bombs_are_refused_everywhere_under_a_memory_cap() {
     assert!(srv.terminate().success());
     srv.spawn_server().await;
     // A CalDAV-only app password is enough to reach the parser.
-    let out = srv.cli_ok(&["app-password", "add", "alice", "Phone"], "");
-    let app = out
-        .split_whitespace()
-        .find(|w| w.starts_with("cvp_"))
-        .expect("app password")
-        .to_string();
+    let app = caldav_app_password(&srv, "alice");
     let zone_only = |body: &str| -> String {
         // The VCALENDAR with its VTIMEZONE only, as calendar-timezone holds.
         let start = body.find("BEGIN:VTIMEZONE").unwrap_or(0);
@@ -435,12 +439,7 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_cannot_lock_the_owner_out() {
     let srv = TestServer::start(common::Backend::Sqlite).await;
-    let out = srv.cli_ok(&["app-password", "add", "alice", "Phone"], "");
-    let app = out
-        .split_whitespace()
-        .find(|w| w.starts_with("cvp_"))
-        .expect("app password")
-        .to_string();
+    let app = caldav_app_password(&srv, "alice");
     let home = client_from("127.0.0.1");
     assert_eq!(status_of(&home, &srv, "alice", "alice-pw").await, 207);
     let mut limited = false;

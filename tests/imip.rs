@@ -151,6 +151,14 @@ fn inspect(raw: &[u8]) -> (String, String, String, String, String, bool) {
     (subject, to, reply_to, calendar, method, attachment)
 }
 
+/// The stored object at `path`, as alice reads it, with folds undone.
+async fn unfolded(srv: &TestServer, path: &str) -> String {
+    srv.send(srv.req("GET", path))
+        .await
+        .text()
+        .replace("\r\n ", "")
+}
+
 async fn post_reply(srv: &TestServer, user: &str, body: &str) -> Resp {
     srv.send(
         srv.req_as(user, &format!("{user}-pw"), "POST", "/api/imip")
@@ -181,11 +189,7 @@ async fn imip(mut srv: TestServer) {
     )
     .await
     .expect(201);
-    let stored = srv
-        .send(srv.req("GET", path))
-        .await
-        .text()
-        .replace("\r\n ", "");
+    let stored = unfolded(&srv, path).await;
     assert!(
         // Queued in the durable outbox: 1.0 (pending), not 1.1 (sent), until the relay has it.
         stored.contains("SCHEDULE-STATUS=1.0:mailto:ext@elsewhere.test"),
@@ -227,11 +231,7 @@ async fn imip(mut srv: TestServer) {
     let r = post_reply(&srv, "alice", reply).await;
     r.expect(200);
     assert!(r.text().contains("\"applied\":1"), "{}", r.text());
-    let stored = srv
-        .send(srv.req("GET", path))
-        .await
-        .text()
-        .replace("\r\n ", "");
+    let stored = unfolded(&srv, path).await;
     assert!(
         stored
             .contains("PARTSTAT=ACCEPTED;RSVP=TRUE;SCHEDULE-STATUS=2.0:mailto:ext@elsewhere.test"),
@@ -305,11 +305,7 @@ async fn outbox(mut srv: TestServer) {
     )
     .await
     .expect(201);
-    let stored = srv
-        .send(srv.req("GET", path))
-        .await
-        .text()
-        .replace("\r\n ", "");
+    let stored = unfolded(&srv, path).await;
     assert!(
         stored.contains("SCHEDULE-STATUS=1.0:mailto:ext@elsewhere.test"),
         "{stored}"
