@@ -11,6 +11,9 @@
 //! - `web`: the HTTP edge (axum).
 //! - `app`: composition root (CLI, configuration, wiring, shutdown).
 
+// The server logs through `tracing`; the CLI writes its output through `io::stdout`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod app;
 pub mod auth;
 pub mod caldav;

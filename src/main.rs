@@ -1,5 +1,7 @@
 //! The `convene` binary: parses the command line and runs `app`.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use clap::Parser;
 
 /// See `no_transparent_huge_pages` for why, and ARCHITECTURE.md for the measurements.
@@ -58,6 +60,7 @@ const PURGE_DELAY_MS: std::ffi::c_long = 100;
 /// that second of churn was about 10 MiB of the peak RSS at 10,000 events (66 MiB against
 /// 57 MiB returned at once). A tenth of a second keeps most of that saving; returning memory
 /// at once cost a third more CPU per request in madvise calls.
+#[allow(unsafe_code)]
 fn prompt_purge() {
     // SAFETY: mi_option_set takes plain integers and may be called at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
@@ -70,6 +73,7 @@ fn prompt_purge() {
 /// RSS at 10,000 events at 95 MiB. Without huge pages the peak is about 60 MiB (glibc: 50 MiB)
 /// and the CPU saving stays. The setting covers the whole process, including mappings made
 /// before `main`, and is only a hint to the kernel: an error is ignored.
+#[allow(unsafe_code)]
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and changes no memory.
@@ -79,6 +83,7 @@ fn no_transparent_huge_pages() {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     /// Option 15 is the purge delay: it reads mimalloc 3's documented default (1,000 ms) until
     /// set, unless the environment overrides it.

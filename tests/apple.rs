@@ -26,8 +26,8 @@ const DIR: &str = concat!(
 const PRINCIPAL: &str = "/dav/principals/alice/";
 const HOME: &str = "/dav/calendars/alice/";
 const CAL: &str = "/dav/calendars/alice/calendar/";
-const NS_C: &str = "urn:ietf:params:xml:ns:caldav";
-const NS_CS: &str = "http://calendarserver.org/ns/";
+use convene::dav::NS_CALDAV as NS_C;
+use convene::dav::NS_CS;
 
 /// Principal properties Apple Calendar needs to set an account up.
 const PRINCIPAL_NEEDS: &[(&str, &str)] = &[

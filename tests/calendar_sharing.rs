@@ -8,7 +8,7 @@ mod common;
 
 use common::{Resp, TestServer, found_prop, prop_text, responses};
 
-const NS_CS: &str = "http://calendarserver.org/ns/";
+use convene::dav::NS_CS;
 
 fn share_body(href: &str, access: &str) -> String {
     format!(

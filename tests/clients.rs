@@ -8,9 +8,9 @@ mod common;
 use common::{Resp, TestServer, found_prop, prop_text, responses};
 use convene::dav::Element;
 
-const NS_C: &str = "urn:ietf:params:xml:ns:caldav";
-const NS_CS: &str = "http://calendarserver.org/ns/";
-const NS_A: &str = "http://apple.com/ns/ical/";
+use convene::dav::NS_APPLE as NS_A;
+use convene::dav::NS_CALDAV as NS_C;
+use convene::dav::NS_CS;
 
 async fn propfind(srv: &TestServer, path: &str, depth: &str, props: &str) -> Element {
     let body = format!(

@@ -8,7 +8,7 @@ mod common;
 
 use common::{Resp, TestServer, found_prop, responses};
 
-const NS_CS: &str = "http://calendarserver.org/ns/";
+use convene::dav::NS_CS;
 
 async fn as_user(
     srv: &TestServer,

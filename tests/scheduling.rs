@@ -8,7 +8,7 @@ mod common;
 
 use common::{Resp, TestServer, found_prop, prop_text, responses};
 
-const NS_C: &str = "urn:ietf:params:xml:ns:caldav";
+use convene::dav::NS_CALDAV as NS_C;
 
 fn meeting(uid: &str, summary: &str, attendees: &[&str], extra: &str) -> String {
     let mut s = format!(
@@ -20,17 +20,6 @@ fn meeting(uid: &str, summary: &str, attendees: &[&str], extra: &str) -> String 
     s.push_str(extra);
     s.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
     s
-}
-
-trait Unfold {
-    /// The body with RFC 5545 folds undone, so a line can be searched whole.
-    fn unfolded(&self) -> String;
-}
-
-impl Unfold for Resp {
-    fn unfolded(&self) -> String {
-        self.text().replace("\r\n ", "")
-    }
 }
 
 async fn put_as(

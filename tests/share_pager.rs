@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use convene::share::{Sharing, SharingConfig, mount_name};
+use convene::share::{Sharing, SharingConfig, copies_calendar_name};
 use convene::store::*;
 
 /// Members in the calendar: three pages of the worker's 200.
@@ -51,7 +51,11 @@ async fn copies(s: &Store, who: &User) -> Vec<String> {
     let Some(home) = s.home(who.id).await.expect("home") else {
         return vec![];
     };
-    let Some(mount) = s.child(home.id, &mount_name("alice")).await.expect("mount") else {
+    let Some(mount) = s
+        .child(home.id, &copies_calendar_name("alice"))
+        .await
+        .expect("mount")
+    else {
         return vec![];
     };
     let members = s.children(mount.id).await.expect("children");

@@ -8,7 +8,7 @@ mod common;
 
 use common::{Resp, TestServer};
 
-const NS_APPLE: &str = "http://apple.com/ns/ical/";
+use convene::dav::NS_APPLE;
 
 fn ev(uid: &str, start: &str, summary: &str, extra: &str) -> String {
     format!(

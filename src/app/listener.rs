@@ -188,6 +188,7 @@ impl AsyncWrite for Guarded {
 
 /// Raise the soft limit on open descriptors to the hard limit (the default soft limit, 1,024,
 /// is what idle sockets exhausted). Returns the soft limit in force afterwards.
+#[allow(unsafe_code)]
 pub fn raise_descriptor_limit() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -906,7 +906,7 @@ impl<'a> Dav<'a> {
             ),
             _ => (false, None),
         };
-        let mount = matches!(node, Node::Res { href, .. } if href_in_mount(href));
+        let mount = matches!(node, Node::Res { href, .. } if href_in_copies(href));
         let shared_access = match (&self.delegation, node) {
             (Some(Delegation { mount: Some(m), .. }), Node::Res { href, .. })
                 if sharing::href_is_mount(href) =>
@@ -1879,7 +1879,7 @@ impl<'a> Dav<'a> {
                 return Err(DavError::new(405, "resource already exists"));
             }
         };
-        if in_mount(&segs) || sharing::is_mount_segs(&segs) {
+        if in_copies(&segs) || sharing::is_mount_segs(&segs) {
             return Err(need_privilege(&req.path, Privilege::Bind));
         }
         let name = segs.last().cloned().unwrap_or_default();
@@ -2218,7 +2218,7 @@ impl<'a> Dav<'a> {
             }
             _ => return Err(need_privilege(&req.path, Privilege::WriteContent)),
         };
-        if in_mount(&segs) {
+        if in_copies(&segs) {
             return Box::pin(self.put_personal(req, &parent, existing, &segs)).await;
         }
         let mut mount_cond = None;
@@ -2418,7 +2418,7 @@ impl<'a> Dav<'a> {
             {
                 Box::pin(self.leave_mount(m)).await
             }
-            Target::Res { segs, .. } if in_mount(&segs) => Err(denied(
+            Target::Res { segs, .. } if in_copies(&segs) => Err(denied(
                 &req.path.clone(),
                 Privilege::Unbind,
                 "a shared entry is removed by its owner, not by a recipient",
@@ -2498,7 +2498,7 @@ impl<'a> Dav<'a> {
             }
             Err(e) => return Err(e),
         };
-        if in_mount(&dest_segs) || (is_move && in_mount(&src_segs)) {
+        if in_copies(&dest_segs) || (is_move && in_copies(&src_segs)) {
             return Err(need_privilege(&dest_path, Privilege::Bind));
         }
         if dest_exists && !overwrite {
@@ -2550,7 +2550,6 @@ impl<'a> Dav<'a> {
             ));
         }
         let dest_name = dest_segs.last().cloned().unwrap_or_default();
-        let _ = src_segs;
         match self
             .store
             .transfer(&src, dest_parent.id, &dest_name, overwrite, is_move)
@@ -3110,7 +3109,6 @@ impl<'a> Dav<'a> {
                 _ => ms.status_response(h, 404, None),
             }
         }
-        let _ = href;
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
 
@@ -3405,7 +3403,19 @@ impl<'a> Dav<'a> {
             .map_err(select_error)?;
         let ids: Vec<ResourceId> = candidates.iter().map(|r| r.id).collect();
         let mut periods = vec![];
-        for (_, body) in self.store.object_datas(&ids).await.map_err(internal)? {
+        for (i, (_, body)) in self
+            .store
+            .object_datas(&ids)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .enumerate()
+        {
+            // A client that has gone drops this future at the next yield: the work stops
+            // with it instead of running to the end.
+            if i % 32 == 31 {
+                tokio::task::yield_now().await;
+            }
             periods.extend(ical::freebusy::busy_periods(
                 &body, range, ctx.limits, &zone,
             ));
@@ -3461,10 +3471,10 @@ impl<'a> Dav<'a> {
                 {
                     self.invite_reply(&root).await
                 }
-                (sharing::NS_CONVENE, "request-access", Target::Principal(owner)) => {
+                (dav::NS_CONVENE, "request-access", Target::Principal(owner)) => {
                     self.access_post(Some(&owner), &root).await
                 }
-                (sharing::NS_CONVENE, "access-reply", Target::Res { res, .. })
+                (dav::NS_CONVENE, "access-reply", Target::Res { res, .. })
                     if res.kind == ResourceKind::Home
                         && res.owner == self.user.id
                         && self.delegation.is_none() =>
@@ -3700,15 +3710,15 @@ fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
 
 /// Whether resolved segments (`calendars`, user, calendar, ...) are a recipient's calendar of
 /// delegated entries (`from~OWNER`) or inside one: the owner's content, read-only here.
-fn in_mount(segs: &[String]) -> bool {
+fn in_copies(segs: &[String]) -> bool {
     segs.get(2)
-        .is_some_and(|n| crate::share::mount_owner(n).is_some())
+        .is_some_and(|n| crate::share::copies_owner(n).is_some())
 }
 
-/// [`in_mount`] for an href.
-fn href_in_mount(href: &str) -> bool {
+/// [`in_copies`] for an href.
+fn href_in_copies(href: &str) -> bool {
     dav::decode_segments(href)
-        .is_ok_and(|s| s.first().is_some_and(|d| d == "dav") && in_mount(&s[1..]))
+        .is_ok_and(|s| s.first().is_some_and(|d| d == "dav") && in_copies(&s[1..]))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -31,8 +31,7 @@ use crate::store::{
     User, UserId, UserStore, WriteCondition,
 };
 
-/// Convene's own notification types and request bodies.
-pub const NS_CONVENE: &str = "urn:x-convene:ns";
+use crate::dav::NS_CONVENE;
 /// Sharees' mounts of shared calendars are named `shared~...`.
 pub const MOUNT_PREFIX: &str = "shared~";
 
@@ -474,7 +473,7 @@ impl Dav<'_> {
         let Node::Res { res, href, owner } = node else {
             return None;
         };
-        if res.kind != ResourceKind::Calendar || crate::share::mount_owner(&res.name).is_some() {
+        if res.kind != ResourceKind::Calendar || crate::share::copies_owner(&res.name).is_some() {
             return None;
         }
         let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,7 +569,7 @@ impl Dav<'_> {
         if cal.owner != self.user.id
             || self.delegation.is_some()
             || cal.kind != ResourceKind::Calendar
-            || crate::share::mount_owner(&cal.name).is_some()
+            || crate::share::copies_owner(&cal.name).is_some()
         {
             return Err(need_privilege(
                 &super::href_of_segs(segs),
@@ -952,7 +951,7 @@ impl Dav<'_> {
                 .map_err(internal)?;
             for cal in self.store.children(home.id).await.map_err(internal)? {
                 if cal.kind != ResourceKind::Calendar
-                    || crate::share::mount_owner(&cal.name).is_some()
+                    || crate::share::copies_owner(&cal.name).is_some()
                 {
                     continue;
                 }

@@ -17,7 +17,9 @@ pub const NS_DAV: &str = "DAV:";
 pub const NS_CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
 pub const NS_CS: &str = "http://calendarserver.org/ns/";
 pub const NS_APPLE: &str = "http://apple.com/ns/ical/";
-pub const NS_CONVENE: &str = "urn:x-convene:";
+/// Convene's own namespace: its request bodies and notification types (README), and the
+/// human-readable message in an error body. One value: clients have been sent this one.
+pub const NS_CONVENE: &str = "urn:x-convene:ns";
 
 /// Prefixes declared once on every multistatus root; any other namespace is declared inline.
 const ROOT_PREFIXES: &[(&str, &str)] = &[

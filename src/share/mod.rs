@@ -30,16 +30,18 @@ use crate::store::{
     SyncReader, User, UserId, UserStore, WriteCondition,
 };
 
-/// Recipients' mounts are calendars named `from~OWNER`; no client makes such a name.
-pub const MOUNT_PREFIX: &str = "from~";
+/// A recipient's copies of one owner's delegated entries live in a calendar named
+/// `from~OWNER` (the "copies calendar"); no client makes such a name. A sharee's view of a
+/// shared calendar is a different thing, a mount (`shared~`, `caldav::sharing`).
+pub const COPIES_PREFIX: &str = "from~";
 
-pub fn mount_name(owner: &str) -> String {
-    format!("{MOUNT_PREFIX}{owner}")
+pub fn copies_calendar_name(owner: &str) -> String {
+    format!("{COPIES_PREFIX}{owner}")
 }
 
 /// The owner whose entries a calendar of this name holds.
-pub fn mount_owner(name: &str) -> Option<&str> {
-    name.strip_prefix(MOUNT_PREFIX)
+pub fn copies_owner(name: &str) -> Option<&str> {
+    name.strip_prefix(COPIES_PREFIX)
 }
 
 /// How long a worker holds a calendar before another may take it over.
@@ -516,7 +518,7 @@ impl Sharing {
                         calendar: job.cal.id,
                         name: r.name.clone(),
                         recipient: u.id,
-                        mount: mount_name(&owner.name),
+                        mount: copies_calendar_name(&owner.name),
                         copy_name: copy_name.clone(),
                     })
                     .await?;
@@ -782,7 +784,7 @@ impl Sharing {
     }
 
     async fn remove_copy(&self, owner: &User, to: UserId, name: &str) -> Result<(), ShareError> {
-        self.remove_copy_at(to, &mount_name(&owner.name), name)
+        self.remove_copy_at(to, &copies_calendar_name(&owner.name), name)
             .await
     }
 
@@ -810,7 +812,7 @@ impl Sharing {
         to: &User,
     ) -> Result<ResourceId, ShareError> {
         let store = &self.0.store;
-        let mname = mount_name(&owner.name);
+        let mname = copies_calendar_name(&owner.name);
         let chain = store
             .lookup_path(to.id, std::slice::from_ref(&mname))
             .await?;
@@ -925,8 +927,8 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(mount_owner(&mount_name("alice")), Some("alice"));
-        assert_eq!(mount_owner("calendar"), None);
+        assert_eq!(copies_owner(&copies_calendar_name("alice")), Some("alice"));
+        assert_eq!(copies_owner("calendar"), None);
         let a = copy_name("u1", "x.ics");
         assert_eq!(a, copy_name("u1", "x.ics"));
         assert_ne!(a, copy_name("u2", "x.ics"));

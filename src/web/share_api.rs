@@ -219,7 +219,8 @@ async fn own_calendar(
         .map_err(failed)?;
     match chain.as_slice() {
         [_, c]
-            if c.kind == ResourceKind::Calendar && crate::share::mount_owner(&c.name).is_none() =>
+            if c.kind == ResourceKind::Calendar
+                && crate::share::copies_owner(&c.name).is_none() =>
         {
             Ok(c.id)
         }
@@ -301,7 +302,8 @@ pub(super) async fn event(
     };
     let obj = match chain.as_slice() {
         [_, c, o]
-            if c.kind == ResourceKind::Calendar && crate::share::mount_owner(&c.name).is_none() =>
+            if c.kind == ResourceKind::Calendar
+                && crate::share::copies_owner(&c.name).is_none() =>
         {
             o.clone()
         }

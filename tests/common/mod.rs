@@ -50,6 +50,27 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port found");
 }
 
+/// A file of `fixtures/hostile/` (inputs an attacker with an ordinary account sends).
+pub fn fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hostile")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// How many members `user` sees in the collection at `path` (PROPFIND Depth 1).
+pub async fn member_count(srv: &TestServer, user: &str, path: &str) -> usize {
+    let r = srv
+        .send(
+            srv.req_as(user, &format!("{user}-pw"), "PROPFIND", path)
+                .header("Depth", "1")
+                .body(r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#),
+        )
+        .await;
+    r.expect(207);
+    responses(&r.xml()).len() - 1
+}
+
 pub struct TestServer {
     pub base: String,
     pub child: Child,
@@ -140,6 +161,7 @@ impl TestServer {
             if let Some(cap) = self.memory_cap {
                 use std::os::unix::process::CommandExt;
                 // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+                #[allow(unsafe_code)]
                 unsafe {
                     cmd.pre_exec(move || {
                         let lim = libc::rlimit {
@@ -412,6 +434,10 @@ pub struct Resp {
 impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The body with RFC 5545 folds undone, so a line can be searched whole.
+    pub fn unfolded(&self) -> String {
+        self.text().replace("\r\n ", "")
     }
     pub fn headers_all(&self, name: &str) -> Vec<String> {
         self.headers
