@@ -289,7 +289,8 @@ async fn imip(mut srv: TestServer) {
 both_backends!(imip_through_smtp, imip);
 
 /// An invitation made while the relay is down is kept, says so (SCHEDULE-STATUS 1.0, not
-/// "sent"), survives a restart, and is delivered once when the relay is back.
+/// "sent"), survives a restart, is delivered once when the relay is back, and then says 1.1;
+/// one the relay never takes is given up after `max_attempts` and says 5.1.
 async fn outbox(mut srv: TestServer) {
     let down = start_smtp();
     let port = down.port;
@@ -322,11 +323,47 @@ async fn outbox(mut srv: TestServer) {
         (subject.as_str(), to.as_str()),
         ("Invitation: Offline", "ext@elsewhere.test")
     );
+    // The organizer's event now says the relay took it (1.1 "sent").
+    status_becomes(&srv, path, "1.1").await;
     // Sent once: nothing more arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let arrived = std::fs::read_dir(smtp.maildir.join("new"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(arrived, 1, "sent more than once");
+
+    // A relay that never comes back: after `max_attempts` the message is given up, and the
+    // event says so (5.1), not "pending" for ever.
+    drop(smtp);
+    srv.restart_with_config(&format!("{config}max_attempts = 2\n"))
+        .await;
+    let lost = "/dav/calendars/alice/calendar/lost.ics";
+    srv.put_ics(
+        lost,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:lost-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300106T100000Z\r\nDTEND:20300106T110000Z\r\nSUMMARY:Lost\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.org\r\nATTENDEE;RSVP=TRUE:mailto:ext@elsewhere.test\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .await
+    .expect(201);
+    status_becomes(&srv, lost, "5.1").await;
+    // The first event keeps what it said.
+    assert!(
+        unfolded(&srv, path)
+            .await
+            .contains("SCHEDULE-STATUS=1.1:mailto:ext@elsewhere.test")
+    );
 }
 both_backends!(imip_outbox, outbox);
+
+/// Wait (at most 20 s) until alice's event at `path` records `code` for the outside attendee.
+async fn status_becomes(srv: &TestServer, path: &str, code: &str) {
+    let want = format!("SCHEDULE-STATUS={code}:mailto:ext@elsewhere.test");
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = unfolded(srv, path).await;
+        if last.contains(&want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never said {code}: {last}");
+}

@@ -877,12 +877,18 @@ contract!(share_lease_held_by_one, share_lease);
 /// failed one waits for its next attempt; nothing is lost across instances.
 async fn mail_outbox(f: Fixture) {
     let (s, other) = (&f.store, &f.other);
+    let organizer = user(s, "organizer").await;
+    let origin = MailOrigin {
+        owner: organizer.id,
+        uid: "meeting-1".into(),
+        attendee: "mailto:ext@elsewhere.test".into(),
+    };
     let a = s
-        .enqueue_mail("ext@elsewhere.test", b"message one")
+        .enqueue_mail("ext@elsewhere.test", b"message one", Some(&origin))
         .await
         .unwrap();
     let b = other
-        .enqueue_mail("ext@elsewhere.test", b"message two")
+        .enqueue_mail("ext@elsewhere.test", b"message two", None)
         .await
         .unwrap();
     let now = now_epoch();
@@ -893,6 +899,11 @@ async fn mail_outbox(f: Fixture) {
         "oldest first"
     );
     assert_eq!(claimed[0].message, b"message one");
+    assert_eq!(
+        (claimed[0].origin.as_ref(), claimed[1].origin.as_ref()),
+        (Some(&origin), None),
+        "what a message is about comes back with it"
+    );
     assert!(
         other.claim_mail(now, 120, 10).await.unwrap().is_empty(),
         "held by the first claim"

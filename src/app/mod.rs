@@ -908,6 +908,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         tokio::spawn(crate::caldav::outbox::run(
             store.clone(),
             m.clone(),
+            cfg.dav_settings(),
             Duration::from_secs(5),
             outbox_stopped,
         ));

@@ -2,17 +2,18 @@
 //! outside this server are queued in the store (`MailOutboxStore`) in the same request that
 //! schedules them, and this worker hands them to the SMTP relay. A message survives a relay
 //! outage and a restart, is claimed under a lease so that of several instances only one sends
-//! it, and is retried with backoff (`next_attempt`) up to `MAX_ATTEMPTS` times.
+//! it, and is retried with backoff (`next_attempt`) up to `[smtp] max_attempts` times. What
+//! becomes of an organizer's message is recorded on their event as the attendee's
+//! SCHEDULE-STATUS: 1.1 once the relay took it, 5.1 once it was given up.
 //!
 //! Must never: send a message the relay has taken again; log a message body.
 
 use std::time::Duration;
 
+use super::schedule::status;
+use super::{Dav, DavSettings};
 use crate::mail::Mailer;
-use crate::store::{MailOutboxStore, Store};
-
-/// Tries before a message is given up (kept, never retried).
-pub const MAX_ATTEMPTS: i64 = 10;
+use crate::store::{MailOrigin, MailOutboxStore, Store, UserStore};
 /// How long a claim keeps other instances off a message (longer than an SMTP session).
 const LEASE_SECONDS: i64 = 120;
 /// Messages claimed at once.
@@ -20,9 +21,9 @@ const BATCH: i64 = 20;
 
 /// When a message that has failed `attempts_before` times and failed again at `now` is tried
 /// next: `base` seconds (30 by default), doubling, at most an hour; `i64::MAX` once
-/// `MAX_ATTEMPTS` are spent.
-pub fn next_attempt(attempts_before: i64, now: i64, base: i64) -> i64 {
-    if attempts_before + 1 >= MAX_ATTEMPTS {
+/// `max_attempts` are spent.
+pub fn next_attempt(attempts_before: i64, now: i64, base: i64, max_attempts: i64) -> i64 {
+    if attempts_before + 1 >= max_attempts {
         return i64::MAX;
     }
     let delay = (base.max(1) << attempts_before.clamp(0, 7)).min(3600);
@@ -34,11 +35,12 @@ pub fn next_attempt(attempts_before: i64, now: i64, base: i64) -> i64 {
 pub async fn run(
     store: Store,
     mailer: Mailer,
+    settings: DavSettings,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        send_due(&store, &mailer).await;
+        send_due(&store, &mailer, &settings).await;
         tokio::select! {
             _ = mailer.woken() => {}
             _ = tokio::time::sleep(interval) => {}
@@ -48,7 +50,7 @@ pub async fn run(
 }
 
 /// Claim and send every message due now. Returns how many the relay took.
-pub async fn send_due(store: &Store, mailer: &Mailer) -> usize {
+pub async fn send_due(store: &Store, mailer: &Mailer, settings: &DavSettings) -> usize {
     let mut sent = 0;
     // Bounded: each round claims a batch or ends; a message claimed is not claimable again
     // within its lease, so the rounds run out.
@@ -69,13 +71,18 @@ pub async fn send_due(store: &Store, mailer: &Mailer) -> usize {
                 Ok(()) => {
                     sent += 1;
                     tracing::info!(id = m.id, "queued iMIP message handed to the relay");
-                    store.mail_sent(m.id, crate::store::now_epoch()).await
+                    let done = store.mail_sent(m.id, crate::store::now_epoch()).await;
+                    if done.is_ok() {
+                        record(store, settings, m.origin.as_ref(), status::SENT).await;
+                    }
+                    done
                 }
                 Err(e) => {
                     let next = next_attempt(
                         m.attempts,
                         crate::store::now_epoch(),
                         mailer.retry_base_seconds,
+                        mailer.max_attempts,
                     );
                     tracing::warn!(
                         id = m.id,
@@ -84,7 +91,11 @@ pub async fn send_due(store: &Store, mailer: &Mailer) -> usize {
                         given_up = next == i64::MAX,
                         "iMIP message not sent; kept for another try"
                     );
-                    store.mail_failed(m.id, next, &e.to_string()).await
+                    let done = store.mail_failed(m.id, next, &e.to_string()).await;
+                    if done.is_ok() && next == i64::MAX {
+                        record(store, settings, m.origin.as_ref(), status::NOT_DELIVERED).await;
+                    }
+                    done
                 }
             };
             if let Err(e) = outcome {
@@ -95,18 +106,40 @@ pub async fn send_due(store: &Store, mailer: &Mailer) -> usize {
     sent
 }
 
+/// Record `code` for the message's attendee on the organizer's event (logged on failure: the
+/// message itself has gone, or been given up, either way).
+async fn record(store: &Store, settings: &DavSettings, origin: Option<&MailOrigin>, code: &str) {
+    let Some(origin) = origin else { return };
+    let organizer = match store.user_by_id(origin.owner).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading an organizer failed");
+            return;
+        }
+    };
+    let dav = Dav::background(store, settings, &organizer);
+    if let Err(e) = dav
+        .record_mail_outcome(&origin.uid, &origin.attendee, code)
+        .await
+    {
+        tracing::warn!(error = %e.message, code, "recording what became of a message failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn backoff_doubles_to_an_hour_then_gives_up() {
-        assert_eq!(next_attempt(0, 1000, 30), 1030);
-        assert_eq!(next_attempt(1, 1000, 30), 1060);
-        assert_eq!(next_attempt(6, 1000, 30), 1000 + 1920);
-        assert_eq!(next_attempt(7, 1000, 30), 1000 + 3600);
-        assert_eq!(next_attempt(8, 1000, 30), 1000 + 3600);
-        assert_eq!(next_attempt(MAX_ATTEMPTS - 1, 1000, 30), i64::MAX);
-        assert_eq!(next_attempt(0, 1000, 1), 1001);
+        assert_eq!(next_attempt(0, 1000, 30, 10), 1030);
+        assert_eq!(next_attempt(1, 1000, 30, 10), 1060);
+        assert_eq!(next_attempt(6, 1000, 30, 10), 1000 + 1920);
+        assert_eq!(next_attempt(7, 1000, 30, 10), 1000 + 3600);
+        assert_eq!(next_attempt(8, 1000, 30, 10), 1000 + 3600);
+        assert_eq!(next_attempt(9, 1000, 30, 10), i64::MAX);
+        assert_eq!(next_attempt(0, 1000, 1, 10), 1001);
+        assert_eq!(next_attempt(1, 1000, 1, 2), i64::MAX);
     }
 }

@@ -22,18 +22,21 @@ use crate::dav::{DavError, EtagMatch, Privilege, escape};
 use crate::ical::itip::{self, ScheduleAgent, Scheduling, same_address};
 use crate::ical::{self, filter::TimeRange};
 use crate::store::{
-    MailOutboxStore, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter, StoreError,
-    User, UserStore, WriteCondition,
+    MailOrigin, MailOutboxStore, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter,
+    StoreError, User, UserStore, WriteCondition,
 };
 
 /// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
-mod status {
+pub(super) mod status {
     /// Queued for the SMTP relay as iMIP (the durable outbox sends it; RFC 6638 1.0
     /// "pending": it has not reached the relay yet, so 1.1 "sent" would not be true).
     pub const QUEUED: &str = "1.0";
+    /// The relay took the queued iMIP message (RFC 6638 1.1 "sent").
+    pub const SENT: &str = "1.1";
     /// Delivered to the attendee's inbox.
     pub const DELIVERED: &str = "1.2";
-    /// No local calendar user has this address, and no mail relay is configured.
+    /// No local calendar user has this address and no mail relay is configured, or the relay
+    /// never took the message.
     pub const NOT_DELIVERED: &str = "5.1";
     /// The user exists but has nowhere to receive messages.
     pub const NO_SCHEDULING: &str = "5.3";
@@ -221,7 +224,7 @@ impl Dav<'_> {
                     };
                     statuses.push((a.address.clone(), code.to_string()));
                 }
-                let data = itip::set_schedule_status(body, &|addr| {
+                let data = itip::set_schedule_status(body, &|addr, _| {
                     statuses
                         .iter()
                         .find(|(a, _)| same_address(a, addr))
@@ -321,8 +324,9 @@ impl Dav<'_> {
         // A PUT that changes nothing a recipient sees sends nothing (clients re-save freely).
         let unchanged = match (old, new) {
             (Some(o), Some(n)) => {
-                itip::set_schedule_status(o, &|_| Some(String::new())).unwrap_or(o.to_vec())
-                    == itip::set_schedule_status(n, &|_| Some(String::new())).unwrap_or(n.to_vec())
+                itip::set_schedule_status(o, &|_, _| Some(String::new())).unwrap_or(o.to_vec())
+                    == itip::set_schedule_status(n, &|_, _| Some(String::new()))
+                        .unwrap_or(n.to_vec())
             }
             _ => false,
         };
@@ -555,7 +559,20 @@ impl Dav<'_> {
                 return false;
             }
         };
-        match self.store.enqueue_mail(&rcpt, &message).await {
+        // An organizer's message: what becomes of it is recorded on their event.
+        let origin = (method != itip::Method::Reply)
+            .then(|| itip::scheduling(msg))
+            .flatten()
+            .map(|s| MailOrigin {
+                owner: self.user.id,
+                uid: s.uid,
+                attendee: to.to_string(),
+            });
+        match self
+            .store
+            .enqueue_mail(&rcpt, &message, origin.as_ref())
+            .await
+        {
             Ok(id) => {
                 mailer.wake();
                 tracing::info!(id, method = method.name(), "iMIP message queued");
@@ -641,6 +658,41 @@ impl Dav<'_> {
     }
 
     /// Store a body as a replacement of `res`, re-indexed.
+    /// What became of an iMIP message to `attendee` about this user's event `uid` (`code`: 1.1
+    /// sent, 5.1 given up), recorded as that attendee's SCHEDULE-STATUS on the event, only
+    /// while it still says 1.0: anything else (a later message, the attendee's answer) says
+    /// more. The organizer's Schedule-Tag stays (RFC 6638 3.2.10).
+    pub(super) async fn record_mail_outcome(
+        &self,
+        uid: &str,
+        attendee: &str,
+        code: &str,
+    ) -> Result<(), DavError> {
+        for res in self
+            .store
+            .objects_by_uid(self.user.id, uid)
+            .await
+            .map_err(internal)?
+        {
+            let Some(data) = self.store.object_data(res.id).await.map_err(internal)? else {
+                continue;
+            };
+            if !itip::scheduling(&data).is_some_and(|s| self.is_my_address(&s.organizer.address)) {
+                continue;
+            }
+            let Some(updated) = itip::set_schedule_status(&data, &|addr, current| {
+                (same_address(addr, attendee) && current == Some(status::QUEUED))
+                    .then(|| code.to_string())
+            }) else {
+                continue;
+            };
+            let cond = WriteCondition::EtagIn(res.etag.clone().into_iter().collect());
+            self.write_object(&res, updated, res.schedule_tag.clone(), cond)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn write_object(
         &self,
         res: &Resource,

@@ -503,11 +503,12 @@ pub fn apply_reply(
 }
 
 /// RFC 6638 3.2.9: record on each ATTENDEE line of the organizer's copy how delivery went, and
-/// drop SCHEDULE-FORCE-SEND (a one-shot request). `status` maps an address to a status code;
-/// `None` leaves that line's status alone. `None` when nothing changes.
+/// drop SCHEDULE-FORCE-SEND (a one-shot request). `status` maps an address and the line's
+/// current status to the new code; `None` leaves that line's status alone. `None` when nothing
+/// changes.
 pub fn set_schedule_status(
     body: &[u8],
-    status: &dyn Fn(&str) -> Option<String>,
+    status: &dyn Fn(&str, Option<&str>) -> Option<String>,
 ) -> Option<Vec<u8>> {
     let mut root = super::parse_stored(body)?;
     let mut changed = false;
@@ -523,9 +524,10 @@ pub fn set_schedule_status(
             l.params
                 .retain(|p| !p.name.get().eq_ignore_ascii_case("SCHEDULE-FORCE-SEND"));
             changed |= l.params.len() != before;
+            let current = param(l, "SCHEDULE-STATUS");
             if is_attendee
-                && let Some(code) = status(&l.raw_value_str())
-                && param(l, "SCHEDULE-STATUS").as_deref() != Some(code.as_str())
+                && let Some(code) = status(&l.raw_value_str(), current.as_deref())
+                && current.as_deref() != Some(code.as_str())
             {
                 set_param(l, "SCHEDULE-STATUS", &code);
                 changed = true;
@@ -739,7 +741,7 @@ mod tests {
 
     #[test]
     fn schedule_status_and_personal_parts() {
-        let out = text(set_schedule_status(ORG.as_bytes(), &|a| {
+        let out = text(set_schedule_status(ORG.as_bytes(), &|a, _| {
             same_address(a, "mailto:bob@example.org").then(|| "1.2".to_string())
         }));
         assert!(

@@ -43,10 +43,18 @@ pub struct SmtpConfig {
     /// The first wait before a failed message is tried again; it doubles, up to an hour.
     #[serde(default = "default_retry_base_seconds")]
     pub retry_base_seconds: u64,
+    /// Tries before a message is given up (kept, never tried again, and the organizer's event
+    /// says so: SCHEDULE-STATUS 5.1).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
 }
 
 fn default_retry_base_seconds() -> u64 {
     30
+}
+
+fn default_max_attempts() -> u32 {
+    10
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -60,6 +68,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("from", &self.from)
             .field("retry_base_seconds", &self.retry_base_seconds)
+            .field("max_attempts", &self.max_attempts)
             .finish()
     }
 }
@@ -98,6 +107,8 @@ pub struct Mailer {
     queued: std::sync::Arc<tokio::sync::Notify>,
     /// `SmtpConfig::retry_base_seconds`.
     pub retry_base_seconds: i64,
+    /// `SmtpConfig::max_attempts`.
+    pub max_attempts: i64,
 }
 
 impl Mailer {
@@ -128,6 +139,7 @@ impl Mailer {
             from,
             queued: std::sync::Arc::new(tokio::sync::Notify::new()),
             retry_base_seconds: i64::try_from(cfg.retry_base_seconds.clamp(1, 3600)).unwrap_or(30),
+            max_attempts: i64::from(cfg.max_attempts.clamp(1, 100)),
         })
     }
 
@@ -225,6 +237,7 @@ mod tests {
             password: Some("hunter2-secret".into()),
             from: "calendar@example.org".into(),
             retry_base_seconds: 30,
+            max_attempts: 10,
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
         let m = Mailer::new(&cfg).expect("mailer");

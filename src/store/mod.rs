@@ -126,6 +126,17 @@ pub struct OutboxMail {
     pub message: Vec<u8>,
     /// Tries before this one.
     pub attempts: i64,
+    pub origin: Option<MailOrigin>,
+}
+
+/// What an organizer's outgoing invitation or cancellation is about, so that what becomes of
+/// it can be recorded on their event (RFC 6638 SCHEDULE-STATUS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailOrigin {
+    pub owner: UserId,
+    pub uid: String,
+    /// The attendee's calendar address as the event writes it (`mailto:...`).
+    pub attendee: String,
 }
 
 /// An app password's record: never the password, only its keyed hash.
@@ -482,7 +493,12 @@ pub trait IndexReader {
 #[allow(async_fn_in_trait)]
 pub trait MailOutboxStore {
     /// Queue a message, due at once.
-    async fn enqueue_mail(&self, recipient: &str, message: &[u8]) -> Result<i64>;
+    async fn enqueue_mail(
+        &self,
+        recipient: &str,
+        message: &[u8],
+        origin: Option<&MailOrigin>,
+    ) -> Result<i64>;
     /// Claim up to `limit` due, unsent messages for `lease_seconds` (another instance skips
     /// them until the lease ends), oldest first.
     async fn claim_mail(&self, now: i64, lease_seconds: i64, limit: i64)
@@ -1256,8 +1272,13 @@ impl SessionStore for Store {
 }
 
 impl MailOutboxStore for Store {
-    async fn enqueue_mail(&self, recipient: &str, message: &[u8]) -> Result<i64> {
-        delegate!(self, s => s.enqueue_mail(recipient, message).await)
+    async fn enqueue_mail(
+        &self,
+        recipient: &str,
+        message: &[u8],
+        origin: Option<&MailOrigin>,
+    ) -> Result<i64> {
+        delegate!(self, s => s.enqueue_mail(recipient, message, origin).await)
     }
     async fn claim_mail(
         &self,

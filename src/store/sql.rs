@@ -1170,15 +1170,24 @@ macro_rules! impl_sql_store {
         }
 
         impl MailOutboxStore for $store {
-            async fn enqueue_mail(&self, recipient: &str, message: &[u8]) -> Result<i64> {
+            async fn enqueue_mail(
+                &self,
+                recipient: &str,
+                message: &[u8],
+                origin: Option<&MailOrigin>,
+            ) -> Result<i64> {
                 let t = now();
                 let row = sqlx::query(
-                    "INSERT INTO mail_outbox (recipient, message, created_at, next_attempt_at) \
-                     VALUES ($1, $2, $3, $3) RETURNING id",
+                    "INSERT INTO mail_outbox (recipient, message, created_at, next_attempt_at, \
+                       origin_owner, origin_uid, origin_attendee) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id",
                 )
                 .bind(recipient)
                 .bind(message)
                 .bind(t)
+                .bind(origin.map(|o| o.owner.0))
+                .bind(origin.map(|o| o.uid.as_str()))
+                .bind(origin.map(|o| o.attendee.as_str()))
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(row.try_get("id")?)
@@ -1197,7 +1206,8 @@ macro_rules! impl_sql_store {
                      WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
                        AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY id LIMIT $3) \
                      AND sent_at IS NULL AND lease_until <= $1 \
-                     RETURNING id, recipient, message, attempts",
+                     RETURNING id, recipient, message, attempts, origin_owner, origin_uid, \
+                       origin_attendee",
                 )
                 .bind(now)
                 .bind(now.saturating_add(lease_seconds))
@@ -1214,6 +1224,18 @@ macro_rules! impl_sql_store {
                             attempts: r.try_get::<i64, _>("attempts").or_else(|_| {
                                 r.try_get::<i32, _>("attempts").map(i64::from)
                             })?,
+                            origin: match (
+                                r.try_get::<Option<i64>, _>("origin_owner")?,
+                                r.try_get::<Option<String>, _>("origin_uid")?,
+                                r.try_get::<Option<String>, _>("origin_attendee")?,
+                            ) {
+                                (Some(owner), Some(uid), Some(attendee)) => Some(MailOrigin {
+                                    owner: UserId(owner),
+                                    uid,
+                                    attendee,
+                                }),
+                                _ => None,
+                            },
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;

@@ -1,0 +1,60 @@
+//! DELETE (RFC 4918 9.6), with the scheduling it implies (RFC 6638 3.2.3).
+
+use crate::caldav::*;
+
+impl<'a> Dav<'a> {
+    pub(in crate::caldav) async fn delete(
+        &self,
+        req: &DavRequest,
+    ) -> Result<DavResponse, DavError> {
+        match self.resolve(&req.path).await? {
+            Target::Res { res, .. }
+                if matches!(
+                    res.kind,
+                    ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification
+                ) =>
+            {
+                Err(need_privilege(&req.path, Privilege::Unbind))
+            }
+            Target::Res { segs, .. }
+                if segs.len() == 3
+                    && sharing::is_mount_segs(&segs)
+                    && let Some(Delegation { mount: Some(m), .. }) = &self.delegation =>
+            {
+                Box::pin(self.leave_mount(m)).await
+            }
+            Target::Res { segs, .. } if in_copies(&segs) => Err(denied(
+                &req.path.clone(),
+                Privilege::Unbind,
+                "a shared entry is removed by its owner, not by a recipient",
+            )),
+            Target::Res { res, .. } if res.parent.is_some() => {
+                // A scheduling object's deletion is sent on (RFC 6638 3.2.3).
+                let old = match res.schedule_tag {
+                    Some(_) => self.store.object_data(res.id).await.map_err(internal)?,
+                    None => None,
+                };
+                match self
+                    .store
+                    .delete(&res, Self::write_condition(&req.headers))
+                    .await
+                {
+                    Ok(()) => {
+                        if let Some(old) = old {
+                            Box::pin(self.acting().after_delete(&old, &req.headers)).await;
+                        }
+                        Ok(DavResponse::new(StatusCode::NO_CONTENT))
+                    }
+                    Err(StoreError::PreconditionFailed) => Err(DavError::new(
+                        412,
+                        "the resource's ETag does not match the request",
+                    )),
+                    Err(StoreError::NotFound) => Err(DavError::not_found()),
+                    Err(e) => Err(internal(e)),
+                }
+            }
+            Target::Missing { .. } => Err(DavError::not_found()),
+            _ => Err(need_privilege(&req.path, Privilege::Unbind)),
+        }
+    }
+}
