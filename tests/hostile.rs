@@ -539,13 +539,36 @@ async fn invalid_values_are_refused() {
         member_count(&srv, "alice", "/dav/calendars/alice/calendar/").await,
         0
     );
-    // What is valid still goes in.
-    srv.put_ics(
-        "/dav/calendars/alice/calendar/v.ics",
-        &with("DTSTART:20300101T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n"),
-    )
-    .await
-    .expect(201);
+    // What is valid still goes in, its bytes as sent, under the ETag of those bytes.
+    let valid = with("DTSTART:20300101T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n");
+    let r = srv
+        .put_ics("/dav/calendars/alice/calendar/v.ics", &valid)
+        .await;
+    r.expect(201);
+    assert!(r.header("etag").is_some());
+    // An event without the DTSTAMP RFC 5545 requires is stored with one (the time it
+    // arrived), and, as its bytes are no longer the client's, without an ETag in the answer.
+    let unstamped = valid
+        .replace("UID:v\r\n", "UID:w\r\n")
+        .replace("DTSTAMP:20240101T000000Z\r\n", "");
+    let r = srv
+        .put_ics("/dav/calendars/alice/calendar/w.ics", &unstamped)
+        .await;
+    r.expect(201);
+    assert_eq!(
+        r.header("etag"),
+        None,
+        "an ETag for bytes the client did not send"
+    );
+    let stored = srv
+        .send(srv.req("GET", "/dav/calendars/alice/calendar/w.ics"))
+        .await
+        .text();
+    let year = jiff::Timestamp::now().strftime("DTSTAMP:%Y").to_string();
+    assert!(
+        stored.contains(&format!("BEGIN:VEVENT\r\n{year}")) && stored.ends_with("Z\r\nUID:w\r\nDTSTART:20300101T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"),
+        "{stored}"
+    );
 }
 
 fn utc(t: jiff::Timestamp) -> String {

@@ -70,8 +70,12 @@ impl Dav<'_> {
             .filter_map(|r| r.uid.map(|u| (u, r.name)))
             .collect();
         let total = split.pieces.len();
-        for (done, piece) in split.pieces.into_iter().enumerate() {
+        let now = crate::store::now_epoch();
+        for (done, mut piece) in split.pieces.into_iter().enumerate() {
             progress(done, total);
+            if let Some(stamped) = ical::repair::add_missing_dtstamp(&piece.data, now) {
+                piece.data = stamped;
+            }
             let skip = |reason: String| SkippedItem {
                 what: piece.uid.clone(),
                 reason,

@@ -3,7 +3,6 @@
 //!
 //! Pure: no I/O, no SQL, no HTTP.
 
-use icalrs::recur::IcalRecurDateTime;
 use icalrs::tree::cst::{IcalCst, IcalItem};
 
 use super::filter::{TimeRange, instance_matches};
@@ -85,13 +84,7 @@ pub fn busy_periods(
     out
 }
 
-fn utc(t: i64) -> String {
-    let c = IcalRecurDateTime::from_seconds(t);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
-}
+use super::expand::utc_text as utc;
 
 /// Who a VFREEBUSY answers in an iTIP REPLY (RFC 6638 5, RFC 5546 3.3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]

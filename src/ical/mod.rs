@@ -17,6 +17,7 @@ pub mod index;
 pub mod itip;
 pub mod partial;
 pub mod privacy;
+pub mod repair;
 pub mod values;
 pub mod zones;
 

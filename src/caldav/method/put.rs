@@ -150,12 +150,17 @@ impl<'a> Dav<'a> {
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
         let mut plan = None;
+        // RFC 5545 requires a DTSTAMP; one a client left out is the time the object arrived.
+        let stamped = (parent.kind == ResourceKind::Calendar)
+            .then(|| ical::repair::add_missing_dtstamp(&req.body, crate::store::now_epoch()))
+            .flatten();
+        let body: &[u8] = stamped.as_deref().unwrap_or(&req.body);
         let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
-                let v = self.check_calendar_body(&parent, content_type, &req.body)?;
+                let v = self.check_calendar_body(&parent, content_type, body)?;
                 // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
                 if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
-                    && let Some(sched) = ical::itip::scheduling(&req.body)
+                    && let Some(sched) = ical::itip::scheduling(body)
                     && !self.acting().is_my_address(&sched.organizer.address)
                 {
                     return Err(DavError::with(
@@ -168,7 +173,7 @@ impl<'a> Dav<'a> {
                 let s = v.summary;
                 plan = Some(
                     self.acting()
-                        .plan_put(existing.as_ref(), &req.body, s.kind.name(), &req.headers)
+                        .plan_put(existing.as_ref(), body, s.kind.name(), &req.headers)
                         .await?,
                 );
                 (
@@ -201,8 +206,8 @@ impl<'a> Dav<'a> {
         };
         // RFC 6638 3.2.? / RFC 4791 5.3.4: when the server changed the bytes, no ETag is
         // returned, so the client knows to fetch them.
-        let rewritten = data.is_some();
-        let data = data.unwrap_or_else(|| req.body.to_vec());
+        let rewritten = data.is_some() || stamped.is_some();
+        let data = data.unwrap_or_else(|| body.to_vec());
         let etag = etag_of(&data);
         let obj = NewObject {
             data,
