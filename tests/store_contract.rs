@@ -1025,3 +1025,453 @@ async fn sqlite_wal_checkpointed_in_background() {
         "the database file holds {size} bytes: the WAL was not checkpointed"
     );
 }
+
+/// A user with a home and one calendar, `work`.
+async fn with_calendar(s: &Store, name: &str) -> (User, Resource) {
+    let u = user(s, name).await;
+    let home = s.ensure_home(u.id, &[cal("work")]).await.unwrap();
+    let work = s.child(home.id, "work").await.unwrap().expect("work");
+    (u, work)
+}
+
+/// Subscription feeds: made, listed to their owner only, found by token hash (stamping the
+/// use, seen by another instance), revoked by their owner only, and gone with the calendar.
+async fn feeds(f: Fixture) {
+    use convene::ical::privacy::Detail;
+    let (s, other) = (&f.store, &f.other);
+    let (ann, work) = with_calendar(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let feed = s
+        .create_feed(ann.id, work.id, "Outlook", "hash-1", Detail::Busy)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            feed.owner,
+            feed.calendar,
+            feed.label.as_str(),
+            feed.detail,
+            feed.last_used_at
+        ),
+        (ann.id, work.id, "Outlook", Detail::Busy, None)
+    );
+    assert_eq!(s.feeds_of(ann.id).await.unwrap(), vec![feed.clone()]);
+    assert!(s.feeds_of(bob.id).await.unwrap().is_empty());
+    let used = other.use_feed("hash-1").await.unwrap().expect("found");
+    assert_eq!(used.id, feed.id);
+    assert!(s.feeds_of(ann.id).await.unwrap()[0].last_used_at.is_some());
+    assert_eq!(s.use_feed("hash-2").await.unwrap(), None);
+    assert!(!s.revoke_feed(bob.id, feed.id).await.unwrap(), "not bob's");
+    assert!(other.revoke_feed(ann.id, feed.id).await.unwrap());
+    assert_eq!(s.use_feed("hash-1").await.unwrap(), None);
+    // A feed of a calendar that is deleted goes with it.
+    s.create_feed(ann.id, work.id, "again", "hash-3", Detail::Full)
+        .await
+        .unwrap();
+    s.delete(&work, WriteCondition::None).await.unwrap();
+    assert_eq!(s.use_feed("hash-3").await.unwrap(), None);
+}
+
+contract!(subscription_feeds, feeds);
+
+/// App passwords: found by their lookup part, listed and revoked by their user only, stamped
+/// when used, and gone with the user.
+async fn app_passwords(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let ann = user(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let p = s
+        .create_app_password(NewAppPassword {
+            user: ann.id,
+            name: "Phone".into(),
+            lookup: "lk1".into(),
+            hash: "h1".into(),
+            scope: "caldav".into(),
+            expires_at: Some(2_000_000_000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            p.user,
+            p.name.as_str(),
+            p.scope.as_str(),
+            p.expires_at,
+            p.last_used_at
+        ),
+        (ann.id, "Phone", "caldav", Some(2_000_000_000), None)
+    );
+    assert_eq!(
+        other.app_password_by_lookup("lk1").await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(s.app_password_by_lookup("lk2").await.unwrap(), None);
+    s.touch_app_password(p.id, 1_900_000_000).await.unwrap();
+    assert_eq!(
+        other.app_passwords_of(ann.id).await.unwrap()[0].last_used_at,
+        Some(1_900_000_000)
+    );
+    assert!(s.app_passwords_of(bob.id).await.unwrap().is_empty());
+    assert!(
+        !s.revoke_app_password(bob.id, p.id).await.unwrap(),
+        "not bob's"
+    );
+    assert!(s.revoke_app_password(ann.id, p.id).await.unwrap());
+    assert_eq!(other.app_password_by_lookup("lk1").await.unwrap(), None);
+    // Removing the user removes theirs.
+    let q = s
+        .create_app_password(NewAppPassword {
+            user: bob.id,
+            name: "Laptop".into(),
+            lookup: "lk3".into(),
+            hash: "h3".into(),
+            scope: "all".into(),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    s.delete_user(bob.id).await.unwrap();
+    assert_eq!(s.app_password_by_lookup(&q.lookup).await.unwrap(), None);
+}
+
+contract!(app_password_records, app_passwords);
+
+/// Web sessions (live until they expire, renewed, ended one by one or all of a user's),
+/// OpenID Connect links (one identity to one user per issuer) and group memberships per
+/// source.
+async fn sessions(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let ann = user(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let new = |hash: &str, who: &User, expires_at: i64| NewSession {
+        token_hash: hash.into(),
+        user: who.id,
+        expires_at,
+        id_token: Some("idt".into()),
+        refresh_sealed: None,
+        refresh_due: None,
+    };
+    let a = s.create_session(new("t1", &ann, 1_000)).await.unwrap();
+    s.create_session(new("t2", &ann, 2_000)).await.unwrap();
+    s.create_session(new("t3", &bob, 2_000)).await.unwrap();
+    let (found, who) = other
+        .session_by_hash("t1", 500)
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(
+        (found.id, who.id, found.id_token.as_deref()),
+        (a.id, ann.id, Some("idt"))
+    );
+    assert_eq!(
+        s.session_by_hash("t1", 1_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    s.renew_session(a.id, Some("idt2"), Some("sealed"), Some(900))
+        .await
+        .unwrap();
+    let (renewed, _) = s.session_by_hash("t1", 500).await.unwrap().expect("live");
+    assert_eq!(
+        (
+            renewed.id_token.as_deref(),
+            renewed.refresh_sealed.as_deref(),
+            renewed.refresh_due
+        ),
+        (Some("idt2"), Some("sealed"), Some(900))
+    );
+    assert_eq!(s.purge_sessions(1_500).await.unwrap(), 1, "t1 had expired");
+    assert_eq!(s.delete_sessions_of(ann.id).await.unwrap(), 1);
+    assert_eq!(s.session_by_hash("t2", 0).await.unwrap(), None);
+    let (b, _) = s
+        .session_by_hash("t3", 0)
+        .await
+        .unwrap()
+        .expect("bob's stays");
+    assert!(other.delete_session(b.id).await.unwrap());
+    assert!(!s.delete_session(b.id).await.unwrap());
+
+    // OpenID Connect identities.
+    s.link_oidc("https://idp", "sub-ann", ann.id).await.unwrap();
+    assert_eq!(
+        other
+            .user_by_oidc("https://idp", "sub-ann")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(ann.id)
+    );
+    assert_eq!(
+        s.user_by_oidc("https://other", "sub-ann").await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        s.link_oidc("https://idp", "sub-ann", bob.id).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.link_oidc("https://idp", "sub-ann-2", ann.id).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(s.has_oidc(Some("https://idp"), ann.id).await.unwrap());
+    assert!(s.has_oidc(None, ann.id).await.unwrap());
+    assert!(!s.has_oidc(None, bob.id).await.unwrap());
+
+    // Groups, per source, replaced whole.
+    s.set_user_groups(ann.id, "oidc", &["staff".into(), "eng".into()])
+        .await
+        .unwrap();
+    s.set_user_groups(ann.id, "ldap", &["staff".into()])
+        .await
+        .unwrap();
+    s.set_user_groups(bob.id, "oidc", &["staff".into()])
+        .await
+        .unwrap();
+    assert_eq!(other.groups_of(ann.id).await.unwrap(), vec!["eng", "staff"]);
+    let members = s.group_members("oidc").await.unwrap();
+    let names = |g: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n == g)
+            .map(|(_, us)| us.iter().map(|u| u.name.clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (names("staff"), names("eng")),
+        (
+            vec!["ann".to_string(), "bob".to_string()],
+            vec!["ann".to_string()]
+        )
+    );
+    s.set_user_groups(ann.id, "oidc", &[]).await.unwrap();
+    assert_eq!(
+        s.groups_of(ann.id).await.unwrap(),
+        vec!["staff"],
+        "ldap's stays"
+    );
+}
+
+contract!(sessions_identities_groups, sessions);
+
+/// Calendar shares (one per calendar and sharee, access changed in place, found by invite,
+/// mount and sharee), access requests (one open per pair, decided once) and a sharee's
+/// personal data.
+async fn calendar_shares(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let (ann, work) = with_calendar(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let (share, new) = s
+        .set_calendar_share(
+            work.id,
+            ann.id,
+            bob.id,
+            ShareAccess::Read,
+            Some("Ann's"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(new);
+    assert_eq!(
+        (share.access, share.status, share.summary.as_deref()),
+        (ShareAccess::Read, InviteStatus::NoResponse, Some("Ann's"))
+    );
+    assert!(share.mount.starts_with("shared~"), "{}", share.mount);
+    let (same, changed) = other
+        .set_calendar_share(
+            work.id,
+            ann.id,
+            bob.id,
+            ShareAccess::Read,
+            Some("Ann's"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((same.id, changed), (share.id, false));
+    let (rw, changed) = s
+        .set_calendar_share(work.id, ann.id, bob.id, ShareAccess::ReadWrite, None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rw.id, rw.access, changed),
+        (share.id, ShareAccess::ReadWrite, true)
+    );
+    assert_eq!(
+        other
+            .share_by_invite(&share.invite_uid)
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(share.id)
+    );
+    assert_eq!(
+        s.share_by_mount(bob.id, &share.mount)
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(share.id)
+    );
+    assert_eq!(s.share_by_mount(ann.id, &share.mount).await.unwrap(), None);
+    s.set_share_status(share.id, InviteStatus::Accepted)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.shares_to(bob.id).await.unwrap()[0].status,
+        InviteStatus::Accepted
+    );
+    assert_eq!(s.shared_calendar_ids(ann.id).await.unwrap(), vec![work.id]);
+    assert_eq!(s.shares_of_calendar(work.id).await.unwrap().len(), 1);
+
+    // Personal data of the sharee, per member.
+    let (member, _) = s
+        .put_object(work.id, "m.ics", obj("m", "m"), WriteCondition::None)
+        .await
+        .unwrap();
+    s.set_personal_data(member.id, bob.id, "\"e1\"", b"alarm 1")
+        .await
+        .unwrap();
+    s.set_personal_data(member.id, bob.id, "\"e2\"", b"alarm 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        other.personal_data_in(work.id, bob.id).await.unwrap(),
+        vec![(member.id, "\"e2\"".to_string(), b"alarm 2".to_vec())]
+    );
+    assert!(
+        s.personal_data_in(work.id, ann.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let removed = s.remove_calendar_share(work.id, bob.id).await.unwrap();
+    assert_eq!(removed.map(|x| x.id), Some(share.id));
+    assert!(s.shares_to(bob.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.remove_calendar_share(work.id, bob.id).await.unwrap(),
+        None
+    );
+
+    // Access requests.
+    let far = now_epoch() + 86_400;
+    let r = s
+        .open_access_request(
+            bob.id,
+            ann.id,
+            ShareAccess::ReadWrite,
+            Some("please"),
+            "req-1",
+            far,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.message.as_deref()),
+        (RequestStatus::Open, Some("please"))
+    );
+    assert!(matches!(
+        other
+            .open_access_request(bob.id, ann.id, ShareAccess::Read, None, "req-2", far)
+            .await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(
+        s.access_request_by_uid("req-1")
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(r.id)
+    );
+    assert_eq!(s.access_requests_of(ann.id).await.unwrap().len(), 1);
+    assert_eq!(s.access_requests_of(bob.id).await.unwrap().len(), 1);
+    assert_eq!(s.access_requests_since(bob.id, 0).await.unwrap(), 1);
+    assert!(
+        s.decide_access_request(r.id, RequestStatus::Granted, Some(ShareAccess::Read))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .decide_access_request(r.id, RequestStatus::Refused, None)
+            .await
+            .unwrap(),
+        "decided once"
+    );
+    let decided = s.access_request(r.id).await.unwrap().expect("kept");
+    assert_eq!(
+        (decided.status, decided.granted),
+        (RequestStatus::Granted, Some(ShareAccess::Read))
+    );
+    // Closed, so the pair may ask again; an expired open one does not stand in the way.
+    s.open_access_request(
+        bob.id,
+        ann.id,
+        ShareAccess::Read,
+        None,
+        "req-3",
+        now_epoch() - 1,
+    )
+    .await
+    .unwrap();
+    s.open_access_request(bob.id, ann.id, ShareAccess::Read, None, "req-4", far)
+        .await
+        .unwrap();
+}
+
+contract!(calendar_shares_and_access_requests, calendar_shares);
+
+/// Delegates: the read and write groups are set whole, a member moved from one to the other
+/// changes group, the owner is never their own delegate, and both directions agree.
+async fn delegates(f: Fixture) {
+    let (s, other) = (&f.store, &f.other);
+    let ann = user(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let cid = user(s, "cid").await;
+    s.set_delegates(ann.id, false, &[bob.id, cid.id, ann.id])
+        .await
+        .unwrap();
+    assert_eq!(other.delegation(ann.id, bob.id).await.unwrap(), Some(false));
+    assert_eq!(
+        s.delegation(ann.id, ann.id).await.unwrap(),
+        None,
+        "not her own"
+    );
+    s.set_delegates(ann.id, true, &[bob.id]).await.unwrap();
+    let mut of = s
+        .delegates_of(ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, w)| (u.name, w))
+        .collect::<Vec<_>>();
+    of.sort();
+    assert_eq!(
+        of,
+        vec![("bob".to_string(), true), ("cid".to_string(), false)]
+    );
+    assert_eq!(
+        other
+            .delegators_of(bob.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(u, w)| (u.name, w))
+            .collect::<Vec<_>>(),
+        vec![("ann".to_string(), true)]
+    );
+    s.set_delegates(ann.id, false, &[]).await.unwrap();
+    assert_eq!(s.delegation(ann.id, cid.id).await.unwrap(), None);
+    assert_eq!(
+        s.delegation(ann.id, bob.id).await.unwrap(),
+        Some(true),
+        "write stays"
+    );
+    assert_eq!(
+        s.delegation(bob.id, ann.id).await.unwrap(),
+        None,
+        "one direction"
+    );
+}
+
+contract!(delegates_read_and_write, delegates);
