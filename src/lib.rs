@@ -2,10 +2,12 @@
 //!
 //! Module map (see ARCHITECTURE.md; a module may use only modules above it):
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
+//! - `clock`: the time port (`Clock`): the system clock, or a manual one in tests.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
 //! - `auth`: credentials to users.
 //! - `directory`: the organisation's LDAP directory (binds, people).
 //! - `mail`: outgoing iMIP mail through an SMTP relay.
+//! - `share`: delegated entries, carried into recipients' copies by a worker.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
 //! - `web`: the HTTP edge (axum).
@@ -17,6 +19,7 @@
 pub mod app;
 pub mod auth;
 pub mod caldav;
+pub mod clock;
 pub mod dav;
 pub mod directory;
 pub mod feed;

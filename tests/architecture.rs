@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ical", 0),
     ("dav", 0),
     ("crypto", 0),
+    ("clock", 0),
     ("store", 1),
     ("directory", 1),
     ("mail", 1),

@@ -195,7 +195,7 @@ async fn in_flight_requests_finish_on_shutdown() {
     // complete and be readable after a restart.
     let big = {
         let mut s = String::from(
-            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:big\r\nDTSTART:20240101T100000Z\r\n",
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:big\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240101T100000Z\r\n",
         );
         for i in 0..20000 {
             s.push_str(&format!("X-FILL-{i}:{}\r\n", "y".repeat(40)));

@@ -393,7 +393,8 @@ both_backends!(permission_matrix, matrix);
 // Scheduling spoofing: what an ordinary account sends to make a meeting or an event of
 // someone else's change. Each row is tried in turn; after each, alice's meeting and private
 // event and carol's calendar are exactly what they were, anything new in their inboxes is in
-// the sender's own name (anyone may invite anyone), and nothing answers 500. Whether the attempt itself is refused or quietly kept to the sender's own data is the
+// the sender's own name and answers only what the sender was asked (anyone may invite
+// anyone), and nothing answers 500. Whether the attempt itself is refused or quietly kept to the sender's own data is the
 // server's choice; another user's data never changes.
 // ---------------------------------------------------------------------------------------
 
@@ -461,15 +462,27 @@ async fn victims(srv: &TestServer) -> (Vec<String>, Vec<(String, String)>) {
         "/dav/calendars/alice/calendar/private.ics",
     ] {
         let r = srv.send(srv.req("GET", path)).await;
-        r.expect(200);
-        seen.push(r.text());
+        seen.push(match r.status.as_u16() {
+            200 => r.text(),
+            st => format!("{path}: {st}"),
+        });
     }
     seen.sort();
     (seen, inboxes)
 }
 
+/// A message may arrive in a victim's inbox: it is in the sender's own name, and a REPLY
+/// answers an invitation the sender really has (alice's meeting, to which she invited bob and
+/// carol). Anyone may invite anyone; nobody may speak for another or answer what they were
+/// never asked.
+fn may_arrive(message: &str, actor: &str) -> bool {
+    in_own_name(message, actor)
+        && (!message.contains("METHOD:REPLY")
+            || (message.contains("UID:meet-1") && ["bob", "carol"].contains(&actor)))
+}
+
 /// A scheduling message is in `actor`'s own name: a REPLY answers only for them, anything
-/// else has them as its organizer. Anyone may invite anyone; nobody may speak for another.
+/// else has them as its organizer.
 fn in_own_name(message: &str, actor: &str) -> bool {
     let own = format!("mailto:{actor}@example.org");
     if message.contains("METHOD:REPLY") {
@@ -683,9 +696,9 @@ async fn spoofing(srv: TestServer) {
             ));
         }
         for (href, message) in &after.1 {
-            if !before.1.iter().any(|(h, _)| h == href) && !in_own_name(message, row.actor) {
+            if !before.1.iter().any(|(h, _)| h == href) && !may_arrive(message, row.actor) {
                 wrong.push(format!(
-                    "{} ({}): delivered a message in someone else's name to {href}:\n{message}",
+                    "{} ({}): delivered a forged message to {href}:\n{message}",
                     row.what, r.status
                 ));
             }

@@ -132,6 +132,7 @@ async fn pager(backend: common::Backend) {
             index_horizon_days: 400,
             max_instances: 1000,
             home_defaults: defaults,
+            clock: convene::clock::system(),
         },
     );
     let first = sharing.pass().await.expect("first pass");

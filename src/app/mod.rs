@@ -169,6 +169,7 @@ pub enum UserCommand {
 }
 
 pub mod listener;
+pub mod tasks;
 
 /// The configuration file. Command-line flags and environment variables override it.
 #[derive(Debug, Clone, Deserialize)]
@@ -882,6 +883,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         ),
         None => None,
     };
+    let clock = crate::clock::system();
     let sharing = crate::share::Sharing::new(
         store.clone(),
         directory.clone(),
@@ -899,31 +901,36 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             index_horizon_days: cfg.index_horizon_days,
             max_instances: cfg.max_instances,
             home_defaults: crate::caldav::default_collections(),
+            clock: clock.clone(),
         },
     );
-    tokio::spawn(sharing.clone().run());
-    let (outbox_stop, outbox_stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = tasks::Supervisor::new();
+    {
+        let sharing = sharing.clone();
+        tasks.spawn("sharing", move |stop| sharing.run(stop));
+    }
     if let Some(m) = &mailer {
         // Queued iMIP mail goes out from here, this instance's and any other's.
-        tokio::spawn(crate::caldav::outbox::run(
-            store.clone(),
-            m.clone(),
-            cfg.dav_settings(),
-            Duration::from_secs(5),
-            outbox_stopped,
-        ));
+        let (store, m, settings, clock) =
+            (store.clone(), m.clone(), cfg.dav_settings(), clock.clone());
+        tasks.spawn("outbox", move |stop| {
+            crate::caldav::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
+        });
     }
     if let Some(dir) = directory.clone() {
         // The org chart is read again every refresh interval, and group and department
         // memberships are copied onto local accounts, so changes in the directory show there.
         let store = store.clone();
         let sharing = sharing.clone();
-        tokio::spawn(async move {
+        tasks.spawn("directory refresh", move |mut stop| async move {
             let mut last = std::collections::HashMap::new();
             let mut tick = tokio::time::interval(dir.refresh_interval());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
                 match dir.snapshot().await {
                     Ok(snap) => {
                         match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
@@ -954,12 +961,15 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
     {
         // Expired sessions are refused on lookup; this only keeps the table small.
-        let store = store.clone();
-        tokio::spawn(async move {
+        let (store, clock) = (store.clone(), clock.clone());
+        tasks.spawn("session purge", move |mut stop| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                tick.tick().await;
-                if let Err(e) = store.purge_sessions(crate::store::now_epoch()).await {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                if let Err(e) = store.purge_sessions(clock.now()).await {
                     tracing::warn!(error = %e, "purging expired sessions failed");
                 }
             }
@@ -1014,7 +1024,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
-    let _ = outbox_stop.send(true);
+    // The workers stop before the store closes under them.
+    tasks.shutdown(Duration::from_secs(10)).await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

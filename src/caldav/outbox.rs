@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::schedule::status;
 use super::{Dav, DavSettings};
+use crate::clock::{Clock, SharedClock};
 use crate::mail::Mailer;
 use crate::store::{MailOrigin, MailOutboxStore, Store, UserStore};
 /// How long a claim keeps other instances off a message (longer than an SMTP session).
@@ -36,11 +37,12 @@ pub async fn run(
     store: Store,
     mailer: Mailer,
     settings: DavSettings,
+    clock: SharedClock,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        send_due(&store, &mailer, &settings).await;
+        send_due(&store, &mailer, &settings, clock.as_ref()).await;
         tokio::select! {
             _ = mailer.woken() => {}
             _ = tokio::time::sleep(interval) => {}
@@ -50,12 +52,17 @@ pub async fn run(
 }
 
 /// Claim and send every message due now. Returns how many the relay took.
-pub async fn send_due(store: &Store, mailer: &Mailer, settings: &DavSettings) -> usize {
+pub async fn send_due(
+    store: &Store,
+    mailer: &Mailer,
+    settings: &DavSettings,
+    clock: &dyn Clock,
+) -> usize {
     let mut sent = 0;
     // Bounded: each round claims a batch or ends; a message claimed is not claimable again
     // within its lease, so the rounds run out.
     for _ in 0..1000 {
-        let now = crate::store::now_epoch();
+        let now = clock.now();
         let batch = match store.claim_mail(now, LEASE_SECONDS, BATCH).await {
             Ok(b) => b,
             Err(e) => {
@@ -71,7 +78,7 @@ pub async fn send_due(store: &Store, mailer: &Mailer, settings: &DavSettings) ->
                 Ok(()) => {
                     sent += 1;
                     tracing::info!(id = m.id, "queued iMIP message handed to the relay");
-                    let done = store.mail_sent(m.id, crate::store::now_epoch()).await;
+                    let done = store.mail_sent(m.id, clock.now()).await;
                     if done.is_ok() {
                         record(store, settings, m.origin.as_ref(), status::SENT).await;
                     }
@@ -80,7 +87,7 @@ pub async fn send_due(store: &Store, mailer: &Mailer, settings: &DavSettings) ->
                 Err(e) => {
                     let next = next_attempt(
                         m.attempts,
-                        crate::store::now_epoch(),
+                        clock.now(),
                         mailer.retry_base_seconds,
                         mailer.max_attempts,
                     );

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::SharedClock;
 use crate::directory::LdapDirectory;
 use crate::ical::delegated::{self, Privacy, Style};
 use crate::ical::index::IndexLimits;
@@ -68,6 +69,8 @@ pub struct SharingConfig {
     /// What a home holds when the worker is the first to need it (the same defaults CalDAV
     /// creates on first use).
     pub home_defaults: Vec<NewCollection>,
+    /// Where the worker's "now" comes from (leases, the indexing horizon).
+    pub clock: SharedClock,
 }
 
 /// What one pass of the worker did.
@@ -204,12 +207,13 @@ impl Sharing {
 
     /// The worker loop: a pass when woken (after a 100 ms pause that gathers a burst of
     /// writes into one pass, so a bulk load costs a few passes a second, not one per PUT) and
-    /// at least every `interval`.
-    pub async fn run(self) {
+    /// at least every `interval`, until `stop` turns true.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let woken = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified())
-                .await
-                .is_ok();
+            let woken = tokio::select! {
+                r = tokio::time::timeout(self.0.cfg.interval, self.0.wake.notified()) => r.is_ok(),
+                _ = stop.changed() => return,
+            };
             if !woken {
                 // On the timer only: it reads the whole copy register.
                 match self.sweep_orphans().await {
@@ -240,7 +244,7 @@ impl Sharing {
     /// changed, brought up to date.
     pub async fn pass(&self) -> Result<PassStats, ShareError> {
         let store = &self.0.store;
-        let now = crate::store::now_epoch();
+        let now = self.0.cfg.clock.now();
         let mut stats = PassStats::default();
         let mut full: BTreeMap<ResourceId, UserId> = BTreeMap::new();
         for (cal, owner, cursor) in store.share_watched().await? {
@@ -433,7 +437,7 @@ impl Sharing {
 
     /// Past half its term, extend the calendar's lease; false if it was lost.
     async fn renew_lease(&self, cal: ResourceId, held: &mut i64) -> Result<bool, ShareError> {
-        let now = crate::store::now_epoch();
+        let now = self.0.cfg.clock.now();
         if now < *held - LEASE_SECONDS / 2 {
             return Ok(true);
         }
@@ -747,7 +751,7 @@ impl Sharing {
                 None => copy.clone(),
             };
             let limits = IndexLimits::on_write(
-                crate::store::now_epoch() + cfg.index_horizon_days * 86_400,
+                cfg.clock.now() + cfg.index_horizon_days * 86_400,
                 cfg.max_instances,
             );
             let index = match crate::ical::index::index_object(&data, limits) {

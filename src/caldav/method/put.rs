@@ -150,14 +150,14 @@ impl<'a> Dav<'a> {
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
         let mut plan = None;
-        // RFC 5545 requires a DTSTAMP; one a client left out is the time the object arrived.
-        let stamped = (parent.kind == ResourceKind::Calendar)
-            .then(|| ical::repair::add_missing_dtstamp(&req.body, crate::store::now_epoch()))
-            .flatten();
-        let body: &[u8] = stamped.as_deref().unwrap_or(&req.body);
+        let mut stamped = None;
         let (uid, component, ct, index) = match parent.kind {
             ResourceKind::Calendar => {
-                let v = self.check_calendar_body(&parent, content_type, body)?;
+                let v = self.check_calendar_body(&parent, content_type, &req.body)?;
+                // RFC 5545 requires a DTSTAMP; one a client left out is the time the object
+                // arrived. Added after validation, so an error names the client's own lines.
+                stamped = ical::repair::add_missing_dtstamp(&req.body, crate::store::now_epoch());
+                let body: &[u8] = stamped.as_deref().unwrap_or(&req.body);
                 // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
                 if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
                     && let Some(sched) = ical::itip::scheduling(body)
@@ -207,7 +207,7 @@ impl<'a> Dav<'a> {
         // RFC 6638 3.2.? / RFC 4791 5.3.4: when the server changed the bytes, no ETag is
         // returned, so the client knows to fetch them.
         let rewritten = data.is_some() || stamped.is_some();
-        let data = data.unwrap_or_else(|| body.to_vec());
+        let data = data.or(stamped).unwrap_or_else(|| req.body.to_vec());
         let etag = etag_of(&data);
         let obj = NewObject {
             data,
