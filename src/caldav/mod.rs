@@ -40,8 +40,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::dav::{
-    self, Condition, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_CS,
-    NS_DAV, PatchOp, Privilege, PropertyName, PropfindRequest, XmlLimits, escape,
+    self, DavCondition, DavError, Depth, EtagMatch, Multistatus, NS_CALDAV, NS_CS, NS_DAV, PatchOp,
+    Precondition, Privilege, PropertyName, PropfindRequest, XmlLimits, escape,
 };
 use crate::ical::{self, IcalError};
 use crate::store::{
@@ -113,11 +113,17 @@ pub enum CalCondition {
     OrganizerAllowed,
     /// RFC 6638 3.2.2.1: an attendee changed more of a scheduling object than their own part.
     AllowedAttendeeSchedulingObjectChange,
+    /// RFC 4791 7.8: the filter is not one the RFC allows.
+    ValidFilter,
+    /// RFC 4791 7.5.1: a text-match names a collation the server does not have.
+    SupportedCollation,
+    /// RFC 4791 5.3.2.1: the recurrence set has more instances than the server keeps.
+    MaxInstances,
 }
 
-impl From<CalCondition> for Condition {
-    fn from(c: CalCondition) -> Self {
-        let (name, body) = match c {
+impl Precondition for CalCondition {
+    fn element(self) -> (&'static str, &'static str, String) {
+        let (name, body) = match self {
             CalCondition::ValidCalendarData => ("valid-calendar-data", String::new()),
             CalCondition::ValidCalendarObjectResource => {
                 ("valid-calendar-object-resource", String::new())
@@ -139,12 +145,11 @@ impl From<CalCondition> for Condition {
             CalCondition::AllowedAttendeeSchedulingObjectChange => {
                 ("allowed-attendee-scheduling-object-change", String::new())
             }
+            CalCondition::ValidFilter => ("valid-filter", String::new()),
+            CalCondition::SupportedCollation => ("supported-collation", String::new()),
+            CalCondition::MaxInstances => ("max-instances", String::new()),
         };
-        Condition {
-            ns: NS_CALDAV,
-            name,
-            body,
-        }
+        (NS_CALDAV, name, body)
     }
 }
 
@@ -506,15 +511,9 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// The response to a body that could not be indexed (RFC 4791 5.3.2.1 max-instances).
 fn index_error(e: IcalError) -> DavError {
     match e {
-        IcalError::TooManyInstances(_) | IcalError::RuleTooDense(_) => DavError::with(
-            403,
-            Condition {
-                ns: NS_CALDAV,
-                name: "max-instances",
-                body: String::new(),
-            },
-            e.to_string(),
-        ),
+        IcalError::TooManyInstances(_) | IcalError::RuleTooDense(_) => {
+            DavError::with(403, CalCondition::MaxInstances, e.to_string())
+        }
         other => DavError::with(403, CalCondition::ValidCalendarData, other.to_string()),
     }
 }

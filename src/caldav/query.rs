@@ -6,7 +6,7 @@ use crate::ical::privacy::{Detail, Privacy};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::dav::{Condition, DavError, Element, NS_CALDAV};
+use crate::dav::{DavError, Element, NS_CALDAV};
 use crate::ical::filter::{
     Collation, CompFilter, EvalContext, ParamFilter, PropFilter, TextMatch, TimeRange,
     instance_matches,
@@ -19,15 +19,7 @@ use crate::store::{IndexReader, InstanceRow, Resource, ResourceId, ResourceReade
 const FLOATING_SLACK: i64 = 15 * 3600;
 
 fn valid_filter(msg: impl Into<String>) -> DavError {
-    DavError::with(
-        403,
-        Condition {
-            ns: NS_CALDAV,
-            name: "valid-filter",
-            body: String::new(),
-        },
-        msg,
-    )
+    DavError::with(403, super::CalCondition::ValidFilter, msg)
 }
 
 /// Parse an RFC 4791 time-range attribute: a UTC DATE-TIME (`20240105T000000Z`).
@@ -80,11 +72,7 @@ fn text_match(el: &Element) -> Result<Option<TextMatch>, DavError> {
         Some(c) => Collation::parse(c).ok_or_else(|| {
             DavError::with(
                 403,
-                Condition {
-                    ns: NS_CALDAV,
-                    name: "supported-collation",
-                    body: String::new(),
-                },
+                super::CalCondition::SupportedCollation,
                 format!("collation '{c}' is not supported"),
             )
         })?,

@@ -164,23 +164,50 @@ pub enum DavCondition {
     CannotModifyProtectedProperty,
     ValidSyncToken,
     NumberOfMatchesWithinLimits,
-    NeedPrivileges { href: String, privilege: Privilege },
+    NeedPrivileges {
+        href: String,
+        privilege: Privilege,
+    },
     ResourceMustBeNull,
     ValidResourcetype,
+    /// RFC 3253 3.6: the REPORT is not one this resource answers.
+    SupportedReport,
 }
 
-/// Any condition element, rendered inside `<D:error>`.
+/// A typed condition: its namespace, element name and pre-rendered children (already escaped
+/// XML). The only way to build a [`Condition`], so every condition the server sends is a case
+/// of a closed enum (`DavCondition` here, `caldav::CalCondition` for RFC 4791 and 6638).
+pub trait Precondition {
+    fn element(self) -> (&'static str, &'static str, String);
+}
+
+/// A condition element, rendered inside `<D:error>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
-    pub ns: &'static str,
-    pub name: &'static str,
-    /// Pre-rendered children (already escaped XML).
-    pub body: String,
+    ns: &'static str,
+    name: &'static str,
+    body: String,
 }
 
-impl From<DavCondition> for Condition {
-    fn from(c: DavCondition) -> Self {
-        let (name, body) = match c {
+impl Condition {
+    pub fn ns(&self) -> &'static str {
+        self.ns
+    }
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<P: Precondition> From<P> for Condition {
+    fn from(p: P) -> Self {
+        let (ns, name, body) = p.element();
+        Condition { ns, name, body }
+    }
+}
+
+impl Precondition for DavCondition {
+    fn element(self) -> (&'static str, &'static str, String) {
+        let (name, body) = match self {
             DavCondition::PropfindFiniteDepth => ("propfind-finite-depth", String::new()),
             DavCondition::CannotModifyProtectedProperty => {
                 ("cannot-modify-protected-property", String::new())
@@ -199,12 +226,9 @@ impl From<DavCondition> for Condition {
             ),
             DavCondition::ResourceMustBeNull => ("resource-must-be-null", String::new()),
             DavCondition::ValidResourcetype => ("valid-resourcetype", String::new()),
+            DavCondition::SupportedReport => ("supported-report", String::new()),
         };
-        Condition {
-            ns: NS_DAV,
-            name,
-            body,
-        }
+        (NS_DAV, name, body)
     }
 }
 

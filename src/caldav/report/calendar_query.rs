@@ -27,11 +27,7 @@ impl<'a> Dav<'a> {
         if filter.name != "VCALENDAR" {
             return Err(DavError::with(
                 403,
-                Condition {
-                    ns: NS_CALDAV,
-                    name: "valid-filter",
-                    body: String::new(),
-                },
+                CalCondition::ValidFilter,
                 "the filter must start with comp-filter VCALENDAR",
             ));
         }

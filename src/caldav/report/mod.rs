@@ -10,6 +10,43 @@ mod sync_collection;
 
 use crate::caldav::*;
 
+/// The REPORTs the server answers, recognised once from the body's root element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::caldav) enum Report {
+    /// RFC 3744 9.4.
+    PrincipalPropertySearch,
+    /// RFC 3744 9.5.
+    PrincipalSearchPropertySet,
+    /// CalendarServer's calendarserver-principal-search.
+    CsPrincipalSearch,
+    /// RFC 3253 3.8.
+    ExpandProperty,
+    /// RFC 6578.
+    SyncCollection,
+    /// RFC 4791 7.9.
+    CalendarMultiget,
+    /// RFC 4791 7.8.
+    CalendarQuery,
+    /// RFC 4791 7.10.
+    FreeBusyQuery,
+}
+
+impl Report {
+    pub(in crate::caldav) fn of(root: &dav::Element) -> Option<Report> {
+        Some(match (root.ns.as_str(), root.local.as_str()) {
+            (NS_DAV, "principal-property-search") => Report::PrincipalPropertySearch,
+            (NS_DAV, "principal-search-property-set") => Report::PrincipalSearchPropertySet,
+            (NS_CS, "calendarserver-principal-search") => Report::CsPrincipalSearch,
+            (NS_DAV, "expand-property") => Report::ExpandProperty,
+            (NS_DAV, "sync-collection") => Report::SyncCollection,
+            (NS_CALDAV, "calendar-multiget") => Report::CalendarMultiget,
+            (NS_CALDAV, "calendar-query") => Report::CalendarQuery,
+            (NS_CALDAV, "free-busy-query") => Report::FreeBusyQuery,
+            _ => return None,
+        })
+    }
+}
+
 /// What a REPORT asks of calendar-data.
 #[derive(Clone)]
 pub struct DataSpec {
@@ -111,62 +148,34 @@ pub(in crate::caldav) fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
 }
 
 impl<'a> Dav<'a> {
+    /// REPORT: the report named by the body's root element, on the resource it was sent to.
     pub(in crate::caldav) async fn report(
         &self,
         req: &DavRequest,
     ) -> Result<DavResponse, DavError> {
         let root = dav::xml::parse(&req.body, self.settings.xml)?;
-        // The principal reports (RFC 3744 9.4, 9.5) search the principal collection, whatever
-        // resource they are sent to (clients send them to the DAV root or a principal).
-        if root.ns == NS_DAV
-            && matches!(
-                root.local.as_str(),
-                "principal-property-search" | "principal-search-property-set"
-            )
-        {
-            if let Target::Missing { .. } = self.resolve(&req.path).await? {
-                return Err(DavError::not_found());
-            }
-            return if root.local == "principal-search-property-set" {
-                Ok(DavResponse::xml(
+        let report = Report::of(&root);
+        // The principal reports (RFC 3744 9.4, 9.5, and CalendarServer's) search the
+        // principal collection, whatever resource they are sent to (clients send them to the
+        // DAV root or a principal).
+        match report {
+            Some(Report::PrincipalSearchPropertySet) => {
+                self.resolve_existing(&req.path).await?;
+                return Ok(DavResponse::xml(
                     StatusCode::OK,
                     PRINCIPAL_SEARCH_PROPERTY_SET.into(),
-                ))
-            } else {
-                Box::pin(self.principal_search(&root)).await
-            };
-        }
-        if root.ns == NS_CS && root.local == "calendarserver-principal-search" {
-            if let Target::Missing { .. } = self.resolve(&req.path).await? {
-                return Err(DavError::not_found());
+                ));
             }
-            return Box::pin(self.cs_principal_search(&req.path, &root)).await;
-        }
-        if root.ns == NS_DAV && root.local == "expand-property" {
-            return match self.resolve(&req.path).await? {
-                Target::Missing { .. } => Err(DavError::not_found()),
-                Target::Root => self.expand_property(&Node::Root, &root).await,
-                Target::Principals => self.expand_property(&Node::Principals, &root).await,
-                Target::Homes => self.expand_property(&Node::Homes, &root).await,
-                Target::Principal(u) => {
-                    self.prefetch_links(&u).await?;
-                    self.expand_property(&Node::Principal(&u), &root).await
-                }
-                Target::ProxyGroup { owner, write } => {
-                    let node = self.proxy_group_node(&owner, write).await?;
-                    self.expand_property(&node, &root).await
-                }
-                Target::Group(g) => self.expand_property(&Node::Group(&g), &root).await,
-                Target::Res { owner, res, segs } => {
-                    let href = Self::res_href(&segs, &res);
-                    let node = Node::Res {
-                        owner: &owner,
-                        res: &res,
-                        href,
-                    };
-                    self.expand_property(&node, &root).await
-                }
-            };
+            Some(Report::PrincipalPropertySearch) => {
+                self.resolve_existing(&req.path).await?;
+                return Box::pin(self.principal_search(&root)).await;
+            }
+            Some(Report::CsPrincipalSearch) => {
+                self.resolve_existing(&req.path).await?;
+                return Box::pin(self.cs_principal_search(&req.path, &root)).await;
+            }
+            Some(Report::ExpandProperty) => return self.expand_property_at(&req.path, &root).await,
+            _ => {}
         }
         let (owner, res, segs) = match self.resolve(&req.path).await? {
             Target::Res { owner, res, segs } => (owner, res, segs),
@@ -174,11 +183,7 @@ impl<'a> Dav<'a> {
             _ => {
                 return Err(DavError::with(
                     403,
-                    Condition {
-                        ns: NS_DAV,
-                        name: "supported-report",
-                        body: String::new(),
-                    },
+                    DavCondition::SupportedReport,
                     "this report is not supported here",
                 ));
             }
@@ -186,20 +191,20 @@ impl<'a> Dav<'a> {
         let href = Self::res_href(&segs, &res);
         if let Some(Delegation { mount: Some(m), .. }) = &self.delegation
             && m.access == crate::store::ShareAccess::FreeBusy
-            && !(root.ns == NS_CALDAV && root.local == "free-busy-query")
+            && report != Some(Report::FreeBusyQuery)
         {
             return Err(need_privilege(&href, Privilege::Read));
         }
-        match (root.ns.as_str(), root.local.as_str()) {
-            (NS_DAV, "sync-collection") if res.kind.is_collection() => {
+        match report {
+            Some(Report::SyncCollection) if res.kind.is_collection() => {
                 let sc = dav::parse_sync_collection(&root)?;
                 self.sync_collection(&owner, &res, &href, sc).await
             }
-            (NS_CALDAV, "calendar-multiget") => self.multiget(&owner, &res, &href, &root).await,
-            (NS_CALDAV, "free-busy-query") if res.kind == ResourceKind::Calendar => {
+            Some(Report::CalendarMultiget) => self.multiget(&owner, &res, &href, &root).await,
+            Some(Report::FreeBusyQuery) if res.kind == ResourceKind::Calendar => {
                 self.free_busy(&res, &root).await
             }
-            (NS_CALDAV, "calendar-query")
+            Some(Report::CalendarQuery)
                 if matches!(res.kind, ResourceKind::Calendar | ResourceKind::Object) =>
             {
                 let depth = Depth::parse(header_str(&req.headers, "depth"))?;
@@ -207,13 +212,49 @@ impl<'a> Dav<'a> {
             }
             _ => Err(DavError::with(
                 403,
-                Condition {
-                    ns: NS_DAV,
-                    name: "supported-report",
-                    body: String::new(),
-                },
+                DavCondition::SupportedReport,
                 format!("report {{{}}}{} is not supported here", root.ns, root.local),
             )),
+        }
+    }
+
+    /// 404 when `path` leads nowhere.
+    async fn resolve_existing(&self, path: &str) -> Result<(), DavError> {
+        match self.resolve(path).await? {
+            Target::Missing { .. } => Err(DavError::not_found()),
+            _ => Ok(()),
+        }
+    }
+
+    /// expand-property (RFC 3253 3.8) on whatever `path` leads to.
+    async fn expand_property_at(
+        &self,
+        path: &str,
+        root: &dav::Element,
+    ) -> Result<DavResponse, DavError> {
+        match self.resolve(path).await? {
+            Target::Missing { .. } => Err(DavError::not_found()),
+            Target::Root => self.expand_property(&Node::Root, root).await,
+            Target::Principals => self.expand_property(&Node::Principals, root).await,
+            Target::Homes => self.expand_property(&Node::Homes, root).await,
+            Target::Principal(u) => {
+                self.prefetch_links(&u).await?;
+                self.expand_property(&Node::Principal(&u), root).await
+            }
+            Target::ProxyGroup { owner, write } => {
+                let node = self.proxy_group_node(&owner, write).await?;
+                self.expand_property(&node, root).await
+            }
+            Target::Group(g) => self.expand_property(&Node::Group(&g), root).await,
+            Target::Res { owner, res, segs } => {
+                let href = Self::res_href(&segs, &res);
+                let node = Node::Res {
+                    owner: &owner,
+                    res: &res,
+                    href,
+                };
+                self.expand_property(&node, root).await
+            }
         }
     }
 
