@@ -126,14 +126,20 @@ impl<'a> Dav<'a> {
         {
             return Some(x);
         }
-        let me = &self.user.name;
+        self.render_webdav(prop, node)
+            .or_else(|| self.render_acl(prop, node))
+            .or_else(|| self.render_caldav(prop, node))
+            .or_else(|| self.render_cs(prop, node))
+    }
+
+    /// WebDAV (RFC 4918), sync (RFC 6578), resource ids (RFC 5842) and the report set (RFC 3253).
+    fn render_webdav(&self, prop: &Prop, node: &Node<'_>) -> Option<String> {
         let res = match node {
             Node::Res { res, .. } => Some(*res),
             _ => None,
         };
         let coll = node.is_collection();
         let kind = res.map(|r| r.kind);
-        let is_cal = kind == Some(ResourceKind::Calendar);
         Some(match prop {
             Prop::ResourceType => {
                 let inner = match node {
@@ -189,6 +195,57 @@ impl<'a> Dav<'a> {
             ),
             Prop::SupportedLock => "<D:supportedlock/>".into(),
             Prop::LockDiscovery => "<D:lockdiscovery/>".into(),
+            Prop::SupportedReportSet => {
+                let reports: &[&str] = match (node, kind) {
+                    (Node::Res { .. }, Some(ResourceKind::Calendar)) => &[
+                        "<C:calendar-multiget/>",
+                        "<C:calendar-query/>",
+                        "<C:free-busy-query/>",
+                        "<D:sync-collection/>",
+                    ],
+                    (Node::Res { .. }, Some(ResourceKind::Object | ResourceKind::Outbox)) => &[],
+                    (Node::Res { .. }, Some(ResourceKind::Inbox)) => {
+                        &["<C:calendar-multiget/>", "<D:sync-collection/>"]
+                    }
+                    (Node::Res { .. }, _) => &["<D:sync-collection/>"],
+                    _ => &[
+                        "<D:principal-property-search/>",
+                        "<D:principal-search-property-set/>",
+                        "<D:expand-property/>",
+                        "<CS:calendarserver-principal-search/>",
+                    ],
+                };
+                let mut s = String::from("<D:supported-report-set>");
+                for r in reports {
+                    s.push_str("<D:supported-report><D:report>");
+                    s.push_str(r);
+                    s.push_str("</D:report></D:supported-report>");
+                }
+                s.push_str("</D:supported-report-set>");
+                s
+            }
+            Prop::SyncToken => {
+                let r = res?;
+                if !coll {
+                    return None;
+                }
+                format!(
+                    "<D:sync-token>{}</D:sync-token>",
+                    escape(&Self::sync_token(r, r.sync_seq))
+                )
+            }
+            Prop::ResourceId => format!(
+                "<D:resource-id><D:href>urn:uuid:{}</D:href></D:resource-id>",
+                res?.uuid
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Principals and access control (RFC 3744, RFC 5397).
+    fn render_acl(&self, prop: &Prop, node: &Node<'_>) -> Option<String> {
+        let me = &self.user.name;
+        Some(match prop {
             Prop::CurrentUserPrincipal => format!(
                 "<D:current-user-principal><D:href>{}</D:href></D:current-user-principal>",
                 escape(&principal_href(me))
@@ -234,54 +291,23 @@ impl<'a> Dav<'a> {
             }
             Prop::SupportedPrivilegeSet => SUPPORTED_PRIVILEGES.into(),
             Prop::InheritedAclSet => "<D:inherited-acl-set/>".into(),
-
             Prop::AlternateUriSet => match node {
                 Node::Principal(_) => "<D:alternate-URI-set/>".into(),
                 _ => return None,
             },
-            Prop::SupportedReportSet => {
-                let reports: &[&str] = match (node, kind) {
-                    (Node::Res { .. }, Some(ResourceKind::Calendar)) => &[
-                        "<C:calendar-multiget/>",
-                        "<C:calendar-query/>",
-                        "<C:free-busy-query/>",
-                        "<D:sync-collection/>",
-                    ],
-                    (Node::Res { .. }, Some(ResourceKind::Object | ResourceKind::Outbox)) => &[],
-                    (Node::Res { .. }, Some(ResourceKind::Inbox)) => {
-                        &["<C:calendar-multiget/>", "<D:sync-collection/>"]
-                    }
-                    (Node::Res { .. }, _) => &["<D:sync-collection/>"],
-                    _ => &[
-                        "<D:principal-property-search/>",
-                        "<D:principal-search-property-set/>",
-                        "<D:expand-property/>",
-                        "<CS:calendarserver-principal-search/>",
-                    ],
-                };
-                let mut s = String::from("<D:supported-report-set>");
-                for r in reports {
-                    s.push_str("<D:supported-report><D:report>");
-                    s.push_str(r);
-                    s.push_str("</D:report></D:supported-report>");
-                }
-                s.push_str("</D:supported-report-set>");
-                s
-            }
-            Prop::SyncToken => {
-                let r = res?;
-                if !coll {
-                    return None;
-                }
-                format!(
-                    "<D:sync-token>{}</D:sync-token>",
-                    escape(&Self::sync_token(r, r.sync_seq))
-                )
-            }
-            Prop::ResourceId => format!(
-                "<D:resource-id><D:href>urn:uuid:{}</D:href></D:resource-id>",
-                res?.uuid
-            ),
+            _ => return None,
+        })
+    }
+
+    /// CalDAV (RFC 4791) and scheduling (RFC 6638).
+    fn render_caldav(&self, prop: &Prop, node: &Node<'_>) -> Option<String> {
+        let res = match node {
+            Node::Res { res, .. } => Some(*res),
+            _ => None,
+        };
+        let kind = res.map(|r| r.kind);
+        let is_cal = kind == Some(ResourceKind::Calendar);
+        Some(match prop {
             Prop::CalendarHomeSet => match node {
                 Node::Principal(u) => format!(
                     "<C:calendar-home-set><D:href>{}</D:href></C:calendar-home-set>",
@@ -362,6 +388,18 @@ impl<'a> Dav<'a> {
                 "<C:schedule-tag>{}</C:schedule-tag>",
                 escape(res?.schedule_tag.as_deref()?)
             ),
+            _ => return None,
+        })
+    }
+
+    /// The CalendarServer extensions (principal names, notifications, sharing, ctag).
+    fn render_cs(&self, prop: &Prop, node: &Node<'_>) -> Option<String> {
+        let res = match node {
+            Node::Res { res, .. } => Some(*res),
+            _ => None,
+        };
+        let coll = node.is_collection();
+        Some(match prop {
             Prop::EmailAddressSet => match node {
                 Node::Principal(u) => match &u.email {
                     Some(e) => format!(
@@ -403,7 +441,6 @@ impl<'a> Dav<'a> {
             Prop::Invite | Prop::AllowedSharingModes | Prop::SharedUrl => {
                 return self.render_sharing(prop, node);
             }
-
             Prop::GetCtag if coll && res.is_some() => {
                 let r = res?;
                 format!("<CS:getctag>{}-{}</CS:getctag>", r.uuid, r.sync_seq)
