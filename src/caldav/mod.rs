@@ -33,6 +33,7 @@ pub mod sharing;
 mod stream;
 
 pub use import::{ImportReport, SkippedItem};
+pub use method::put::{ObjectWrite, Written};
 
 use std::sync::Arc;
 

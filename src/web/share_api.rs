@@ -1,7 +1,7 @@
-//! The schedule-sharing JSON API (issue 6): an event's recipients, a calendar's rules, and a
-//! user's sharing settings. An event's recipients are written into the event itself by the
-//! CalDAV convention (informational attendees), through the same PUT path CalDAV clients
-//! use, so the API and clients can never disagree.
+//! The schedule-sharing JSON API: an event's recipients, a calendar's rules, and a user's
+//! sharing settings. An event's recipients are written into the event itself by the CalDAV
+//! convention (informational attendees), through the one calendar write path CalDAV's PUT
+//! uses (`Dav::write_calendar_object`), so the API and clients can never disagree.
 //!
 //! Must never: let one user read or change another's rules, settings or events; accept a
 //! recipient the server does not know.
@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 
 use super::{AppState, authenticate, json, json_error};
-use crate::caldav::{self, Dav, DavRequest};
+use crate::caldav::{self, Dav};
 use crate::ical::delegated::{self, Recipient};
 use crate::store::{
     ResourceKind, ResourceReader, RuleKind, ShareSettings, ShareStore, StoreError, User, UserStore,
+    WriteCondition,
 };
 
 const MAX_JSON: usize = 64 * 1024;
@@ -300,12 +300,12 @@ pub(super) async fn event(
         Ok(c) => c,
         Err(e) => return failed(e),
     };
-    let obj = match chain.as_slice() {
+    let (parent, obj) = match chain.as_slice() {
         [_, c, o]
             if c.kind == ResourceKind::Calendar
                 && crate::share::copies_owner(&c.name).is_none() =>
         {
-            o.clone()
+            (c.clone(), o.clone())
         }
         _ => return json_error(StatusCode::NOT_FOUND, "no such event of yours"),
     };
@@ -367,48 +367,26 @@ pub(super) async fn event(
             let Some(next) = delegated::with_recipients(&data, &recipients) else {
                 return json_error(StatusCode::CONFLICT, "the stored event could not be read");
             };
-            // Through the CalDAV PUT path, conditional on the version read: validation,
+            // The one calendar write path, conditional on the version read: validation,
             // scheduling and the index are the same as for a client's write.
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/calendar; charset=utf-8"),
-            );
-            if let Some(etag) = obj
-                .etag
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
-                headers.insert(header::IF_MATCH, etag);
-            }
-            let dav = Dav {
-                store,
-                settings: &state.dav,
-                user: &user,
-                mailer: state.mailer.as_ref(),
-                directory: state.directory.as_ref(),
-                delegation: None,
-                links: Default::default(),
-            };
-            let path = format!(
-                "{}{}/{}",
-                caldav::home_href(&user.name),
-                crate::dav::encode_path(&calendar),
-                crate::dav::encode_path(&object)
-            );
-            let resp = caldav::handle(
-                &dav,
-                DavRequest {
-                    method: Method::PUT,
-                    path,
-                    headers,
-                    body: Bytes::from(next),
-                },
-            )
-            .await;
-            if !resp.status.is_success() {
-                let msg = String::from_utf8_lossy(&resp.body).into_owned();
-                return json_error(resp.status, msg.trim());
+            let dav = dav_of(&state, &user);
+            let segs = ["calendars".to_string(), user.name.clone(), calendar, object];
+            let written = dav
+                .write_calendar_object(caldav::ObjectWrite {
+                    parent: &parent,
+                    name: &obj.name,
+                    existing: Some(&obj),
+                    body: &next,
+                    content_type: Some("text/calendar"),
+                    headers: &HeaderMap::new(),
+                    href_segs: &segs,
+                    cond: WriteCondition::EtagIn(obj.etag.clone().into_iter().collect()),
+                })
+                .await;
+            if let Err(e) = written {
+                let status =
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return json_error(status, &e.message);
             }
             state.sharing.kick();
             let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();

@@ -7,6 +7,6 @@ mod mkcol;
 mod post;
 pub(super) mod propfind;
 mod proppatch;
-mod put;
+pub(super) mod put;
 
 pub(super) use propfind::*;

@@ -3,6 +3,33 @@
 
 use crate::caldav::*;
 
+/// One calendar object write (`Dav::write_calendar_object`).
+pub struct ObjectWrite<'w> {
+    /// The calendar it goes into.
+    pub parent: &'w Resource,
+    pub name: &'w str,
+    /// The object it replaces, as read.
+    pub existing: Option<&'w Resource>,
+    pub body: &'w [u8],
+    pub content_type: Option<&'w str>,
+    /// The request headers scheduling reads (`If-Schedule-Tag-Match`, `Schedule-Reply`).
+    pub headers: &'w HeaderMap,
+    /// The object's path segments, to name a UID conflict's holder.
+    pub href_segs: &'w [String],
+    /// The condition the write is made under, unless scheduling sets its own.
+    pub cond: WriteCondition,
+}
+
+/// What a calendar object write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub created: bool,
+    /// The stored bytes' ETag, or `None` when the server changed the client's bytes (RFC
+    /// 4791 5.3.4: the client must fetch them).
+    pub etag: Option<String>,
+    pub schedule_tag: Option<String>,
+}
+
 impl<'a> Dav<'a> {
     /// Validate a body for a calendar collection: size, media type, iCalendar, components.
     pub(in crate::caldav) fn check_calendar_body<'b>(
@@ -149,48 +176,40 @@ impl<'a> Dav<'a> {
         }
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
-        let mut plan = None;
-        let mut stamped = None;
-        let (uid, component, ct, index) = match parent.kind {
+        let cond = mount_cond.unwrap_or_else(|| Self::write_condition(&req.headers));
+        let (created, etag, schedule_tag) = match parent.kind {
             ResourceKind::Calendar => {
-                let v = self.check_calendar_body(&parent, content_type, &req.body)?;
-                // RFC 5545 requires a DTSTAMP; one a client left out is the time the object
-                // arrived. Added after validation, so an error names the client's own lines.
-                stamped = ical::repair::add_missing_dtstamp(&req.body, crate::store::now_epoch());
-                let body: &[u8] = stamped.as_deref().unwrap_or(&req.body);
-                // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
-                if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
-                    && let Some(sched) = ical::itip::scheduling(body)
-                    && !self.acting().is_my_address(&sched.organizer.address)
-                {
-                    return Err(DavError::with(
-                        403,
-                        CalCondition::OrganizerAllowed,
-                        "in a shared calendar the organizer must be the calendar's owner",
-                    ));
-                }
-                let index = self.index_validated(&v)?;
-                let s = v.summary;
-                plan = Some(
-                    self.acting()
-                        .plan_put(existing.as_ref(), body, s.kind.name(), &req.headers)
-                        .await?,
-                );
-                (
-                    Some(s.uid),
-                    Some(s.kind.name().to_string()),
-                    "text/calendar; charset=utf-8".to_string(),
-                    Some(index),
-                )
+                let w = self
+                    .write_calendar_object(ObjectWrite {
+                        parent: &parent,
+                        name: &name,
+                        existing: existing.as_ref(),
+                        body: &req.body,
+                        content_type,
+                        headers: &req.headers,
+                        href_segs: &segs,
+                        cond,
+                    })
+                    .await?;
+                (w.created, w.etag, w.schedule_tag)
             }
-            ResourceKind::Collection => (
-                None,
-                None,
-                content_type
-                    .unwrap_or("application/octet-stream")
-                    .to_string(),
-                None,
-            ),
+            ResourceKind::Collection => {
+                // A plain WebDAV resource: stored as sent.
+                let etag = etag_of(&req.body);
+                let obj = NewObject {
+                    data: req.body.to_vec(),
+                    etag: etag.clone(),
+                    content_type: content_type
+                        .unwrap_or("application/octet-stream")
+                        .to_string(),
+                    uid: None,
+                    component: None,
+                    index: None,
+                    schedule_tag: None,
+                };
+                let created = self.store_object(&parent, &name, obj, cond, &segs).await?;
+                (created, Some(etag), None)
+            }
             ResourceKind::Inbox | ResourceKind::Outbox | ResourceKind::Notification => {
                 return Err(need_privilege(&req.path, Privilege::Bind));
             }
@@ -200,54 +219,95 @@ impl<'a> Dav<'a> {
                 ));
             }
         };
-        let (data, schedule_tag, cond, after) = match plan {
-            Some(p) => (p.data, p.schedule_tag, p.cond, p.after),
-            None => (None, None, None, None),
-        };
+        let mut r = DavResponse::new(if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::NO_CONTENT
+        })
+        .header(header::CONTENT_LENGTH, "0");
+        if let Some(etag) = &etag {
+            r = r.header(header::ETAG, etag);
+        }
+        if let Some(tag) = &schedule_tag {
+            r = r.header(header::HeaderName::from_static("schedule-tag"), tag);
+        }
+        Ok(r)
+    }
+
+    /// The one write path for a calendar object in a calendar of the acting user's (their
+    /// own, or one shared with or delegated to them): validated, stamped with a DTSTAMP if it
+    /// lacks one, indexed, planned for scheduling, stored under its condition, then the
+    /// scheduling messages sent. CalDAV's PUT and the JSON APIs write through here.
+    pub async fn write_calendar_object(&self, w: ObjectWrite<'_>) -> Result<Written, DavError> {
+        let v = self.check_calendar_body(w.parent, w.content_type, w.body)?;
+        // RFC 5545 requires a DTSTAMP; one a client left out is the time the object arrived.
+        // Added after validation, so an error names the client's own lines.
+        let stamped = ical::repair::add_missing_dtstamp(w.body, crate::store::now_epoch());
+        let body: &[u8] = stamped.as_deref().unwrap_or(w.body);
+        // Sharing 5.5.5: in a shared calendar the organizer can only be its owner.
+        if let Some(Delegation { mount: Some(_), .. }) = &self.delegation
+            && let Some(sched) = ical::itip::scheduling(body)
+            && !self.acting().is_my_address(&sched.organizer.address)
+        {
+            return Err(DavError::with(
+                403,
+                CalCondition::OrganizerAllowed,
+                "in a shared calendar the organizer must be the calendar's owner",
+            ));
+        }
+        let index = self.index_validated(&v)?;
+        let s = v.summary;
+        let plan = self
+            .acting()
+            .plan_put(w.existing, body, s.kind.name(), w.headers)
+            .await?;
         // RFC 6638 3.2.? / RFC 4791 5.3.4: when the server changed the bytes, no ETag is
         // returned, so the client knows to fetch them.
-        let rewritten = data.is_some() || stamped.is_some();
-        let data = data.or(stamped).unwrap_or_else(|| req.body.to_vec());
+        let rewritten = plan.data.is_some() || stamped.is_some();
+        let data = plan.data.or(stamped).unwrap_or_else(|| w.body.to_vec());
         let etag = etag_of(&data);
+        let stored = plan.after.as_ref().map(|_| data.clone());
         let obj = NewObject {
             data,
             etag: etag.clone(),
-            content_type: ct,
-            uid,
-            component,
-            index,
-            schedule_tag: schedule_tag.clone(),
+            content_type: "text/calendar; charset=utf-8".to_string(),
+            uid: Some(s.uid),
+            component: Some(s.kind.name().to_string()),
+            index: Some(index),
+            schedule_tag: plan.schedule_tag.clone(),
         };
-        let cond = cond
-            .or(mount_cond)
-            .unwrap_or_else(|| Self::write_condition(&req.headers));
-        let stored = after.as_ref().map(|_| obj.data.clone());
-        match self.store.put_object(parent.id, &name, obj, cond).await {
-            Ok((_, created)) => {
-                if let (Some(after), Some(stored)) = (after, stored) {
-                    Box::pin(self.acting().after_put(after, &stored)).await;
-                }
-                let mut r = DavResponse::new(if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::NO_CONTENT
-                })
-                .header(header::CONTENT_LENGTH, "0");
-                if !rewritten {
-                    r = r.header(header::ETAG, &etag);
-                }
-                if let Some(tag) = &schedule_tag {
-                    r = r.header(header::HeaderName::from_static("schedule-tag"), tag);
-                }
-                Ok(r)
-            }
+        let cond = plan.cond.unwrap_or(w.cond);
+        let created = self
+            .store_object(w.parent, w.name, obj, cond, w.href_segs)
+            .await?;
+        if let (Some(after), Some(stored)) = (plan.after, stored) {
+            Box::pin(self.acting().after_put(after, &stored)).await;
+        }
+        Ok(Written {
+            created,
+            etag: (!rewritten).then_some(etag),
+            schedule_tag: plan.schedule_tag,
+        })
+    }
+
+    /// Store an object under its condition; the store's refusals as CalDAV answers.
+    async fn store_object(
+        &self,
+        parent: &Resource,
+        name: &str,
+        obj: NewObject,
+        cond: WriteCondition,
+        href_segs: &[String],
+    ) -> Result<bool, DavError> {
+        match self.store.put_object(parent.id, name, obj, cond).await {
+            Ok((_, created)) => Ok(created),
             Err(StoreError::PreconditionFailed) => Err(DavError::new(
                 412,
                 "the resource's ETag does not match the request",
             )),
             Err(StoreError::UidConflict(holder)) => Err(DavError::with(
                 403,
-                CalCondition::NoUidConflict(Self::uid_conflict_href(&segs, &holder)),
+                CalCondition::NoUidConflict(Self::uid_conflict_href(href_segs, &holder)),
                 "another resource in this calendar has the same UID",
             )),
             Err(StoreError::AlreadyExists) => Err(DavError::new(405, "cannot PUT to a collection")),
