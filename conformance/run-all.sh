@@ -93,6 +93,9 @@ echo "== building" >&2
 cargo build --quiet --bin convene || exit 1
 cargo test --no-run --quiet || exit 1
 
+echo "== dependency policy" >&2
+run_suite cargo-deny conformance/deny.sh
+
 echo "== external conformance suites" >&2
 run_suite litmus conformance/litmus.sh
 run_suite vdirsyncer conformance/vdirsyncer.sh
