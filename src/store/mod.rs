@@ -943,6 +943,25 @@ macro_rules! delegate {
     };
 }
 
+/// The one fork between the portable SQL (`sql.rs`, both databases) and the statements SQLite
+/// runs in place (`sqlite_direct`): on a SQLite file, `$hot` runs with `$d` the in-place
+/// connections (and `$sq` the SQLite store); otherwise the portable body, as `delegate!`. The
+/// methods that use it below are the whole list of what runs in place.
+macro_rules! route {
+    ($self:ident, $sq:ident, $d:ident => $hot:expr, $s:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($sq) => match $sq.direct() {
+                Some($d) => $hot,
+                None => {
+                    let $s = $sq;
+                    $e
+                }
+            },
+            Backend::Postgres($s) => Box::pin(async { $e }).await,
+        }
+    };
+}
+
 impl Store {
     /// Open (creating and migrating) a store from a URL: `sqlite://path` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Store> {
@@ -1077,10 +1096,10 @@ impl UserStore for Store {
         delegate!(self, s => s.create_user(user).await)
     }
     async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        delegate!(self, s => s.user_by_name(name).await)
+        route!(self, _sq, d => d.user_by_name(name), s => s.user_by_name(name).await)
     }
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
-        delegate!(self, s => s.user_by_id(id).await)
+        route!(self, _sq, d => d.user_by_id(id), s => s.user_by_id(id).await)
     }
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         delegate!(self, s => s.user_by_email(email).await)
@@ -1101,13 +1120,13 @@ impl UserStore for Store {
 
 impl ResourceReader for Store {
     async fn home(&self, owner: UserId) -> Result<Option<Resource>> {
-        delegate!(self, s => s.home(owner).await)
+        route!(self, _sq, d => d.home(owner), s => s.home(owner).await)
     }
     async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
-        delegate!(self, s => s.resource(id).await)
+        route!(self, _sq, d => d.resource(id), s => s.resource(id).await)
     }
     async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
-        delegate!(self, s => s.child(parent, name).await)
+        route!(self, _sq, d => d.child(parent, name), s => s.child(parent, name).await)
     }
     async fn children(&self, parent: ResourceId) -> Result<Vec<Resource>> {
         delegate!(self, s => s.children(parent).await)
@@ -1135,19 +1154,19 @@ impl ResourceReader for Store {
         delegate!(self, s => s.children_by_name(parent, names).await)
     }
     async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
-        delegate!(self, s => s.object_data(id).await)
+        route!(self, _sq, d => d.object_data(id), s => s.object_data(id).await)
     }
     async fn objects_by_uid(&self, owner: UserId, uid: &str) -> Result<Vec<Resource>> {
         delegate!(self, s => s.objects_by_uid(owner, uid).await)
     }
     async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
-        delegate!(self, s => s.lookup_path(owner, names).await)
+        route!(self, _sq, d => d.lookup_path(owner, names), s => s.lookup_path(owner, names).await)
     }
     async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
-        delegate!(self, s => s.object_datas(ids).await)
+        route!(self, _sq, d => d.object_datas(ids), s => s.object_datas(ids).await)
     }
     async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
-        delegate!(self, s => s.props(id, viewer).await)
+        route!(self, _sq, d => d.props(id, viewer), s => s.props(id, viewer).await)
     }
     async fn child_props(
         &self,
@@ -1174,7 +1193,7 @@ impl ResourceWriter for Store {
         obj: NewObject,
         cond: WriteCondition,
     ) -> Result<(Resource, bool)> {
-        delegate!(self, s => s.put_object(parent, name, obj, cond).await)
+        route!(self, sq, d => sq.put_object_in_place(d, parent, name, &obj, &cond).await, s => s.put_object(parent, name, obj, cond).await)
     }
     async fn delete(&self, target: &Resource, cond: WriteCondition) -> Result<()> {
         delegate!(self, s => s.delete(target, cond).await)
@@ -1214,7 +1233,12 @@ impl IndexReader for Store {
         parent: ResourceId,
         ids: Option<&[ResourceId]>,
     ) -> Result<Vec<InstanceRow>> {
-        delegate!(self, s => s.instances_of(parent, ids).await)
+        match ids {
+            Some(ids) => {
+                route!(self, _sq, d => d.instances_of(parent, ids), s => s.instances_of(parent, Some(ids)).await)
+            }
+            None => delegate!(self, s => s.instances_of(parent, None).await),
+        }
     }
     async fn incomplete_objects(
         &self,
@@ -1523,7 +1547,18 @@ impl SyncReader for Store {
         since: Option<i64>,
         limit: Option<usize>,
     ) -> Result<Vec<Change>> {
-        delegate!(self, s => s.changes_since(parent, since, limit).await)
+        // With a token the answer is as long as what changed, so it runs in place.
+        match since {
+            Some(since) => route!(self, _sq, d => {
+                let cap = limit.map_or(i64::MAX, |l| l as i64 + 1);
+                let mut out = d.changes_since(parent, since, cap)?;
+                if let Some(l) = limit {
+                    out.truncate(l + 1);
+                }
+                Ok(out)
+            }, s => s.changes_since(parent, Some(since), limit).await),
+            None => delegate!(self, s => s.changes_since(parent, None, limit).await),
+        }
     }
 }
 

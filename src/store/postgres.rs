@@ -25,15 +25,6 @@ impl PgStore {
     }
 
     async fn close_extra(&self) {}
-
-    /// PostgreSQL has no in-place path: everything goes through sqlx.
-    fn direct(&self) -> Option<&crate::store::sqlite_direct::Direct> {
-        None
-    }
-
-    async fn write_gate(&self) -> std::result::Result<Option<()>, sqlx::Error> {
-        Ok(None)
-    }
 }
 
 crate::store::sql::impl_sql_store!(PgStore, sqlx::Postgres);

@@ -524,9 +524,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-                if let Some(d) = self.direct() {
-                    return d.user_by_name(name);
-                }
                 let row = sqlx::query("SELECT * FROM users WHERE name = $1")
                     .bind(name)
                     .fetch_optional(&self.pool)
@@ -535,9 +532,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
-                if let Some(d) = self.direct() {
-                    return d.user_by_id(id);
-                }
                 let row = sqlx::query("SELECT * FROM users WHERE id = $1")
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -609,9 +603,6 @@ macro_rules! impl_sql_store {
 
         impl ResourceReader for $store {
             async fn home(&self, owner: UserId) -> Result<Option<Resource>> {
-                if let Some(d) = self.direct() {
-                    return d.home(owner);
-                }
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),
@@ -624,9 +615,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
-                if let Some(d) = self.direct() {
-                    return d.resource(id);
-                }
                 let row = sqlx::query(concat!("SELECT ", res_cols!(), " FROM resources WHERE id = $1"))
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -635,9 +623,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn child(&self, parent: ResourceId, name: &str) -> Result<Option<Resource>> {
-                if let Some(d) = self.direct() {
-                    return d.child(parent, name);
-                }
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     res_cols!(),
@@ -712,9 +697,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn object_data(&self, id: ResourceId) -> Result<Option<Vec<u8>>> {
-                if let Some(d) = self.direct() {
-                    return d.object_data(id);
-                }
                 let row = sqlx::query("SELECT data FROM resources WHERE id = $1")
                     .bind(id.0)
                     .fetch_optional(&self.pool)
@@ -726,9 +708,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
-                if let Some(d) = self.direct() {
-                    return d.lookup_path(owner, names);
-                }
                 // One statement for the home and up to two levels below it (a calendar and an
                 // object): the scalar subqueries are portable, and each level rides the
                 // (parent_id, name) index.
@@ -758,9 +737,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn object_datas(&self, ids: &[ResourceId]) -> Result<Vec<(ResourceId, Vec<u8>)>> {
-                if let Some(d) = self.direct() {
-                    return d.object_datas(ids);
-                }
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -779,9 +755,6 @@ macro_rules! impl_sql_store {
             }
 
             async fn props(&self, id: ResourceId, viewer: UserId) -> Result<Vec<StoredProp>> {
-                if let Some(d) = self.direct() {
-                    return d.props(id, viewer);
-                }
                 let rows = sqlx::query(
                     "SELECT ns, local, xml FROM props WHERE resource_id = $1 AND user_id = $2 ORDER BY ns, local",
                 )
@@ -878,18 +851,6 @@ macro_rules! impl_sql_store {
                 obj: NewObject,
                 cond: WriteCondition,
             ) -> Result<(Resource, bool)> {
-                if let Some(d) = self.direct() {
-                    // Most writes find SQLite's write lock free and take it at once; only when
-                    // another writer holds it does this one queue behind the sqlx writer.
-                    if let Some(done) = d.put_object(parent, name, &obj, &cond, false)? {
-                        return Ok(done);
-                    }
-                    let _gate = Box::pin(self.write_gate()).await?;
-                    if let Some(done) = d.put_object(parent, name, &obj, &cond, true)? {
-                        return Ok(done);
-                    }
-                    return Err(StoreError::Direct("the write lock stayed busy".into()));
-                }
                 let mut tx = self.tx().await?;
                 let seq = touch(&mut tx, parent).await?;
                 // The member of that name and any member holding the UID, in one statement.
@@ -1125,9 +1086,6 @@ macro_rules! impl_sql_store {
                     }
                     return Ok(out);
                 };
-                if let Some(d) = self.direct() {
-                    return d.instances_of(parent, ids);
-                }
                 let mut out = vec![];
                 for chunk in ids.chunks(500) {
                     // `+parent_id` keeps the planner off the (parent_id, start_at) index: the
@@ -2292,14 +2250,6 @@ macro_rules! impl_sql_store {
                 // Without a token every live member is reported and no tombstone is.
                 let after = since.unwrap_or(-1);
                 let cap: i64 = limit.map(|l| l as i64 + 1).unwrap_or(i64::MAX);
-                // With a token the answer is as long as what changed, so it runs in place.
-                if let (Some(d), Some(since)) = (self.direct(), since) {
-                    let mut out = d.changes_since(parent, since, cap)?;
-                    if let Some(l) = limit {
-                        out.truncate(l + 1);
-                    }
-                    return Ok(out);
-                }
                 let rows = sqlx::query($crate::store::sql::CHANGES_SINCE)
                 .bind(parent.0)
                 .bind(after)

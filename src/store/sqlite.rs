@@ -73,7 +73,8 @@ impl SqliteStore {
         })
     }
 
-    fn direct(&self) -> Option<&Direct> {
+    /// The in-place connections (`sqlite_direct`), when the database is a file.
+    pub(crate) fn direct(&self) -> Option<&Direct> {
         self.direct.as_deref()
     }
 
@@ -82,12 +83,28 @@ impl SqliteStore {
         self.direct.clone()
     }
 
-    /// Held while `direct` writes: the one sqlx writer connection, so writes through either
-    /// library never overlap.
-    async fn write_gate(
+    /// An object written in place. Most writes find SQLite's write lock free and take it at
+    /// once; only when another writer holds it does this one queue behind the sqlx writer
+    /// (holding the one sqlx writer connection, so writes through either library never
+    /// overlap) and try again, waiting for the lock.
+    pub(crate) async fn put_object_in_place(
         &self,
-    ) -> std::result::Result<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>, sqlx::Error> {
-        Ok(Some(self.writer.acquire().await?))
+        d: &Direct,
+        parent: crate::store::ResourceId,
+        name: &str,
+        obj: &crate::store::NewObject,
+        cond: &crate::store::WriteCondition,
+    ) -> crate::store::Result<(crate::store::Resource, bool)> {
+        if let Some(done) = d.put_object(parent, name, obj, cond, false)? {
+            return Ok(done);
+        }
+        let _gate = self.writer.acquire().await?;
+        if let Some(done) = d.put_object(parent, name, obj, cond, true)? {
+            return Ok(done);
+        }
+        Err(crate::store::StoreError::Direct(
+            "the write lock stayed busy".into(),
+        ))
     }
 
     async fn begin(

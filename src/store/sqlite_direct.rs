@@ -7,12 +7,13 @@
 //! On this kind of 2-core machine a round trip costs about 80 µs of CPU in thread switches, far
 //! more than the statement (a few µs), and it was most of the cost of a request. Statements
 //! here take microseconds, so running them on a runtime thread costs less than handing them
-//! off. Everything else, and everything on PostgreSQL, stays on sqlx (`sql.rs`).
+//! off. Everything else, and everything on PostgreSQL, stays on sqlx (`sql.rs`). Which
+//! statements run here is decided in one place: the `route!` calls of the `Store` facade.
 //!
 //! Both libraries link the one `libsqlite3-sys` (a `links` crate: Cargo allows a single copy),
 //! so SQLite's per-process file locking sees every connection. The object write first tries to
 //! take SQLite's write lock without waiting; only when another connection holds it does the
-//! caller take the sqlx writer connection (`SqliteStore::write_gate`) and wait its turn, so
+//! caller take the sqlx writer connection (`SqliteStore::put_object_in_place`) and wait its turn, so
 //! writers still queue in order instead of in SQLite's sleeping busy handler.
 //!
 //! This module must never hold a connection across an `.await`. A statement whose cost grows
