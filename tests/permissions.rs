@@ -146,42 +146,7 @@ async fn matrix(srv: TestServer) {
         )
         .await
         .expect(200);
-        let r = srv
-            .send_as(
-                who,
-                "PROPFIND",
-                &format!("/dav/calendars/{who}/notification/"),
-                "",
-                &[("Depth", "1")],
-            )
-            .await;
-        let href = common::responses(&r.xml())
-            .into_iter()
-            .map(|(h, _)| h)
-            .find(|h| h.ends_with(".xml"))
-            .expect("invite");
-        let invite = srv.send_as(who, "GET", &href, "", &[]).await.text();
-        let uid = invite
-            .split("<CS:uid>")
-            .nth(1)
-            .and_then(|s| s.split('<').next())
-            .expect("uid")
-            .to_string();
-        let r = srv
-            .send_as(
-                who,
-                "POST",
-                &format!("/dav/calendars/{who}/"),
-                &format!(r#"<CS:invite-reply xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><CS:invite-accepted/><CS:in-reply-to>{uid}</CS:in-reply-to></CS:invite-reply>"#),
-                &[XML],
-            )
-            .await;
-        r.expect(200);
-        let mount = r
-            .xml()
-            .child("DAV:", "href")
-            .map(|h| h.text.clone())
-            .expect("mount");
+        let mount = accept_share(&srv, who).await;
         mounts.insert(who, mount);
     }
     // A delegated entry for dave.
