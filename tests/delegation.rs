@@ -285,3 +285,81 @@ async fn delegation(srv: TestServer) {
         .expect(403);
 }
 both_backends!(calendar_proxy_delegation, delegation);
+
+/// Naming someone a delegate gives *them* access to *your* calendars, never the other way
+/// round: erin adds carol to both of her proxy groups without asking, and erin can still read
+/// and write nothing of carol's, in either direction of the groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_delegate_grants_the_adder_nothing() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.add_users(&["carol", "erin"]);
+    srv.send_as(
+        "carol",
+        "PUT",
+        "/dav/calendars/carol/calendar/c.ics",
+        &common::event("c", "Carol's own"),
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(201);
+    for group in ["calendar-proxy-read", "calendar-proxy-write"] {
+        as_user(
+            &srv,
+            "erin",
+            "PROPPATCH",
+            &format!("/dav/principals/erin/{group}/"),
+            &set_members(&["/dav/principals/carol/"]),
+            &[("Content-Type", "application/xml")],
+        )
+        .await
+        .expect(207);
+    }
+    for (method, path, body) in [
+        ("GET", "/dav/calendars/carol/calendar/c.ics", String::new()),
+        ("PROPFIND", "/dav/calendars/carol/", String::new()),
+        (
+            "PUT",
+            "/dav/calendars/carol/calendar/e.ics",
+            common::event("e", "Erin's in Carol's"),
+        ),
+        (
+            "DELETE",
+            "/dav/calendars/carol/calendar/c.ics",
+            String::new(),
+        ),
+    ] {
+        let r = as_user(
+            &srv,
+            "erin",
+            method,
+            path,
+            &body,
+            &[("Content-Type", "text/calendar"), ("Depth", "1")],
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 403, "erin {method} {path}: {}", r.text());
+        assert!(!r.text().contains("Carol's own"));
+    }
+    // Carol's calendar is as it was; erin's own home is open to carol, as erin chose.
+    let r = as_user(
+        &srv,
+        "carol",
+        "GET",
+        "/dav/calendars/carol/calendar/c.ics",
+        "",
+        &[],
+    )
+    .await;
+    r.expect(200);
+    assert!(r.text().contains("Carol's own"));
+    as_user(
+        &srv,
+        "carol",
+        "PROPFIND",
+        "/dav/calendars/erin/",
+        "",
+        &[("Depth", "0")],
+    )
+    .await
+    .expect(207);
+}
