@@ -837,6 +837,82 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// The background tasks of a serving process, each with the supervisor's stop signal: the
+/// sharing worker, the iMIP outbox (with a relay), the directory refresh (with a directory)
+/// and the session purge.
+fn start_workers(
+    cfg: &Config,
+    store: &Store,
+    sharing: &crate::share::Sharing,
+    mailer: Option<&crate::mail::Mailer>,
+    directory: Option<crate::directory::LdapDirectory>,
+    clock: &crate::clock::SharedClock,
+) -> tasks::Supervisor {
+    let mut tasks = tasks::Supervisor::new();
+    {
+        let sharing = sharing.clone();
+        tasks.spawn("sharing", move |stop| sharing.run(stop));
+    }
+    if let Some(m) = mailer {
+        // Queued iMIP mail goes out from here, this instance's and any other's.
+        let (store, m, settings, clock) =
+            (store.clone(), m.clone(), cfg.dav_settings(), clock.clone());
+        tasks.spawn("outbox", move |stop| {
+            crate::caldav::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
+        });
+    }
+    if let Some(dir) = directory {
+        // The org chart is read again every refresh interval, and group and department
+        // memberships are copied onto local accounts, so changes in the directory show there.
+        let store = store.clone();
+        let sharing = sharing.clone();
+        tasks.spawn("directory refresh", move |mut stop| async move {
+            let mut last = std::collections::HashMap::new();
+            let mut tick = tokio::time::interval(dir.refresh_interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                match dir.snapshot().await {
+                    Ok(snap) => {
+                        match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
+                            Ok(n) if n > 0 => {
+                                tracing::info!(accounts = n, "directory memberships updated");
+                                // Group and department shares follow their members.
+                                sharing.kick();
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "copying directory memberships failed")
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the directory failed"),
+                }
+            }
+        });
+    }
+    {
+        // Expired sessions are refused on lookup; this only keeps the table small.
+        let (store, clock) = (store.clone(), clock.clone());
+        tasks.spawn("session purge", move |mut stop| async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                if let Err(e) = store.purge_sessions(clock.now()).await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+            }
+        });
+    }
+    tasks
+}
+
 async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     // Before anything is announced, so an early SIGTERM is a clean stop.
     let shutdown = shutdown_signal();
@@ -904,52 +980,14 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             clock: clock.clone(),
         },
     );
-    let mut tasks = tasks::Supervisor::new();
-    {
-        let sharing = sharing.clone();
-        tasks.spawn("sharing", move |stop| sharing.run(stop));
-    }
-    if let Some(m) = &mailer {
-        // Queued iMIP mail goes out from here, this instance's and any other's.
-        let (store, m, settings, clock) =
-            (store.clone(), m.clone(), cfg.dav_settings(), clock.clone());
-        tasks.spawn("outbox", move |stop| {
-            crate::caldav::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
-        });
-    }
-    if let Some(dir) = directory.clone() {
-        // The org chart is read again every refresh interval, and group and department
-        // memberships are copied onto local accounts, so changes in the directory show there.
-        let store = store.clone();
-        let sharing = sharing.clone();
-        tasks.spawn("directory refresh", move |mut stop| async move {
-            let mut last = std::collections::HashMap::new();
-            let mut tick = tokio::time::interval(dir.refresh_interval());
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                match dir.snapshot().await {
-                    Ok(snap) => {
-                        match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
-                            Ok(n) if n > 0 => {
-                                tracing::info!(accounts = n, "directory memberships updated");
-                                // Group and department shares follow their members.
-                                sharing.kick();
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "copying directory memberships failed")
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "reading the directory failed"),
-                }
-            }
-        });
-    }
+    let tasks = start_workers(
+        &cfg,
+        &store,
+        &sharing,
+        mailer.as_ref(),
+        directory.clone(),
+        &clock,
+    );
     let oidc = match &cfg.oidc {
         Some(o) => Some(
             crate::auth::oidc::OidcClient::new(o.clone())
@@ -959,22 +997,6 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     };
     let key = cfg.server_key()?;
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
-    {
-        // Expired sessions are refused on lookup; this only keeps the table small.
-        let (store, clock) = (store.clone(), clock.clone());
-        tasks.spawn("session purge", move |mut stop| async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                if let Err(e) = store.purge_sessions(clock.now()).await {
-                    tracing::warn!(error = %e, "purging expired sessions failed");
-                }
-            }
-        });
-    }
     let state = Arc::new(AppState {
         flows: Default::default(),
         sessions: crate::web::session::Sessions::new(&key, session_seconds, cfg.secure_cookies),
