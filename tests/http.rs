@@ -353,12 +353,14 @@ async fn collections(srv: TestServer) {
     )
     .await
     .expect(201);
-    srv.send(
-        srv.req("MKCALENDAR", "/dav/calendars/alice/chores/")
-            .body(body),
-    )
-    .await
-    .expect(405);
+    let again = srv
+        .send(
+            srv.req("MKCALENDAR", "/dav/calendars/alice/chores/")
+                .body(body),
+        )
+        .await;
+    again.expect(403);
+    assert!(again.text().contains("resource-must-be-null"));
     // supported-calendar-component-set is honoured on PUT.
     let r = srv
         .put_ics("/dav/calendars/alice/chores/e.ics", &event("e", "x"))
@@ -1230,3 +1232,34 @@ both_backends!(
     unauthenticated_body_connection_reuse,
     unauthenticated_body_keeps_connection
 );
+
+/// MKCALENDAR where something already is answers its precondition (RFC 4791 5.3.1.2, 403
+/// `resource-must-be-null`) while MKCOL keeps RFC 4918's 405; a PROPFIND naming two of prop,
+/// allprop and propname is malformed (RFC 4918 14.20, 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mkcalendar_on_an_existing_url_and_a_two_headed_propfind() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let r = srv
+        .send(srv.req("MKCALENDAR", "/dav/calendars/alice/calendar/"))
+        .await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    assert!(r.text().contains("resource-must-be-null"), "{}", r.text());
+    srv.send(srv.req("MKCOL", "/dav/calendars/alice/calendar/"))
+        .await
+        .expect(405);
+    for body in [
+        r#"<D:propfind xmlns:D="DAV:"><D:allprop/><D:propname/></D:propfind>"#,
+        r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop><D:propname/></D:propfind>"#,
+    ] {
+        let r = srv.propfind("/dav/calendars/alice/", "0", body).await;
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.text());
+    }
+    // One of them, with an include beside allprop, is still fine.
+    srv.propfind(
+        "/dav/calendars/alice/",
+        "0",
+        r#"<D:propfind xmlns:D="DAV:"><D:allprop/><D:include><D:getetag/></D:include></D:propfind>"#,
+    )
+    .await
+    .expect(207);
+}

@@ -360,3 +360,94 @@ async fn limit_freebusy(srv: TestServer) {
     assert_eq!(plain.text(), body);
 }
 both_backends!(limit_freebusy_set, limit_freebusy);
+
+/// A calendar-query that RFC 4791 does not allow is refused with its precondition instead of
+/// answered (7.8 `valid-filter`, 9.6 `supported-calendar-data`), the filters the RFC does
+/// allow still answer, and an empty `<C:comp name="VCALENDAR"/>` means the whole object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_queries_are_refused() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    seed(&srv).await;
+    let query = |data: &str, filter: &str| {
+        format!(
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/>{data}</D:prop><C:filter>{filter}</C:filter></C:calendar-query>"#
+        )
+    };
+    let tr = r#"<C:time-range start="20240101T000000Z" end="20250101T000000Z"/>"#;
+    for (what, filter) in [
+        (
+            "VEVENT inside VEVENT",
+            r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:comp-filter name="VEVENT"/></C:comp-filter></C:comp-filter>"#.to_string(),
+        ),
+        (
+            "a time-range in a SUMMARY prop-filter",
+            format!(r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:prop-filter name="SUMMARY">{tr}</C:prop-filter></C:comp-filter></C:comp-filter>"#),
+        ),
+        (
+            "VALARM directly under VCALENDAR",
+            r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VALARM"/></C:comp-filter>"#.to_string(),
+        ),
+        (
+            "a time-range on VCALENDAR",
+            format!(r#"<C:comp-filter name="VCALENDAR">{tr}</C:comp-filter>"#),
+        ),
+        (
+            "a time-range on VTIMEZONE",
+            format!(r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VTIMEZONE">{tr}</C:comp-filter></C:comp-filter>"#),
+        ),
+        (
+            "a filter that does not start at VCALENDAR",
+            r#"<C:comp-filter name="VEVENT"/>"#.to_string(),
+        ),
+    ] {
+        let r = srv.report(CAL, &query("", &filter)).await;
+        assert_eq!(r.status.as_u16(), 403, "{what}: {}", r.text());
+        assert!(r.text().contains("valid-filter"), "{what}: {}", r.text());
+    }
+    // What the RFC allows still answers.
+    for (what, filter) in [
+        (
+            "VALARM in VEVENT with a time-range",
+            format!(r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:comp-filter name="VALARM">{tr}</C:comp-filter></C:comp-filter></C:comp-filter>"#),
+        ),
+        (
+            "a time-range on DTSTART",
+            format!(r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:prop-filter name="DTSTART">{tr}</C:prop-filter></C:comp-filter></C:comp-filter>"#),
+        ),
+        (
+            "STANDARD in VTIMEZONE",
+            r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VTIMEZONE"><C:comp-filter name="STANDARD"/></C:comp-filter></C:comp-filter>"#.to_string(),
+        ),
+    ] {
+        let r = srv.report(CAL, &query("", &filter)).await;
+        assert_eq!(r.status.as_u16(), 207, "{what}: {}", r.text());
+    }
+    let single = r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:prop-filter name="UID"><C:text-match collation="i;octet">single</C:text-match></C:prop-filter></C:comp-filter></C:comp-filter>"#;
+    for data in [
+        r#"<C:calendar-data content-type="application/calendar+json"/>"#,
+        r#"<C:calendar-data content-type="text/calendar" version="1.0"/>"#,
+    ] {
+        let r = srv.report(CAL, &query(data, single)).await;
+        assert_eq!(r.status.as_u16(), 403, "{data}: {}", r.text());
+        assert!(r.text().contains("supported-calendar-data"), "{}", r.text());
+    }
+    let r = srv
+        .report(
+            CAL,
+            &query(
+                r#"<C:calendar-data content-type="text/calendar" version="2.0"><C:comp name="VCALENDAR"/></C:calendar-data>"#,
+                single,
+            ),
+        )
+        .await;
+    r.expect(207);
+    let data = responses(&r.xml())
+        .into_iter()
+        .filter_map(|(_, resp)| prop_text(&resp, "urn:ietf:params:xml:ns:caldav", "calendar-data"))
+        .next()
+        .unwrap_or_default();
+    assert!(
+        data.contains("BEGIN:VEVENT") && data.contains("SUMMARY:Budget review"),
+        "an empty comp VCALENDAR answered: {data}"
+    );
+}

@@ -129,6 +129,90 @@ pub fn parse_comp_filter(el: &Element, depth: usize) -> Result<CompFilter, DavEr
     Ok(f)
 }
 
+/// Components a time-range may be applied to (RFC 4791 9.9, and RFC 7953's availability).
+const TIMED_COMPONENTS: &[&str] = &[
+    "VEVENT",
+    "VTODO",
+    "VJOURNAL",
+    "VFREEBUSY",
+    "VALARM",
+    "VAVAILABILITY",
+    "AVAILABLE",
+];
+
+/// Properties whose values are dates, date-times or periods: the only ones a prop-filter may
+/// test with a time-range (RFC 4791 9.7.2; its own invalid example is a SUMMARY).
+const DATED_PROPERTIES: &[&str] = &[
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "DTSTAMP",
+    "CREATED",
+    "LAST-MODIFIED",
+    "COMPLETED",
+    "RECURRENCE-ID",
+    "EXDATE",
+    "RDATE",
+    "TRIGGER",
+    "FREEBUSY",
+    "ACKNOWLEDGED",
+];
+
+/// The components each component may hold in a filter; anything else cannot match and is a
+/// malformed filter (RFC 4791 7.8 `valid-filter`: VEVENT inside VEVENT, VALARM directly under
+/// VCALENDAR).
+fn may_hold(parent: &str, child: &str) -> bool {
+    match parent {
+        "VCALENDAR" => !matches!(
+            child,
+            "VCALENDAR" | "VALARM" | "STANDARD" | "DAYLIGHT" | "AVAILABLE"
+        ),
+        "VEVENT" | "VTODO" => child == "VALARM",
+        "VTIMEZONE" => matches!(child, "STANDARD" | "DAYLIGHT"),
+        "VAVAILABILITY" => child == "AVAILABLE",
+        _ => child.starts_with("X-"),
+    }
+}
+
+/// A parsed calendar-query filter checked against RFC 4791's structure: it starts at
+/// VCALENDAR, which takes no time-range; each comp-filter names a component its parent can
+/// hold; a time-range only on a component or property that has times.
+pub fn check_filter(f: &CompFilter) -> Result<(), DavError> {
+    if f.name != "VCALENDAR" {
+        return Err(valid_filter(
+            "the filter must start with comp-filter VCALENDAR",
+        ));
+    }
+    check_comp(f)
+}
+
+fn check_comp(f: &CompFilter) -> Result<(), DavError> {
+    if f.time_range.is_some()
+        && !TIMED_COMPONENTS.contains(&f.name.as_str())
+        && !f.name.starts_with("X-")
+    {
+        return Err(valid_filter(format!("{} has no time-range", f.name)));
+    }
+    for p in &f.props {
+        if p.time_range.is_some()
+            && !DATED_PROPERTIES.contains(&p.name.as_str())
+            && !p.name.starts_with("X-")
+        {
+            return Err(valid_filter(format!(
+                "{} is not a date or time: it takes no time-range",
+                p.name
+            )));
+        }
+    }
+    for c in &f.comps {
+        if !may_hold(&f.name, &c.name) {
+            return Err(valid_filter(format!("{} cannot hold {}", f.name, c.name)));
+        }
+        check_comp(c)?;
+    }
+    Ok(())
+}
+
 /// Why a selection has no answer: the store failed, or an object has more instances near
 /// the window than the limits allow (403 `max-instances`, never a silent omission).
 #[derive(Debug, thiserror::Error)]

@@ -399,12 +399,21 @@ pub fn parse_propfind(body: &[u8], limits: XmlLimits) -> Result<PropfindRequest,
         if c.ns != NS_DAV {
             continue;
         }
-        match c.local.as_str() {
-            "allprop" => result = Some(PropfindRequest::AllProp { include: vec![] }),
-            "propname" => result = Some(PropfindRequest::PropName),
-            "prop" => result = Some(PropfindRequest::Prop(prop_names(c))),
-            "include" => include = prop_names(c),
-            _ => {}
+        let kind = match c.local.as_str() {
+            "allprop" => PropfindRequest::AllProp { include: vec![] },
+            "propname" => PropfindRequest::PropName,
+            "prop" => PropfindRequest::Prop(prop_names(c)),
+            "include" => {
+                include = prop_names(c);
+                continue;
+            }
+            _ => continue,
+        };
+        // RFC 4918 14.20: one of propname, allprop or prop, not two.
+        if result.replace(kind).is_some() {
+            return Err(DavError::bad_request(
+                "DAV:propfind takes one of prop, allprop or propname",
+            ));
         }
     }
     match result {

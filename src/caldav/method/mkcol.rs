@@ -2,6 +2,20 @@
 
 use crate::caldav::*;
 
+/// Something is at the URL already: MKCOL answers 405 (RFC 4918 9.3.1), MKCALENDAR its
+/// precondition (RFC 4791 5.3.1.2, 403 `resource-must-be-null`).
+fn already_exists(calendar: bool) -> DavError {
+    if calendar {
+        DavError::with(
+            403,
+            DavCondition::ResourceMustBeNull,
+            "a resource already exists at this URL",
+        )
+    } else {
+        DavError::new(405, "resource already exists")
+    }
+}
+
 impl<'a> Dav<'a> {
     pub(in crate::caldav) async fn mkcol(
         &self,
@@ -17,12 +31,7 @@ impl<'a> Dav<'a> {
             Target::Missing { parent: None, .. } => {
                 return Err(DavError::new(409, "parent collection does not exist"));
             }
-            Target::Res { .. } | Target::Root | Target::Principals | Target::Homes => {
-                return Err(DavError::new(405, "resource already exists"));
-            }
-            Target::Principal(_) | Target::ProxyGroup { .. } | Target::Group(_) => {
-                return Err(DavError::new(405, "resource already exists"));
-            }
+            _ => return Err(already_exists(calendar)),
         };
         if in_copies(&segs) || sharing::is_mount_segs(&segs) {
             return Err(need_privilege(&req.path, Privilege::Bind));
@@ -158,7 +167,7 @@ impl<'a> Dav<'a> {
             .await;
         match created {
             Ok(_) => Ok(DavResponse::new(StatusCode::CREATED).header(header::CONTENT_LENGTH, "0")),
-            Err(StoreError::AlreadyExists) => Err(DavError::new(405, "resource already exists")),
+            Err(StoreError::AlreadyExists) => Err(already_exists(calendar)),
             Err(e) => Err(internal(e)),
         }
     }

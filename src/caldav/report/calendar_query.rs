@@ -24,13 +24,7 @@ impl<'a> Dav<'a> {
             .child(NS_CALDAV, "comp-filter")
             .ok_or_else(|| DavError::bad_request("CALDAV:filter needs a comp-filter"))?;
         let filter = query::parse_comp_filter(vcal, 0)?;
-        if filter.name != "VCALENDAR" {
-            return Err(DavError::with(
-                403,
-                CalCondition::ValidFilter,
-                "the filter must start with comp-filter VCALENDAR",
-            ));
-        }
+        query::check_filter(&filter)?;
         let (calendar, single) = if res.kind == ResourceKind::Object {
             (self.parent_of(res).await?, Some(res.clone()))
         } else {

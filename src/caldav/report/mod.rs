@@ -409,6 +409,17 @@ impl<'a> Dav<'a> {
         else {
             return Ok(DataSpec::plain());
         };
+        // RFC 4791 9.6: only iCalendar 2.0 is served.
+        let media = cd.attr("content-type").unwrap_or("text/calendar");
+        let version = cd.attr("version").unwrap_or("2.0");
+        let bare = media.split(';').next().unwrap_or("").trim();
+        if !bare.eq_ignore_ascii_case("text/calendar") || version.trim() != "2.0" {
+            return Err(DavError::with(
+                403,
+                CalCondition::SupportedCalendarData,
+                format!("calendar data is served as text/calendar 2.0, not {media} {version}"),
+            ));
+        }
         let range_of = |el: &dav::Element| -> Result<ical::filter::TimeRange, DavError> {
             let start = el.attr("start").map(query::parse_utc).transpose()?;
             let end = el.attr("end").map(query::parse_utc).transpose()?;
@@ -429,10 +440,13 @@ impl<'a> Dav<'a> {
             .child(NS_CALDAV, "limit-freebusy-set")
             .map(range_of)
             .transpose()?;
+        // An empty `<C:comp name="VCALENDAR"/>` selects nothing by the letter of RFC 4791
+        // 9.6.1, which would answer an empty VCALENDAR (not valid iCalendar): it means all.
         let select = cd
             .child(NS_CALDAV, "comp")
             .map(parse_comp_select)
-            .transpose()?;
+            .transpose()?
+            .filter(|s| s.all_props || s.all_comps || !s.props.is_empty() || !s.comps.is_empty());
         let zone = if expand.is_some() {
             let calendar = if collection.kind == ResourceKind::Object {
                 self.parent_of(collection).await?
