@@ -591,3 +591,71 @@ async fn scheduling(srv: TestServer) {
         .expect(403);
 }
 both_backends!(implicit_scheduling, scheduling);
+
+/// An organizer who sets STATUS:CANCELLED on the whole event sends a CANCEL, not an update
+/// (RFC 5546 3.2.5), and the attendee's copy says cancelled; an event whose attendees have all
+/// been removed is no longer a scheduling object and has no Schedule-Tag (RFC 6638 3.2.10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_event_sends_cancel_and_a_plain_event_has_no_schedule_tag() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let path = "/dav/calendars/alice/calendar/c.ics";
+    let r = put_as(
+        &srv,
+        "alice",
+        path,
+        &meeting("c1", "Offsite", &["CN=Bob:mailto:bob@example.org"], ""),
+        &[],
+    )
+    .await;
+    r.expect(201);
+    assert!(r.header("schedule-tag").is_some(), "a meeting has a tag");
+    assert_eq!(inbox(&srv, "bob").await.len(), 1);
+    let r = put_as(
+        &srv,
+        "alice",
+        path,
+        &meeting(
+            "c1",
+            "Offsite",
+            &["CN=Bob:mailto:bob@example.org"],
+            "STATUS:CANCELLED\r\nSEQUENCE:1\r\n",
+        ),
+        &[],
+    )
+    .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let messages = inbox(&srv, "bob").await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let cancel = messages
+        .iter()
+        .find(|m| m.contains("STATUS:CANCELLED"))
+        .expect("a message about the cancellation");
+    assert!(
+        cancel.contains("METHOD:CANCEL") && !cancel.contains("METHOD:REQUEST"),
+        "{cancel}"
+    );
+    let copies = members(&srv, "bob", "/dav/calendars/bob/calendar/").await;
+    assert_eq!(copies.len(), 1);
+    let copy = get_as(&srv, "bob", &copies[0]).await.text();
+    assert!(copy.contains("STATUS:CANCELLED"), "{copy}");
+
+    // Every attendee removed: a plain event, without a Schedule-Tag.
+    let plain = "/dav/calendars/alice/calendar/p.ics";
+    put_as(
+        &srv,
+        "alice",
+        plain,
+        &meeting("p1", "Review", &["CN=Bob:mailto:bob@example.org"], ""),
+        &[],
+    )
+    .await
+    .expect(201);
+    let alone = meeting("p1", "Review", &[], "");
+    let r = put_as(&srv, "alice", plain, &alone, &[]).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    assert_eq!(r.header("schedule-tag"), None, "a plain event has no tag");
+    assert_eq!(
+        get_as(&srv, "alice", plain).await.header("schedule-tag"),
+        None
+    );
+}

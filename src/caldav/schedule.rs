@@ -230,7 +230,13 @@ impl Dav<'_> {
                         .find(|(a, _)| same_address(a, addr))
                         .map(|(_, c)| c.clone())
                 });
-                (data, Some(new_tag()))
+                // Only a scheduling object resource has a Schedule-Tag (RFC 6638 3.2.10): with
+                // every attendee removed, the object is a plain event again.
+                let invites = s
+                    .attendees()
+                    .iter()
+                    .any(|a| !self.is_my_address(&a.address));
+                (data, invites.then(new_tag))
             }
             // An attendee's own change (their PARTSTAT, their alarms) keeps the tag: RFC 6638
             // 3.2.10, so a client holding it can still write after answering.
@@ -335,6 +341,9 @@ impl Dav<'_> {
             .or(old_s.as_ref())
             .map(|s| s.uid.clone())
             .unwrap_or_default();
+        // STATUS:CANCELLED on the whole event goes out as a CANCEL, not an update (RFC 5546
+        // 3.2.5); the attendees' copies still follow, cancelled.
+        let cancelled = new.is_some_and(itip::is_cancelled);
         let mut recipients: Vec<itip::Party> = vec![];
         for s in [&new_s, &old_s].into_iter().flatten() {
             for a in s.attendees() {
@@ -359,7 +368,11 @@ impl Dav<'_> {
                         if unchanged && !force {
                             continue;
                         }
-                        if let Some(msg) = itip::request(body, &a.address, now) {
+                        if cancelled {
+                            if let Some(msg) = itip::cancel(body, &a.address, None, now) {
+                                self.send_imip(itip::Method::Cancel, &a.address, &msg).await;
+                            }
+                        } else if let Some(msg) = itip::request(body, &a.address, now) {
                             self.send_imip(itip::Method::Request, &a.address, &msg)
                                 .await;
                         }
@@ -385,7 +398,12 @@ impl Dav<'_> {
                     if unchanged && !force {
                         continue;
                     }
-                    if let Some(msg) = itip::request(body, &a.address, now) {
+                    let msg = if cancelled {
+                        itip::cancel(body, &a.address, None, now)
+                    } else {
+                        itip::request(body, &a.address, now)
+                    };
+                    if let Some(msg) = msg {
                         self.deliver_to_inbox(&user, &msg, kind).await?;
                     }
                     // Instances they were in before and are not now: cancel just those.

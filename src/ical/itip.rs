@@ -400,6 +400,21 @@ pub fn request(body: &[u8], address: &str, now: i64) -> Option<Vec<u8>> {
     Some(root.to_bytes())
 }
 
+/// Whether the organizer has cancelled the whole event: the master component (the one without
+/// a RECURRENCE-ID) says STATUS:CANCELLED (RFC 5546 3.2.5: that is sent as a CANCEL).
+pub fn is_cancelled(body: &[u8]) -> bool {
+    let Some(root) = super::parse_stored(body) else {
+        return false;
+    };
+    root.items.iter().any(|item| match item {
+        IcalItem::Component(c) if is_main(c) => {
+            value_of(c, "RECURRENCE-ID").is_none()
+                && value_of(c, "STATUS").is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
+        }
+        _ => false,
+    })
+}
+
 /// A METHOD:CANCEL for one attendee (RFC 5546 3.2.5): of the components they are in, or, with
 /// `only`, of the overrides with those RECURRENCE-IDs (whether or not they are still listed
 /// there: removing someone from one instance cancels it for them).
