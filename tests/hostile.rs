@@ -528,6 +528,14 @@ async fn invalid_values_are_refused() {
             with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=99999999999\r\n"),
         ),
         ("offset beyond a day", zone("+2600")),
+        (
+            "a BYDAY item without its weekday",
+            with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=MONTHLY;BYDAY=+1,3MO\r\n"),
+        ),
+        (
+            "a month 13 in BYMONTH",
+            with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=13\r\n"),
+        ),
         ("an event without DTSTART", with("SUMMARY:when?\r\n")),
     ] {
         let r = srv

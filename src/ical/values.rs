@@ -170,6 +170,9 @@ fn line_problem(l: &IcalLine<'_>) -> Option<String> {
             Some(s) if s.abs() <= MAX_DURATION_SECONDS => None,
             _ => bad("not a valid duration of at most 100 years"),
         },
+        "RRULE" | "EXRULE" if rule_part_problem(&value).is_some() => {
+            rule_part_problem(&value).map(|p| format!("{name}: {p}"))
+        }
         "RRULE" | "EXRULE" => match icalrs::recur::IcalRecurRule::parse(&value) {
             Ok(r) if r.interval >= 1 => {
                 let until = value
@@ -189,6 +192,57 @@ fn line_problem(l: &IcalLine<'_>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A BY list or FREQ of a recurrence rule that RFC 5545 3.3.10's grammar does not allow (the
+/// parser below it reads `BYDAY=+1,3MO` as one Monday a month).
+fn rule_part_problem(rule: &str) -> Option<String> {
+    const DAYS: [&str; 7] = ["SU", "MO", "TU", "WE", "TH", "FR", "SA"];
+    let signed = |v: &str, lo: i64, hi: i64| {
+        let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+        !digits.is_empty()
+            && digits.len() <= 3
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n))
+    };
+    let unsigned = |v: &str, lo: i64, hi: i64| {
+        !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n))
+    };
+    for part in rule.trim().split(';').filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once('=')?;
+        let key = key.trim().to_ascii_uppercase();
+        let items = || value.split(',').map(|v| v.trim().to_ascii_uppercase());
+        let ok = match key.as_str() {
+            "FREQ" => matches!(
+                value.trim().to_ascii_uppercase().as_str(),
+                "SECONDLY" | "MINUTELY" | "HOURLY" | "DAILY" | "WEEKLY" | "MONTHLY" | "YEARLY"
+            ),
+            "BYDAY" => items().all(|d| {
+                // ASCII only, so the split below is on a character boundary.
+                let day = d
+                    .is_ascii()
+                    .then(|| d.len().checked_sub(2))
+                    .flatten()
+                    .map(|i| d.split_at(i));
+                day.is_some_and(|(n, w)| DAYS.contains(&w) && (n.is_empty() || signed(n, 1, 53)))
+            }),
+            "BYMONTHDAY" => items().all(|v| signed(&v, 1, 31)),
+            "BYYEARDAY" | "BYSETPOS" => items().all(|v| signed(&v, 1, 366)),
+            "BYWEEKNO" => items().all(|v| signed(&v, 1, 53)),
+            "BYMONTH" => items().all(|v| unsigned(&v, 1, 12)),
+            "BYHOUR" => items().all(|v| unsigned(&v, 0, 23)),
+            "BYMINUTE" => items().all(|v| unsigned(&v, 0, 59)),
+            "BYSECOND" => items().all(|v| unsigned(&v, 0, 60)),
+            "WKST" => DAYS.contains(&value.trim().to_ascii_uppercase().as_str()),
+            _ => true,
+        };
+        if !ok {
+            return Some(format!("{key}={value} is not a valid rule part"));
+        }
+    }
+    None
 }
 
 /// DTEND (or DUE) before DTSTART, and a negative DURATION, in one component.
@@ -218,6 +272,31 @@ fn span_problem(c: &IcalCst<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_parts_follow_the_grammar() {
+        for ok in [
+            "FREQ=MONTHLY;BYDAY=1MO,-1FR",
+            "FREQ=WEEKLY;BYDAY=MO,TU;WKST=SU",
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=-1;BYSETPOS=-1",
+            "FREQ=DAILY;BYHOUR=0,23;BYMINUTE=0,59;BYSECOND=60",
+            "FREQ=YEARLY;BYWEEKNO=-53;BYYEARDAY=+366;X-NAME=1",
+        ] {
+            assert_eq!(rule_part_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "FREQ=MONTHLY;BYDAY=+1,3MO",
+            "FREQ=MONTHLY;BYDAY=54MO",
+            "FREQ=FORTNIGHTLY",
+            "FREQ=YEARLY;BYMONTH=13",
+            "FREQ=MONTHLY;BYMONTHDAY=0",
+            "FREQ=DAILY;BYHOUR=24",
+            "FREQ=WEEKLY;WKST=XX",
+            "FREQ=WEEKLY;BYDAY=-\u{3ea}U",
+        ] {
+            assert!(rule_part_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn dates_times_durations_offsets() {
