@@ -36,15 +36,13 @@ test-servers:
     url: $CONVENE_URL/dav/
     username: pytester@example.org
     password: pytester-pw
-    # Not hints (a hint lowers what the suite expects): claims of full support, which make
+    # Not hints (a hint lowers what the suite expects): a claim of full support, which makes
     # it expect more. "scheduling" is the library's own default, given so that the scheduling
-    # class runs instead of skipping for want of feature information. The library's default
-    # for comp-type-optional is "unsupported"; Convene supports it, and says so, so the
-    # suite's own compatibility check (testCheckCompatibility) holds it to that.
+    # class runs instead of skipping for want of feature information. comp-type-optional is
+    # left at the library's default, "unsupported": a time-range directly under VCALENDAR is
+    # refused with valid-filter (RFC 4791 9.7), and the library asks per component type.
     features:
       scheduling:
-        support: full
-      search.time-range.comp-type-optional:
         support: full
     # Two users: the organizer, and an attendee (TestSchedulingForServerConvene) whose login is
     # an email address (both are), so the library's username-as-address fallbacks are tested too.

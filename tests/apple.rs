@@ -252,7 +252,7 @@ impl Replay<'_> {
                         "application/xml",
                     )
                     .await;
-                assert_eq!(r.status.as_u16(), 301, "{what}");
+                assert_eq!(r.status.as_u16(), 308, "{what}");
                 assert_eq!(r.header("location").as_deref(), Some("/dav/"));
                 let ms = self.propfind(&what, "/dav/", "0", text).await;
                 let (_, resp) = &responses(&ms)[0];

@@ -42,7 +42,7 @@ async fn discover(srv: &TestServer) -> Vec<String> {
                 .body("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:current-user-principal/></D:prop></D:propfind>"),
         )
         .await;
-    assert_eq!(r.status.as_u16(), 301);
+    assert_eq!(r.status.as_u16(), 308);
     let context = r.header("location").expect("Location");
     let ms = propfind(
         srv,
@@ -265,3 +265,43 @@ async fn davx5(srv: TestServer) {
 
 both_backends!(thunderbird_discovery_and_sync, thunderbird);
 both_backends!(davx5_discovery_and_sync, davx5);
+
+/// Given only the host, a real client finds the principal and the calendars: the python
+/// `caldav` library (from the venv the test command builds) pointed at `http://HOST:PORT/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_needs_only_the_host() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.put_ics(
+        "/dav/calendars/alice/calendar/h.ics",
+        &common::event("h1", "Found from the host"),
+    )
+    .await
+    .expect(201);
+    let script = r#"
+import sys, caldav
+client = caldav.DAVClient(url=sys.argv[1], username="alice", password="alice-pw")
+principal = client.principal()
+names = sorted(str(c.url) for c in principal.calendars())
+events = [e.data for c in principal.calendars() for e in c.events()]
+print(principal.url)
+print(" ".join(names))
+print(sum("Found from the host" in e for e in events))
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", script, &format!("{}/", srv.base)])
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].ends_with("/dav/principals/alice/"), "{stdout}");
+    assert!(
+        lines[1].contains("/dav/calendars/alice/calendar/"),
+        "{stdout}"
+    );
+    assert_eq!(lines[2], "1", "{stdout}");
+}

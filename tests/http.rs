@@ -8,10 +8,18 @@ use futures_util::StreamExt;
 const CAL: &str = "/dav/calendars/alice/calendar/";
 
 async fn discovery(srv: TestServer) {
-    // RFC 6764 5: well-known redirect.
+    // RFC 6764 5: well-known redirect; 308 for a PROPFIND (method and body kept), 301 for
+    // a browser's GET; the bare host sends a PROPFIND the same way.
     let r = srv.send(srv.req("PROPFIND", "/.well-known/caldav")).await;
-    r.expect(301);
+    r.expect(308);
     assert_eq!(r.header("location").as_deref(), Some("/dav/"));
+    srv.send(srv.req("GET", "/.well-known/caldav"))
+        .await
+        .expect(301);
+    let r = srv.send(srv.req("PROPFIND", "/")).await;
+    r.expect(308);
+    assert_eq!(r.header("location").as_deref(), Some("/dav/"));
+    srv.send(srv.req("GET", "/")).await.expect(200);
 
     // Unauthenticated requests get a Basic challenge.
     let r = srv

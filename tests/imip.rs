@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Resp, TestServer};
+use common::{Resp, TestServer, python};
 use mail_parser::{MessageParser, MimeHeaders};
 
 /// A real SMTP server writing what it receives into a Maildir.
@@ -25,15 +25,6 @@ impl Drop for Smtp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn python() -> String {
-    std::env::var("CONVENE_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/convene-conformance/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
 }
 
 fn start_smtp() -> Smtp {

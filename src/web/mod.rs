@@ -179,14 +179,31 @@ async fn security_headers(uri: axum::http::Uri, method: Method, mut resp: Respon
 }
 
 /// RFC 6764 5: the well-known URI redirects to the context path.
-async fn well_known() -> Response {
-    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+/// RFC 6764 5: the well-known URI leads to the context path. A PROPFIND (or any method but GET
+/// and HEAD) gets a 308, which keeps the method and the body; a 301 lets requests-based
+/// clients repeat a PROPFIND without its body, which then asks for no principal.
+async fn well_known(method: Method) -> Response {
+    to_context_path(method)
+}
+
+fn to_context_path(method: Method) -> Response {
+    let status = if method == Method::GET || method == Method::HEAD {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut r = status.into_response();
     r.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/dav/"));
     r
 }
 
-async fn index() -> Response {
+/// The host's root: a line for a browser; a client given only the host (a PROPFIND or a
+/// REPORT on `/`) is sent to the context path as the well-known URI would.
+async fn index(method: Method) -> Response {
+    if method != Method::GET && method != Method::HEAD && method != Method::OPTIONS {
+        return to_context_path(method);
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

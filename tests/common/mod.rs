@@ -50,6 +50,16 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port found");
 }
 
+/// The Python with the test peers from PyPI (the venv the test command builds).
+pub fn python() -> String {
+    std::env::var("CONVENE_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/convene-conformance/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
 /// A file of `fixtures/hostile/` (inputs an attacker with an ordinary account sends).
 pub fn fixture(name: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
