@@ -173,7 +173,41 @@ password = "{PASSWORD}"
         assert before_local == after_local, "a no-op sync changed the vdir"
         assert "Copying" not in out and "Updating" not in out and "Deleting" not in out, out
 
+    def discover_from_the_host():
+        # Given only the host, vdirsyncer finds the user's calendars (well-known or PROPFIND on
+        # the root, then the principal and its calendar home) and mirrors each as a folder.
+        home = WORK / "from-host"
+        home.mkdir(exist_ok=True)
+        (WORK / "status-host").mkdir(exist_ok=True)
+        host = BASE.rstrip("/") + "/"
+        (WORK / "config-host").write_text(
+            f"""[general]
+status_path = "{WORK}/status-host/"
+
+[pair host]
+a = "found"
+b = "server"
+collections = ["from b"]
+
+[storage found]
+type = "filesystem"
+path = "{home}/"
+fileext = ".ics"
+
+[storage server]
+type = "caldav"
+url = "{host}"
+username = "{USER}"
+password = "{PASSWORD}"
+"""
+        )
+        d = subprocess.run([VDIR, "-c", str(WORK / "config-host"), "discover", "host"], capture_output=True, text=True, input="y\n" * 10)
+        assert d.returncode == 0, f"discover from {host}: {d.stdout} {d.stderr}"
+        found = sorted(p.name for p in home.iterdir() if p.is_dir())
+        assert "calendar" in found, f"from {host} vdirsyncer found {found}: {d.stdout} {d.stderr}"
+
     steps = [
+        ("discover from the host alone", discover_from_the_host),
         ("create local->server (UTF-8, RRULE, EXDATE)", local_to_server_create),
         ("create server->local", server_to_local_create),
         ("modify server->local", server_to_local_modify),
