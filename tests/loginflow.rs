@@ -106,11 +106,12 @@ async fn login_flow(srv: TestServer) {
         .expect(404);
     srv.send(srv.client.get(&login)).await.expect(404);
 
-    // DAVx5 then looks at the Nextcloud DAV path, which leads to /dav/, and the password works.
+    // DAVx5 then looks at the Nextcloud DAV path, which leads to /dav/ (308: the PROPFIND is
+    // repeated there with its body), and the password works.
     let r = srv
         .send(srv.req_as("alice", &app_password, "PROPFIND", "/remote.php/dav/"))
         .await;
-    assert_eq!(r.status.as_u16(), 301);
+    assert_eq!(r.status.as_u16(), 308);
     assert_eq!(r.header("location").as_deref(), Some("/dav/"));
     srv.send(
         srv.req_as("alice", &app_password, "PROPFIND", "/dav/calendars/alice/")
