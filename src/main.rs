@@ -36,10 +36,14 @@ async fn run() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = convene::app::Cli::parse();
+    let serving = matches!(cli.command, convene::app::Command::Serve(_));
     match convene::app::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // A server's failure goes to its log too; a command's error is said once.
+            if serving {
+                tracing::error!("{e}");
+            }
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 format!("error: {e}\n").as_bytes(),

@@ -223,3 +223,12 @@ async fn in_flight_requests_finish_on_shutdown() {
         _ => assert!(got.status.as_u16() == 404 || got.body == big.as_bytes()),
     }
 }
+
+/// A command's error is said once, on standard error, not also as a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_error_is_said_once() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (code, _out, err) = srv.cli(&["user", "remove", "nobody", "--yes"], "");
+    assert_ne!(code, 0);
+    assert_eq!(err.matches("no such user").count(), 1, "{err}");
+}

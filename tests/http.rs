@@ -1271,3 +1271,25 @@ async fn mkcalendar_on_an_existing_url_and_a_two_headed_propfind() {
     .await
     .expect(207);
 }
+
+/// RFC 6578 3.3: `sync-level infinite` on a collection of collections (the home) is refused
+/// with `sync-traversal-supported` instead of being answered as level 1; on a calendar, which
+/// holds only objects, it is the same as level 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_sync_is_refused_where_it_would_need_more_levels() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.put_ics(&format!("{CAL}s.ics"), &event("s1", "Synced"))
+        .await
+        .expect(201);
+    let body = r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token/><D:sync-level>infinite</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"#;
+    let r = srv.report("/dav/calendars/alice/", body).await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    assert!(
+        r.text().contains("sync-traversal-supported"),
+        "{}",
+        r.text()
+    );
+    let r = srv.report(CAL, body).await;
+    r.expect(207);
+    assert!(r.text().contains("s.ics"), "{}", r.text());
+}

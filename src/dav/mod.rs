@@ -172,6 +172,8 @@ pub enum DavCondition {
     ValidResourcetype,
     /// RFC 3253 3.6: the REPORT is not one this resource answers.
     SupportedReport,
+    /// RFC 6578 3.3: an infinite sync-level here is not supported.
+    SyncTraversalSupported,
 }
 
 /// A typed condition: its namespace, element name and pre-rendered children (already escaped
@@ -227,6 +229,7 @@ impl Precondition for DavCondition {
             DavCondition::ResourceMustBeNull => ("resource-must-be-null", String::new()),
             DavCondition::ValidResourcetype => ("valid-resourcetype", String::new()),
             DavCondition::SupportedReport => ("supported-report", String::new()),
+            DavCondition::SyncTraversalSupported => ("sync-traversal-supported", String::new()),
         };
         (NS_DAV, name, body)
     }

@@ -10,8 +10,15 @@ impl<'a> Dav<'a> {
         href: &str,
         sc: dav::SyncCollection,
     ) -> Result<DavResponse, DavError> {
-        if sc.level_infinite && coll.kind == ResourceKind::Home {
-            // Members of a home are collections; infinite level would need their members too.
+        // RFC 6578 3.3: an infinite sync of a collection that holds collections (a home, a
+        // plain collection) would need their members too; it is refused, not answered as
+        // level 1. A calendar holds only objects, so there both levels are the same.
+        if sc.level_infinite && matches!(coll.kind, ResourceKind::Home | ResourceKind::Collection) {
+            return Err(DavError::with(
+                403,
+                DavCondition::SyncTraversalSupported,
+                "sync-level infinite is not supported on a collection of collections; sync each calendar",
+            ));
         }
         let invalid = || {
             DavError::with(
