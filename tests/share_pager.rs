@@ -7,9 +7,8 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use convene::share::{Sharing, SharingConfig, copies_calendar_name};
+use convene::share::copies_calendar_name;
 use convene::store::*;
 
 /// Members in the calendar: three pages of the worker's 200.
@@ -122,19 +121,7 @@ async fn pager(backend: common::Backend) {
             .await
             .expect("put");
     }
-    let sharing = Sharing::new(
-        s.clone(),
-        None,
-        SharingConfig {
-            public_url: "http://127.0.0.1:1".into(),
-            privacy: Default::default(),
-            interval: Duration::from_secs(3600),
-            index_horizon_days: 400,
-            max_instances: 1000,
-            home_defaults: defaults,
-            clock: convene::clock::system(),
-        },
-    );
+    let sharing = common::sharing_worker(&s, convene::clock::system());
     let first = sharing.pass().await.expect("first pass");
     assert_eq!(first.pages, PAGES, "{first:?}");
     assert_eq!(copies(&s, &bob).await.len(), N);

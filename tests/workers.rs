@@ -10,13 +10,12 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use convene::caldav::DavSettings;
 use convene::caldav::outbox::send_due;
 use convene::clock::{Clock, ManualClock};
 use convene::mail::{Mailer, SmtpConfig, SmtpSecurity};
-use convene::share::{Sharing, SharingConfig, copies_calendar_name};
+use convene::share::copies_calendar_name;
 use convene::store::*;
 
 async fn sqlite_store() -> (Store, tempfile::TempDir) {
@@ -141,19 +140,7 @@ async fn a_calendar_held_by_a_dead_instance_is_taken_over_when_its_lease_lapses(
             .expect("claim")
             .is_some()
     );
-    let sharing = Sharing::new(
-        s.clone(),
-        None,
-        SharingConfig {
-            public_url: "http://127.0.0.1:1".into(),
-            privacy: Default::default(),
-            interval: Duration::from_secs(3600),
-            index_horizon_days: 400,
-            max_instances: 1000,
-            home_defaults: defaults,
-            clock: Arc::new(clock.clone()),
-        },
-    );
+    let sharing = common::sharing_worker(&s, Arc::new(clock.clone()));
     let copies = || async {
         let Some(h) = s.home(bob.id).await.expect("home") else {
             return 0;

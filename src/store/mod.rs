@@ -3,7 +3,7 @@
 //!
 //! Capabilities are separate traits (`UserStore`, `ResourceReader`, `ResourceWriter`,
 //! `SyncReader`); two adapters implement all of them from one body of portable SQL
-//! (`sql.rs`): SQLite (embedded default, WAL) and PostgreSQL (several stateless instances on
+//! (`store::sql`): SQLite (embedded default, WAL) and PostgreSQL (several stateless instances on
 //! one database). All state that must agree across instances (sequence numbers, ETags,
 //! tombstones) lives in the database; nothing here caches.
 //!
@@ -943,7 +943,7 @@ macro_rules! delegate {
     };
 }
 
-/// The one fork between the portable SQL (`sql.rs`, both databases) and the statements SQLite
+/// The one fork between the portable SQL (`store::sql`, both databases) and the statements SQLite
 /// runs in place (`sqlite_direct`): on a SQLite file, `$hot` runs with `$d` the in-place
 /// connections (and `$sq` the SQLite store); otherwise the portable body, as `delegate!`. The
 /// methods that use it below are the whole list of what runs in place.

@@ -1,5 +1,5 @@
 //! PostgreSQL adapter: several stateless Convene instances can share one database. Writers to
-//! one collection serialise on its row (see `sql.rs`), so change numbers commit in order.
+//! one collection serialise on its row (see `store::sql`), so change numbers commit in order.
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 

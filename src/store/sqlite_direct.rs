@@ -7,7 +7,7 @@
 //! On this kind of 2-core machine a round trip costs about 80 µs of CPU in thread switches, far
 //! more than the statement (a few µs), and it was most of the cost of a request. Statements
 //! here take microseconds, so running them on a runtime thread costs less than handing them
-//! off. Everything else, and everything on PostgreSQL, stays on sqlx (`sql.rs`). Which
+//! off. Everything else, and everything on PostgreSQL, stays on sqlx (`store::sql`). Which
 //! statements run here is decided in one place: the `route!` calls of the `Store` facade.
 //!
 //! Both libraries link the one `libsqlite3-sys` (a `links` crate: Cargo allows a single copy),
@@ -271,7 +271,7 @@ macro_rules! user_cols {
     };
 }
 
-/// Columns in `res_cols!` order, as `sql.rs` maps them.
+/// Columns in `res_cols!` order, as `store::sql` maps them.
 fn map_resource(r: &Row<'_>) -> rusqlite::Result<Result<Resource>> {
     let kind: String = r.get(5)?;
     let kind = match ResourceKind::parse(&kind) {
@@ -363,7 +363,7 @@ impl Direct {
         })
     }
 
-    /// One resource row by a statement over its key (`sql.rs` runs the same ones).
+    /// One resource row by a statement over its key (`store::sql` runs the same ones).
     fn resource_where(&self, cond: &str, args: impl rusqlite::Params) -> Result<Option<Resource>> {
         self.read(|c| {
             let sql = format!("SELECT {} FROM resources WHERE {cond}", res_cols!());
@@ -424,7 +424,7 @@ impl Direct {
         })
     }
 
-    /// Home, and up to two levels below it, as `sql.rs` `lookup_path` (its statement, unsorted).
+    /// Home, and up to two levels below it, as `store::sql` `lookup_path` (its statement, unsorted).
     pub fn lookup_path(&self, owner: UserId, names: &[String]) -> Result<Vec<Resource>> {
         self.read(|c| {
             let mut st = c.prepare_cached(concat!(
@@ -467,7 +467,7 @@ impl Direct {
             let tx = c.unchecked_transaction()?;
             let mut out = Vec::new();
             {
-                // `+parent_id`, as in `sql.rs`: the resource_id lookup is the narrow one.
+                // `+parent_id`, as in `store::sql`: the resource_id lookup is the narrow one.
                 let mut st = tx.prepare_cached(MEMBER_ROWS)?;
                 for id in ids {
                     let rows = st.query_map(params![parent.0, id.0], map_instance)?;
@@ -525,7 +525,7 @@ impl Direct {
         })
     }
 
-    /// The change log of one collection after `since`, as `sql.rs` `changes_since`; callers
+    /// The change log of one collection after `since`, as `store::sql` `changes_since`; callers
     /// pass a limit, so the cost is bounded by it.
     pub fn changes_since(&self, parent: ResourceId, since: i64, cap: i64) -> Result<Vec<Change>> {
         self.read(|c| {
@@ -552,7 +552,7 @@ impl Direct {
         })
     }
 
-    /// `ResourceWriter::put_object` on the writer connection: the same statements as `sql.rs`.
+    /// `ResourceWriter::put_object` on the writer connection: the same statements as `store::sql`.
     ///
     /// Without `wait`, `None` when another connection holds SQLite's write lock: the caller
     /// then takes the write gate and calls again with `wait`, which waits for the lock as every
@@ -738,7 +738,7 @@ impl Direct {
 const LISTING_ROWS: &str =
     "SELECT resource_id, start_at, end_at, rule, floating FROM instances WHERE parent_id = ?1";
 
-/// One member's index rows. `+parent_id`, as in `sql.rs`: the key (resource_id, ord) is the
+/// One member's index rows. `+parent_id`, as in `store::sql`: the key (resource_id, ord) is the
 /// narrow lookup, not the calendar's window index.
 const MEMBER_ROWS: &str = "SELECT resource_id, start_at, end_at, rule, floating FROM instances \
                            WHERE +parent_id = ?1 AND resource_id = ?2";
@@ -760,7 +760,7 @@ fn stored_instances(tx: &rusqlite::Transaction<'_>, id: ResourceId) -> Result<Ve
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// `sql.rs` `touch`: bump the collection's change number and stamp it up the tree. Returns
+/// `store::sql` `touch`: bump the collection's change number and stamp it up the tree. Returns
 /// the collection's new change number and its owner.
 fn touch(tx: &rusqlite::Transaction<'_>, collection: ResourceId) -> Result<(i64, UserId)> {
     let now = now();

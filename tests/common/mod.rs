@@ -60,6 +60,27 @@ pub fn python() -> String {
     })
 }
 
+/// A sharing worker on `store` for in-process tests: no directory, the worker driven by hand
+/// (`pass`), on the given clock.
+pub fn sharing_worker(
+    store: &convene::store::Store,
+    clock: convene::clock::SharedClock,
+) -> convene::share::Sharing {
+    convene::share::Sharing::new(
+        store.clone(),
+        None,
+        convene::share::SharingConfig {
+            public_url: "http://127.0.0.1:1".into(),
+            privacy: Default::default(),
+            interval: Duration::from_secs(3600),
+            index_horizon_days: 400,
+            max_instances: 1000,
+            home_defaults: convene::caldav::default_collections(),
+            clock,
+        },
+    )
+}
+
 /// A file of `fixtures/hostile/` (inputs an attacker with an ordinary account sends).
 pub fn fixture(name: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
