@@ -19,6 +19,7 @@
 pub mod app;
 pub mod auth;
 pub mod caldav;
+pub mod calendar;
 pub mod clock;
 pub mod dav;
 pub mod directory;

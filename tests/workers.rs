@@ -11,8 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use convene::caldav::DavSettings;
-use convene::caldav::outbox::send_due;
+use convene::calendar::outbox::send_due;
 use convene::clock::{Clock, ManualClock};
 use convene::mail::{Mailer, SmtpConfig, SmtpSecurity};
 use convene::share::copies_calendar_name;
@@ -68,7 +67,7 @@ async fn the_outbox_retries_on_its_backoff_and_gives_up() {
         max_attempts: 3,
     })
     .expect("mailer");
-    let settings = DavSettings::default();
+    let settings = convene::calendar::Limits::default();
     let clock = ManualClock::at(2_000_000_000);
     s.enqueue_mail("ext@elsewhere.test", b"Subject: x\r\n\r\nx\r\n", None)
         .await

@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::auth::{LocalAuthenticator, hash_password};
-use crate::caldav::{DEFAULT_INDEX_HORIZON_DAYS, DavSettings, home_href};
+use crate::caldav::{DavSettings, home_href};
+use crate::calendar::DEFAULT_INDEX_HORIZON_DAYS;
 use crate::dav::XmlLimits;
 use crate::store::{
     AppPasswordStore, DelegateStore, FeedStore, NewUser, ResourceKind, ResourceReader,
@@ -397,14 +398,16 @@ impl Config {
 
     pub fn dav_settings(&self) -> DavSettings {
         DavSettings {
-            max_resource_size: self.max_resource_size,
+            calendar: crate::calendar::Limits {
+                max_resource_size: self.max_resource_size,
+                index_horizon_days: self.index_horizon_days,
+                max_instances: self.max_instances,
+            },
             xml: XmlLimits {
                 max_depth: self.xml_max_depth,
                 max_elements: self.xml_max_elements,
             },
             max_props_per_request: self.max_props_per_request,
-            index_horizon_days: self.index_horizon_days,
-            max_instances: self.max_instances,
             privacy: crate::ical::privacy::Privacy {
                 confidential: self.sharing.confidential,
                 private: self.sharing.private,
@@ -740,15 +743,16 @@ async fn import_command(
     } else {
         std::fs::read(file)?
     };
-    let settings = cfg.dav_settings();
-    let dav = crate::caldav::Dav {
+    let limits = cfg.dav_settings().calendar;
+    // A data load: no scheduling, and no worker runs in this process to be told.
+    let calendars = crate::calendar::Calendars {
         store,
-        settings: &settings,
         user: &u,
+        limits: &limits,
         mailer: None,
         directory: None,
-        delegation: None,
-        links: Default::default(),
+        clock: &crate::clock::SystemClock,
+        hooks: &crate::calendar::NoHooks,
     };
     let mut progress = |done: usize, total: usize| {
         if done.is_multiple_of(100) || done == total {
@@ -756,10 +760,10 @@ async fn import_command(
             let _ = write!(std::io::stderr().lock(), "\rimporting {done}/{total}");
         }
     };
-    let report = dav
+    let report = calendars
         .import(&cal, &data, &mut progress)
         .await
-        .map_err(|e| AppError::Usage(format!("import failed: {}", e.message)))?;
+        .map_err(|e| AppError::Usage(format!("import failed: {e}")))?;
     let _ = writeln!(std::io::stderr().lock());
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -855,10 +859,14 @@ fn start_workers(
     }
     if let Some(m) = mailer {
         // Queued iMIP mail goes out from here, this instance's and any other's.
-        let (store, m, settings, clock) =
-            (store.clone(), m.clone(), cfg.dav_settings(), clock.clone());
+        let (store, m, settings, clock) = (
+            store.clone(),
+            m.clone(),
+            cfg.dav_settings().calendar,
+            clock.clone(),
+        );
         tasks.spawn("outbox", move |stop| {
-            crate::caldav::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
+            crate::calendar::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
         });
     }
     if let Some(dir) = directory {
@@ -1019,6 +1027,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         max_body_bytes: cfg.max_body_bytes,
         mailer,
         sharing,
+        clock: clock.clone(),
         trusted_proxies: cfg.trusted_proxies.clone(),
     });
     let app = router(state);

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use http::StatusCode;
 
 use super::props::Prop;
-use super::schedule::principal_name;
 use super::{Dav, DavResponse, Node, internal, need_privilege, principal_href};
+use crate::calendar::address::principal_name;
 use crate::dav::{DavError, Multistatus, NS_DAV, PatchOp, Privilege, escape};
 use crate::store::{DelegateStore, User, UserId, UserStore};
 

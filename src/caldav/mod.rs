@@ -11,7 +11,8 @@
 //! Layout: [`handle`] checks access and dispatches on the method; `resolve` turns a path into
 //! a `Target` and decides who may reach it; `method/` holds one file per method and
 //! `report/` one per report; `render` gives live property values; `schedule`, `sharing`,
-//! `delegation`, `groups`, `import` and `outbox` are the features behind them.
+//! `sharing`, `delegation` and `groups` are the features behind them. What an object may be
+//! and what writing one implies (validation, indexing, scheduling) is `calendar`'s.
 //!
 //! Must never: touch SQL (only `store` traits), panic on client input, or let one user read or
 //! write another user's home except through what that user shared or delegated (403 with
@@ -19,21 +20,17 @@
 
 mod delegation;
 mod groups;
-mod import;
 mod method;
-pub mod outbox;
 mod principal;
 pub mod props;
 pub mod query;
 mod render;
 mod report;
 mod resolve;
-mod schedule;
 pub mod sharing;
 mod stream;
 
-pub use import::{ImportReport, SkippedItem};
-pub use method::put::{ObjectWrite, Written};
+pub use crate::calendar::{ImportReport, SkippedItem};
 
 use std::sync::Arc;
 
@@ -60,39 +57,25 @@ pub const MAX_PROPERTY_BYTES: usize = 64 * 1024;
 /// Most bytes of dead properties one resource holds for one viewer; past it, 507.
 pub const MAX_PROPERTIES_BYTES: usize = 1024 * 1024;
 
-/// Components a calendar accepts when MKCALENDAR does not say (RFC 4791 5.2.3).
-const DEFAULT_COMPONENTS: &str = "VEVENT,VTODO,VJOURNAL";
+use crate::calendar::home::DEFAULT_COMPONENTS;
 
 /// Server-wide protocol settings (from configuration).
 #[derive(Debug, Clone)]
 pub struct DavSettings {
-    pub max_resource_size: usize,
+    /// What a calendar object may be (size, index horizon, max-instances).
+    pub calendar: crate::calendar::Limits,
     pub xml: XmlLimits,
     pub max_props_per_request: usize,
-    /// Recurrences are indexed this far ahead of now (the rolling horizon).
-    pub index_horizon_days: i64,
-    /// CALDAV:max-instances: most instances one object may generate within the horizon.
-    pub max_instances: usize,
     /// What non-owners see of CONFIDENTIAL and PRIVATE events (`ical::privacy`).
     pub privacy: ical::privacy::Privacy,
 }
 
-/// How far ahead of now a recurring series is indexed when it is written: a year, as Apple
-/// CalendarServer's `FreeBusyIndexExpandAheadDays` (365). The windows clients ask about all
-/// day (week and month views, DAVx5's past-90-days sync, free-busy lookups) fall inside it.
-/// A window beyond it still gets every answer: the few open-ended series it reaches are
-/// expanded at query time. Three years cost each weekly series 156 index rows where it now
-/// has 52, written on every PUT and held in every cached listing.
-pub const DEFAULT_INDEX_HORIZON_DAYS: i64 = 366;
-
 impl Default for DavSettings {
     fn default() -> Self {
         DavSettings {
-            max_resource_size: 10 * 1024 * 1024,
+            calendar: crate::calendar::Limits::default(),
             xml: XmlLimits::default(),
             max_props_per_request: 1000,
-            index_horizon_days: DEFAULT_INDEX_HORIZON_DAYS,
-            max_instances: 20_000,
             privacy: ical::privacy::Privacy::default(),
         }
     }
@@ -201,10 +184,55 @@ impl DavResponse {
     }
 }
 
-fn select_error(e: query::SelectError) -> DavError {
+fn select_error(e: crate::calendar::query::SelectError) -> DavError {
+    use crate::calendar::query::SelectError;
     match e {
-        query::SelectError::Store(e) => internal(e),
-        query::SelectError::Ical(e) => index_error(e),
+        SelectError::Store(e) => internal(e),
+        SelectError::Ical(e) => index_error(e),
+    }
+}
+
+/// A domain refusal as CalDAV says it. `href_segs`: the written object's path, to name the
+/// holder of a conflicting UID beside it.
+fn calendar_error_at(e: crate::calendar::Error, href_segs: &[String]) -> DavError {
+    use crate::calendar::{Error, Refusal};
+    let condition = |r: Refusal| match r {
+        Refusal::ValidCalendarData => CalCondition::ValidCalendarData,
+        Refusal::ValidCalendarObjectResource => CalCondition::ValidCalendarObjectResource,
+        Refusal::SupportedCalendarData => CalCondition::SupportedCalendarData,
+        Refusal::SupportedCalendarComponent => CalCondition::SupportedCalendarComponent,
+        Refusal::UidConflict { holder } => {
+            CalCondition::NoUidConflict(Dav::uid_conflict_href(href_segs, &holder))
+        }
+        Refusal::MaxResourceSize => CalCondition::MaxResourceSize,
+        Refusal::MaxInstances => CalCondition::MaxInstances,
+        Refusal::ValidSchedulingMessage => CalCondition::ValidSchedulingMessage,
+        Refusal::OrganizerAllowed => CalCondition::OrganizerAllowed,
+        Refusal::AllowedAttendeeSchedulingObjectChange | Refusal::OwnersContent => {
+            CalCondition::AllowedAttendeeSchedulingObjectChange
+        }
+    };
+    match e {
+        Error::Refused {
+            refusal: Refusal::OwnersContent,
+            message,
+        } => {
+            let segs: Vec<&str> = href_segs.iter().map(String::as_str).collect();
+            denied(&href_of(&segs, false), Privilege::WriteContent, &message)
+        }
+        Error::Refused { refusal, message } => DavError::with(403, condition(refusal), message),
+        Error::Malformed { refusal, message } => DavError::with(400, condition(refusal), message),
+        Error::PreconditionFailed(m) => DavError::new(412, m),
+        Error::NotFound(m) => DavError::new(404, m),
+        Error::TooLarge(m) => DavError::new(413, m),
+        Error::Store(StoreError::AlreadyExists) => DavError::new(405, "cannot PUT to a collection"),
+        Error::Store(e) => internal(e),
+    }
+}
+
+impl From<crate::calendar::Error> for DavError {
+    fn from(e: crate::calendar::Error) -> DavError {
+        calendar_error_at(e, &[])
     }
 }
 
@@ -274,52 +302,14 @@ fn rfc3339(epoch: i64) -> String {
 }
 
 pub fn principal_href(user: &str) -> String {
-    href_of(&["principals", user], true)
+    crate::calendar::address::principal_path(user)
 }
 
 pub fn home_href(user: &str) -> String {
     href_of(&["calendars", user], true)
 }
 
-pub fn default_collections() -> Vec<NewCollection> {
-    let name_prop = |name: &str| StoredProp {
-        ns: NS_DAV.into(),
-        local: "displayname".into(),
-        xml: format!("<D:displayname xmlns:D=\"DAV:\">{name}</D:displayname>").into_bytes(),
-    };
-    vec![
-        NewCollection {
-            name: "calendar".into(),
-            kind: ResourceKind::Calendar,
-            supported_components: Some("VEVENT".into()),
-            props: vec![name_prop("Calendar")],
-        },
-        NewCollection {
-            name: "tasks".into(),
-            kind: ResourceKind::Calendar,
-            supported_components: Some("VTODO".into()),
-            props: vec![name_prop("Tasks")],
-        },
-        NewCollection {
-            name: "inbox".into(),
-            kind: ResourceKind::Inbox,
-            supported_components: None,
-            props: vec![],
-        },
-        NewCollection {
-            name: "outbox".into(),
-            kind: ResourceKind::Outbox,
-            supported_components: None,
-            props: vec![],
-        },
-        NewCollection {
-            name: "notification".into(),
-            kind: ResourceKind::Notification,
-            supported_components: None,
-            props: vec![],
-        },
-    ]
-}
+pub use crate::calendar::home::default_collections;
 
 /// Properties to store and (namespace, name) pairs to remove, after validation.
 type PatchPlan = (Vec<StoredProp>, Vec<(String, String)>);
@@ -348,6 +338,10 @@ pub struct Dav<'a> {
     pub delegation: Option<Delegation>,
     /// Per-request cache of principals' delegation links, filled before rendering them.
     pub links: delegation::LinkCache,
+    /// Where "now" comes from.
+    pub clock: &'a dyn crate::clock::Clock,
+    /// Told when a calendar object changes (the sharing worker listens).
+    pub hooks: &'a dyn crate::calendar::Hooks,
 }
 
 /// The user acts in `owner`'s home as their delegate (calendar-proxy), or in a calendar of
@@ -375,6 +369,8 @@ pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
         directory: outer.directory,
         delegation,
         links: delegation::LinkCache::default(),
+        clock: outer.clock,
+        hooks: outer.hooks,
     };
     if let Some(Delegation { mount: Some(m), .. }) = &dav.delegation
         && let Err(e) = dav.load_personal(m.calendar).await

@@ -9,8 +9,8 @@
 use http::StatusCode;
 
 use super::props::Prop;
-use super::schedule::principal_name;
 use super::{Dav, DavResponse, Node, internal, principal_href};
+use crate::calendar::address::principal_name;
 use crate::dav::{self, DavError, Multistatus, NS_CS, NS_DAV, PropertyName, PropfindRequest};
 use crate::store::{User, UserStore};
 

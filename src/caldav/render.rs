@@ -349,13 +349,13 @@ impl<'a> Dav<'a> {
             Prop::SupportedCalendarData if is_cal => "<C:supported-calendar-data><C:calendar-data content-type=\"text/calendar\" version=\"2.0\"/></C:supported-calendar-data>".into(),
             Prop::MaxResourceSize if is_cal => format!(
                 "<C:max-resource-size>{}</C:max-resource-size>",
-                self.settings.max_resource_size
+                self.settings.calendar.max_resource_size
             ),
             Prop::MinDateTime if is_cal => "<C:min-date-time>19000101T000000Z</C:min-date-time>".into(),
             Prop::MaxDateTime if is_cal => "<C:max-date-time>21001231T235959Z</C:max-date-time>".into(),
             Prop::MaxInstances if is_cal => format!(
                 "<C:max-instances>{}</C:max-instances>",
-                self.settings.max_instances
+                self.settings.calendar.max_instances
             ),
             Prop::MaxAttendeesPerInstance if is_cal => {
                 "<C:max-attendees-per-instance>1000</C:max-attendees-per-instance>".into()

@@ -121,20 +121,21 @@ impl<'a> Dav<'a> {
             directory: None,
             delegation: None,
             links: delegation::LinkCache::default(),
+            clock: &crate::clock::SystemClock,
+            hooks: &crate::calendar::NoHooks,
         }
     }
 
-    /// Who a write schedules as: the home's owner, also when their delegate writes (the
-    /// "secretary" case of the calendar-proxy extension).
-    pub(in crate::caldav) fn acting(&self) -> Dav<'_> {
-        Dav {
+    /// The calendar domain, acting as the home's owner (also when their delegate writes).
+    pub fn calendars(&self) -> crate::calendar::Calendars<'_> {
+        crate::calendar::Calendars {
             store: self.store,
-            settings: self.settings,
             user: self.delegation.as_ref().map_or(self.user, |d| &d.owner),
+            limits: &self.settings.calendar,
             mailer: self.mailer,
             directory: self.directory,
-            delegation: None,
-            links: delegation::LinkCache::default(),
+            clock: self.clock,
+            hooks: self.hooks,
         }
     }
 

@@ -200,7 +200,16 @@ impl Sharing {
     pub fn kick(&self) {
         self.0.wake.notify_one();
     }
+}
 
+/// A calendar object changed: the worker carries it into the copies.
+impl crate::calendar::Hooks for Sharing {
+    fn object_changed(&self, _calendar: ResourceId) {
+        self.kick();
+    }
+}
+
+impl Sharing {
     pub fn config(&self) -> &SharingConfig {
         &self.0.cfg
     }

@@ -48,10 +48,29 @@ pub struct AppState {
     pub dav: DavSettings,
     pub max_body_bytes: usize,
     pub mailer: Option<crate::mail::Mailer>,
-    /// The delegated-entries worker, woken after writes.
+    /// The delegated-entries worker, woken after writes (the calendar domain's hooks).
     pub sharing: crate::share::Sharing,
+    /// Where "now" comes from.
+    pub clock: crate::clock::SharedClock,
     /// Peers whose `X-Forwarded-Proto` is believed (the TLS proxies in front).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl AppState {
+    /// The CalDAV handler for `user`, over this server's store and services.
+    pub fn dav<'a>(&'a self, user: &'a User) -> Dav<'a> {
+        Dav {
+            store: &self.store,
+            settings: &self.dav,
+            user,
+            mailer: self.mailer.as_ref(),
+            directory: self.directory.as_ref(),
+            delegation: None,
+            links: Default::default(),
+            clock: self.clock.as_ref(),
+            hooks: &self.sharing,
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -384,15 +403,7 @@ async fn dav_entry(State(state): State<Arc<AppState>>, req: Request) -> Response
             )));
         }
     };
-    let dav = Dav {
-        store: &state.store,
-        settings: &state.dav,
-        user: &user,
-        mailer: state.mailer.as_ref(),
-        directory: state.directory.as_ref(),
-        delegation: None,
-        links: Default::default(),
-    };
+    let dav = state.dav(&user);
     let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
         && parts.method.as_str() != "PROPFIND"
         && parts.method.as_str() != "REPORT";
@@ -670,28 +681,20 @@ async fn api_imip(State(state): State<Arc<AppState>>, req: Request) -> Response 
     if parts.method != Method::POST {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
     }
-    let bytes = match to_bytes(body, state.dav.max_resource_size).await {
+    let bytes = match to_bytes(body, state.dav.calendar.max_resource_size).await {
         Ok(b) => b,
         Err(_) => return closing(json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
-    let dav = Dav {
-        store: &state.store,
-        settings: &state.dav,
-        user: &user,
-        mailer: state.mailer.as_ref(),
-        directory: state.directory.as_ref(),
-        delegation: None,
-        links: Default::default(),
-    };
-    match dav.incoming_imip(&bytes).await {
-        Ok(n) => {
-            state.sharing.kick();
-            json(StatusCode::OK, &serde_json::json!({ "applied": n }))
+    let dav = state.dav(&user);
+    match dav.calendars().incoming_imip(&bytes).await {
+        Ok(n) => json(StatusCode::OK, &serde_json::json!({ "applied": n })),
+        Err(e) => {
+            let e = crate::dav::DavError::from(e);
+            json(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                &serde_json::json!({ "error": e.message }),
+            )
         }
-        Err(e) => json(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            &serde_json::json!({ "error": e.message }),
-        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The schedule-sharing JSON API: an event's recipients, a calendar's rules, and a user's
 //! sharing settings. An event's recipients are written into the event itself by the CalDAV
 //! convention (informational attendees), through the one calendar write path CalDAV's PUT
-//! uses (`Dav::write_calendar_object`), so the API and clients can never disagree.
+//! uses (`calendar::Calendars::write_object`), so the API and clients can never disagree.
 //!
 //! Must never: let one user read or change another's rules, settings or events; accept a
 //! recipient the server does not know.
@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use super::{AppState, authenticate, json, json_error};
-use crate::caldav::{self, Dav};
+use crate::caldav;
 use crate::ical::delegated::{self, Recipient};
 use crate::store::{
     ResourceKind, ResourceReader, RuleKind, ShareSettings, ShareStore, StoreError, User, UserStore,
@@ -369,26 +369,26 @@ pub(super) async fn event(
             };
             // The one calendar write path, conditional on the version read: validation,
             // scheduling and the index are the same as for a client's write.
-            let dav = dav_of(&state, &user);
-            let segs = ["calendars".to_string(), user.name.clone(), calendar, object];
-            let written = dav
-                .write_calendar_object(caldav::ObjectWrite {
+            let written = state
+                .dav(&user)
+                .calendars()
+                .write_object(crate::calendar::ObjectWrite {
                     parent: &parent,
                     name: &obj.name,
                     existing: Some(&obj),
                     body: &next,
                     content_type: Some("text/calendar"),
-                    headers: &HeaderMap::new(),
-                    href_segs: &segs,
+                    schedule: crate::calendar::ScheduleHeaders {
+                        schedule_tag_match: None,
+                        if_match_holds: true,
+                    },
                     cond: WriteCondition::EtagIn(obj.etag.clone().into_iter().collect()),
+                    shared: false,
                 })
                 .await;
             if let Err(e) = written {
-                let status =
-                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return json_error(status, &e.message);
+                return dav_failure(e.into());
             }
-            state.sharing.kick();
             let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
             json(
                 StatusCode::OK,
@@ -396,18 +396,6 @@ pub(super) async fn event(
             )
         }
         _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT"),
-    }
-}
-
-fn dav_of<'a>(state: &'a AppState, user: &'a User) -> Dav<'a> {
-    Dav {
-        store: &state.store,
-        settings: &state.dav,
-        user,
-        mailer: state.mailer.as_ref(),
-        directory: state.directory.as_ref(),
-        delegation: None,
-        links: Default::default(),
     }
 }
 
@@ -511,7 +499,8 @@ pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -
             let lifetime = b
                 .expires_in_seconds
                 .unwrap_or(crate::caldav::sharing::DEFAULT_REQUEST_SECONDS);
-            match dav_of(&state, &user)
+            match state
+                .dav(&user)
                 .request_access(&owner, access, b.message.as_deref(), lifetime)
                 .await
             {
@@ -570,7 +559,7 @@ async fn request_action_inner(
         Ok(_) => return json_error(StatusCode::NOT_FOUND, "no such request"),
         Err(e) => return failed(e),
     };
-    let dav = dav_of(&state, &user);
+    let dav = state.dav(&user);
     let outcome = match (parts.method.clone(), action.as_deref()) {
         (Method::DELETE, None) => dav.withdraw_access_request(&r).await.map(|_| vec![]),
         (Method::POST, Some("refuse")) => dav.answer_access_request(&r, None).await,

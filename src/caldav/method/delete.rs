@@ -40,8 +40,14 @@ impl<'a> Dav<'a> {
                     .await
                 {
                     Ok(()) => {
+                        if let Some(parent) = res.parent {
+                            self.hooks.object_changed(parent);
+                        }
                         if let Some(old) = old {
-                            Box::pin(self.acting().after_delete(&old, &req.headers)).await;
+                            // `Schedule-Reply: F`: the attendee asks that no reply be sent.
+                            let silent = header_str(&req.headers, "schedule-reply")
+                                .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
+                            Box::pin(self.calendars().after_delete(&old, silent)).await;
                         }
                         Ok(DavResponse::new(StatusCode::NO_CONTENT))
                     }

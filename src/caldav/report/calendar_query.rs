@@ -33,7 +33,8 @@ impl<'a> Dav<'a> {
         let query_tz = root.child(NS_CALDAV, "timezone").map(|t| t.text.clone());
         let cal_tz = self.calendar_timezone_text(&calendar).await?;
         let mut limits = self.index_limits();
-        let ctx_zone = query::floating_zone(query_tz.as_deref(), cal_tz.as_deref());
+        let ctx_zone =
+            crate::calendar::query::floating_zone(query_tz.as_deref(), cal_tz.as_deref());
         // Expansion at query time must reach the end of any time range asked about.
         limits.horizon = limits
             .horizon
@@ -50,9 +51,10 @@ impl<'a> Dav<'a> {
         if single.is_none() && depth == Some(Depth::Zero) {
             return Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)));
         }
-        let selected = query::select(self.store, &calendar, &filter, &ctx, self.non_owner())
-            .await
-            .map_err(select_error)?;
+        let selected =
+            crate::calendar::query::select(self.store, &calendar, &filter, &ctx, self.non_owner())
+                .await
+                .map_err(select_error)?;
         let cal_href = match &single {
             Some(_) => href
                 .rsplit_once('/')

@@ -41,7 +41,7 @@ impl<'a> Dav<'a> {
         range: ical::filter::TimeRange,
     ) -> Result<Vec<(i64, i64, ical::freebusy::BusyType)>, DavError> {
         let tz = self.calendar_timezone_text(cal).await?;
-        let zone = query::floating_zone(None, tz.as_deref());
+        let zone = crate::calendar::query::floating_zone(None, tz.as_deref());
         let filter = ical::filter::CompFilter {
             name: "VCALENDAR".into(),
             is_not_defined: false,
@@ -59,7 +59,7 @@ impl<'a> Dav<'a> {
             floating_zone: zone.clone(),
             limits: self.expand_limits(range),
         };
-        let candidates = query::select(self.store, cal, &filter, &ctx, None)
+        let candidates = crate::calendar::query::select(self.store, cal, &filter, &ctx, None)
             .await
             .map_err(select_error)?;
         let ids: Vec<ResourceId> = candidates.iter().map(|r| r.id).collect();

@@ -454,7 +454,7 @@ impl<'a> Dav<'a> {
                 collection.clone()
             };
             let tz = self.calendar_timezone_text(&calendar).await?;
-            query::floating_zone(None, tz.as_deref())
+            crate::calendar::query::floating_zone(None, tz.as_deref())
         } else {
             ical::zones::Zone::Utc
         };

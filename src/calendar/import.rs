@@ -9,12 +9,9 @@
 
 use serde::Serialize;
 
-use super::{Dav, internal};
-use crate::dav::DavError;
+use super::{Calendars, Error, Refusal};
 use crate::ical;
-use crate::store::{
-    NewObject, Resource, ResourceReader, ResourceWriter, StoreError, WriteCondition,
-};
+use crate::store::{NewObject, Resource, ResourceReader, WriteCondition};
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -37,18 +34,18 @@ pub struct SkippedItem {
 /// written, and can be imported in parts.
 pub const MAX_IMPORT_OBJECTS: usize = 10_000;
 
-impl Dav<'_> {
+impl Calendars<'_> {
     /// Import `body` into the calendar `cal`; `progress(done, total)` is called as it goes.
     pub async fn import(
         &self,
         cal: &Resource,
         body: &[u8],
         progress: &mut (dyn FnMut(usize, usize) + Send),
-    ) -> Result<ImportReport, DavError> {
+    ) -> Result<ImportReport, Error> {
         let split =
             ical::bundle::split_calendar(body, MAX_IMPORT_OBJECTS).map_err(|e| match e {
-                ical::IcalError::TooManyObjects(_) => DavError::new(413, e.to_string()),
-                e => DavError::with(403, super::CalCondition::ValidCalendarData, e.to_string()),
+                ical::IcalError::TooManyObjects(_) => Error::TooLarge(e.to_string()),
+                e => Error::refused(Refusal::ValidCalendarData, e.to_string()),
             })?;
         let mut report = ImportReport {
             skipped: split
@@ -64,13 +61,12 @@ impl Dav<'_> {
         let existing: std::collections::HashMap<String, String> = self
             .store
             .children(cal.id)
-            .await
-            .map_err(internal)?
+            .await?
             .into_iter()
             .filter_map(|r| r.uid.map(|u| (u, r.name)))
             .collect();
         let total = split.pieces.len();
-        let now = crate::store::now_epoch();
+        let now = self.now();
         for (done, mut piece) in split.pieces.into_iter().enumerate() {
             progress(done, total);
             if let Some(stamped) = ical::repair::add_missing_dtstamp(&piece.data, now) {
@@ -80,13 +76,14 @@ impl Dav<'_> {
                 what: piece.uid.clone(),
                 reason,
             };
-            let checked = self
-                .check_calendar_body(cal, None, &piece.data)
-                .and_then(|v| Ok((self.index_validated(&v)?, v.summary)));
+            let checked = self.check_body(cal, None, &piece.data).and_then(|v| {
+                let index = v.index(self.index_limits()).map_err(Error::of_index)?;
+                Ok((index, v.summary))
+            });
             let (index, summary) = match checked {
                 Ok(c) => c,
                 Err(e) => {
-                    report.skipped.push(skip(e.message));
+                    report.skipped.push(skip(e.to_string()));
                     continue;
                 }
             };
@@ -95,7 +92,7 @@ impl Dav<'_> {
                 .cloned()
                 .unwrap_or_else(|| super::schedule::copy_name(&piece.uid));
             let obj = NewObject {
-                etag: super::etag_of(&piece.data),
+                etag: crate::dav::etag_of(&piece.data),
                 data: piece.data,
                 content_type: "text/calendar; charset=utf-8".into(),
                 uid: Some(summary.uid),
@@ -103,19 +100,18 @@ impl Dav<'_> {
                 index: Some(index),
                 schedule_tag: None,
             };
-            match self
-                .store
-                .put_object(cal.id, &name, obj, WriteCondition::None)
-                .await
-            {
-                Ok((_, true)) => report.imported += 1,
-                Ok((_, false)) => report.replaced += 1,
-                Err(StoreError::UidConflict(holder)) => {
+            match self.store_new(cal, &name, obj, WriteCondition::None).await {
+                Ok(true) => report.imported += 1,
+                Ok(false) => report.replaced += 1,
+                Err(Error::Refused {
+                    refusal: Refusal::UidConflict { holder },
+                    ..
+                }) => {
                     report
                         .skipped
                         .push(skip(format!("the UID is already used by {holder}")));
                 }
-                Err(e) => return Err(internal(e)),
+                Err(e) => return Err(e),
             }
         }
         progress(total, total);

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::schedule::status;
-use super::{Dav, DavSettings};
+use super::{Calendars, Limits, NoHooks};
 use crate::clock::{Clock, SharedClock};
 use crate::mail::Mailer;
 use crate::store::{MailOrigin, MailOutboxStore, Store, UserStore};
@@ -36,7 +36,7 @@ pub fn next_attempt(attempts_before: i64, now: i64, base: i64, max_attempts: i64
 pub async fn run(
     store: Store,
     mailer: Mailer,
-    settings: DavSettings,
+    settings: Limits,
     clock: SharedClock,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -55,7 +55,7 @@ pub async fn run(
 pub async fn send_due(
     store: &Store,
     mailer: &Mailer,
-    settings: &DavSettings,
+    settings: &Limits,
     clock: &dyn Clock,
 ) -> usize {
     let mut sent = 0;
@@ -80,7 +80,7 @@ pub async fn send_due(
                     tracing::info!(id = m.id, "queued iMIP message handed to the relay");
                     let done = store.mail_sent(m.id, clock.now()).await;
                     if done.is_ok() {
-                        record(store, settings, m.origin.as_ref(), status::SENT).await;
+                        record(store, settings, clock, m.origin.as_ref(), status::SENT).await;
                     }
                     done
                 }
@@ -100,7 +100,14 @@ pub async fn send_due(
                     );
                     let done = store.mail_failed(m.id, next, &e.to_string()).await;
                     if done.is_ok() && next == i64::MAX {
-                        record(store, settings, m.origin.as_ref(), status::NOT_DELIVERED).await;
+                        record(
+                            store,
+                            settings,
+                            clock,
+                            m.origin.as_ref(),
+                            status::NOT_DELIVERED,
+                        )
+                        .await;
                     }
                     done
                 }
@@ -115,7 +122,13 @@ pub async fn send_due(
 
 /// Record `code` for the message's attendee on the organizer's event (logged on failure: the
 /// message itself has gone, or been given up, either way).
-async fn record(store: &Store, settings: &DavSettings, origin: Option<&MailOrigin>, code: &str) {
+async fn record(
+    store: &Store,
+    limits: &Limits,
+    clock: &dyn Clock,
+    origin: Option<&MailOrigin>,
+    code: &str,
+) {
     let Some(origin) = origin else { return };
     let organizer = match store.user_by_id(origin.owner).await {
         Ok(Some(u)) => u,
@@ -125,12 +138,20 @@ async fn record(store: &Store, settings: &DavSettings, origin: Option<&MailOrigi
             return;
         }
     };
-    let dav = Dav::background(store, settings, &organizer);
-    if let Err(e) = dav
+    let calendars = Calendars {
+        store,
+        user: &organizer,
+        limits,
+        mailer: None,
+        directory: None,
+        clock,
+        hooks: &NoHooks,
+    };
+    if let Err(e) = calendars
         .record_mail_outcome(&origin.uid, &origin.attendee, code)
         .await
     {
-        tracing::warn!(error = %e.message, code, "recording what became of a message failed");
+        tracing::warn!(error = %e, code, "recording what became of a message failed");
     }
 }
 

@@ -4,7 +4,7 @@
 //! organizer's copy; Schedule-Tag; and the schedule outbox's free-busy look-up.
 //!
 //! The iTIP content itself is built by `ical::itip`; this module decides who gets what and
-//! writes it through the `store` ports.
+//! writes it through `calendar::write`.
 //!
 //! Deliveries run after the originating write has committed, one store transaction each, in
 //! the request. A failure is logged and recorded as SCHEDULE-STATUS where the organizer can
@@ -14,20 +14,19 @@
 //! named in the object, or let an attendee's write change what the organizer's copy says
 //! beyond that attendee's own participation status.
 
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
-
-use super::{CalCondition, Dav, DavResponse, header_str, internal, principal_href, xml_text_exact};
-use crate::dav::{DavError, EtagMatch, Privilege, escape};
-use crate::ical::itip::{self, ScheduleAgent, Scheduling, same_address};
-use crate::ical::{self, filter::TimeRange};
+use super::address::{self, mail_of};
+use super::{Calendars, Error, Refusal, ScheduleHeaders, home};
+use crate::ical::{
+    self,
+    itip::{self, ScheduleAgent, Scheduling, same_address},
+};
 use crate::store::{
     MailOrigin, MailOutboxStore, NewObject, Resource, ResourceKind, ResourceReader, ResourceWriter,
     StoreError, User, UserStore, WriteCondition,
 };
 
 /// RFC 6638 3.2.9 / RFC 5546 3.6 request-status codes the server records.
-pub(super) mod status {
+pub mod status {
     /// Queued for the SMTP relay as iMIP (the durable outbox sends it; RFC 6638 1.0
     /// "pending": it has not reached the relay yet, so 1.1 "sent" would not be true).
     pub const QUEUED: &str = "1.0";
@@ -44,7 +43,7 @@ pub(super) mod status {
 
 /// What this user is to a scheduling object resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Role {
+pub enum Role {
     Organizer,
     /// The attendee address (as written in the object) that is this user's.
     Attendee(String),
@@ -80,35 +79,35 @@ fn unquote(tag: &str) -> &str {
 
 /// A stable member name for a user's copy of an event, from its UID (any characters) so a
 /// repeated delivery finds the same name.
-pub(super) fn copy_name(uid: &str) -> String {
-    format!("{}.ics", &super::etag_of(uid.as_bytes())[1..33])
+pub fn copy_name(uid: &str) -> String {
+    format!("{}.ics", &crate::dav::etag_of(uid.as_bytes())[1..33])
 }
 
-impl Dav<'_> {
+impl Calendars<'_> {
     /// Is this calendar-user address one of the current user's (RFC 6638 2.4.1)?
-    pub(super) fn is_my_address(&self, address: &str) -> bool {
-        address_names_user(address, self.user)
+    pub fn is_my_address(&self, address: &str) -> bool {
+        address::names_user(address, self.user)
     }
 
     /// The local user a calendar-user address names: `mailto:` their email, or their
     /// principal URL (absolute or as a path).
-    pub(super) async fn user_for_address(&self, address: &str) -> Result<Option<User>, DavError> {
+    pub async fn user_for_address(&self, address: &str) -> Result<Option<User>, Error> {
         let norm = itip::normalize_address(address);
         if let Some(mail) = norm.strip_prefix("mailto:") {
-            if let Some(u) = self.store.user_by_email(mail).await.map_err(internal)? {
+            if let Some(u) = self.store.user_by_email(mail).await? {
                 return Ok(Some(u));
             }
             return Ok(Box::pin(self.directory_person(|d| d.find_by_mail(mail))).await);
         }
-        match principal_name(&norm) {
-            Some(name) => self.store.user_by_name(&name).await.map_err(internal),
+        match address::principal_name(&norm) {
+            Some(name) => self.store.user_by_name(&name).await.map_err(Error::from),
             None => Ok(None),
         }
     }
 
     /// A directory person, provisioned as a local user so they can be scheduled (and found)
     /// before their first login. A directory failure is logged and counts as nobody.
-    pub(super) async fn directory_person<'d, F, Fut>(&'d self, look: F) -> Option<User>
+    pub async fn directory_person<'d, F, Fut>(&'d self, look: F) -> Option<User>
     where
         F: FnOnce(&'d crate::directory::LdapDirectory) -> Fut,
         Fut: std::future::Future<
@@ -151,25 +150,21 @@ impl Dav<'_> {
         existing: Option<&Resource>,
         body: &[u8],
         kind: &str,
-        headers: &HeaderMap,
-    ) -> Result<PutPlan, DavError> {
+        headers: &ScheduleHeaders,
+    ) -> Result<PutPlan, Error> {
         let mut cond = None;
-        if let Some(want) = header_str(headers, "if-schedule-tag-match") {
+        if let Some(want) = &headers.schedule_tag_match {
             let current = existing.and_then(|e| e.schedule_tag.as_deref());
             if current.is_none_or(|c| unquote(c) != unquote(want)) {
-                return Err(DavError::new(
-                    412,
-                    "the Schedule-Tag does not match: the organizer changed the event since it was read",
+                return Err(Error::PreconditionFailed(
+                    "the Schedule-Tag does not match: the organizer changed the event since it was read".into(),
                 ));
             }
             // Checked again inside the write: the ETag read with the tag must still hold.
             let etag = existing.and_then(|e| e.etag.clone()).unwrap_or_default();
-            if let Some(im) = header_str(headers, "if-match")
-                && !EtagMatch::parse(im).matches(Some(&etag))
-            {
-                return Err(DavError::new(
-                    412,
-                    "the resource's ETag does not match the request",
+            if !headers.if_match_holds {
+                return Err(Error::PreconditionFailed(
+                    "the resource's ETag does not match the request".into(),
                 ));
             }
             cond = Some(WriteCondition::EtagIn(vec![etag]));
@@ -177,7 +172,7 @@ impl Dav<'_> {
         let new = itip::scheduling(body);
         let old = match existing {
             Some(e) if e.schedule_tag.is_some() || new.is_some() => {
-                self.store.object_data(e.id).await.map_err(internal)?
+                self.store.object_data(e.id).await?
             }
             _ => None,
         };
@@ -189,9 +184,8 @@ impl Dav<'_> {
             && !self.is_my_address(&o.organizer.address)
             && !same_address(&o.organizer.address, &n.organizer.address)
         {
-            return Err(DavError::with(
-                403,
-                CalCondition::AllowedAttendeeSchedulingObjectChange,
+            return Err(Error::refused(
+                Refusal::AllowedAttendeeSchedulingObjectChange,
                 "an attendee cannot change the organizer of a scheduling object",
             ));
         }
@@ -287,21 +281,20 @@ impl Dav<'_> {
             }
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e.message, "scheduling after PUT failed");
+            tracing::warn!(error = %e, "scheduling after PUT failed");
         }
     }
 
     /// Send what the DELETE of a scheduling object implies (RFC 6638 3.2.3: CANCEL from the
     /// organizer; a DECLINED reply from an attendee unless `Schedule-Reply: F`).
-    pub(super) async fn after_delete(&self, old: &[u8], headers: &HeaderMap) {
+    /// `silent`: the attendee asked that no reply be sent (`Schedule-Reply: F`).
+    pub async fn after_delete(&self, old: &[u8], silent: bool) {
         let Some(s) = itip::scheduling(old) else {
             return;
         };
         let result = match self.role_in(&s) {
             Some(Role::Organizer) => self.organizer_changed(Some(old), None, "", &[]).await,
             Some(Role::Attendee(me)) => {
-                let silent = header_str(headers, "schedule-reply")
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
                 if silent {
                     Ok(())
                 } else {
@@ -311,7 +304,7 @@ impl Dav<'_> {
             None => Ok(()),
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e.message, "scheduling after DELETE failed");
+            tracing::warn!(error = %e, "scheduling after DELETE failed");
         }
     }
 
@@ -323,8 +316,8 @@ impl Dav<'_> {
         new: Option<&[u8]>,
         kind: &str,
         forced: &[String],
-    ) -> Result<(), DavError> {
-        let now = crate::store::now_epoch();
+    ) -> Result<(), Error> {
+        let now = self.now();
         let old_s = old.and_then(itip::scheduling);
         let new_s = new.and_then(itip::scheduling);
         // A PUT that changes nothing a recipient sees sends nothing (clients re-save freely).
@@ -438,8 +431,8 @@ impl Dav<'_> {
         me: &str,
         old: Option<&[u8]>,
         new: Option<&[u8]>,
-    ) -> Result<(), DavError> {
-        let now = crate::store::now_epoch();
+    ) -> Result<(), Error> {
+        let now = self.now();
         let before = old
             .and_then(itip::scheduling)
             .map(|s| s.partstats_of(me))
@@ -486,17 +479,12 @@ impl Dav<'_> {
         // without one there is nothing to answer: no REPLY reaches the organizer's inbox for
         // an event they never sent (UIDs are not secret).
         let mut targets = vec![];
-        for copy in self
-            .store
-            .objects_by_uid(organizer.id, &s.uid)
-            .await
-            .map_err(internal)?
-        {
-            let Some(data) = self.store.object_data(copy.id).await.map_err(internal)? else {
+        for copy in self.store.objects_by_uid(organizer.id, &s.uid).await? {
+            let Some(data) = self.store.object_data(copy.id).await? else {
                 continue;
             };
             let invites_me = itip::scheduling(&data).is_some_and(|o| {
-                address_names_user(&o.organizer.address, &organizer) && o.has_attendee(me)
+                address::names_user(&o.organizer.address, &organizer) && o.has_attendee(me)
             });
             if invites_me {
                 targets.push((copy, data));
@@ -515,7 +503,7 @@ impl Dav<'_> {
             };
             let cond = WriteCondition::EtagIn(copy.etag.clone().into_iter().collect());
             // A PARTSTAT change keeps the organizer's Schedule-Tag (RFC 6638 3.2.10).
-            self.write_object(&copy, updated, copy.schedule_tag.clone(), cond)
+            self.refold(&copy, updated, copy.schedule_tag.clone(), cond)
                 .await?;
         }
         Ok(())
@@ -542,7 +530,11 @@ impl Dav<'_> {
             ),
             itip::Method::Reply => {
                 let answer = itip::scheduling(msg)
-                    .and_then(|s| s.partstats_of(&address_of(self.user)).into_iter().next())
+                    .and_then(|s| {
+                        s.partstats_of(&address::preferred(self.user))
+                            .into_iter()
+                            .next()
+                    })
                     .map(|(_, p)| p)
                     .unwrap_or_default();
                 let word = match answer.as_str() {
@@ -569,7 +561,7 @@ impl Dav<'_> {
             calendar: msg,
         };
         // Queued in the store, not sent here: it survives a relay outage and a restart, and
-        // the outbox worker (`caldav::outbox`) hands it to the relay once.
+        // the outbox worker (`calendar::outbox`) hands it to the relay once.
         let message = match mailer.render(&imip) {
             Ok(m) => m,
             Err(e) => {
@@ -606,38 +598,30 @@ impl Dav<'_> {
     /// An iMIP REPLY received by mail for one of the user's events (posted to `/api/imip`
     /// by whatever fetches their mail): folded into their copy like a local reply. The
     /// attendee must already be on the event. Returns how many copies changed.
-    pub async fn incoming_imip(&self, body: &[u8]) -> Result<usize, DavError> {
+    pub async fn incoming_imip(&self, body: &[u8]) -> Result<usize, Error> {
         if itip::method_of(body).as_deref() != Some("REPLY") {
-            return Err(DavError::with(
-                403,
-                CalCondition::ValidSchedulingMessage,
+            return Err(Error::refused(
+                Refusal::ValidSchedulingMessage,
                 "only METHOD:REPLY is accepted here",
             ));
         }
         let Some(s) = itip::scheduling(body) else {
-            return Err(DavError::with(
-                400,
-                CalCondition::ValidCalendarData,
-                "the reply does not parse or has no ORGANIZER",
-            ));
+            return Err(Error::Malformed {
+                refusal: Refusal::ValidCalendarData,
+                message: "the reply does not parse or has no ORGANIZER".into(),
+            });
         };
         if !self.is_my_address(&s.organizer.address) {
-            return Err(DavError::with(
-                403,
-                CalCondition::OrganizerAllowed,
+            return Err(Error::refused(
+                Refusal::OrganizerAllowed,
                 "the reply is for an event you do not organize",
             ));
         }
         let attendees: Vec<String> = s.attendees().iter().map(|a| a.address.clone()).collect();
         let mut changed = 0usize;
         let mut known = false;
-        for copy in self
-            .store
-            .objects_by_uid(self.user.id, &s.uid)
-            .await
-            .map_err(internal)?
-        {
-            let Some(data) = self.store.object_data(copy.id).await.map_err(internal)? else {
+        for copy in self.store.objects_by_uid(self.user.id, &s.uid).await? {
+            let Some(data) = self.store.object_data(copy.id).await? else {
                 continue;
             };
             let Some(mine) = itip::scheduling(&data) else {
@@ -659,15 +643,14 @@ impl Dav<'_> {
             }
             if updated != data {
                 let cond = WriteCondition::EtagIn(copy.etag.clone().into_iter().collect());
-                self.write_object(&copy, updated, copy.schedule_tag.clone(), cond)
+                self.refold(&copy, updated, copy.schedule_tag.clone(), cond)
                     .await?;
                 changed += 1;
             }
         }
         if !known {
-            return Err(DavError::new(
-                404,
-                "none of your events with this UID lists the replying attendee",
+            return Err(Error::NotFound(
+                "none of your events with this UID lists the replying attendee".into(),
             ));
         }
         self.deliver_to_inbox(self.user, body, &component_of_message(body))
@@ -680,19 +663,14 @@ impl Dav<'_> {
     /// sent, 5.1 given up), recorded as that attendee's SCHEDULE-STATUS on the event, only
     /// while it still says 1.0: anything else (a later message, the attendee's answer) says
     /// more. The organizer's Schedule-Tag stays (RFC 6638 3.2.10).
-    pub(super) async fn record_mail_outcome(
+    pub async fn record_mail_outcome(
         &self,
         uid: &str,
         attendee: &str,
         code: &str,
-    ) -> Result<(), DavError> {
-        for res in self
-            .store
-            .objects_by_uid(self.user.id, uid)
-            .await
-            .map_err(internal)?
-        {
-            let Some(data) = self.store.object_data(res.id).await.map_err(internal)? else {
+    ) -> Result<(), Error> {
+        for res in self.store.objects_by_uid(self.user.id, uid).await? {
+            let Some(data) = self.store.object_data(res.id).await? else {
                 continue;
             };
             if !itip::scheduling(&data).is_some_and(|s| self.is_my_address(&s.organizer.address)) {
@@ -705,63 +683,41 @@ impl Dav<'_> {
                 continue;
             };
             let cond = WriteCondition::EtagIn(res.etag.clone().into_iter().collect());
-            self.write_object(&res, updated, res.schedule_tag.clone(), cond)
+            self.refold(&res, updated, res.schedule_tag.clone(), cond)
                 .await?;
         }
         Ok(())
     }
 
-    async fn write_object(
+    /// Re-store `res` with the server's change; a concurrent write that got there first wins
+    /// and carries its own state.
+    async fn refold(
         &self,
         res: &Resource,
         data: Vec<u8>,
         schedule_tag: Option<String>,
         cond: WriteCondition,
-    ) -> Result<(), DavError> {
-        let Some(parent) = res.parent else {
-            return Ok(());
-        };
-        let index = self.index_body(&data)?;
-        let obj = NewObject {
-            etag: super::etag_of(&data),
-            data,
-            content_type: "text/calendar; charset=utf-8".into(),
-            uid: res.uid.clone(),
-            component: res.component.clone(),
-            index: Some(index),
-            schedule_tag,
-        };
-        match self.store.put_object(parent, &res.name, obj, cond).await {
-            Ok(_) => Ok(()),
-            // Someone wrote it meanwhile; their write wins and carries its own state.
-            Err(StoreError::PreconditionFailed) => Ok(()),
-            Err(e) => Err(internal(e)),
+    ) -> Result<(), Error> {
+        match self.restore(res, data, schedule_tag, cond).await {
+            Err(Error::PreconditionFailed(_)) => Ok(()),
+            r => r,
         }
     }
 
     /// The user's home members named `name`, the home created on first use.
-    async fn home_member(&self, user: &User, name: &str) -> Result<Option<Resource>, DavError> {
+    async fn home_member(&self, user: &User, name: &str) -> Result<Option<Resource>, Error> {
         let names = [name.to_string()];
-        let mut chain = self
-            .store
-            .lookup_path(user.id, &names)
-            .await
-            .map_err(internal)?;
+        let mut chain = self.store.lookup_path(user.id, &names).await?;
         if chain.is_empty() {
             self.store
-                .ensure_home(user.id, &super::default_collections())
-                .await
-                .map_err(internal)?;
-            chain = self
-                .store
-                .lookup_path(user.id, &names)
-                .await
-                .map_err(internal)?;
+                .ensure_home(user.id, &home::default_collections())
+                .await?;
+            chain = self.store.lookup_path(user.id, &names).await?;
         }
         Ok((chain.len() == 2).then(|| chain.remove(1)))
     }
 
-    async fn deliver_to_inbox(&self, user: &User, msg: &[u8], kind: &str) -> Result<(), DavError> {
+    async fn deliver_to_inbox(&self, user: &User, msg: &[u8], kind: &str) -> Result<(), Error> {
         let Some(inbox) = self
             .home_member(user, "inbox")
             .await?
@@ -772,7 +728,7 @@ impl Dav<'_> {
         };
         let name = format!("{}.ics", uuid::Uuid::new_v4().simple());
         let obj = NewObject {
-            etag: super::etag_of(msg),
+            etag: crate::dav::etag_of(msg),
             data: msg.to_vec(),
             content_type: "text/calendar; charset=utf-8".into(),
             // Several messages about one event may wait in an inbox: no UID uniqueness here.
@@ -783,25 +739,15 @@ impl Dav<'_> {
         };
         self.store
             .put_object(inbox.id, &name, obj, WriteCondition::MustNotExist)
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(())
     }
 
     /// The calendar a new invitation lands in: `calendar` (or `tasks` for to-dos) when it takes
     /// the component, else the first calendar that does.
-    async fn default_calendar(
-        &self,
-        user: &User,
-        kind: &str,
-    ) -> Result<Option<Resource>, DavError> {
+    async fn default_calendar(&self, user: &User, kind: &str) -> Result<Option<Resource>, Error> {
         let takes = |r: &Resource| {
-            r.kind == ResourceKind::Calendar
-                && r.supported_components
-                    .as_deref()
-                    .unwrap_or(super::DEFAULT_COMPONENTS)
-                    .split(',')
-                    .any(|c| c.eq_ignore_ascii_case(kind))
+            r.kind == ResourceKind::Calendar && home::takes(r.supported_components.as_deref(), kind)
         };
         let preferred = if kind.eq_ignore_ascii_case("VTODO") {
             "tasks"
@@ -813,16 +759,10 @@ impl Dav<'_> {
         {
             return Ok(Some(r));
         }
-        let Some(home) = self.store.home(user.id).await.map_err(internal)? else {
+        let Some(home) = self.store.home(user.id).await? else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .children(home.id)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .find(takes))
+        Ok(self.store.children(home.id).await?.into_iter().find(takes))
     }
 
     /// Write the attendee's copy into their calendar (auto-schedule), keeping their alarms
@@ -833,12 +773,8 @@ impl Dav<'_> {
         uid: &str,
         copy: Vec<u8>,
         kind: &str,
-    ) -> Result<(), DavError> {
-        let existing = self
-            .store
-            .objects_by_uid(user.id, uid)
-            .await
-            .map_err(internal)?;
+    ) -> Result<(), Error> {
+        let existing = self.store.objects_by_uid(user.id, uid).await?;
         if let Some(current) = existing.first() {
             // UIDs are not secret: only this organizer's copy of the event is theirs to
             // replace. Anything else with the UID (the attendee's own event, another
@@ -849,193 +785,39 @@ impl Dav<'_> {
             };
             let merged = itip::keep_personal(&copy, &old).unwrap_or(copy);
             let cond = WriteCondition::EtagIn(current.etag.clone().into_iter().collect());
-            return self
-                .write_object(current, merged, Some(new_tag()), cond)
-                .await;
+            return self.refold(current, merged, Some(new_tag()), cond).await;
         }
         let Some(cal) = self.default_calendar(user, kind).await? else {
             tracing::info!(user = %user.name, status = status::NO_SCHEDULING, "no calendar takes the invitation");
             return Ok(());
         };
-        let index = self.index_body(&copy)?;
-        let obj = NewObject {
-            etag: super::etag_of(&copy),
-            data: copy,
-            content_type: "text/calendar; charset=utf-8".into(),
-            uid: Some(uid.to_string()),
-            component: Some(kind.to_string()),
-            index: Some(index),
-            schedule_tag: Some(new_tag()),
-        };
-        match self
-            .store
-            .put_object(cal.id, &copy_name(uid), obj, WriteCondition::MustNotExist)
-            .await
-        {
-            // A concurrent delivery of the same invitation got there first.
-            Ok(_) | Err(StoreError::PreconditionFailed) | Err(StoreError::UidConflict(_)) => Ok(()),
-            Err(e) => Err(internal(e)),
-        }
+        self.create(&cal, &copy_name(uid), copy, uid, kind, Some(new_tag()))
+            .await?;
+        // `false`: a concurrent delivery of the same invitation got there first.
+        Ok(())
     }
 
     /// The body of `r` when it is a scheduling object organized by this user (the only kind
     /// of object delivery may replace or remove in another user's calendar).
-    async fn my_copy(&self, r: &Resource) -> Result<Option<Vec<u8>>, DavError> {
-        let data = self.store.object_data(r.id).await.map_err(internal)?;
+    async fn my_copy(&self, r: &Resource) -> Result<Option<Vec<u8>>, Error> {
+        let data = self.store.object_data(r.id).await?;
         Ok(data.filter(|d| {
             itip::scheduling(d).is_some_and(|s| self.is_my_address(&s.organizer.address))
         }))
     }
 
-    async fn remove_copy(&self, user: &User, uid: &str) -> Result<(), DavError> {
-        for r in self
-            .store
-            .objects_by_uid(user.id, uid)
-            .await
-            .map_err(internal)?
-        {
+    async fn remove_copy(&self, user: &User, uid: &str) -> Result<(), Error> {
+        for r in self.store.objects_by_uid(user.id, uid).await? {
             if self.my_copy(&r).await?.is_none() {
                 continue;
             }
             match self.store.delete(&r, WriteCondition::None).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
-                Err(e) => return Err(internal(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
-
-    /// POST to the schedule outbox (RFC 6638 5): a VFREEBUSY request, answered for each
-    /// attendee from the time-range index of their opaque calendars.
-    pub(super) async fn outbox_post(
-        &self,
-        outbox: &Resource,
-        body: &[u8],
-        headers: &HeaderMap,
-    ) -> Result<DavResponse, DavError> {
-        if outbox.owner != self.user.id {
-            return Err(super::need_privilege("outbox", Privilege::ScheduleSend));
-        }
-        if let Some(ct) = header_str(headers, "content-type") {
-            let media = ct.split(';').next().unwrap_or("").trim();
-            if !media.eq_ignore_ascii_case("text/calendar") {
-                return Err(DavError::with(
-                    415,
-                    CalCondition::SupportedCalendarData,
-                    format!("the outbox accepts text/calendar, not {media}"),
-                ));
-            }
-        }
-        let req = itip::freebusy_request(body).map_err(|e| match e {
-            itip::OutboxError::NotCalendar => {
-                DavError::with(400, CalCondition::ValidCalendarData, e.to_string())
-            }
-            _ => DavError::with(403, CalCondition::ValidSchedulingMessage, e.to_string()),
-        })?;
-        if !self.is_my_address(&req.organizer) {
-            return Err(DavError::with(
-                403,
-                CalCondition::OrganizerAllowed,
-                "the ORGANIZER is not one of your calendar user addresses",
-            ));
-        }
-        let now = crate::store::now_epoch();
-        let mut xml = String::from(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<C:schedule-response xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:caldav\">",
-        );
-        for attendee in req.attendees.iter().take(100) {
-            xml.push_str("<C:response><C:recipient><D:href>");
-            xml.push_str(&escape(attendee));
-            xml.push_str("</D:href></C:recipient>");
-            match self.user_for_address(attendee).await? {
-                Some(user) => {
-                    let periods = self.busy_of(&user, req.range).await?;
-                    let text = ical::freebusy::vfreebusy_reply(
-                        periods,
-                        req.range,
-                        now,
-                        &ical::freebusy::FreeBusyReply {
-                            uid: &req.uid,
-                            organizer: &req.organizer,
-                            attendee,
-                        },
-                    );
-                    xml.push_str(
-                        "<C:request-status>2.0;Success</C:request-status><C:calendar-data>",
-                    );
-                    xml.push_str(&xml_text_exact(text.as_bytes()));
-                    xml.push_str("</C:calendar-data>");
-                }
-                None => {
-                    xml.push_str("<C:request-status>3.7;Invalid calendar user</C:request-status>")
-                }
-            }
-            xml.push_str("</C:response>");
-        }
-        xml.push_str("</C:schedule-response>");
-        let mut r = DavResponse::new(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/xml; charset=utf-8");
-        r.body = Bytes::from(xml);
-        Ok(r)
-    }
-
-    /// Busy periods of every calendar of `user` that counts for free-busy (RFC 6638 9.1:
-    /// schedule-calendar-transp opaque, the default).
-    async fn busy_of(
-        &self,
-        user: &User,
-        range: TimeRange,
-    ) -> Result<Vec<(i64, i64, ical::freebusy::BusyType)>, DavError> {
-        let Some(home) = self.store.home(user.id).await.map_err(internal)? else {
-            return Ok(vec![]);
-        };
-        let mut periods = vec![];
-        for cal in self.store.children(home.id).await.map_err(internal)? {
-            if cal.kind != ResourceKind::Calendar {
-                continue;
-            }
-            let transparent = self
-                .store
-                .props(cal.id, user.id)
-                .await
-                .map_err(internal)?
-                .iter()
-                .any(|p| {
-                    p.local == "schedule-calendar-transp"
-                        && String::from_utf8_lossy(&p.xml).contains("transparent")
-                });
-            if !transparent {
-                periods.extend(self.busy_periods(&cal, range).await?);
-            }
-        }
-        Ok(periods)
-    }
-}
-
-/// Does `address` name `user` (their email, or their principal URL)?
-fn address_names_user(address: &str, user: &User) -> bool {
-    let norm = itip::normalize_address(address);
-    if let Some(mail) = norm.strip_prefix("mailto:") {
-        return user
-            .email
-            .as_deref()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case(mail));
-    }
-    principal_name(&norm).is_some_and(|n| n == user.name)
-}
-
-/// `NAME` from `.../dav/principals/NAME/`, absolute or a path.
-pub(super) fn principal_name(address: &str) -> Option<String> {
-    let prefix = principal_href("");
-    let at = address.find(prefix.trim_end_matches('/'))?;
-    let rest = &address[at + prefix.trim_end_matches('/').len()..];
-    let name = rest.trim_start_matches('/').trim_end_matches('/');
-    if name.is_empty() || name.contains('/') {
-        return None;
-    }
-    crate::dav::decode_segments(&format!("/{name}"))
-        .ok()
-        .and_then(|s| s.into_iter().next())
 }
 
 /// RECURRENCE-IDs of overrides the attendee was in before and is not in now, while still
@@ -1076,22 +858,6 @@ fn dropped_instances(
         .collect()
 }
 
-/// The `mailto:` address of a calendar user address, without the scheme.
-fn mail_of(address: &str) -> Option<String> {
-    itip::normalize_address(address)
-        .strip_prefix("mailto:")
-        .filter(|m| m.contains('@'))
-        .map(str::to_string)
-}
-
-/// The user's preferred calendar-user address.
-fn address_of(user: &User) -> String {
-    match &user.email {
-        Some(e) => format!("mailto:{e}"),
-        None => principal_href(&user.name),
-    }
-}
-
 /// The component type of an iTIP message (METHOD is allowed there, unlike in a resource).
 fn component_of_message(body: &[u8]) -> String {
     ["VEVENT", "VTODO", "VJOURNAL"]
@@ -1115,17 +881,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn principal_addresses() {
-        assert_eq!(
-            principal_name("https://cal.example.org/dav/principals/bob/").as_deref(),
-            Some("bob")
-        );
-        assert_eq!(
-            principal_name("/dav/principals/a%40b/").as_deref(),
-            Some("a@b")
-        );
-        assert_eq!(principal_name("/dav/principals/").as_deref(), None);
-        assert_eq!(principal_name("mailto:bob@example.org"), None);
+    fn copy_names_are_stable_and_short() {
         assert_eq!(copy_name("x").len(), 36);
+        assert_eq!(copy_name("x"), copy_name("x"));
     }
 }
