@@ -251,6 +251,42 @@ async fn delegation(srv: TestServer) {
         msg.contains("METHOD:REQUEST") && msg.contains("ORGANIZER:mailto:alice@example.org"),
         "{msg}"
     );
+    // Booking for alice, bob asks free-busy through alice's outbox as a client does (RFC 6638
+    // 5): he is her read-write delegate, so it is answered, with alice's own busy time.
+    let fb = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\nUID:fb-sec\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300110T000000Z\r\nDTEND:20300111T000000Z\r\nORGANIZER:mailto:alice@example.org\r\nATTENDEE:mailto:alice@example.org\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+    let outbox = "/dav/calendars/alice/outbox/";
+    let r = as_user(
+        &srv,
+        "bob",
+        "POST",
+        outbox,
+        fb,
+        &[("Content-Type", "text/calendar")],
+    )
+    .await;
+    r.expect(200);
+    let text = r.unfolded();
+    assert!(
+        text.contains("2.0;Success") && text.contains("20300110T090000Z/20300110T100000Z"),
+        "{text}"
+    );
+    // A read delegate may not act for her: 403, need-privileges naming the outbox's URL.
+    let r = as_user(
+        &srv,
+        "carol",
+        "POST",
+        outbox,
+        fb,
+        &[("Content-Type", "text/calendar")],
+    )
+    .await;
+    r.expect(403);
+    let body = r.text();
+    assert!(
+        body.contains("need-privileges") && body.contains(&format!("<D:href>{outbox}</D:href>")),
+        "{body}"
+    );
+
     // Bob's own home is untouched by it, and he still cannot reach dave's.
     as_user(&srv, "bob", "GET", "/dav/calendars/dave/calendar/", "", &[])
         .await
