@@ -74,35 +74,7 @@ impl<'a> Dav<'a> {
         {
             return Err(need_privilege(&dest_path, Privilege::Unbind));
         }
-        // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
-        if dest_parent.kind == ResourceKind::Calendar {
-            if src.kind.is_collection() {
-                return Err(DavError::with(
-                    403,
-                    CalCondition::CalendarCollectionLocationOk,
-                    "collections cannot be placed inside a calendar",
-                ));
-            }
-            let data = self
-                .store
-                .object_data(src.id)
-                .await
-                .map_err(internal)?
-                // Deleted since the path was resolved.
-                .ok_or_else(DavError::not_found)?;
-            self.check_calendar_body(&dest_parent, None, &data)?;
-        } else if dest_parent.kind == ResourceKind::Home && !src.kind.is_collection() {
-            return Err(DavError::forbidden(
-                "resources can only be placed inside a calendar or collection",
-            ));
-        } else if dest_parent.kind == ResourceKind::Collection && src.kind == ResourceKind::Calendar
-        {
-            return Err(DavError::with(
-                403,
-                CalCondition::CalendarCollectionLocationOk,
-                "calendars live directly in the calendar home",
-            ));
-        }
+        self.check_destination(&src, &dest_parent).await?;
         let dest_name = dest_segs.last().cloned().unwrap_or_default();
         match self
             .store
@@ -129,5 +101,45 @@ impl<'a> Dav<'a> {
             )),
             Err(e) => Err(internal(e)),
         }
+    }
+
+    /// Calendar invariants hold for a COPY or MOVE destination as for PUT and MKCOL (RFC 4791
+    /// 5.3.2): an object in a calendar must be a valid calendar object of a component the
+    /// calendar takes; calendars stay directly in the home.
+    async fn check_destination(
+        &self,
+        src: &Resource,
+        dest_parent: &Resource,
+    ) -> Result<(), DavError> {
+        // Calendar invariants hold for the destination as for PUT/MKCOL (RFC 4791 5.3.2).
+        if dest_parent.kind == ResourceKind::Calendar {
+            if src.kind.is_collection() {
+                return Err(DavError::with(
+                    403,
+                    CalCondition::CalendarCollectionLocationOk,
+                    "collections cannot be placed inside a calendar",
+                ));
+            }
+            let data = self
+                .store
+                .object_data(src.id)
+                .await
+                .map_err(internal)?
+                // Deleted since the path was resolved.
+                .ok_or_else(DavError::not_found)?;
+            self.check_calendar_body(dest_parent, None, &data)?;
+        } else if dest_parent.kind == ResourceKind::Home && !src.kind.is_collection() {
+            return Err(DavError::forbidden(
+                "resources can only be placed inside a calendar or collection",
+            ));
+        } else if dest_parent.kind == ResourceKind::Collection && src.kind == ResourceKind::Calendar
+        {
+            return Err(DavError::with(
+                403,
+                CalCondition::CalendarCollectionLocationOk,
+                "calendars live directly in the calendar home",
+            ));
+        }
+        Ok(())
     }
 }

@@ -238,58 +238,70 @@ impl<'a> Dav<'a> {
                 };
                 self.write_node(&mut ms, &pf, &node).await?;
                 if depth == Depth::One && res.kind.is_collection() {
-                    // Two queries for the whole listing, never one per member.
-                    let needs_stored = needs_stored(&pf);
-                    let mut props: std::collections::HashMap<_, Vec<StoredProp>> =
-                        std::collections::HashMap::new();
-                    if needs_stored {
-                        for (id, p) in self
-                            .store
-                            .child_props(res.id, res.owner)
-                            .await
-                            .map_err(internal)?
-                        {
-                            props.entry(id).or_default().push(p);
-                        }
-                    }
-                    let mut emit = |child: &Resource| {
-                        let stored = props.remove(&child.id).unwrap_or_default();
-                        self.member_response(&mut ms, &pf, &owner, &href, child, &stored);
-                    };
-                    match self.store.listing(&res).await.map_err(internal)? {
-                        Some(listing)
-                            if listing.read().unwrap_or_else(|e| e.into_inner()).len()
-                                <= STREAM_MIN_MEMBERS =>
-                        {
-                            let l = listing.read().unwrap_or_else(|e| e.into_inner());
-                            l.members().for_each(|c| emit(c));
-                        }
-                        // Large, or too large to be cached at all: streamed.
-                        listing => {
-                            let source = match listing {
-                                Some(l) => MemberSource::Listing(l),
-                                None => MemberSource::Store(res.id),
-                            };
-                            return Ok(self.stream_members(ms, source, pf, owner, href, props));
-                        }
-                    }
-                    // Calendars shared with this user appear in their own home.
-                    if res.kind == ResourceKind::Home
-                        && owner.id == self.user.id
-                        && self.delegation.is_none()
-                    {
-                        for (sharer, cal, mount_href) in self.mounts_for_listing().await? {
-                            let node = Node::Res {
-                                owner: &sharer,
-                                res: &cal,
-                                href: mount_href,
-                            };
-                            self.write_node(&mut ms, &pf, &node).await?;
-                        }
-                    }
+                    return self.list_members(ms, pf, owner, &res, href).await;
                 }
             }
             Target::Missing { .. } => return Err(DavError::not_found()),
+        }
+        Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
+    }
+
+    /// The members of a collection in a Depth 1 PROPFIND, after its own response: from the
+    /// cached listing, or streamed when there are many; a home also lists the calendars
+    /// shared with its owner.
+    async fn list_members(
+        &self,
+        mut ms: Multistatus,
+        pf: PropfindRequest,
+        owner: User,
+        res: &Resource,
+        href: String,
+    ) -> Result<DavResponse, DavError> {
+        // Two queries for the whole listing, never one per member.
+        let needs_stored = needs_stored(&pf);
+        let mut props: std::collections::HashMap<_, Vec<StoredProp>> =
+            std::collections::HashMap::new();
+        if needs_stored {
+            for (id, p) in self
+                .store
+                .child_props(res.id, res.owner)
+                .await
+                .map_err(internal)?
+            {
+                props.entry(id).or_default().push(p);
+            }
+        }
+        let mut emit = |child: &Resource| {
+            let stored = props.remove(&child.id).unwrap_or_default();
+            self.member_response(&mut ms, &pf, &owner, &href, child, &stored);
+        };
+        match self.store.listing(res).await.map_err(internal)? {
+            Some(listing)
+                if listing.read().unwrap_or_else(|e| e.into_inner()).len()
+                    <= STREAM_MIN_MEMBERS =>
+            {
+                let l = listing.read().unwrap_or_else(|e| e.into_inner());
+                l.members().for_each(|c| emit(c));
+            }
+            // Large, or too large to be cached at all: streamed.
+            listing => {
+                let source = match listing {
+                    Some(l) => MemberSource::Listing(l),
+                    None => MemberSource::Store(res.id),
+                };
+                return Ok(self.stream_members(ms, source, pf, owner, href, props));
+            }
+        }
+        // Calendars shared with this user appear in their own home.
+        if res.kind == ResourceKind::Home && owner.id == self.user.id && self.delegation.is_none() {
+            for (sharer, cal, mount_href) in self.mounts_for_listing().await? {
+                let node = Node::Res {
+                    owner: &sharer,
+                    res: &cal,
+                    href: mount_href,
+                };
+                self.write_node(&mut ms, &pf, &node).await?;
+            }
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
