@@ -232,3 +232,46 @@ async fn a_command_error_is_said_once() {
     assert_ne!(code, 0);
     assert_eq!(err.matches("no such user").count(), 1, "{err}");
 }
+
+/// A server that cannot listen says on which address: the port is taken by another listener.
+#[test]
+fn a_taken_address_is_named() {
+    let taken = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .env("CONVENE_DATA_DIR", dir.path())
+        .env("CONVENE_LISTEN", addr.to_string())
+        .env("NO_COLOR", "1")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")),
+        "the error does not name the address: {err}"
+    );
+}
+
+/// A data directory that cannot be made is named: its parent is a plain file. (A database
+/// URL is shown without its password: `app::shown_url`'s unit test.)
+#[test]
+fn an_unusable_data_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let data = file.join("data");
+    let out = std::process::Command::new(BIN)
+        .env("CONVENE_DATA_DIR", &data)
+        .env("NO_COLOR", "1")
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot use {}", data.display())),
+        "the error does not name the directory: {err}"
+    );
+}

@@ -339,7 +339,10 @@ impl Config {
         if let Some(u) = &self.database_url {
             return Ok(u.clone());
         }
-        create_private_dir(&self.data_dir)?;
+        let named = |e: std::io::Error, what: &std::path::Path| {
+            AppError::Usage(format!("cannot use {}: {e}", what.display()))
+        };
+        create_private_dir(&self.data_dir).map_err(|e| named(e, &self.data_dir))?;
         let path = self.data_dir.join("convene.db");
         // Readable by the server's user only: SQLite gives its -wal and -shm files the mode of
         // the database file, so creating that one 0600 covers the three.
@@ -351,8 +354,10 @@ impl Config {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .open(&path)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                .open(&path)
+                .map_err(|e| named(e, &path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| named(e, &path))?;
         }
         Ok(format!("sqlite://{}", path.display()))
     }
@@ -921,11 +926,56 @@ fn start_workers(
     tasks
 }
 
+/// Say where the server listens and, on a fresh install, how to begin.
+fn announce(addr: SocketAddr, backend: &str, no_users: bool) {
+    tracing::info!(%addr, backend, "convene listening");
+    if no_users {
+        tracing::info!(
+            "no users yet: add one with `convene user add NAME --password-stdin --email NAME@example.org` \
+             (password on standard input), then give clients the URL http://{addr}/ \
+             (discovery at /.well-known/caldav; calendars at http://{addr}{})",
+            home_href("NAME")
+        );
+    } else {
+        tracing::info!(
+            "client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)"
+        );
+    }
+}
+
+/// The mail relay and the directory, when configured; a bad section is a usage error.
+fn outside_services(
+    cfg: &Config,
+) -> Result<
+    (
+        Option<crate::mail::Mailer>,
+        Option<crate::directory::LdapDirectory>,
+    ),
+    AppError,
+> {
+    let mailer = match &cfg.smtp {
+        Some(smtp) => Some(
+            crate::mail::Mailer::new(smtp).map_err(|e| AppError::Usage(format!("[smtp]: {e}")))?,
+        ),
+        None => None,
+    };
+    let directory = match &cfg.ldap {
+        Some(l) => Some(
+            crate::directory::LdapDirectory::new(l.clone())
+                .map_err(|e| AppError::Usage(format!("[ldap]: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok((mailer, directory))
+}
+
 async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     // Before anything is announced, so an early SIGTERM is a clean stop.
     let shutdown = shutdown_signal();
     let users = store.list_users().await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| AppError::Usage(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     // Descriptors for the store, files and the directory stay free beside the connections.
     let descriptors = listener::raise_descriptor_limit().unwrap_or(1024);
@@ -941,32 +991,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         ),
         |_| {},
     );
-    tracing::info!(%addr, backend = store.backend(), "convene listening");
-    if users.is_empty() {
-        tracing::info!(
-            "no users yet: add one with `convene user add NAME --password-stdin --email NAME@example.org` \
-             (password on standard input), then give clients the URL http://{addr}/ \
-             (discovery at /.well-known/caldav; calendars at http://{addr}{})",
-            home_href("NAME")
-        );
-    } else {
-        tracing::info!(
-            "client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)"
-        );
-    }
-    let mailer = match &cfg.smtp {
-        Some(smtp) => Some(
-            crate::mail::Mailer::new(smtp).map_err(|e| AppError::Usage(format!("[smtp]: {e}")))?,
-        ),
-        None => None,
-    };
-    let directory = match &cfg.ldap {
-        Some(l) => Some(
-            crate::directory::LdapDirectory::new(l.clone())
-                .map_err(|e| AppError::Usage(format!("[ldap]: {e}")))?,
-        ),
-        None => None,
-    };
+    announce(addr, store.backend(), users.is_empty());
+    let (mailer, directory) = outside_services(&cfg)?;
     let clock = crate::clock::system();
     let sharing = crate::share::Sharing::new(
         store.clone(),
@@ -1062,11 +1088,26 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A database URL as it may be shown: without the password, if it has one.
+fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let cfg = Config::load(&cli)?;
     let url = cfg.store_url()?;
     let store = Store::open(&url)
-        .await?
+        .await
+        .map_err(|e| AppError::Usage(format!("cannot open the database {}: {e}", shown_url(&url))))?
         .with_listing_budget(cfg.listing_cache_rows);
     match cli.command {
         Command::Serve(_) => serve(cfg, store).await,
@@ -1110,4 +1151,16 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 /// Used by tests and tools that need the default data file path.
 pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("convene.db")
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn a_shown_database_url_has_no_password() {
+        assert_eq!(
+            super::shown_url("postgres://app:s3cret@db:5432/convene"),
+            "postgres://app@db:5432/convene"
+        );
+        assert_eq!(super::shown_url("sqlite:///var/x.db"), "sqlite:///var/x.db");
+    }
 }
