@@ -140,6 +140,16 @@ async fn app_passwords(mut srv: TestServer) {
         listed.contains("Laptop") && !listed.contains("cvp_"),
         "{listed}"
     );
+    // Times are dates a person reads, not epoch seconds: the old one expired today.
+    let old_line = listed
+        .lines()
+        .find(|l| l.contains("\tOld\t"))
+        .expect("Old listed");
+    let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    assert!(
+        old_line.contains(&format!("expires {today} ")) && old_line.ends_with('Z'),
+        "{old_line}"
+    );
 
     // Brute force: after 10 distinct failures for a user name from one address (two happened
     // above), 429, even with the right password; other users are unaffected.

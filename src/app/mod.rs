@@ -609,8 +609,8 @@ async fn app_password_command(
                     ap.id,
                     ap.name,
                     ap.scope,
-                    ap.last_used_at.map_or("never".into(), |t| t.to_string()),
-                    ap.expires_at.map_or("never".into(), |t| t.to_string())
+                    ap.last_used_at.map_or("never".into(), shown_time),
+                    ap.expires_at.map_or("never".into(), shown_time)
                 )?;
             }
         }
@@ -715,9 +715,7 @@ async fn feed_command(store: &Store, cmd: FeedCommand) -> Result<(), AppError> {
                     f.id,
                     cal.as_deref().unwrap_or("-"),
                     f.label,
-                    f.last_used_at
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "never".into())
+                    f.last_used_at.map_or("never".into(), shown_time)
                 )?;
             }
         }
@@ -1088,6 +1086,14 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A time as the CLI shows it: UTC, to the second (`2026-12-06 17:45:00Z`).
+fn shown_time(epoch: i64) -> String {
+    match jiff::Timestamp::from_second(epoch) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        Err(_) => epoch.to_string(),
+    }
+}
+
 /// A database URL as it may be shown: without the password, if it has one.
 fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -1162,5 +1168,10 @@ mod url_tests {
             "postgres://app@db:5432/convene"
         );
         assert_eq!(super::shown_url("sqlite:///var/x.db"), "sqlite:///var/x.db");
+    }
+
+    #[test]
+    fn the_cli_shows_times_as_dates() {
+        assert_eq!(super::shown_time(1_709_210_096), "2024-02-29 12:34:56Z");
     }
 }
