@@ -591,6 +591,7 @@ async fn app_password_command(
                 &name,
                 scope,
                 expires_days,
+                crate::clock::Clock::now(&crate::clock::SystemClock),
             )
             .await
             .map_err(|e| AppError::Usage(e.to_string()))?;
@@ -1031,7 +1032,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
     let state = Arc::new(AppState {
         flows: Default::default(),
-        sessions: crate::web::session::Sessions::new(&key, session_seconds, cfg.secure_cookies),
+        sessions: crate::web::session::Sessions::new(&key, session_seconds, cfg.secure_cookies)
+            .with_clock(clock.clone()),
         session_seconds,
         oidc,
         directory: directory.clone(),
@@ -1039,7 +1041,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
                     .with_key(key)
-                    .with_backends(cfg.password_backends.clone());
+                    .with_backends(cfg.password_backends.clone())
+                    .with_clock(clock.clone());
             match directory {
                 Some(d) => a.with_ldap(d),
                 None => a,

@@ -108,6 +108,7 @@ pub async fn create<S: AppPasswordStore>(
     name: &str,
     scope: Scope,
     expires_days: Option<u32>,
+    now: i64,
 ) -> Result<(String, AppPassword), CreateError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -121,8 +122,7 @@ pub async fn create<S: AppPasswordStore>(
             lookup,
             hash: key.hash(&password),
             scope: scope.as_str().to_string(),
-            expires_at: expires_days
-                .map(|d| crate::store::now_epoch().saturating_add(i64::from(d) * 86_400)),
+            expires_at: expires_days.map(|d| now.saturating_add(i64::from(d) * 86_400)),
         })
         .await?;
     Ok((password, ap))

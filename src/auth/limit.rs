@@ -27,7 +27,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Monotonic, and paused with tokio's test clock.
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Monotonic, and paused with tokio's test clock.
+use tokio::time::Instant;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
@@ -347,6 +349,8 @@ pub struct LocalAuthenticator {
     /// to 1 GiB. Waiters re-check the cache, so one credential is verified once.
     hashing: tokio::sync::Semaphore,
     backends: Vec<PasswordBackend>,
+    /// Where "now" comes from (app-password expiry).
+    clock: crate::clock::SharedClock,
 }
 
 /// How many argon2 verifications may run at once: one per core, at most four.
@@ -368,7 +372,14 @@ impl LocalAuthenticator {
             verifications: std::sync::atomic::AtomicU64::new(0),
             hashing: tokio::sync::Semaphore::new(hashing_slots()),
             backends: vec![PasswordBackend::Local, PasswordBackend::Ldap],
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Read time from `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Which password checks run, in order (app passwords always work).
@@ -494,7 +505,7 @@ impl LocalAuthenticator {
         let Some(ap) = self.store.app_password_by_lookup(lookup).await? else {
             return Ok(None);
         };
-        let now = crate::store::now_epoch();
+        let now = self.clock.now();
         if ap.user != user.id
             || !self.key.verify(password, &ap.hash)
             || ap.expires_at.is_some_and(|e| e <= now)
@@ -700,6 +711,45 @@ mod tests {
         assert!(
             auth.authenticate(&good).await.unwrap().is_none(),
             "old password stops at once"
+        );
+    }
+
+    /// An app password that expires in a day works until the clock passes that day: time
+    /// comes from the clock port, held still here and moved by hand.
+    #[tokio::test]
+    async fn an_app_password_expires_by_the_clock() {
+        let (_dir, store, u) = store_with_ann().await;
+        use crate::clock::Clock as _;
+        let clock = crate::clock::ManualClock::at(1_800_000_000);
+        let key = ServerKey::random();
+        let auth = LocalAuthenticator::new(store.clone(), Duration::from_secs(60))
+            .with_key(key.clone())
+            .with_clock(std::sync::Arc::new(clock.clone()));
+        let (password, _) = app_password::create(
+            &store,
+            &key,
+            &u,
+            "Phone",
+            Scope::CalDav,
+            Some(1),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+        let creds = Credentials {
+            username: "ann".into(),
+            password,
+        };
+        assert!(auth.authenticate(&creds).await.unwrap().is_some());
+        clock.advance(86_400 - 60);
+        assert!(
+            auth.authenticate(&creds).await.unwrap().is_some(),
+            "still within its day"
+        );
+        clock.advance(120);
+        assert!(
+            auth.authenticate(&creds).await.unwrap().is_none(),
+            "expired by the clock"
         );
     }
 

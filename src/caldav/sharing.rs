@@ -106,10 +106,6 @@ fn common_name(u: &User) -> String {
     )
 }
 
-fn stamp() -> String {
-    crate::ical::expand::utc_text(crate::store::now_epoch())
-}
-
 /// The access an element names (`CS:read`, `CS:read-write`, `X:free-busy`), if any.
 fn access_in(el: &dav::Element) -> Option<ShareAccess> {
     if el.child(NS_CS, "read-write").is_some() {
@@ -668,6 +664,7 @@ impl Dav<'_> {
         );
         deliver_notification(
             self.store,
+            self.clock.now(),
             to.id,
             &notification_name(&share.invite_uid),
             &inner,
@@ -767,6 +764,7 @@ impl Dav<'_> {
         );
         deliver_notification(
             self.store,
+            self.clock.now(),
             owner.id,
             &format!("reply-{}", notification_name(uid)),
             &inner,
@@ -855,7 +853,7 @@ impl Dav<'_> {
         if owner.id == self.user.id || owner.disabled {
             return Err(DavError::bad_request("you cannot ask that user"));
         }
-        let now = crate::store::now_epoch();
+        let now = self.clock.now();
         let recent = self
             .store
             .access_requests_since(self.user.id, now - 86_400)
@@ -901,6 +899,7 @@ impl Dav<'_> {
         );
         deliver_notification(
             self.store,
+            self.clock.now(),
             owner.id,
             &notification_name(&uid),
             &inner,
@@ -989,6 +988,7 @@ impl Dav<'_> {
         );
         deliver_notification(
             self.store,
+            self.clock.now(),
             requester.id,
             &format!("reply-{}", notification_name(&req.uid)),
             &inner,
@@ -1092,6 +1092,7 @@ fn notification_name(uid: &str) -> String {
 /// its `CS:notificationtype` property. A notification of the same name is replaced.
 pub(super) async fn deliver_notification(
     store: &crate::store::Store,
+    now: i64,
     to: UserId,
     name: &str,
     inner: &str,
@@ -1100,7 +1101,7 @@ pub(super) async fn deliver_notification(
     let coll = notification_collection(store, to).await?;
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CS:notification xmlns:D=\"{NS_DAV}\" xmlns:CS=\"{NS_CS}\" xmlns:C=\"{NS_CALDAV}\"><CS:dtstamp>{}</CS:dtstamp>{inner}</CS:notification>",
-        stamp()
+        crate::ical::expand::utc_text(now)
     )
     .into_bytes();
     let obj = NewObject {

@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Monotonic, and paused with tokio's test clock.
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use rand::RngCore as _;

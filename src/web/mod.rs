@@ -764,6 +764,7 @@ async fn api_app_passwords(State(state): State<Arc<AppState>>, req: Request) -> 
                 &new.name,
                 scope,
                 new.expires_days,
+                state.clock.now(),
             )
             .await
             {
@@ -839,6 +840,7 @@ async fn apple_profile(
         "Apple profile",
         crate::auth::Scope::CalDav,
         None,
+        state.clock.now(),
     )
     .await
     {

@@ -647,6 +647,7 @@ pub(super) async fn account_create(State(state): State<Arc<AppState>>, req: Requ
         &f.name,
         scope,
         days,
+        state.clock.now(),
     )
     .await
     {
@@ -862,6 +863,7 @@ pub(super) async fn login_flow_page(
                 &name,
                 Scope::CalDav,
                 None,
+                state.clock.now(),
             )
             .await
             {

@@ -52,6 +52,8 @@ pub struct Sessions {
     lifetime_seconds: i64,
     /// Cookies are marked Secure even without `X-Forwarded-Proto: https`.
     always_secure: bool,
+    /// Where "now" comes from (expiry, refresh due times).
+    clock: crate::clock::SharedClock,
 }
 
 fn mac(key: &[u8; 32], data: &[u8]) -> String {
@@ -73,7 +75,14 @@ impl Sessions {
             sealer: Sealer::new(key),
             lifetime_seconds,
             always_secure,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same sessions, reading time from `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Sessions {
+        self.clock = clock;
+        self
     }
 
     fn token_hash(&self, token: &str) -> String {
@@ -101,7 +110,7 @@ impl Sessions {
         oidc: Option<(&str, Option<&str>, Option<i64>)>,
     ) -> crate::store::Result<String> {
         let token = random_token();
-        let now = crate::store::now_epoch();
+        let now = self.clock.now();
         let (id_token, refresh_sealed, refresh_due) = match oidc {
             Some((id, rt, due)) => (
                 Some(id.to_string()),
@@ -132,7 +141,7 @@ impl Sessions {
         headers: &HeaderMap,
     ) -> Option<Current> {
         let token = cookie(headers, SESSION_COOKIE, self.secure(headers))?;
-        let now = crate::store::now_epoch();
+        let now = self.clock.now();
         let (session, user) = match store.session_by_hash(&self.token_hash(token), now).await {
             Ok(Some(x)) => x,
             Ok(None) => return None,
@@ -179,7 +188,7 @@ impl Sessions {
         match oidc.refresh(&rt, &subject).await {
             Ok(r) => {
                 let next_rt = r.refresh_token.as_deref().unwrap_or(&rt);
-                let due = crate::store::now_epoch()
+                let due = self.clock.now()
                     + r.expires_in
                         .map(|d| d.as_secs() as i64)
                         .unwrap_or(300)

@@ -405,13 +405,14 @@ fn dav_failure(e: crate::dav::DavError) -> Response {
 }
 
 fn request_json(
+    now: i64,
     r: &crate::store::AccessRequest,
     requester: &str,
     owner: &str,
 ) -> serde_json::Value {
     use crate::store::RequestStatus;
     // An open request past its time reads as expired (it is closed on the next write).
-    let status = if r.status == RequestStatus::Open && r.expires_at <= crate::store::now_epoch() {
+    let status = if r.status == RequestStatus::Open && r.expires_at <= now {
         RequestStatus::Expired
     } else {
         r.status
@@ -470,9 +471,9 @@ pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -
                     Err(e) => return failed(e),
                 };
                 if r.owner == user.id {
-                    incoming.push(request_json(r, &name, &user.name));
+                    incoming.push(request_json(state.clock.now(), r, &name, &user.name));
                 } else {
-                    outgoing.push(request_json(r, &user.name, &name));
+                    outgoing.push(request_json(state.clock.now(), r, &user.name, &name));
                 }
             }
             json(
@@ -506,7 +507,7 @@ pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -
             {
                 Ok(r) => json(
                     StatusCode::CREATED,
-                    &request_json(&r, &user.name, &owner.name),
+                    &request_json(state.clock.now(), &r, &user.name, &owner.name),
                 ),
                 Err(e) => dav_failure(e),
             }

@@ -27,7 +27,7 @@ impl<'a> Dav<'a> {
         }
         let range = ical::filter::TimeRange::new(Some(start), Some(end));
         let periods = self.busy_periods(cal, range).await?;
-        let text = ical::freebusy::vfreebusy(periods, range, crate::store::now_epoch());
+        let text = ical::freebusy::vfreebusy(periods, range, self.clock.now());
         let mut resp = DavResponse::new(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/calendar; charset=utf-8");
         resp.body = Bytes::from(text);
