@@ -480,30 +480,10 @@ pub fn expand_components(
 
     let Some(start) = start.filter(|_| recurring) else {
         // A single instance (overrides of a non-recurring series are ignored, as clients do).
-        let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
-        let floating = start.as_ref().is_some_and(|w| w.zone.is_floating());
-        let s = start.as_ref().map(When::instant).unwrap_or(NEG_INF);
-        let occurrences = instance_from(series_shape, s, floating)
-            .map(|instance| Occurrence {
-                instance,
-                recurrence_id: None,
-                source: series_idx,
-            })
-            .into_iter()
-            .collect();
-        return Ok(Expansion {
-            occurrences,
-            complete_until: POS_INF,
-            open_ended: false,
-        });
+        return Ok(single_instance(series, series_idx, series_shape, &carried));
     };
 
-    let uid = find(series, IcalPropKind::Uid)
-        .map(|p| match &p.value {
-            IcalValue::Text(t) => t.0.to_string(),
-            _ => String::new(),
-        })
-        .unwrap_or_default();
+    let uid = uid_of(series);
     let set = if uid.is_empty() {
         IcalRecurSet::of_component_in(series, &carried)
     } else {
@@ -527,21 +507,7 @@ pub fn expand_components(
         .iter()
         .any(|r| r.count.is_none() && r.until.is_none());
     // Overrides by their identity on the series clock, with their own shapes.
-    let over_info: Vec<(IcalRecurDateTime, Shape, usize)> = mains
-        .iter()
-        .copied()
-        .filter(|&i| has(&components[i], IcalPropKind::RecurrenceId))
-        .filter_map(|i| {
-            let c = &components[i];
-            let o = icalrs::recur::set::IcalRecurOverride::of_component(c, &set.zone, &carried)?;
-            let ostart = find(c, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
-            Some((
-                o.id,
-                shape(&component_kind(c), c, ostart.as_ref(), &carried),
-                i,
-            ))
-        })
-        .collect();
+    let over_info = override_shapes(components, &mains, &set, &carried);
     let mut occurrences: Vec<Occurrence> = Vec::new();
     let mut complete_until = POS_INF;
     let mut steps = 0usize;
@@ -598,6 +564,65 @@ pub fn expand_components(
         open_ended: infinite || complete_until != POS_INF,
         complete_until,
     })
+}
+
+/// The one instance of a series that does not recur.
+fn single_instance(
+    series: &IcalComponent<'_>,
+    series_idx: usize,
+    series_shape: Shape,
+    carried: &[IcalTz],
+) -> Expansion {
+    let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, carried));
+    let floating = start.as_ref().is_some_and(|w| w.zone.is_floating());
+    let s = start.as_ref().map(When::instant).unwrap_or(NEG_INF);
+    let occurrences = instance_from(series_shape, s, floating)
+        .map(|instance| Occurrence {
+            instance,
+            recurrence_id: None,
+            source: series_idx,
+        })
+        .into_iter()
+        .collect();
+    Expansion {
+        occurrences,
+        complete_until: POS_INF,
+        open_ended: false,
+    }
+}
+
+fn uid_of(c: &IcalComponent<'_>) -> String {
+    find(c, IcalPropKind::Uid)
+        .map(|p| match &p.value {
+            IcalValue::Text(t) => t.0.to_string(),
+            _ => String::new(),
+        })
+        .unwrap_or_default()
+}
+
+/// The overrides among `mains`, by their identity on the series clock, with their own shapes
+/// and their index in `components`.
+fn override_shapes(
+    components: &[IcalComponent<'_>],
+    mains: &[usize],
+    set: &IcalRecurSet,
+    carried: &[IcalTz],
+) -> Vec<(IcalRecurDateTime, Shape, usize)> {
+    mains
+        .iter()
+        .copied()
+        .filter(|&i| has(&components[i], IcalPropKind::RecurrenceId))
+        .filter_map(|i| {
+            let c = &components[i];
+            let o = icalrs::recur::set::IcalRecurOverride::of_component(c, &set.zone, carried)?;
+            let ostart = find(c, IcalPropKind::DtStart).and_then(|p| when(p, carried));
+            Some((
+                o.id,
+                shape(&component_kind(c), c, ostart.as_ref(), carried),
+                i,
+            ))
+        })
+        .collect()
 }
 
 fn finish(instances: Vec<Instance>, complete_until: i64) -> ObjectIndex {

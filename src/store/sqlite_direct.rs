@@ -567,22 +567,9 @@ impl Direct {
         wait: bool,
     ) -> Result<Option<(Resource, bool)>> {
         let c = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if !wait {
-            c.busy_timeout(Duration::ZERO)?;
-        }
         // Rolled back on every early return, committed below.
-        let begun =
-            rusqlite::Transaction::new_unchecked(&c, rusqlite::TransactionBehavior::Immediate);
-        if !wait {
-            c.busy_timeout(BUSY_TIMEOUT)?;
-        }
-        let tx = match begun {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if !wait && e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                return Ok(None);
-            }
-            other => other?,
+        let Some(tx) = begin_write(&c, wait)? else {
+            return Ok(None);
         };
         let (seq, owner) = touch(&tx, parent)?;
         let found: Vec<Resource> = {
@@ -660,29 +647,7 @@ impl Direct {
                      ?10, ?11, ?12, ?13)",
                 )?
                 .execute(&args[..])?;
-                Resource {
-                    id: ResourceId(tx.last_insert_rowid()),
-                    uuid,
-                    owner,
-                    parent: Some(parent),
-                    name: name.to_string(),
-                    kind: ResourceKind::Object,
-                    content_type: None,
-                    etag: None,
-                    size: 0,
-                    uid: None,
-                    component: None,
-                    supported_components: None,
-                    sync_seq: 0,
-                    mod_seq: 0,
-                    tomb_floor: 0,
-                    created_at: now,
-                    modified_at: now,
-                    complete_until: None,
-                    first_start: None,
-                    last_end: None,
-                    schedule_tag: None,
-                }
+                new_row(tx.last_insert_rowid(), uuid, owner, parent, name, now)
             }
         };
         // What both statements wrote (?2..?13), over the row's other columns.
@@ -700,37 +665,103 @@ impl Direct {
             schedule_tag: obj.schedule_tag.clone(),
             ..base
         };
-        // An edit that moves no instance (a new title, an alarm, the same bytes again) keeps
-        // its index rows: rewriting them would dirty four b-trees for nothing.
-        let same_instances = match span {
-            Some(index) if replaced => stored_instances(&tx, res.id)? == index.instances,
-            _ => false,
-        };
-        if replaced && !same_instances {
-            tx.prepare_cached("DELETE FROM instances WHERE resource_id = ?1")?
-                .execute(params![res.id.0])?;
-        }
-        if let Some(index) = span.filter(|_| !same_instances) {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (ord, i) in (0i64..).zip(&index.instances) {
-                st.execute(params![
-                    res.id.0,
-                    ord,
-                    parent.0,
-                    i.start,
-                    i.end,
-                    i.rule as i64,
-                    i64::from(i.floating),
-                    i64::from(i.end.saturating_sub(i.start) > LONG_SPAN),
-                ])?;
-            }
-        }
+        write_instances(&tx, &res, parent, span, replaced)?;
         tx.commit()?;
         Ok(Some((res, !replaced)))
     }
+}
+
+/// A row just inserted, before the columns the write sets (which the caller fills in).
+fn new_row(
+    id: i64,
+    uuid: String,
+    owner: UserId,
+    parent: ResourceId,
+    name: &str,
+    now: i64,
+) -> Resource {
+    Resource {
+        id: ResourceId(id),
+        uuid,
+        owner,
+        parent: Some(parent),
+        name: name.to_string(),
+        kind: ResourceKind::Object,
+        content_type: None,
+        etag: None,
+        size: 0,
+        uid: None,
+        component: None,
+        supported_components: None,
+        sync_seq: 0,
+        mod_seq: 0,
+        tomb_floor: 0,
+        created_at: now,
+        modified_at: now,
+        complete_until: None,
+        first_start: None,
+        last_end: None,
+        schedule_tag: None,
+    }
+}
+
+/// Begin an immediate write transaction. Without `wait`, `None` when another writer holds
+/// the database (the caller then takes the portable path, which waits).
+fn begin_write(c: &rusqlite::Connection, wait: bool) -> Result<Option<rusqlite::Transaction<'_>>> {
+    if !wait {
+        c.busy_timeout(Duration::ZERO)?;
+    }
+    let begun = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate);
+    if !wait {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+    }
+    match begun {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if !wait && e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(None)
+        }
+        other => Ok(Some(other?)),
+    }
+}
+
+/// The index rows of an object just written. An edit that moves no instance (a new title, an
+/// alarm, the same bytes again) keeps its rows: rewriting them would dirty four b-trees for
+/// nothing.
+fn write_instances(
+    tx: &rusqlite::Transaction<'_>,
+    res: &Resource,
+    parent: ResourceId,
+    span: Option<&crate::ical::index::ObjectIndex>,
+    replaced: bool,
+) -> Result<()> {
+    let same_instances = match span {
+        Some(index) if replaced => stored_instances(tx, res.id)? == index.instances,
+        _ => false,
+    };
+    if replaced && !same_instances {
+        tx.prepare_cached("DELETE FROM instances WHERE resource_id = ?1")?
+            .execute(params![res.id.0])?;
+    }
+    if let Some(index) = span.filter(|_| !same_instances) {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO instances (resource_id, ord, parent_id, start_at, end_at, rule, floating, long_span) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (ord, i) in (0i64..).zip(&index.instances) {
+            st.execute(params![
+                res.id.0,
+                ord,
+                parent.0,
+                i.start,
+                i.end,
+                i.rule as i64,
+                i64::from(i.floating),
+                i64::from(i.end.saturating_sub(i.start) > LONG_SPAN),
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 /// A calendar's index rows, for its listing: read from `instances_window` alone, which

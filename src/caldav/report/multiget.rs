@@ -26,32 +26,7 @@ impl<'a> Dav<'a> {
         }
         // Members of the request collection (the usual case) are looked up in one query;
         // anything else goes through full path resolution.
-        let own_segs = dav::decode_segments(href)?;
-        let own_prefix = if href.ends_with('/') {
-            href.to_string()
-        } else {
-            format!("{href}/")
-        };
-        let direct_name = |h: &str| -> Option<String> {
-            let path = dav::href_path(h);
-            // Clients spell members' hrefs as the collection's plus a name: decode only that.
-            if let Some(rest) = path.strip_prefix(&own_prefix)
-                && !rest.is_empty()
-                && !rest.contains('/')
-            {
-                return res
-                    .kind
-                    .is_collection()
-                    .then(|| dav::decode_segment(rest).ok())
-                    .flatten();
-            }
-            let segs = dav::decode_segments(path).ok()?;
-            (res.kind.is_collection()
-                && segs.len() == own_segs.len() + 1
-                && segs[..own_segs.len()] == own_segs[..])
-                .then(|| segs[own_segs.len()].clone())
-        };
-        let direct: Vec<Option<String>> = hrefs.iter().map(|h| direct_name(h)).collect();
+        let direct = member_names(href, res, &hrefs)?;
         let wanted: Vec<String> = direct.iter().flatten().cloned().collect();
         let found: std::collections::HashMap<String, Arc<Resource>, foldhash::fast::RandomState> =
             if wanted.is_empty() {
@@ -134,4 +109,39 @@ impl<'a> Dav<'a> {
         }
         Ok(DavResponse::xml(StatusCode::MULTI_STATUS, ms.finish(None)))
     }
+}
+
+/// For each href, the member name it gives in the collection at `href`, when it names a direct
+/// member (`None`: resolve it as a path).
+fn member_names(
+    href: &str,
+    res: &Resource,
+    hrefs: &[&str],
+) -> Result<Vec<Option<String>>, DavError> {
+    let own_segs = dav::decode_segments(href)?;
+    let own_prefix = if href.ends_with('/') {
+        href.to_string()
+    } else {
+        format!("{href}/")
+    };
+    let direct_name = |h: &str| -> Option<String> {
+        let path = dav::href_path(h);
+        // Clients spell members' hrefs as the collection's plus a name: decode only that.
+        if let Some(rest) = path.strip_prefix(&own_prefix)
+            && !rest.is_empty()
+            && !rest.contains('/')
+        {
+            return res
+                .kind
+                .is_collection()
+                .then(|| dav::decode_segment(rest).ok())
+                .flatten();
+        }
+        let segs = dav::decode_segments(path).ok()?;
+        (res.kind.is_collection()
+            && segs.len() == own_segs.len() + 1
+            && segs[..own_segs.len()] == own_segs[..])
+            .then(|| segs[own_segs.len()].clone())
+    };
+    Ok(hrefs.iter().map(|h| direct_name(h)).collect())
 }

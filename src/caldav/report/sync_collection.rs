@@ -20,25 +20,7 @@ impl<'a> Dav<'a> {
                 "sync-level infinite is not supported on a collection of collections; sync each calendar",
             ));
         }
-        let invalid = || {
-            DavError::with(
-                403,
-                DavCondition::ValidSyncToken,
-                "the sync token is not valid for this collection; sync again without a token",
-            )
-        };
-        let since = match &sc.token {
-            None => None,
-            Some(t) => {
-                let rest = t.strip_prefix(SYNC_TOKEN_PREFIX).ok_or_else(invalid)?;
-                let (uuid, seq) = rest.rsplit_once('/').ok_or_else(invalid)?;
-                let seq: i64 = seq.parse().map_err(|_| invalid())?;
-                if uuid != coll.uuid || seq > coll.sync_seq || seq < coll.tomb_floor || seq < 0 {
-                    return Err(invalid());
-                }
-                Some(seq)
-            }
-        };
+        let since = Self::sync_token_seq(sc.token.as_deref(), coll)?;
         if sc.limit == Some(0) {
             return Err(DavError::with(
                 507,
@@ -136,5 +118,30 @@ impl<'a> Dav<'a> {
             StatusCode::MULTI_STATUS,
             ms.finish(Some(&token)),
         ))
+    }
+
+    /// The change number a client's sync token stands for (RFC 6578 3.2), or `None` for an
+    /// initial sync. A token of another collection, from the future or older than the
+    /// tombstones kept is refused with `valid-sync-token`.
+    fn sync_token_seq(token: Option<&str>, coll: &Resource) -> Result<Option<i64>, DavError> {
+        let invalid = || {
+            DavError::with(
+                403,
+                DavCondition::ValidSyncToken,
+                "the sync token is not valid for this collection; sync again without a token",
+            )
+        };
+        match token {
+            None => Ok(None),
+            Some(t) => {
+                let rest = t.strip_prefix(SYNC_TOKEN_PREFIX).ok_or_else(invalid)?;
+                let (uuid, seq) = rest.rsplit_once('/').ok_or_else(invalid)?;
+                let seq: i64 = seq.parse().map_err(|_| invalid())?;
+                if uuid != coll.uuid || seq > coll.sync_seq || seq < coll.tomb_floor || seq < 0 {
+                    return Err(invalid());
+                }
+                Ok(Some(seq))
+            }
+        }
     }
 }
