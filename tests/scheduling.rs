@@ -659,3 +659,88 @@ async fn a_cancelled_event_sends_cancel_and_a_plain_event_has_no_schedule_tag() 
         None
     );
 }
+
+/// Deleting a calendar sends what deleting each of its meetings would (RFC 6638 3.2.3): the
+/// organizer's meetings are cancelled for their attendees, and an attendee who deletes the
+/// calendar holding their copy declines. One UID is one scheduling object in a home (RFC 6638
+/// 3.2.4.1): the same meeting PUT into a second calendar is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_calendar_cancels_or_declines_its_meetings() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    for (user, cal) in [("alice", "work"), ("bob", "meetings")] {
+        srv.send_as(
+            user,
+            "MKCALENDAR",
+            &format!("/dav/calendars/{user}/{cal}/"),
+            "",
+            &[],
+        )
+        .await
+        .expect(201);
+    }
+    let standup = meeting("w1", "Standup", &["CN=Bob:mailto:bob@example.org"], "");
+    put_as(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/w1.ics",
+        &standup,
+        &[],
+    )
+    .await
+    .expect(201);
+    // The same meeting in alice's other calendar: a second scheduling object for one UID.
+    let r = put_as(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/calendar/w1-again.ics",
+        &standup,
+        &[],
+    )
+    .await;
+    r.expect(403);
+    assert!(
+        r.text().contains("unique-scheduling-object-resource"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(inbox(&srv, "bob").await.len(), 1, "the invitation");
+
+    srv.send_as("alice", "DELETE", "/dav/calendars/alice/work/", "", &[])
+        .await
+        .expect(204);
+    let messages = inbox(&srv, "bob").await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("METHOD:CANCEL") && m.contains("UID:w1")),
+        "no CANCEL for the deleted calendar's meeting: {messages:?}"
+    );
+
+    // Bob moves alice's next meeting into his own calendar and then deletes that calendar:
+    // alice's event says he declined.
+    let review = meeting("r1", "Review", &["CN=Bob:mailto:bob@example.org"], "");
+    let path = "/dav/calendars/alice/calendar/r1.ics";
+    put_as(&srv, "alice", path, &review, &[]).await.expect(201);
+    let (copy, _) = copy_of(&srv, "bob", "calendar", "r1")
+        .await
+        .expect("bob's copy");
+    let moved = "/dav/calendars/bob/meetings/r1.ics";
+    srv.send_as(
+        "bob",
+        "MOVE",
+        &copy,
+        "",
+        &[("Destination", moved), ("Overwrite", "F")],
+    )
+    .await
+    .expect(201);
+    srv.send_as("bob", "DELETE", "/dav/calendars/bob/meetings/", "", &[])
+        .await
+        .expect(204);
+    let alices = get_as(&srv, "alice", path).await.unfolded();
+    assert!(
+        alices.contains("PARTSTAT=DECLINED") && alices.contains("mailto:bob@example.org"),
+        "{alices}"
+    );
+}

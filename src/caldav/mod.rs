@@ -103,6 +103,8 @@ pub enum CalCondition {
     SupportedCollation,
     /// RFC 4791 5.3.2.1: the recurrence set has more instances than the server keeps.
     MaxInstances,
+    /// RFC 6638 3.2.4.1: another scheduling object resource in the home has the UID.
+    UniqueSchedulingObjectResource,
 }
 
 impl Precondition for CalCondition {
@@ -132,6 +134,9 @@ impl Precondition for CalCondition {
             CalCondition::ValidFilter => ("valid-filter", String::new()),
             CalCondition::SupportedCollation => ("supported-collation", String::new()),
             CalCondition::MaxInstances => ("max-instances", String::new()),
+            CalCondition::UniqueSchedulingObjectResource => {
+                ("unique-scheduling-object-resource", String::new())
+            }
         };
         (NS_CALDAV, name, body)
     }
@@ -206,6 +211,7 @@ fn calendar_error_at(e: crate::calendar::Error, href_segs: &[String]) -> DavErro
         }
         Refusal::MaxResourceSize => CalCondition::MaxResourceSize,
         Refusal::MaxInstances => CalCondition::MaxInstances,
+        Refusal::UniqueSchedulingObjectResource => CalCondition::UniqueSchedulingObjectResource,
         Refusal::ValidSchedulingMessage => CalCondition::ValidSchedulingMessage,
         Refusal::OrganizerAllowed => CalCondition::OrganizerAllowed,
         Refusal::AllowedAttendeeSchedulingObjectChange | Refusal::OwnersContent => {

@@ -123,6 +123,8 @@ pub enum Refusal {
     OrganizerAllowed,
     /// An attendee changed more of a scheduling object than their own part.
     AllowedAttendeeSchedulingObjectChange,
+    /// Another scheduling object resource in the home has the UID (RFC 6638 3.2.4.1).
+    UniqueSchedulingObjectResource,
     /// The object is its owner's: a recipient may change only what is theirs (alarms,
     /// transparency).
     OwnersContent,

@@ -147,6 +147,7 @@ impl Calendars<'_> {
     /// If-Schedule-Tag-Match (3.2.10) against the stored tag.
     pub(super) async fn plan_put(
         &self,
+        parent: &Resource,
         existing: Option<&Resource>,
         body: &[u8],
         kind: &str,
@@ -170,6 +171,26 @@ impl Calendars<'_> {
             cond = Some(WriteCondition::EtagIn(vec![etag]));
         }
         let new = itip::scheduling(body);
+        // RFC 6638 3.2.4.1: one scheduling object resource per UID in a home, or a reply or a
+        // cancellation could not tell which one it is for. (Within one calendar the store's
+        // UID uniqueness answers first, as `no-uid-conflict`.)
+        if let Some(n) = &new {
+            let here = existing.map(|e| e.id);
+            let elsewhere = self
+                .store
+                .objects_by_uid(self.user.id, &n.uid)
+                .await?
+                .into_iter()
+                .any(|r| {
+                    r.schedule_tag.is_some() && Some(r.id) != here && r.parent != Some(parent.id)
+                });
+            if elsewhere {
+                return Err(Error::refused(
+                    Refusal::UniqueSchedulingObjectResource,
+                    "another scheduling object in this home has the same UID",
+                ));
+            }
+        }
         let old = match existing {
             Some(e) if e.schedule_tag.is_some() || new.is_some() => {
                 self.store.object_data(e.id).await?

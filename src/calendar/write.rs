@@ -130,7 +130,7 @@ impl Calendars<'_> {
         let index = v.index(self.index_limits()).map_err(Error::of_index)?;
         let s = v.summary;
         let plan = self
-            .plan_put(w.existing, body, s.kind.name(), &w.schedule)
+            .plan_put(w.parent, w.existing, body, s.kind.name(), &w.schedule)
             .await?;
         // RFC 4791 5.3.4: when the server changed the bytes, no ETag is returned, so the
         // client knows to fetch them.

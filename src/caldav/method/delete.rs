@@ -29,10 +29,19 @@ impl<'a> Dav<'a> {
                 "a shared entry is removed by its owner, not by a recipient",
             )),
             Target::Res { res, .. } if res.parent.is_some() => {
-                // A scheduling object's deletion is sent on (RFC 6638 3.2.3).
-                let old = match res.schedule_tag {
-                    Some(_) => self.store.object_data(res.id).await.map_err(internal)?,
-                    None => None,
+                // A scheduling object's deletion is sent on (RFC 6638 3.2.3), also when it
+                // goes with its calendar: the organizer's meetings are cancelled, and an
+                // attendee's are declined.
+                let old: Vec<Vec<u8>> = match (res.schedule_tag.as_ref(), res.kind) {
+                    (Some(_), _) => self
+                        .store
+                        .object_data(res.id)
+                        .await
+                        .map_err(internal)?
+                        .into_iter()
+                        .collect(),
+                    (None, ResourceKind::Calendar) => self.scheduling_bodies(&res).await?,
+                    _ => vec![],
                 };
                 match self
                     .store
@@ -43,11 +52,11 @@ impl<'a> Dav<'a> {
                         if let Some(parent) = res.parent {
                             self.hooks.object_changed(parent);
                         }
-                        if let Some(old) = old {
-                            // `Schedule-Reply: F`: the attendee asks that no reply be sent.
-                            let silent = header_str(&req.headers, "schedule-reply")
-                                .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
-                            Box::pin(self.calendars().after_delete(&old, silent)).await;
+                        // `Schedule-Reply: F`: the attendee asks that no reply be sent.
+                        let silent = header_str(&req.headers, "schedule-reply")
+                            .is_some_and(|v| v.trim().eq_ignore_ascii_case("F"));
+                        for body in old {
+                            Box::pin(self.calendars().after_delete(&body, silent)).await;
                         }
                         Ok(DavResponse::new(StatusCode::NO_CONTENT))
                     }
@@ -62,5 +71,30 @@ impl<'a> Dav<'a> {
             Target::Missing { .. } => Err(DavError::not_found()),
             _ => Err(need_privilege(&req.path, Privilege::Unbind)),
         }
+    }
+
+    /// The bodies of a calendar's scheduling objects (those with a Schedule-Tag), read before
+    /// the calendar is deleted so that what their deletion implies can still be sent.
+    async fn scheduling_bodies(&self, calendar: &Resource) -> Result<Vec<Vec<u8>>, DavError> {
+        let ids: Vec<ResourceId> = self
+            .store
+            .children(calendar.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|r| r.schedule_tag.is_some())
+            .map(|r| r.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .store
+            .object_datas(&ids)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect())
     }
 }
