@@ -744,3 +744,80 @@ async fn deleting_a_calendar_cancels_or_declines_its_meetings() {
         "{alices}"
     );
 }
+
+/// An attendee's answer for one date reaches the organizer's copy even when the organizer has
+/// no override for that date: one is made from the master (RFC 5546 3.2.3). An attendee who
+/// removes a date with EXDATE declines it (RFC 6638 3.2.2.3): a REPLY, and the organizer's
+/// copy says so for that date only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_one_date_by_override_or_exdate_reaches_the_organizer() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let path = "/dav/calendars/alice/calendar/d1.ics";
+    let daily = meeting(
+        "d1",
+        "Daily",
+        &["PARTSTAT=NEEDS-ACTION;CN=Bob:mailto:bob@example.org"],
+        "RRULE:FREQ=DAILY;COUNT=5\r\n",
+    );
+    put_as(&srv, "alice", path, &daily, &[]).await.expect(201);
+    let (copy, r) = copy_of(&srv, "bob", "calendar", "d1")
+        .await
+        .expect("bob's copy");
+    let mine = r.unfolded();
+    assert!(!mine.contains("RECURRENCE-ID"), "{mine}");
+
+    // Bob declines the 6th with an override of his own.
+    let decline_6th = "BEGIN:VEVENT\r\nUID:d1\r\nDTSTAMP:20240101T000000Z\r\nRECURRENCE-ID:20300106T100000Z\r\nDTSTART:20300106T100000Z\r\nDTEND:20300106T110000Z\r\nSUMMARY:Daily\r\nORGANIZER;CN=Alice:mailto:alice@example.org\r\nATTENDEE;PARTSTAT=DECLINED:mailto:bob@example.org\r\nEND:VEVENT\r\n";
+    let with_override = mine.replace("END:VCALENDAR", &format!("{decline_6th}END:VCALENDAR"));
+    let r = put_as(&srv, "bob", &copy, &with_override, &[]).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let alices = get_as(&srv, "alice", path).await.unfolded();
+    let sixth = alices
+        .split("BEGIN:VEVENT")
+        .find(|c| c.contains("RECURRENCE-ID:20300106T100000Z"))
+        .unwrap_or_else(|| panic!("no override for the 6th in the organizer's copy: {alices}"));
+    assert!(
+        sixth.contains("PARTSTAT=DECLINED") && sixth.contains("mailto:bob@example.org"),
+        "{sixth}"
+    );
+    assert!(
+        sixth.contains("DTSTART:20300106T100000Z") && !sixth.contains("RRULE"),
+        "{sixth}"
+    );
+    let master = alices
+        .split("BEGIN:VEVENT")
+        .find(|c| c.contains("RRULE"))
+        .expect("master");
+    assert!(!master.contains("PARTSTAT=DECLINED"), "{master}");
+
+    // Bob removes the 8th from his copy: a REPLY declining the 8th, and alice's copy says so.
+    let before = inbox(&srv, "alice").await.len();
+    let current = get_as(&srv, "bob", &copy).await.unfolded();
+    let excluded = current.replacen(
+        "RRULE:FREQ=DAILY;COUNT=5\r\n",
+        "RRULE:FREQ=DAILY;COUNT=5\r\nEXDATE:20300108T100000Z\r\n",
+        1,
+    );
+    assert_ne!(excluded, current);
+    let r = put_as(&srv, "bob", &copy, &excluded, &[]).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let messages = inbox(&srv, "alice").await;
+    assert_eq!(messages.len(), before + 1, "no REPLY for the EXDATE");
+    let reply = messages
+        .iter()
+        .find(|m| m.contains("RECURRENCE-ID:20300108T100000Z"))
+        .unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(
+        reply.contains("METHOD:REPLY") && reply.contains("PARTSTAT=DECLINED"),
+        "{reply}"
+    );
+    let alices = get_as(&srv, "alice", path).await.unfolded();
+    let eighth = alices
+        .split("BEGIN:VEVENT")
+        .find(|c| c.contains("RECURRENCE-ID:20300108T100000Z"))
+        .unwrap_or_else(|| panic!("{alices}"));
+    assert!(
+        eighth.contains("PARTSTAT=DECLINED") && eighth.contains("DURATION:PT3600S"),
+        "{eighth}"
+    );
+}

@@ -460,6 +460,9 @@ impl Calendars<'_> {
             .unwrap_or_default();
         let (body, answers): (Vec<u8>, Vec<(Option<String>, String)>) = match new {
             Some(n) => {
+                // Instances the attendee took out with EXDATE are declined (RFC 6638 3.2.2.3).
+                let declined = old.and_then(|o| itip::declined_exdates(o, n, me));
+                let n = declined.as_deref().unwrap_or(n);
                 let Some(s) = itip::scheduling(n) else {
                     return Ok(());
                 };
@@ -519,7 +522,10 @@ impl Calendars<'_> {
             self.deliver_to_inbox(&organizer, &msg, &kind).await?;
         }
         for (copy, data) in targets {
-            let Some(updated) = itip::apply_reply(&data, me, &answers) else {
+            // An answer for a date the organizer has no override for gets one.
+            let widened = itip::add_answered_overrides(&data, &body, me);
+            let base = widened.as_deref().unwrap_or(&data);
+            let Some(updated) = itip::apply_reply(base, me, &answers).or(widened) else {
                 continue;
             };
             let cond = WriteCondition::EtagIn(copy.etag.clone().into_iter().collect());

@@ -517,6 +517,176 @@ pub fn apply_reply(
     changed.then(|| root.to_bytes())
 }
 
+/// The attendee's PARTSTAT on this component's ATTENDEE line for `address`, upper case.
+fn partstat_in(c: &IcalCst<'_>, address: &str) -> Option<String> {
+    lines(c)
+        .filter(|l| named(l, "ATTENDEE").is_some() && same_address(&l.raw_value_str(), address))
+        .map(|l| {
+            param(l, "PARTSTAT")
+                .unwrap_or_else(|| "NEEDS-ACTION".into())
+                .to_ascii_uppercase()
+        })
+        .next()
+}
+
+/// `line` as a raw logical line without its ending.
+fn raw_line(line: &IcalLine<'_>) -> String {
+    line.to_string().trim_end_matches(['\r', '\n']).to_string()
+}
+
+/// One instance of `master` as an override: the master's properties and subcomponents without
+/// its recurrence rules, at the instance given by `when` (the RECURRENCE-ID, DTSTART and
+/// DTEND or DURATION lines).
+fn override_of<'a>(master: &IcalCst<'a>, when: &[String]) -> Option<IcalCst<'a>> {
+    let mut o = master.clone();
+    for name in [
+        "RRULE",
+        "RDATE",
+        "EXDATE",
+        "EXRULE",
+        "RECURRENCE-ID",
+        "DTSTART",
+        "DTEND",
+        "DURATION",
+    ] {
+        remove_props(&mut o, name);
+    }
+    for l in when {
+        o.push_raw(l).ok()?;
+    }
+    Some(o)
+}
+
+/// Answers an attendee gave for instances the organizer's copy has no override for: each gets
+/// one, made from the organizer's master at the instance's own RECURRENCE-ID, DTSTART and end
+/// as the attendee's copy has them, so the organizer's copy can say what the attendee said
+/// for that date (RFC 5546 3.2.3). `None` when there is nothing to add.
+pub fn add_answered_overrides(
+    organizer_body: &[u8],
+    attendee_body: &[u8],
+    address: &str,
+) -> Option<Vec<u8>> {
+    let mut root = super::parse_stored(organizer_body)?;
+    let have: Vec<String> = main_components(&root)
+        .filter_map(|c| value_of(c, "RECURRENCE-ID"))
+        .collect();
+    let master = main_components(&root)
+        .find(|c| value_of(c, "RECURRENCE-ID").is_none())?
+        .clone();
+    let master_answer = partstat_in(&master, address)?;
+    let theirs = super::parse_stored(attendee_body)?;
+    let mut added = vec![];
+    for c in main_components(&theirs) {
+        let Some(rid) = value_of(c, "RECURRENCE-ID") else {
+            continue;
+        };
+        if have.contains(&rid) || partstat_in(c, address).is_none_or(|p| p == master_answer) {
+            continue;
+        }
+        let when: Vec<String> = lines(c)
+            .filter(|l| {
+                ["RECURRENCE-ID", "DTSTART", "DTEND", "DURATION"]
+                    .iter()
+                    .any(|n| named(l, n).is_some())
+            })
+            .map(raw_line)
+            .collect();
+        added.push(override_of(&master, &when)?);
+    }
+    if added.is_empty() {
+        return None;
+    }
+    for o in added {
+        root.push_component(o);
+    }
+    Some(root.to_bytes())
+}
+
+/// The length of `c` as a DURATION value, from its DTSTART and DTEND when both are written
+/// the same way (both dates, or date-times in one zone); `None` otherwise.
+fn duration_of(c: &IcalCst<'_>) -> Option<String> {
+    let line = |n: &str| lines(c).find(|l| named(l, n).is_some());
+    if let Some(d) = line("DURATION") {
+        return Some(d.raw_value_str().trim().to_string());
+    }
+    let (start, end) = (line("DTSTART")?, line("DTEND")?);
+    let zone = |l: &IcalLine<'_>| param(l, "TZID");
+    if zone(start) != zone(end) {
+        return None;
+    }
+    let (sv, ev) = (start.raw_value_str(), end.raw_value_str());
+    let (sv, ev) = (sv.trim(), ev.trim());
+    if sv.len() == 8 && ev.len() == 8 {
+        let d = |v: &str| jiff::civil::Date::strptime("%Y%m%d", v).ok();
+        let days = (d(ev)? - d(sv)?).get_days();
+        return Some(format!("P{}D", days.max(0)));
+    }
+    let t = |v: &str| {
+        jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", v.trim_end_matches(['Z', 'z'])).ok()
+    };
+    let secs = t(ev)?.duration_since(t(sv)?).as_secs();
+    Some(format!("PT{}S", secs.max(0)))
+}
+
+/// An attendee who removed instances by adding EXDATEs to their copy declined them (RFC 6638
+/// 3.2.2.3): `new` with a declining override for each instance newly excluded, for the REPLY
+/// and the organizer's copy. `None` when no EXDATE was added.
+pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>> {
+    let exdates = |root: &IcalCst<'_>| -> Vec<(String, Vec<String>)> {
+        main_components(root)
+            .filter(|c| value_of(c, "RECURRENCE-ID").is_none())
+            .flat_map(|c| lines(c).filter(|l| named(l, "EXDATE").is_some()))
+            .flat_map(|l| {
+                let head: Vec<String> = l.params.iter().map(|p| p.to_string()).collect();
+                l.raw_value_str()
+                    .split(',')
+                    .map(|v| (v.trim().to_string(), head.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let before = exdates(&super::parse_stored(old)?);
+    let mut root = super::parse_stored(new)?;
+    let after = exdates(&root);
+    let overridden: Vec<String> = main_components(&root)
+        .filter_map(|c| value_of(c, "RECURRENCE-ID"))
+        .collect();
+    let master = main_components(&root)
+        .find(|c| value_of(c, "RECURRENCE-ID").is_none())?
+        .clone();
+    partstat_in(&master, address)?;
+    let length = duration_of(&master)?;
+    let mut added = vec![];
+    for (value, head) in after {
+        if before.iter().any(|(v, _)| *v == value) || overridden.contains(&value) {
+            continue;
+        }
+        let params: String = head.iter().map(|p| format!(";{p}")).collect();
+        let when = vec![
+            format!("RECURRENCE-ID{params}:{value}"),
+            format!("DTSTART{params}:{value}"),
+            format!("DURATION:{length}"),
+        ];
+        let mut o = override_of(&master, &when)?;
+        for item in &mut o.items {
+            if let IcalItem::Prop(l) = item
+                && l.name.get().eq_ignore_ascii_case("ATTENDEE")
+                && same_address(&l.raw_value_str(), address)
+            {
+                set_param(l, "PARTSTAT", "DECLINED");
+            }
+        }
+        added.push(o);
+    }
+    if added.is_empty() {
+        return None;
+    }
+    for o in added {
+        root.push_component(o);
+    }
+    Some(root.to_bytes())
+}
+
 /// RFC 6638 3.2.9: record on each ATTENDEE line of the organizer's copy how delivery went, and
 /// drop SCHEDULE-FORCE-SEND (a one-shot request). `status` maps an address and the line's
 /// current status to the new code; `None` leaves that line's status alone. `None` when nothing
