@@ -13,6 +13,9 @@ if [ ! -x "$deny_root/bin/cargo-deny" ]; then
   rm -rf "$deny_root/build"
 fi
 cd "$REPO_DIR"
+# cargo-deny reads the whole graph, every platform's crates included, and a build fetched only
+# this platform's: fetch the rest first (from the registry the build uses), then check offline.
+cargo fetch --locked --quiet >&2 || exit 1
 if "$deny_root/bin/cargo-deny" --offline --color never check bans licenses sources >&2; then
   echo "cargo-deny: ok (bans, licenses, sources)"
 else
