@@ -247,8 +247,11 @@ async fn delegation(srv: TestServer) {
     let msg = as_user(&srv, "dave", "GET", &items[0], "", &[])
         .await
         .text();
+    // Dave sees that bob acted for alice (RFC 5545 3.2.18 SENT-BY).
+    let msg = msg.replace("\r\n ", "");
     assert!(
-        msg.contains("METHOD:REQUEST") && msg.contains("ORGANIZER:mailto:alice@example.org"),
+        msg.contains("METHOD:REQUEST")
+            && msg.contains("SENT-BY=\"mailto:bob@example.org\":mailto:alice@example.org"),
         "{msg}"
     );
     // Booking for alice, bob asks free-busy through alice's outbox as a client does (RFC 6638

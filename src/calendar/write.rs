@@ -38,6 +38,9 @@ pub struct ObjectWrite<'w> {
     /// The calendar is someone else's, shared with the acting user (Sharing 5.5.5: its
     /// organizer can then only be the owner).
     pub shared: bool,
+    /// The calendar-user address of a delegate writing for the owner: named as `SENT-BY` on
+    /// the owner's ORGANIZER lines, so attendees see who acted (RFC 5545 3.2.18).
+    pub sent_by: Option<String>,
 }
 
 /// What a calendar object write did.
@@ -117,6 +120,12 @@ impl Calendars<'_> {
         // RFC 5545 requires a DTSTAMP; one a client left out is the time the object arrived.
         // Added after validation, so an error names the client's own lines.
         let stamped = ical::repair::add_missing_dtstamp(w.body, self.now());
+        let body: &[u8] = stamped.as_deref().unwrap_or(w.body);
+        let marked = w
+            .sent_by
+            .as_deref()
+            .and_then(|sender| ical::itip::set_sent_by(body, &|a| self.is_my_address(a), sender));
+        let stamped = marked.or(stamped);
         let body: &[u8] = stamped.as_deref().unwrap_or(w.body);
         if w.shared
             && let Some(sched) = ical::itip::scheduling(body)

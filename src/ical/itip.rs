@@ -687,6 +687,28 @@ pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>
     Some(root.to_bytes())
 }
 
+/// Mark who acted for the organizer (RFC 5545 3.2.18, RFC 6638: a delegate's write): every
+/// ORGANIZER line naming `organizer` gets `SENT-BY` set to `sender`. `None` when nothing
+/// changes.
+pub fn set_sent_by(body: &[u8], organizer: &dyn Fn(&str) -> bool, sender: &str) -> Option<Vec<u8>> {
+    let mut root = super::parse_stored(body)?;
+    let mut changed = false;
+    for c in main_components_mut(&mut root) {
+        for item in &mut c.items {
+            if let IcalItem::Prop(l) = item
+                && l.name.get().eq_ignore_ascii_case("ORGANIZER")
+                && organizer(&l.raw_value_str())
+                && param(l, "SENT-BY").is_none_or(|s| !same_address(&s, sender))
+            {
+                // A cal-address parameter value is quoted (RFC 5545 3.2.18).
+                set_param(l, "SENT-BY", &format!("\"{sender}\""));
+                changed = true;
+            }
+        }
+    }
+    changed.then(|| root.to_bytes())
+}
+
 /// RFC 6638 3.2.9: record on each ATTENDEE line of the organizer's copy how delivery went, and
 /// drop SCHEDULE-FORCE-SEND (a one-shot request). `status` maps an address and the line's
 /// current status to the new code; `None` leaves that line's status alone. `None` when nothing
@@ -904,6 +926,31 @@ mod tests {
             "{r}"
         );
         assert_eq!(r.matches("ATTENDEE").count(), 2, "{r}");
+    }
+
+    #[test]
+    fn a_delegate_is_named_as_sent_by() {
+        let out = text(set_sent_by(
+            ORG.as_bytes(),
+            &|a| same_address(a, "mailto:alice@example.org"),
+            "mailto:bob@example.org",
+        ));
+        let unfolded = out.replace("\r\n ", "");
+        assert_eq!(
+            unfolded
+                .matches(
+                    "ORGANIZER;CN=Alice;SENT-BY=\"mailto:bob@example.org\":mailto:alice@example.org"
+                )
+                .count(),
+            2,
+            "{out}"
+        );
+        let again = set_sent_by(
+            out.as_bytes(),
+            &|a| same_address(a, "mailto:alice@example.org"),
+            "mailto:bob@example.org",
+        );
+        assert!(again.is_none(), "set twice");
     }
 
     #[test]

@@ -384,6 +384,7 @@ pub(super) async fn event(
                     },
                     cond: WriteCondition::EtagIn(obj.etag.clone().into_iter().collect()),
                     shared: false,
+                    sent_by: None,
                 })
                 .await;
             if let Err(e) = written {

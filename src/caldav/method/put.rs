@@ -119,6 +119,11 @@ impl<'a> Dav<'a> {
                         schedule: Self::schedule_headers(&req.headers, existing.as_ref()),
                         cond,
                         shared: matches!(&self.delegation, Some(Delegation { mount: Some(_), .. })),
+                        sent_by: self
+                            .delegation
+                            .as_ref()
+                            .filter(|d| d.mount.is_none())
+                            .map(|_| crate::calendar::address::preferred(self.user)),
                     })
                     .await
                     .map_err(|e| calendar_error_at(e, &segs))?;
