@@ -771,6 +771,12 @@ async fn declining_one_date_by_override_or_exdate_reaches_the_organizer() {
     let with_override = mine.replace("END:VCALENDAR", &format!("{decline_6th}END:VCALENDAR"));
     let r = put_as(&srv, "bob", &copy, &with_override, &[]).await;
     assert!(r.status.is_success(), "{}", r.text());
+    // Bob's copy says his reply was delivered (RFC 6638 7.3: SCHEDULE-STATUS on ORGANIZER).
+    let bobs = get_as(&srv, "bob", &copy).await.unfolded();
+    assert!(
+        bobs.contains("ORGANIZER;CN=Alice;SCHEDULE-STATUS=1.2:mailto:alice@example.org"),
+        "{bobs}"
+    );
     let alices = get_as(&srv, "alice", path).await.unfolded();
     let sixth = alices
         .split("BEGIN:VEVENT")

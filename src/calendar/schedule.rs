@@ -253,6 +253,30 @@ impl Calendars<'_> {
                     .any(|a| !self.is_my_address(&a.address));
                 (data, invites.then(new_tag))
             }
+            // An attendee's answer: their copy records how the reply went (RFC 6638 7.3), and
+            // keeps its tag.
+            (Role::Attendee(me), Some(s))
+                if s.organizer.agent == ScheduleAgent::Server
+                    && (old_sched.as_ref().map(|o| o.partstats_of(me))
+                        != Some(s.partstats_of(me))
+                        || old
+                            .as_deref()
+                            .is_some_and(|o| itip::declined_exdates(o, body, me).is_some())) =>
+            {
+                let code = match self.user_for_address(&s.organizer.address).await? {
+                    Some(_) => status::DELIVERED,
+                    None if self.mailer.is_some() && mail_of(&s.organizer.address).is_some() => {
+                        status::QUEUED
+                    }
+                    None => status::NOT_DELIVERED,
+                };
+                (
+                    itip::set_organizer_status(body, code),
+                    existing
+                        .and_then(|e| e.schedule_tag.clone())
+                        .or_else(|| Some(new_tag())),
+                )
+            }
             // An attendee's own change (their PARTSTAT, their alarms) keeps the tag: RFC 6638
             // 3.2.10, so a client holding it can still write after answering.
             _ => (

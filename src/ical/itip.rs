@@ -687,6 +687,25 @@ pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>
     Some(root.to_bytes())
 }
 
+/// RFC 6638 3.2.9 / 7.3: on an attendee's copy, record on the ORGANIZER lines how their reply
+/// was delivered. `None` when nothing changes.
+pub fn set_organizer_status(body: &[u8], code: &str) -> Option<Vec<u8>> {
+    let mut root = super::parse_stored(body)?;
+    let mut changed = false;
+    for c in main_components_mut(&mut root) {
+        for item in &mut c.items {
+            if let IcalItem::Prop(l) = item
+                && l.name.get().eq_ignore_ascii_case("ORGANIZER")
+                && param(l, "SCHEDULE-STATUS").as_deref() != Some(code)
+            {
+                set_param(l, "SCHEDULE-STATUS", code);
+                changed = true;
+            }
+        }
+    }
+    changed.then(|| root.to_bytes())
+}
+
 /// Mark who acted for the organizer (RFC 5545 3.2.18, RFC 6638: a delegate's write): every
 /// ORGANIZER line naming `organizer` gets `SENT-BY` set to `sender`. `None` when nothing
 /// changes.
