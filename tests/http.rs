@@ -1293,3 +1293,26 @@ async fn infinite_sync_is_refused_where_it_would_need_more_levels() {
     r.expect(207);
     assert!(r.text().contains("s.ics"), "{}", r.text());
 }
+
+/// A doubled slash in a request path names the same resource for every method: GET, PUT and
+/// DELETE agree (RFC 3986 does not make `//` a different segment for a server that has no
+/// empty names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doubled_slash_names_the_same_resource() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let doubled = "/dav/calendars/alice//calendar//slash.ics";
+    srv.put_ics(doubled, &common::event("slash", "Doubled"))
+        .await
+        .expect(201);
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/slash.ics"))
+        .await
+        .expect(200);
+    srv.send(srv.req("GET", doubled)).await.expect(200);
+    srv.put_ics(doubled, &common::event("slash", "Doubled again"))
+        .await
+        .expect(204);
+    srv.send(srv.req("DELETE", doubled)).await.expect(204);
+    srv.send(srv.req("GET", "/dav/calendars/alice/calendar/slash.ics"))
+        .await
+        .expect(404);
+}
