@@ -451,3 +451,36 @@ async fn malformed_queries_are_refused() {
         "an empty comp VCALENDAR answered: {data}"
     );
 }
+
+/// Open-ended and combined filters (RFC 4791 9.9): a time-range with only a start finds a
+/// series whose first instance is beyond the index horizon; a time-range and a property
+/// filter in one comp-filter must hold for the same instance, not for two different ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ended_and_same_instance_filters() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let far = wrap(
+        "BEGIN:VEVENT\r\nUID:far\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20400105T100000Z\r\nDTEND:20400105T110000Z\r\nRRULE:FREQ=DAILY\r\nSUMMARY:Far future\r\nEND:VEVENT\r\n",
+    );
+    srv.put_ics(&format!("{CAL}far.ics"), &far)
+        .await
+        .expect(201);
+    let open =
+        r#"<C:comp-filter name="VEVENT"><C:time-range start="20400601T000000Z"/></C:comp-filter>"#;
+    assert_eq!(names(&srv, CAL, open).await, vec!["far.ics"]);
+
+    // A daily series whose override on the 3rd is renamed "changed": a one-day range on the
+    // 5th plus SUMMARY "changed" must not match (the 5th is called "Daily").
+    let daily = wrap(
+        "BEGIN:VEVENT\r\nUID:daily\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300101T100000Z\r\nDTEND:20300101T110000Z\r\nRRULE:FREQ=DAILY;COUNT=10\r\nSUMMARY:Daily\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:daily\r\nDTSTAMP:20240101T000000Z\r\nRECURRENCE-ID:20300103T100000Z\r\nDTSTART:20300103T100000Z\r\nDTEND:20300103T110000Z\r\nSUMMARY:changed\r\nEND:VEVENT\r\n",
+    );
+    srv.put_ics(&format!("{CAL}daily.ics"), &daily)
+        .await
+        .expect(201);
+    let on = |day: &str| {
+        format!(
+            r#"<C:comp-filter name="VEVENT"><C:time-range start="{day}T000000Z" end="{day}T235959Z"/><C:prop-filter name="SUMMARY"><C:text-match>changed</C:text-match></C:prop-filter></C:comp-filter>"#
+        )
+    };
+    assert!(names(&srv, CAL, &on("20300105")).await.is_empty());
+    assert_eq!(names(&srv, CAL, &on("20300103")).await, vec!["daily.ics"]);
+}

@@ -9,7 +9,7 @@ use icalrs::tree::cst::{IcalCst, IcalItem};
 use icalrs::tree::line::IcalLine;
 use icalrs::tz::IcalTz;
 
-use super::index::{IndexLimits, Instance, NEG_INF, POS_INF, index_components};
+use super::index::{IndexLimits, Instance, NEG_INF, POS_INF, expand_components};
 use super::zones::Zone;
 
 /// A time range `[start, end)` in Unix seconds; a missing bound is unbounded (RFC 4791 9.9).
@@ -200,8 +200,39 @@ pub(crate) fn line_instant(line: &IcalLine<'_>, carried: &[IcalTz]) -> Option<(i
 
 struct Object {
     carried: Vec<IcalTz>,
-    /// Instances of the main component (all of its recurrence set within the query horizon).
-    instances: Vec<Instance>,
+    /// The recurrence set within the query horizon: each instance with its RECURRENCE-ID (on
+    /// the series' clock) and whether an override describes it.
+    occurrences: Vec<(Option<i64>, bool, Instance)>,
+}
+
+impl Object {
+    fn all(&self) -> Vec<Instance> {
+        self.occurrences.iter().map(|(_, _, i)| *i).collect()
+    }
+
+    /// The instances main component `c` describes (RFC 4791 9.9: a comp-filter's tests hold
+    /// for one instance together): an override its own, the series those no override
+    /// replaced.
+    fn instances_of(&self, c: &IcalCst<'_>) -> Vec<Instance> {
+        match props_named(c, "RECURRENCE-ID").next() {
+            None => self
+                .occurrences
+                .iter()
+                .filter(|(_, over, _)| !over)
+                .map(|(_, _, i)| *i)
+                .collect(),
+            Some(l) => {
+                let Some((rid, _)) = line_instant(l, &self.carried) else {
+                    return vec![];
+                };
+                self.occurrences
+                    .iter()
+                    .filter(|(r, over, _)| *over && *r == Some(rid))
+                    .map(|(_, _, i)| *i)
+                    .collect()
+            }
+        }
+    }
 }
 
 /// Evaluate a VCALENDAR comp-filter against one object body. Returns `None` when the body
@@ -222,18 +253,29 @@ pub fn matches_checked(
     };
     let decoded = root.decode();
     let carried: Vec<IcalTz> = super::carried_zones(&decoded.components);
-    let instances = match index_components(&decoded.components, ctx.limits) {
-        Ok(i) => i.instances,
+    let occurrences = match expand_components(&decoded.components, ctx.limits) {
+        Ok(e) => e
+            .occurrences
+            .into_iter()
+            .map(|o| (o.recurrence_id, o.from_override, o.instance))
+            .collect(),
         Err(e @ super::IcalError::TooManyInstances(_)) if has_time_range(filter) => {
             return Err(e);
         }
         Err(_) => vec![],
     };
-    let obj = Object { carried, instances };
+    let obj = Object {
+        carried,
+        occurrences,
+    };
     if name_of(&root) != filter.name.to_ascii_uppercase() {
         return Ok(Some(filter.is_not_defined));
     }
-    Ok(Some(eval_within(&obj, &root, filter, ctx, 0)))
+    Ok(Some(eval_within(&obj, &root, filter, ctx, 0, &obj.all())))
+}
+
+fn is_main_name(name: &str) -> bool {
+    matches!(name, "VEVENT" | "VTODO" | "VJOURNAL")
 }
 
 /// Whether any component filter in `f` has a time range (only those need instances).
@@ -249,15 +291,17 @@ fn has_time_range(f: &CompFilter) -> bool {
 }
 
 /// Does component `c` (already known to carry the filter's name) satisfy the filter's body?
+/// `insts`: the instances `c` stands for (a main component's own; its alarms', the same).
 fn eval_within(
     obj: &Object,
     c: &IcalCst<'_>,
     f: &CompFilter,
     ctx: &EvalContext,
     depth: usize,
+    insts: &[Instance],
 ) -> bool {
     if let Some(tr) = f.time_range
-        && !component_in_range(obj, c, tr, ctx, depth)
+        && !component_in_range(obj, c, tr, ctx, depth, insts)
     {
         return false;
     }
@@ -275,10 +319,13 @@ fn eval_within(
             }
             continue;
         }
-        if !named
-            .iter()
-            .any(|s| eval_within(obj, s, cf, ctx, depth + 1))
-        {
+        if !named.iter().any(|s| {
+            if depth == 0 && is_main_name(&want) {
+                eval_within(obj, s, cf, ctx, depth + 1, &obj.instances_of(s))
+            } else {
+                eval_within(obj, s, cf, ctx, depth + 1, insts)
+            }
+        }) {
             return false;
         }
     }
@@ -291,15 +338,17 @@ fn component_in_range(
     tr: TimeRange,
     ctx: &EvalContext,
     depth: usize,
+    insts: &[Instance],
 ) -> bool {
     let name = name_of(c);
     if name == "VALARM" {
-        return alarm_in_range(obj, c, tr, ctx);
+        return alarm_in_range(obj, c, tr, ctx, insts);
     }
-    if depth == 1 || depth == 0 {
-        // The main component: any instance of the whole recurrence set (RFC 4791 9.9).
-        return obj
-            .instances
+    // A main component: any instance it describes (RFC 4791 9.9). An override whose
+    // RECURRENCE-ID names no instance of the set is judged by its own DTSTART and DTEND.
+    let orphan = depth == 1 && insts.is_empty() && props_named(c, "RECURRENCE-ID").next().is_some();
+    if (depth == 1 || depth == 0) && !orphan {
+        return insts
             .iter()
             .any(|i| instance_matches(i, tr, &ctx.floating_zone));
     }
@@ -334,7 +383,13 @@ fn component_in_range(
 }
 
 /// RFC 4791 9.9 VALARM: any trigger time `t` (with repeats) such that `start <= t < end`.
-fn alarm_in_range(obj: &Object, alarm: &IcalCst<'_>, tr: TimeRange, ctx: &EvalContext) -> bool {
+fn alarm_in_range(
+    obj: &Object,
+    alarm: &IcalCst<'_>,
+    tr: TimeRange,
+    ctx: &EvalContext,
+    insts: &[Instance],
+) -> bool {
     let Some(trigger) = props_named(alarm, "TRIGGER").next() else {
         return false;
     };
@@ -371,7 +426,7 @@ fn alarm_in_range(obj: &Object, alarm: &IcalCst<'_>, tr: TimeRange, ctx: &EvalCo
     };
     let related_end = param_values(trigger, "RELATED")
         .is_some_and(|v| v.iter().any(|x| x.eq_ignore_ascii_case("END")));
-    obj.instances.iter().any(|i| {
+    insts.iter().any(|i| {
         let base = if related_end { i.end } else { i.start };
         base > NEG_INF && base < POS_INF && hit(base + offset, i.floating)
     })

@@ -403,6 +403,8 @@ pub struct Occurrence {
     /// Index, among the components passed in, of the component describing this occurrence
     /// (the series, or the override that replaced the instance).
     pub source: usize,
+    /// An override (a component with a RECURRENCE-ID) describes it, not the series.
+    pub from_override: bool,
 }
 
 /// Every occurrence up to the horizon, and how far that list is complete.
@@ -556,6 +558,7 @@ pub fn expand_components(
                 instance,
                 recurrence_id: Some(start.zone.instant(occ.id)),
                 source,
+                from_override: over.is_some(),
             });
         }
     }
@@ -581,6 +584,7 @@ fn single_instance(
             instance,
             recurrence_id: None,
             source: series_idx,
+            from_override: false,
         })
         .into_iter()
         .collect();
