@@ -4,9 +4,10 @@
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
 //! - `clock`: the time port (`Clock`): the system clock, or a manual one in tests.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
-//! - `auth`: credentials to users.
 //! - `directory`: the organisation's LDAP directory (binds, people).
 //! - `mail`: outgoing iMIP mail through an SMTP relay.
+//! - `auth`: credentials to users.
+//! - `calendar`: the calendar domain: one write path, scheduling, the query planner.
 //! - `share`: delegated entries, carried into recipients' copies by a worker.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.

@@ -908,3 +908,75 @@ async fn request_limit(srv: TestServer) {
 both_backends!(cs_sharing, calendar_sharing);
 both_backends!(access_request_limit, request_limit);
 both_backends!(access_request_flow, access_requests);
+
+/// Alarms are per user on a shared calendar, in both directions (as for delegated entries): a
+/// sharee does not see the sharer's alarms, and a read-write sharee's real edit keeps the
+/// sharer's alarms on the sharer's event while the sharee's own stay theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_on_a_shared_calendar_are_each_users_own() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.send_as("alice", "MKCALENDAR", "/dav/calendars/alice/work/", "", &[])
+        .await
+        .expect(201);
+    let hers = "/dav/calendars/alice/work/a1.ics";
+    let alarm = |who: &str| {
+        format!(
+            "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nDESCRIPTION:{who}'s reminder\r\nEND:VALARM\r\n"
+        )
+    };
+    let body = ev("a1", "Planning").replace("END:VEVENT", &format!("{}END:VEVENT", alarm("alice")));
+    srv.put_ics(hers, &body).await.expect(201);
+    post(
+        &srv,
+        "alice",
+        "/dav/calendars/alice/work/",
+        &share_body("mailto:bob@example.org", "read-write"),
+    )
+    .await
+    .expect(200);
+    let notes = notifications(&srv, "bob").await;
+    let uid = between(&notes[0].2, "<CS:uid>", "</CS:uid>").to_string();
+    let r = post(&srv, "bob", "/dav/calendars/bob/", &reply_body(&uid, true)).await;
+    r.expect(200);
+    let mount = r
+        .xml()
+        .child("DAV:", "href")
+        .map(|h| h.text.clone())
+        .expect("mount");
+    let his = format!("{mount}a1.ics");
+
+    let seen = srv.send_as("bob", "GET", &his, "", &[]).await;
+    seen.expect(200);
+    assert!(seen.text().contains("Planning"), "{}", seen.text());
+    assert!(!seen.text().contains("alice's reminder"), "{}", seen.text());
+
+    // Bob renames the event and adds his own alarm in the same write.
+    let edited = seen
+        .text()
+        .replace("SUMMARY:Planning", "SUMMARY:Planning (room 4)")
+        .replace("END:VEVENT", &format!("{}END:VEVENT", alarm("bob")));
+    let r = srv
+        .send_as(
+            "bob",
+            "PUT",
+            &his,
+            &edited,
+            &[("Content-Type", "text/calendar")],
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let alice_sees = srv.send(srv.req("GET", hers)).await.text();
+    assert!(
+        alice_sees.contains("Planning (room 4)")
+            && alice_sees.contains("alice's reminder")
+            && !alice_sees.contains("bob's reminder"),
+        "{alice_sees}"
+    );
+    let bob_sees = srv.send_as("bob", "GET", &his, "", &[]).await.text();
+    assert!(
+        bob_sees.contains("Planning (room 4)")
+            && bob_sees.contains("bob's reminder")
+            && !bob_sees.contains("alice's reminder"),
+        "{bob_sees}"
+    );
+}

@@ -192,6 +192,11 @@ impl Dav<'_> {
         })
     }
 
+    /// This request reads a calendar shared with its user (through a `shared~` mount).
+    pub(super) fn is_sharee(&self) -> bool {
+        matches!(&self.delegation, Some(d) if d.mount.is_some())
+    }
+
     /// The privacy rule this request reads under, when its user is not the owner of what it
     /// reads: sharees (any access) and read-only delegates. `None` for the owner and for
     /// read-write delegates, who act as the owner.
@@ -222,6 +227,8 @@ impl Dav<'_> {
         let view = self.links.1.lock().unwrap_or_else(|e| e.into_inner());
         match view.personal.get(&id) {
             Some((_, mine)) => crate::ical::itip::keep_personal(&data, mine).unwrap_or(data),
+            // Alarms are per user: a sharee who has set none sees none of the sharer's.
+            None if self.is_sharee() => crate::ical::itip::without_alarms(&data).unwrap_or(data),
             None => data,
         }
     }
@@ -268,22 +275,15 @@ impl Dav<'_> {
             // Re-store the sharer's unchanged bytes: the change number moves, so the sharee's
             // other devices see the entry in their next sync (everyone else refetches the
             // same bytes under the same ETag).
-            if let Some(parent) = res.parent {
-                let obj = NewObject {
-                    etag: super::etag_of(&owner_body),
-                    index: Some(self.index_body(&owner_body)?),
-                    data: owner_body,
-                    content_type: "text/calendar; charset=utf-8".into(),
-                    uid: res.uid.clone(),
-                    component: res.component.clone(),
-                    schedule_tag: res.schedule_tag.clone(),
-                };
-                let cond = WriteCondition::EtagIn(res.etag.clone().into_iter().collect());
-                match self.store.put_object(parent, &res.name, obj, cond).await {
-                    // The sharer wrote meanwhile, which moved it anyway.
-                    Ok(_) | Err(crate::store::StoreError::PreconditionFailed) => {}
-                    Err(e) => return Err(internal(e)),
-                }
+            let cond = WriteCondition::EtagIn(res.etag.clone().into_iter().collect());
+            match self
+                .calendars()
+                .restore(res, owner_body, res.schedule_tag.clone(), cond)
+                .await
+            {
+                // The sharer wrote meanwhile, which moved it anyway.
+                Ok(()) | Err(crate::calendar::Error::PreconditionFailed(_)) => {}
+                Err(e) => return Err(e.into()),
             }
             // The stored view is not the client's bytes: no ETag, so it fetches them.
             return Ok(Ok(

@@ -8,7 +8,7 @@
 
 use super::{Calendars, Error, Refusal, home};
 use crate::ical::{self, IcalError};
-use crate::store::{NewObject, Resource, ResourceWriter, StoreError, WriteCondition};
+use crate::store::{NewObject, Resource, ResourceId, ResourceWriter, StoreError, WriteCondition};
 
 /// The media type every calendar object is stored with.
 const CALENDAR_TYPE: &str = "text/calendar; charset=utf-8";
@@ -286,6 +286,41 @@ impl Calendars<'_> {
                 Ok(true)
             }
             Err(StoreError::PreconditionFailed) | Err(StoreError::UidConflict(_)) => Ok(false),
+            Err(e) => Err(Error::Store(e)),
+        }
+    }
+
+    /// Store an object the server derived from another (a recipient's copy of a delegated
+    /// entry) at `name` in `calendar`, indexed, under `cond`. No scheduling and no hooks: the
+    /// derived object is the end of the line.
+    pub async fn store_derived(
+        &self,
+        calendar: ResourceId,
+        name: &str,
+        data: Vec<u8>,
+        kind: (Option<&str>, Option<&str>),
+        cond: WriteCondition,
+    ) -> Result<(), Error> {
+        let (uid, component) = kind;
+        let index = self.index_body(&data)?;
+        let obj = NewObject {
+            etag: crate::dav::etag_of(&data),
+            data,
+            content_type: CALENDAR_TYPE.into(),
+            uid: uid.map(str::to_string),
+            component: component.map(str::to_string),
+            index: Some(index),
+            schedule_tag: None,
+        };
+        match self.store.put_object(calendar, name, obj, cond).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::PreconditionFailed) => Err(Error::PreconditionFailed(
+                "the copy changed meanwhile".into(),
+            )),
+            Err(StoreError::UidConflict(holder)) => Err(Error::refused(
+                Refusal::UidConflict { holder },
+                "another object of the calendar has the same UID",
+            )),
             Err(e) => Err(Error::Store(e)),
         }
     }

@@ -793,6 +793,19 @@ pub fn keep_personal(new_copy: &[u8], old_copy: &[u8]) -> Option<Vec<u8>> {
     Some(root.to_bytes())
 }
 
+/// The body without its VALARMs (alarms are personal: someone else's view shows none of the
+/// owner's). `None` when it has none.
+pub fn without_alarms(body: &[u8]) -> Option<Vec<u8>> {
+    let mut root = super::parse_stored(body)?;
+    let mut changed = false;
+    for c in main_components_mut(&mut root) {
+        let before = c.items.len();
+        remove_alarms(c);
+        changed |= c.items.len() != before;
+    }
+    changed.then(|| root.to_bytes())
+}
+
 /// A free-busy request POSTed to a schedule outbox (RFC 6638 5, RFC 5546 3.3.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreeBusyRequest {

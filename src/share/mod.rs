@@ -24,11 +24,10 @@ use sha2::{Digest, Sha256};
 use crate::clock::SharedClock;
 use crate::directory::LdapDirectory;
 use crate::ical::delegated::{self, Privacy, Style};
-use crate::ical::index::IndexLimits;
 use crate::store::{
-    Change, NewCollection, NewObject, ResourceId, ResourceKind, ResourceReader, ResourceWriter,
-    RuleKind, ShareCopy, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp,
-    SyncReader, User, UserId, UserStore, WriteCondition,
+    Change, NewCollection, ResourceId, ResourceKind, ResourceReader, ResourceWriter, RuleKind,
+    ShareCopy, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp, SyncReader, User,
+    UserId, UserStore, WriteCondition,
 };
 
 /// A recipient's copies of one owner's delegated entries live in a calendar named
@@ -713,11 +712,7 @@ impl Sharing {
             .display_name
             .clone()
             .unwrap_or_else(|| owner.name.clone());
-        let address = owner
-            .email
-            .as_ref()
-            .map(|e| format!("mailto:{e}"))
-            .unwrap_or_else(|| format!("/dav/principals/{}/", owner.name));
+        let address = crate::calendar::address::preferred(owner);
         let avatar = format!(
             "{}/api/directory/people/{}/photo",
             cfg.public_url.trim_end_matches('/'),
@@ -759,38 +754,43 @@ impl Sharing {
                 }
                 None => copy.clone(),
             };
-            let limits = IndexLimits::on_write(
-                cfg.clock.now() + cfg.index_horizon_days * 86_400,
-                cfg.max_instances,
-            );
-            let index = match crate::ical::index::index_object(&data, limits) {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::warn!(owner = %owner.name, error = %e, "a copy could not be indexed");
-                    return Ok(false);
-                }
-            };
             let cond = match &existing {
                 Some(e) => WriteCondition::EtagIn(e.etag.clone().into_iter().collect()),
                 None => WriteCondition::MustNotExist,
             };
-            let obj = NewObject {
-                etag: crate::dav::etag_of(&data),
-                data,
-                content_type: "text/calendar; charset=utf-8".into(),
-                uid: uid.map(str::to_string),
-                component: component.map(str::to_string),
-                index: Some(index),
-                schedule_tag: None,
+            // Written through the calendar domain, as the recipient: indexed as any object.
+            let limits = crate::calendar::Limits {
+                index_horizon_days: cfg.index_horizon_days,
+                max_instances: cfg.max_instances,
+                ..Default::default()
             };
-            match store.put_object(mount, name, obj, cond).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::PreconditionFailed) => continue,
-                Err(StoreError::UidConflict(_)) => {
+            let calendars = crate::calendar::Calendars {
+                store,
+                user: to,
+                limits: &limits,
+                mailer: None,
+                directory: None,
+                clock: cfg.clock.as_ref(),
+                hooks: &crate::calendar::NoHooks,
+            };
+            match calendars
+                .store_derived(mount, name, data, (uid, component), cond)
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(crate::calendar::Error::PreconditionFailed(_)) => continue,
+                Err(crate::calendar::Error::Refused {
+                    refusal: crate::calendar::Refusal::UidConflict { .. },
+                    ..
+                }) => {
                     tracing::info!(owner = %owner.name, recipient = %to.name, "two shared objects with one UID; the second is not copied");
                     return Ok(false);
                 }
-                Err(e) => return Err(e.into()),
+                Err(crate::calendar::Error::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(owner = %owner.name, error = %e, "a copy could not be indexed");
+                    return Ok(false);
+                }
             }
         }
         Ok(false)

@@ -3,6 +3,7 @@
 
 use crate::caldav::*;
 use crate::calendar::ObjectWrite;
+use crate::store::CalendarShareStore;
 
 impl<'a> Dav<'a> {
     /// Validate a body for a calendar collection: size, media type, iCalendar, components.
@@ -17,14 +18,6 @@ impl<'a> Dav<'a> {
 
     pub fn index_limits(&self) -> ical::index::IndexLimits {
         self.calendars().index_limits()
-    }
-
-    /// Compute the time-range index of a validated body (RFC 4791 5.3.2.1 max-instances).
-    pub(in crate::caldav) fn index_body(
-        &self,
-        body: &[u8],
-    ) -> Result<ical::index::ObjectIndex, DavError> {
-        Ok(self.calendars().index_body(body)?)
     }
 
     /// What scheduling reads of the request's headers (RFC 6638 3.2.10).
@@ -105,6 +98,21 @@ impl<'a> Dav<'a> {
         }
         let name = segs.last().cloned().unwrap_or_default();
         let content_type = header_str(&req.headers, "content-type");
+        // A sharee's edit of the sharer's event keeps the sharer's alarms and transparency;
+        // the sharee's own are kept as theirs (alarms are per user).
+        let sharer_parts = match (&mount_cond, &existing) {
+            (Some(_), Some(res)) => {
+                let current = self
+                    .store
+                    .object_data(res.id)
+                    .await
+                    .map_err(internal)?
+                    .unwrap_or_default();
+                ical::itip::keep_personal(&req.body, &current)
+            }
+            _ => None,
+        };
+        let body: &[u8] = sharer_parts.as_deref().unwrap_or(&req.body);
         let cond = mount_cond.unwrap_or_else(|| Self::write_condition(&req.headers));
         let (created, etag, schedule_tag) = match parent.kind {
             ResourceKind::Calendar => {
@@ -114,7 +122,7 @@ impl<'a> Dav<'a> {
                         parent: &parent,
                         name: &name,
                         existing: existing.as_ref(),
-                        body: &req.body,
+                        body,
                         content_type,
                         schedule: Self::schedule_headers(&req.headers, existing.as_ref()),
                         cond,
@@ -127,7 +135,15 @@ impl<'a> Dav<'a> {
                     })
                     .await
                     .map_err(|e| calendar_error_at(e, &segs))?;
-                (w.created, w.etag, w.schedule_tag)
+                if let (Some(_), Some(res)) = (&sharer_parts, &existing) {
+                    self.store
+                        .set_personal_data(res.id, self.user.id, &etag_of(&req.body), &req.body)
+                        .await
+                        .map_err(internal)?;
+                }
+                // What the sharee sees is not what was stored: no ETag (RFC 4791 5.3.4).
+                let etag = w.etag.filter(|_| sharer_parts.is_none());
+                (w.created, etag, w.schedule_tag)
             }
             ResourceKind::Collection => {
                 // A plain WebDAV resource: stored as sent.
