@@ -537,6 +537,10 @@ async fn invalid_values_are_refused() {
             with("DTSTART:20300101T100000Z\r\nRRULE:FREQ=YEARLY;BYMONTH=13\r\n"),
         ),
         ("an event without DTSTART", with("SUMMARY:when?\r\n")),
+        (
+            "a raw control character",
+            with("DTSTART:20300101T100000Z\r\nSUMMARY:bell\u{7}ring\r\n"),
+        ),
     ] {
         let r = srv
             .put_ics("/dav/calendars/alice/calendar/v.ics", &body)

@@ -346,6 +346,20 @@ pub fn validate(body: &[u8]) -> Result<Validated<'_>, IcalError> {
             return Err(IcalError::NotUtf8(e.valid_up_to()));
         }
     }
+    // RFC 5545 3.1: no control character but HTAB inside a line (and CR LF between lines).
+    // Stored, one would reach some readers and be dropped by others (XML cannot carry it).
+    if let Some(at) = body
+        .iter()
+        .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
+    {
+        return Err(IcalError::Syntax {
+            line: 1 + body[..at].iter().filter(|&&b| b == b'\n').count(),
+            message: format!(
+                "a raw control character (0x{:02X}) is not allowed in iCalendar",
+                body[at]
+            ),
+        });
+    }
     let cal = parse_one(body)?;
     if has_prop(&cal, "METHOD") {
         return Err(IcalError::MethodPresent);
