@@ -423,6 +423,54 @@ async fn malformed_queries_are_refused() {
         assert_eq!(r.status.as_u16(), 207, "{what}: {}", r.text());
     }
     let single = r#"<C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:prop-filter name="UID"><C:text-match collation="i;octet">single</C:text-match></C:prop-filter></C:comp-filter></C:comp-filter>"#;
+    // CALDAV:timezone in a query, and calendar-timezone in a PROPPATCH, must be a VCALENDAR
+    // with exactly one VTIMEZONE (RFC 4791 9.8, 5.2.2): not text, not a VEVENT beside it.
+    let vtz = BERLIN;
+    let with_event = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\n{vtz}BEGIN:VEVENT\r\nUID:x\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let good = format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\n{vtz}END:VCALENDAR\r\n");
+    let tz_query = |tz: &str| {
+        format!(
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter>{}</C:filter><C:timezone>{}</C:timezone></C:calendar-query>"#,
+            single,
+            tz.replace('\r', "&#13;")
+        )
+    };
+    for bad in ["not a calendar", with_event.as_str()] {
+        let r = srv.report(CAL, &tz_query(bad)).await;
+        assert_eq!(r.status.as_u16(), 403, "{bad}: {}", r.text());
+        assert!(r.text().contains("valid-calendar-data"), "{}", r.text());
+    }
+    srv.report(CAL, &tz_query(&good)).await.expect(207);
+    let patch = |tz: &str| {
+        format!(
+            r#"<D:propertyupdate xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><C:calendar-timezone>{}</C:calendar-timezone></D:prop></D:set></D:propertyupdate>"#,
+            tz.replace('\r', "&#13;")
+        )
+    };
+    let r = srv
+        .send(
+            srv.req("PROPPATCH", CAL)
+                .header("Content-Type", "application/xml")
+                .body(patch(&with_event)),
+        )
+        .await;
+    r.expect(207);
+    assert!(
+        r.text().contains("403 Forbidden") && r.text().contains("exactly one VTIMEZONE"),
+        "{}",
+        r.text()
+    );
+    let r = srv
+        .send(
+            srv.req("PROPPATCH", CAL)
+                .header("Content-Type", "application/xml")
+                .body(patch(&good)),
+        )
+        .await;
+    r.expect(207);
+    assert!(r.text().contains("200 OK"), "{}", r.text());
     for data in [
         r#"<C:calendar-data content-type="application/calendar+json"/>"#,
         r#"<C:calendar-data content-type="text/calendar" version="1.0"/>"#,

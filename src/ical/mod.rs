@@ -632,7 +632,8 @@ pub fn validate_timezone(body: &[u8]) -> Result<String, IcalError> {
     let tzs: Vec<_> = subcomponents(&cal)
         .filter(|c| component_name(c).as_deref() == Some("VTIMEZONE"))
         .collect();
-    if tzs.len() != 1 {
+    // Exactly one VTIMEZONE and nothing beside it (RFC 4791 5.2.2, 9.8).
+    if tzs.len() != 1 || subcomponents(&cal).count() != 1 {
         return Err(IcalError::NotOneTimezone);
     }
     if let Some(problem) = vtimezone_problem(tzs[0]) {

@@ -31,6 +31,11 @@ impl<'a> Dav<'a> {
             (res.clone(), None)
         };
         let query_tz = root.child(NS_CALDAV, "timezone").map(|t| t.text.clone());
+        // RFC 4791 9.8: a VCALENDAR holding exactly one VTIMEZONE.
+        if let Some(tz) = &query_tz {
+            ical::validate_timezone(tz.as_bytes())
+                .map_err(|e| DavError::with(403, CalCondition::ValidCalendarData, e.to_string()))?;
+        }
         let cal_tz = self.calendar_timezone_text(&calendar).await?;
         let mut limits = self.index_limits();
         let ctx_zone =
