@@ -241,9 +241,10 @@ async fn calendar_sharing(srv: TestServer) {
         .expect("the mount in bob's home listing");
     let text = format!("{m:?}");
     assert!(text.contains("shared"), "resourcetype CS:shared: {text}");
+    // Named for its owner by default, so it is told apart from bob's own calendars.
     assert_eq!(
         prop_text(&m, "DAV:", "displayname").as_deref(),
-        Some("Work")
+        Some("Alice A: Work")
     );
     assert!(
         text.contains("/dav/calendars/alice/work/"),

@@ -789,17 +789,46 @@ impl Dav<'_> {
             .props(share.calendar, share.owner)
             .await
             .map_err(internal)?;
+        // Named for its owner by default ("Alice Doe: Calendar"), in the owner's colour; the
+        // sharee may rename and recolour it, and these are then theirs.
+        let owner = self.store.user_by_id(share.owner).await.map_err(internal)?;
+        let calendar = self
+            .store
+            .resource(share.calendar)
+            .await
+            .map_err(internal)?;
+        let own_name = owner_props
+            .iter()
+            .find(|p| p.ns == NS_DAV && p.local == "displayname")
+            .and_then(|p| dav::xml::parse(&p.xml, self.settings.xml).ok())
+            .map(|el| el.text.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .or_else(|| calendar.map(|c| c.name))
+            .unwrap_or_default();
+        let owner_label = owner
+            .as_ref()
+            .map(|u| u.display_name.clone().unwrap_or_else(|| u.name.clone()))
+            .unwrap_or_default();
         let mut set: Vec<StoredProp> = owner_props
             .into_iter()
             .filter(|p| {
                 matches!(
                     (p.ns.as_str(), p.local.as_str()),
-                    (NS_DAV, "displayname")
-                        | ("http://apple.com/ns/ical/", "calendar-color")
+                    ("http://apple.com/ns/ical/", "calendar-color")
                         | (NS_CALDAV, "calendar-description")
                 )
             })
             .collect();
+        set.push(StoredProp {
+            ns: NS_DAV.into(),
+            local: "displayname".into(),
+            xml: format!(
+                "<D:displayname xmlns:D=\"DAV:\">{}: {}</D:displayname>",
+                escape(&owner_label),
+                escape(&own_name)
+            )
+            .into_bytes(),
+        });
         set.push(StoredProp {
             ns: NS_CALDAV.into(),
             local: "schedule-calendar-transp".into(),
