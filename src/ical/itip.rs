@@ -529,6 +529,17 @@ fn partstat_in(c: &IcalCst<'_>, address: &str) -> Option<String> {
         .next()
 }
 
+/// A copy of the master component, and the RECURRENCE-IDs of the overrides beside it.
+fn master_and_overrides<'a>(root: &IcalCst<'a>) -> Option<(IcalCst<'a>, Vec<String>)> {
+    let overrides = main_components(root)
+        .filter_map(|c| value_of(c, "RECURRENCE-ID"))
+        .collect();
+    let master = main_components(root)
+        .find(|c| value_of(c, "RECURRENCE-ID").is_none())?
+        .clone();
+    Some((master, overrides))
+}
+
 /// `line` as a raw logical line without its ending.
 fn raw_line(line: &IcalLine<'_>) -> String {
     line.to_string().trim_end_matches(['\r', '\n']).to_string()
@@ -567,12 +578,7 @@ pub fn add_answered_overrides(
     address: &str,
 ) -> Option<Vec<u8>> {
     let mut root = super::parse_stored(organizer_body)?;
-    let have: Vec<String> = main_components(&root)
-        .filter_map(|c| value_of(c, "RECURRENCE-ID"))
-        .collect();
-    let master = main_components(&root)
-        .find(|c| value_of(c, "RECURRENCE-ID").is_none())?
-        .clone();
+    let (master, have) = master_and_overrides(&root)?;
     let master_answer = partstat_in(&master, address)?;
     let theirs = super::parse_stored(attendee_body)?;
     let mut added = vec![];
@@ -648,12 +654,7 @@ pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>
     let before = exdates(&super::parse_stored(old)?);
     let mut root = super::parse_stored(new)?;
     let after = exdates(&root);
-    let overridden: Vec<String> = main_components(&root)
-        .filter_map(|c| value_of(c, "RECURRENCE-ID"))
-        .collect();
-    let master = main_components(&root)
-        .find(|c| value_of(c, "RECURRENCE-ID").is_none())?
-        .clone();
+    let (master, overridden) = master_and_overrides(&root)?;
     partstat_in(&master, address)?;
     let length = duration_of(&master)?;
     let mut added = vec![];
