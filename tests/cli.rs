@@ -91,13 +91,14 @@ async fn config_file_and_env() {
         ),
     )
     .unwrap();
+    // A read-only command finds no store there and names the directory it looked in.
     let out = std::process::Command::new(BIN)
         .args(["--config", cfg.to_str().unwrap(), "user", "list"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(!out.status.success());
     assert!(
-        dir.path().join("d/convene.db").exists(),
+        String::from_utf8_lossy(&out.stderr).contains(&dir.path().join("d").display().to_string()),
         "data_dir from the config file is used"
     );
 
@@ -114,9 +115,9 @@ async fn config_file_and_env() {
         .args(["user", "list"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(!out.status.success());
     assert!(
-        dir.path().join("e/convene.db").exists(),
+        String::from_utf8_lossy(&out.stderr).contains(&dir.path().join("e").display().to_string()),
         "CONVENE_DATA_DIR is honoured"
     );
 }
@@ -265,7 +266,7 @@ fn an_unusable_data_directory_is_named() {
     let out = std::process::Command::new(BIN)
         .env("CONVENE_DATA_DIR", &data)
         .env("NO_COLOR", "1")
-        .args(["user", "list"])
+        .args(["user", "add", "x", "--password-stdin"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -274,4 +275,25 @@ fn an_unusable_data_directory_is_named() {
         err.contains(&format!("cannot use {}", data.display())),
         "the error does not name the directory: {err}"
     );
+}
+
+/// A command that only reads, run where there is no store, says where it looked and leaves
+/// nothing behind (it used to create an empty store and list nobody).
+#[test]
+fn a_read_only_command_does_not_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("elsewhere");
+    let out = std::process::Command::new(BIN)
+        .env("CONVENE_DATA_DIR", &data)
+        .env("NO_COLOR", "1")
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no Convene data in {}", data.display())),
+        "{err}"
+    );
+    assert!(!data.join("convene.db").exists(), "an empty store was made");
 }

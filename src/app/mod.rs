@@ -178,6 +178,9 @@ pub mod tasks;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The command only reads: it finds the store or says where it looked (not a setting).
+    #[serde(skip)]
+    pub read_only: bool,
     pub database_url: Option<String>,
     pub max_body_bytes: usize,
     pub max_resource_size: usize,
@@ -253,6 +256,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
             data_dir: PathBuf::from("convene-data"),
+            read_only: false,
             database_url: None,
             max_body_bytes: 20 * 1024 * 1024,
             max_resource_size: 10 * 1024 * 1024,
@@ -342,6 +346,14 @@ impl Config {
         let named = |e: std::io::Error, what: &std::path::Path| {
             AppError::Usage(format!("cannot use {}: {e}", what.display()))
         };
+        if self.read_only && !self.data_dir.join("convene.db").exists() {
+            // A command that only reads must not leave an empty store behind it.
+            let shown = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
+            return Err(AppError::Usage(format!(
+                "no Convene data in {} (set --data-dir or CONVENE_DATA_DIR to the server's)",
+                shown.display()
+            )));
+        }
         create_private_dir(&self.data_dir).map_err(|e| named(e, &self.data_dir))?;
         let path = self.data_dir.join("convene.db");
         // Readable by the server's user only: SQLite gives its -wal and -shm files the mode of
@@ -991,6 +1003,10 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         |_| {},
     );
     announce(addr, store.backend(), users.is_empty());
+    if cfg.database_url.is_none() {
+        let data = std::path::absolute(&cfg.data_dir).unwrap_or(cfg.data_dir.clone());
+        tracing::info!(data = %data.display(), "data directory");
+    }
     let (mailer, directory) = outside_services(&cfg)?;
     let clock = crate::clock::system();
     let sharing = crate::share::Sharing::new(
@@ -1112,7 +1128,15 @@ fn shown_url(url: &str) -> String {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    let cfg = Config::load(&cli)?;
+    let mut cfg = Config::load(&cli)?;
+    cfg.read_only = matches!(
+        cli.command,
+        Command::User(UserCommand::List)
+            | Command::Feed(FeedCommand::List { .. })
+            | Command::AppPassword(AppPasswordCommand::List { .. })
+            | Command::Delegate(DelegateCommand::List { .. })
+            | Command::Export { .. }
+    );
     let url = cfg.store_url()?;
     let store = Store::open(&url)
         .await
