@@ -1017,7 +1017,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
                 .sharing
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
+                .unwrap_or_else(|| default_public_url(addr)),
             privacy: crate::ical::delegated::Privacy {
                 confidential: cfg.sharing.confidential,
                 private: cfg.sharing.private,
@@ -1113,6 +1113,21 @@ fn shown_time(epoch: i64) -> String {
     }
 }
 
+/// The public URL when `[sharing] public_url` is not set: the listen address, or, when that is
+/// every interface (`0.0.0.0`, `::`), which no client can reach, `localhost` on its port, with
+/// a warning that names the setting.
+fn default_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let url = format!("http://localhost:{}", addr.port());
+        tracing::warn!(
+            %url,
+            "[sharing] public_url is not set and the server listens on every interface: links in shared entries (avatars) use {url}; set public_url to the address clients use"
+        );
+        return url;
+    }
+    format!("http://{addr}")
+}
+
 /// A database URL as it may be shown: without the password, if it has one.
 fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -1195,6 +1210,16 @@ mod url_tests {
             "postgres://app@db:5432/convene"
         );
         assert_eq!(super::shown_url("sqlite:///var/x.db"), "sqlite:///var/x.db");
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_is_no_public_url() {
+        let any: std::net::SocketAddr = "0.0.0.0:8008".parse().unwrap();
+        assert_eq!(super::default_public_url(any), "http://localhost:8008");
+        let v6: std::net::SocketAddr = "[::]:8008".parse().unwrap();
+        assert_eq!(super::default_public_url(v6), "http://localhost:8008");
+        let one: std::net::SocketAddr = "192.0.2.7:8008".parse().unwrap();
+        assert_eq!(super::default_public_url(one), "http://192.0.2.7:8008");
     }
 
     #[test]
