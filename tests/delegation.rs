@@ -273,6 +273,17 @@ async fn delegation(srv: TestServer) {
         text.contains("2.0;Success") && text.contains("20300110T090000Z/20300110T100000Z"),
         "{text}"
     );
+    // Dave, nobody's delegate yet, may not ask through her outbox.
+    as_user(
+        &srv,
+        "dave",
+        "POST",
+        outbox,
+        fb,
+        &[("Content-Type", "text/calendar")],
+    )
+    .await
+    .expect(403);
     // A read delegate may not act for her: 403, need-privileges naming the outbox's URL.
     let r = as_user(
         &srv,

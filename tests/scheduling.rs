@@ -827,3 +827,47 @@ async fn declining_one_date_by_override_or_exdate_reaches_the_organizer() {
         "{eighth}"
     );
 }
+
+/// Hostile: an attendee who adds thousands of EXDATEs in one write declines at most
+/// `MAX_ANSWERED_DATES` dates on the organizer's copy (each decline is a copy of the master),
+/// and the write still answers promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_exdates_decline_a_bounded_number_of_dates() {
+    let srv = TestServer::start(common::Backend::Sqlite).await;
+    let path = "/dav/calendars/alice/calendar/x1.ics";
+    let daily = meeting(
+        "x1",
+        "Daily",
+        &["PARTSTAT=NEEDS-ACTION;CN=Bob:mailto:bob@example.org"],
+        "RRULE:FREQ=DAILY\r\n",
+    );
+    put_as(&srv, "alice", path, &daily, &[]).await.expect(201);
+    let (copy, r) = copy_of(&srv, "bob", "calendar", "x1")
+        .await
+        .expect("bob's copy");
+    let dates: Vec<String> = (0..5_000i64)
+        .map(|d| {
+            let day = jiff::civil::date(2030, 1, 6) + jiff::Span::new().days(d);
+            format!("{}T100000Z", day.strftime("%Y%m%d"))
+        })
+        .collect();
+    let excluded = r.unfolded().replacen(
+        "RRULE:FREQ=DAILY\r\n",
+        &format!("RRULE:FREQ=DAILY\r\nEXDATE:{}\r\n", dates.join(",")),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let r = put_as(&srv, "bob", &copy, &excluded, &[]).await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let alices = get_as(&srv, "alice", path).await.unfolded();
+    let overrides = alices.matches("RECURRENCE-ID").count();
+    assert!(
+        (1..=convene::ical::itip::MAX_ANSWERED_DATES).contains(&overrides),
+        "{overrides} overrides on the organizer's copy"
+    );
+}

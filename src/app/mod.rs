@@ -178,9 +178,6 @@ pub mod tasks;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// The command only reads: it finds the store or says where it looked (not a setting).
-    #[serde(skip)]
-    pub read_only: bool,
     pub database_url: Option<String>,
     pub max_body_bytes: usize,
     pub max_resource_size: usize,
@@ -256,7 +253,6 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
             data_dir: PathBuf::from("convene-data"),
-            read_only: false,
             database_url: None,
             max_body_bytes: 20 * 1024 * 1024,
             max_resource_size: 10 * 1024 * 1024,
@@ -339,14 +335,16 @@ impl Config {
         Ok(cfg)
     }
 
-    pub fn store_url(&self) -> Result<String, AppError> {
+    /// The store's URL. `create`: a missing SQLite store is made; otherwise (a command that
+    /// only reads) its absence is an error naming where it was looked for.
+    pub fn store_url(&self, create: bool) -> Result<String, AppError> {
         if let Some(u) = &self.database_url {
             return Ok(u.clone());
         }
         let named = |e: std::io::Error, what: &std::path::Path| {
             AppError::Usage(format!("cannot use {}: {e}", what.display()))
         };
-        if self.read_only && !self.data_dir.join("convene.db").exists() {
+        if !create && !self.data_dir.join("convene.db").exists() {
             // A command that only reads must not leave an empty store behind it.
             let shown = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
             return Err(AppError::Usage(format!(
@@ -1133,7 +1131,7 @@ fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}@{host}")
@@ -1143,8 +1141,8 @@ fn shown_url(url: &str) -> String {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    let mut cfg = Config::load(&cli)?;
-    cfg.read_only = matches!(
+    let cfg = Config::load(&cli)?;
+    let read_only = matches!(
         cli.command,
         Command::User(UserCommand::List)
             | Command::Feed(FeedCommand::List { .. })
@@ -1152,7 +1150,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             | Command::Delegate(DelegateCommand::List { .. })
             | Command::Export { .. }
     );
-    let url = cfg.store_url()?;
+    let url = cfg.store_url(!read_only)?;
     let store = Store::open(&url)
         .await
         .map_err(|e| AppError::Usage(format!("cannot open the database {}: {e}", shown_url(&url))))?

@@ -529,8 +529,15 @@ fn partstat_in(c: &IcalCst<'_>, address: &str) -> Option<String> {
         .next()
 }
 
+/// Most overrides one attendee write may add to the organizer's copy (answered dates, and
+/// dates removed by EXDATE). Each is a copy of the master, so without a bound a body of
+/// many small EXDATE values would multiply into a large one.
+pub const MAX_ANSWERED_DATES: usize = 100;
+
 /// A copy of the master component, and the RECURRENCE-IDs of the overrides beside it.
-fn master_and_overrides<'a>(root: &IcalCst<'a>) -> Option<(IcalCst<'a>, Vec<String>)> {
+fn master_and_overrides<'a>(
+    root: &IcalCst<'a>,
+) -> Option<(IcalCst<'a>, std::collections::HashSet<String>)> {
     let overrides = main_components(root)
         .filter_map(|c| value_of(c, "RECURRENCE-ID"))
         .collect();
@@ -588,6 +595,9 @@ pub fn add_answered_overrides(
         };
         if have.contains(&rid) || partstat_in(c, address).is_none_or(|p| p == master_answer) {
             continue;
+        }
+        if added.len() == MAX_ANSWERED_DATES {
+            break;
         }
         let when: Vec<String> = lines(c)
             .filter(|l| {
@@ -651,7 +661,10 @@ pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>
             })
             .collect()
     };
-    let before = exdates(&super::parse_stored(old)?);
+    let before: std::collections::HashSet<String> = exdates(&super::parse_stored(old)?)
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
     let mut root = super::parse_stored(new)?;
     let after = exdates(&root);
     let (master, overridden) = master_and_overrides(&root)?;
@@ -659,8 +672,11 @@ pub fn declined_exdates(old: &[u8], new: &[u8], address: &str) -> Option<Vec<u8>
     let length = duration_of(&master)?;
     let mut added = vec![];
     for (value, head) in after {
-        if before.iter().any(|(v, _)| *v == value) || overridden.contains(&value) {
+        if before.contains(&value) || overridden.contains(&value) {
             continue;
+        }
+        if added.len() == MAX_ANSWERED_DATES {
+            break;
         }
         let params: String = head.iter().map(|p| format!(";{p}")).collect();
         let when = vec![
