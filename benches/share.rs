@@ -118,7 +118,11 @@ async fn main() {
             .await
             .expect("create user");
         store
-            .set_user_groups(u.id, "department", &["Bench".to_string()])
+            .set_user_groups(
+                u.id,
+                convene::store::GroupSource::Department,
+                &["Bench".to_string()],
+            )
             .await
             .expect("membership");
         recipients.push(u.id);

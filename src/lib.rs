@@ -7,6 +7,7 @@
 //! - `directory`: the organisation's LDAP directory (binds, people).
 //! - `mail`: outgoing iMIP mail through an SMTP relay.
 //! - `auth`: credentials to users.
+//! - `org`: the org chart (groups, departments, managers), from LDAP or Convene's own store.
 //! - `calendar`: the calendar domain: one write path, scheduling, the query planner.
 //! - `share`: delegated entries, carried into recipients' copies by a worker.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
@@ -27,6 +28,7 @@ pub mod directory;
 pub mod feed;
 pub mod ical;
 pub mod mail;
+pub mod org;
 pub mod share;
 pub mod store;
 pub mod web;

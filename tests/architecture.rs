@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("mail", 1),
     ("vault", 1),
     ("auth", 2),
+    ("org", 2),
     ("calendar", 3),
     ("share", 4),
     ("feed", 4),

@@ -490,8 +490,15 @@ fn ldapmodify(ldif: &[u8]) {
     assert!(child.wait().expect("ldapmodify").success());
 }
 
+/// An admin asks for the directory to be read again now.
+async fn admin_refresh(srv: &TestServer) {
+    let r = srv.send(srv.req("POST", "/api/directory/refresh")).await;
+    r.expect(200);
+}
+
 /// Sharing follows the directory: an event shared with the Sales department reaches its
-/// members' own homes, and a person who joins Sales later receives it after the refresh; a
+/// members' own homes, and a person who joins Sales later receives it after an admin's
+/// refresh (edits here are refused: LDAP owns the chart); a
 /// calendar rule for a department gives and takes copies as people move (issue 6).
 async fn sharing_follows_directory(mut srv: TestServer) {
     // Each run adds its own people: the backends' runs share one slapd.
@@ -521,11 +528,23 @@ async fn sharing_follows_directory(mut srv: TestServer) {
             .as_bytes(),
         );
     }
-    srv.restart_with_config(&ldap_config(
-        "refresh_seconds = 1\n[sharing]\ninterval_seconds = 1\n",
+    // The refresh interval is long: an admin's refresh is what makes changes show at once.
+    srv.restart_with_config(&format!(
+        "admins = [\"alice\"]\n{}",
+        ldap_config("refresh_seconds = 3600\n[sharing]\ninterval_seconds = 1\n")
     ))
     .await;
-    // First logins make their accounts; the refresh copies their departments onto them.
+    // LDAP owns the chart: no edits here.
+    let r = srv
+        .send(
+            srv.req("PUT", "/api/directory/groups/Sales")
+                .header("Content-Type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    r.expect(409);
+    assert!(r.text().contains("LDAP"), "{}", r.text());
+    // First logins make their accounts; the admin's refresh copies their departments.
     for uid in [&rita, &sam] {
         assert_eq!(
             status(
@@ -538,6 +557,7 @@ async fn sharing_follows_directory(mut srv: TestServer) {
             207
         );
     }
+    admin_refresh(&srv).await;
     let sales = "ATTENDEE;CUTYPE=GROUP;ROLE=NON-PARTICIPANT;RSVP=FALSE:/dav/departments/Sales/\r\n";
     let body = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:sales-kickoff\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20300105T100000Z\r\nDURATION:PT1H\r\nSUMMARY:Sales kickoff\r\n{sales}END:VEVENT\r\nEND:VCALENDAR\r\n"
@@ -580,6 +600,7 @@ async fn sharing_follows_directory(mut srv: TestServer) {
         )
         .as_bytes(),
     );
+    admin_refresh(&srv).await;
     common::copies_until(&srv, &sam, &sam_pw, "alice", "the move to Sales", |c| {
         c.len() == 1 && c[0].1.contains("Sales kickoff")
     })

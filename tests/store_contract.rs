@@ -1218,17 +1218,17 @@ async fn sessions(f: Fixture) {
     assert!(!s.has_oidc(None, bob.id).await.unwrap());
 
     // Groups, per source, replaced whole.
-    s.set_user_groups(ann.id, "oidc", &["staff".into(), "eng".into()])
+    s.set_user_groups(ann.id, GroupSource::Oidc, &["staff".into(), "eng".into()])
         .await
         .unwrap();
-    s.set_user_groups(ann.id, "ldap", &["staff".into()])
+    s.set_user_groups(ann.id, GroupSource::Directory, &["staff".into()])
         .await
         .unwrap();
-    s.set_user_groups(bob.id, "oidc", &["staff".into()])
+    s.set_user_groups(bob.id, GroupSource::Oidc, &["staff".into()])
         .await
         .unwrap();
     assert_eq!(other.groups_of(ann.id).await.unwrap(), vec!["eng", "staff"]);
-    let members = s.group_members("oidc").await.unwrap();
+    let members = s.group_members(GroupSource::Oidc).await.unwrap();
     let names = |g: &str| {
         members
             .iter()
@@ -1243,7 +1243,9 @@ async fn sessions(f: Fixture) {
             vec!["ann".to_string()]
         )
     );
-    s.set_user_groups(ann.id, "oidc", &[]).await.unwrap();
+    s.set_user_groups(ann.id, GroupSource::Oidc, &[])
+        .await
+        .unwrap();
     assert_eq!(
         s.groups_of(ann.id).await.unwrap(),
         vec!["staff"],
@@ -1475,3 +1477,83 @@ async fn delegates(f: Fixture) {
 }
 
 contract!(delegates_read_and_write, delegates);
+
+/// Convene's own org chart: departments (a tree, a head), groups with members, people with a
+/// department and a manager; a removed account or department leaves every row that named it.
+async fn org_chart(f: Fixture) {
+    let s = &f.store;
+    let ann = user(s, "ann").await;
+    let bob = user(s, "bob").await;
+    let top = OrgDepartment {
+        name: "Eng".into(),
+        parent: None,
+        description: Some("Engineering".into()),
+        head: Some("ann".into()),
+    };
+    s.put_department(&top).await.unwrap();
+    let sub = OrgDepartment {
+        name: "Web".into(),
+        parent: Some("Eng".into()),
+        description: None,
+        head: None,
+    };
+    s.put_department(&sub).await.unwrap();
+    s.put_group("staff", Some("Everyone")).await.unwrap();
+    assert!(s.set_group_member("staff", ann.id, true).await.unwrap());
+    assert!(!s.set_group_member("staff", ann.id, true).await.unwrap());
+    assert!(s.set_group_member("staff", bob.id, true).await.unwrap());
+    s.put_group("empty", None).await.unwrap();
+    let bob_entry = OrgPerson {
+        title: Some("Dev".into()),
+        department: Some("Web".into()),
+        manager: Some("ann".into()),
+    };
+    s.put_person(bob.id, &bob_entry).await.unwrap();
+    let (deps, groups, people) = f.other.org_chart().await.unwrap();
+    assert_eq!(deps, vec![top.clone(), sub.clone()]);
+    assert_eq!(
+        groups,
+        vec![
+            OrgGroup {
+                name: "empty".into(),
+                description: None,
+                members: vec![]
+            },
+            OrgGroup {
+                name: "staff".into(),
+                description: Some("Everyone".into()),
+                members: vec!["ann".into(), "bob".into()]
+            }
+        ]
+    );
+    assert_eq!(people, vec![("bob".to_string(), bob_entry)]);
+    // Replacing is whole; removing a department and an account clears what named them.
+    s.put_department(&OrgDepartment {
+        description: None,
+        ..top.clone()
+    })
+    .await
+    .unwrap();
+    assert!(s.remove_department("Web").await.unwrap());
+    assert!(!s.remove_department("Web").await.unwrap());
+    s.delete_user(ann.id).await.unwrap();
+    let (deps, groups, people) = s.org_chart().await.unwrap();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(
+        (deps[0].head.as_deref(), deps[0].description.as_deref()),
+        (None, None)
+    );
+    assert_eq!(groups[1].members, vec!["bob".to_string()]);
+    assert_eq!(
+        people[0].1,
+        OrgPerson {
+            title: Some("Dev".into()),
+            department: None,
+            manager: None,
+        }
+    );
+    assert!(s.remove_group("staff").await.unwrap());
+    assert!(!s.set_group_member("staff", bob.id, false).await.unwrap());
+}
+
+contract!(org_chart_tables, org_chart);

@@ -67,6 +67,10 @@ pub enum Command {
     /// Manage a user's app passwords (one per calendar client, revocable alone).
     #[command(subcommand, name = "app-password")]
     AppPassword(AppPasswordCommand),
+    /// Manage Convene's own org chart (groups, departments, managers) when no LDAP
+    /// directory is configured.
+    #[command(subcommand)]
+    Org(org_cli::OrgCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,7 @@ pub enum UserCommand {
 }
 
 pub mod listener;
+mod org_cli;
 pub mod tasks;
 
 /// The configuration file. Command-line flags and environment variables override it.
@@ -211,6 +216,9 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Schedule sharing (delegated entries).
     pub sharing: SharingSettings,
+    /// Accounts that may edit Convene's own org chart (groups, departments, managers)
+    /// through the JSON API; the CLI always may.
+    pub admins: Vec<String>,
     /// Most connections open at once (further ones wait in the backlog); also kept below the
     /// descriptor limit.
     pub max_connections: usize,
@@ -275,6 +283,7 @@ impl Default for Config {
             ],
             secure_cookies: false,
             sharing: SharingSettings::default(),
+            admins: vec![],
             max_connections: 4096,
             idle_timeout_seconds: 120,
             trusted_proxies: vec![
@@ -856,14 +865,13 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// The background tasks of a serving process, each with the supervisor's stop signal: the
-/// sharing worker, the iMIP outbox (with a relay), the directory refresh (with a directory)
-/// and the session purge.
+/// sharing worker, the iMIP outbox (with a relay), the directory refresh and the session purge.
 fn start_workers(
     cfg: &Config,
     store: &Store,
     sharing: &crate::share::Sharing,
     mailer: Option<&crate::mail::Mailer>,
-    directory: Option<crate::directory::LdapDirectory>,
+    org: &crate::org::OrgChart,
     clock: &crate::clock::SharedClock,
 ) -> tasks::Supervisor {
     let mut tasks = tasks::Supervisor::new();
@@ -883,35 +891,26 @@ fn start_workers(
             crate::calendar::outbox::run(store, m, settings, clock, Duration::from_secs(5), stop)
         });
     }
-    if let Some(dir) = directory {
-        // The org chart is read again every refresh interval, and group and department
-        // memberships are copied onto local accounts, so changes in the directory show there.
-        let store = store.clone();
+    {
+        // The org chart is copied onto accounts at start and every refresh interval (LDAP's
+        // read again), so group and department shares follow their members.
+        let org = org.clone();
         let sharing = sharing.clone();
         tasks.spawn("directory refresh", move |mut stop| async move {
-            let mut last = std::collections::HashMap::new();
-            let mut tick = tokio::time::interval(dir.refresh_interval());
+            let mut tick = tokio::time::interval(org.refresh_interval());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
                 }
-                match dir.snapshot().await {
-                    Ok(snap) => {
-                        match crate::auth::sync_directory_groups(&store, &snap, &mut last).await {
-                            Ok(n) if n > 0 => {
-                                tracing::info!(accounts = n, "directory memberships updated");
-                                // Group and department shares follow their members.
-                                sharing.kick();
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "copying directory memberships failed")
-                            }
-                        }
+                match org.refresh().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(accounts = n, "directory memberships updated");
+                        sharing.kick();
                     }
-                    Err(e) => tracing::warn!(error = %e, "reading the directory failed"),
+                    Err(e) => tracing::warn!(error = %e, "copying directory memberships failed"),
                 }
             }
         });
@@ -949,6 +948,17 @@ fn announce(addr: SocketAddr, backend: &str, no_users: bool) {
         tracing::info!(
             "client URL: http://{addr}/ (each user's calendars at /dav/calendars/NAME/)"
         );
+    }
+}
+
+/// The org chart: the LDAP directory's when one is configured, else Convene's own.
+pub fn org_chart(
+    store: &Store,
+    directory: Option<&crate::directory::LdapDirectory>,
+) -> crate::org::OrgChart {
+    match directory {
+        Some(d) => crate::org::OrgChart::ldap(store.clone(), d.clone()),
+        None => crate::org::OrgChart::local(store.clone()),
     }
 }
 
@@ -1006,10 +1016,11 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         tracing::info!(data = %data.display(), "data directory");
     }
     let (mailer, directory) = outside_services(&cfg)?;
+    let org = org_chart(&store, directory.as_ref());
     let clock = crate::clock::system();
     let sharing = crate::share::Sharing::new(
         store.clone(),
-        directory.clone(),
+        org.clone(),
         crate::share::SharingConfig {
             public_url: cfg
                 .sharing
@@ -1027,14 +1038,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             clock: clock.clone(),
         },
     );
-    let tasks = start_workers(
-        &cfg,
-        &store,
-        &sharing,
-        mailer.as_ref(),
-        directory.clone(),
-        &clock,
-    );
+    let tasks = start_workers(&cfg, &store, &sharing, mailer.as_ref(), &org, &clock);
     let oidc = match &cfg.oidc {
         Some(o) => Some(
             crate::auth::oidc::OidcClient::new(o.clone())
@@ -1051,6 +1055,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         session_seconds,
         oidc,
         directory: directory.clone(),
+        org,
+        admins: cfg.admins.clone(),
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
@@ -1149,6 +1155,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             | Command::AppPassword(AppPasswordCommand::List { .. })
             | Command::Delegate(DelegateCommand::List { .. })
             | Command::Export { .. }
+            | Command::Org(org_cli::OrgCommand::Show)
     );
     let url = cfg.store_url(!read_only)?;
     let store = Store::open(&url)
@@ -1188,6 +1195,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Export { user, calendar } => {
             let r = export_command(&store, &user, &calendar).await;
+            store.close().await;
+            r
+        }
+        Command::Org(cmd) => {
+            let (_, directory) = outside_services(&cfg)?;
+            let r = org_cli::org_command(&org_chart(&store, directory.as_ref()), cmd).await;
             store.close().await;
             r
         }

@@ -278,49 +278,10 @@ pub async fn provision_oidc(store: &Store, id: &oidc::Identity) -> Result<User, 
     if user.disabled {
         return Err(ProvisionError::Disabled(user.name));
     }
-    store.set_user_groups(user.id, "oidc", &id.groups).await?;
+    store
+        .set_user_groups(user.id, crate::store::GroupSource::Oidc, &id.groups)
+        .await?;
     Ok(user)
-}
-
-/// Copies the directory's group and department memberships onto the local accounts of the
-/// people in it (sources `ldap` and `department`, the department with those above it), so
-/// share rules and the account page see them. `last` remembers what was written, so an
-/// unchanged membership costs nothing; people who left the directory lose theirs.
-pub async fn sync_directory_groups(
-    store: &Store,
-    snap: &crate::directory::Snapshot,
-    last: &mut HashMap<crate::store::UserId, (Vec<String>, Vec<String>)>,
-) -> Result<usize, StoreError> {
-    use crate::store::SessionStore as _;
-    let users = store.list_users().await?;
-    let mut changed = 0;
-    let mut seen = std::collections::HashSet::new();
-    for user in &users {
-        if !snap.people.iter().any(|p| p.uid == user.name) {
-            continue;
-        }
-        seen.insert(user.id);
-        let now = snap.memberships(&user.name);
-        if last.get(&user.id) == Some(&now) {
-            continue;
-        }
-        store.set_user_groups(user.id, "ldap", &now.0).await?;
-        store.set_user_groups(user.id, "department", &now.1).await?;
-        last.insert(user.id, now);
-        changed += 1;
-    }
-    let gone: Vec<_> = last
-        .keys()
-        .filter(|id| !seen.contains(id))
-        .copied()
-        .collect();
-    for id in gone {
-        store.set_user_groups(id, "ldap", &[]).await?;
-        store.set_user_groups(id, "department", &[]).await?;
-        last.remove(&id);
-        changed += 1;
-    }
-    Ok(changed)
 }
 
 /// The password checks a login may use, in order (`password_backends`). LDAP never signs

@@ -6,7 +6,7 @@
 //!
 //! Read-only: membership is the directory's or the provider's, never changed over DAV.
 //!
-//! Must never: touch SQL or LDAP directly (the store and the directory snapshot answer), or
+//! Must never: touch SQL or LDAP directly (the store and the org chart answer), or
 //! list a disabled account as a member.
 
 use super::delegation::hrefs_xml;
@@ -61,8 +61,8 @@ impl Dav<'_> {
     /// Every group principal: the directory's groups and departments, and provider groups.
     pub(super) async fn group_principals(&self) -> Result<Vec<GroupInfo>, DavError> {
         let mut out: Vec<GroupInfo> = Vec::new();
-        if let Some(dir) = self.directory {
-            match dir.snapshot().await {
+        if let Some(org) = self.org {
+            match org.snapshot().await {
                 Ok(snap) => {
                     for g in &snap.groups {
                         out.push(GroupInfo {
@@ -97,7 +97,12 @@ impl Dav<'_> {
             }
         }
         // Groups an identity provider named, from the accounts that signed in with them.
-        for (name, members) in self.store.group_members("oidc").await.map_err(internal)? {
+        for (name, members) in self
+            .store
+            .group_members(crate::store::GroupSource::Oidc)
+            .await
+            .map_err(internal)?
+        {
             let hrefs: Vec<String> = members
                 .iter()
                 .filter(|u| !u.disabled)

@@ -340,6 +340,8 @@ pub struct Dav<'a> {
     /// The LDAP directory, when one is configured: its people are calendar users (principals,
     /// attendees) before their first login.
     pub directory: Option<&'a crate::directory::LdapDirectory>,
+    /// The org chart (groups and departments as principals); none for background readers.
+    pub org: Option<&'a crate::org::OrgChart>,
     /// Set by [`handle`] when the request is in the home of someone this user is a delegate of.
     pub delegation: Option<Delegation>,
     /// Per-request cache of principals' delegation links, filled before rendering them.
@@ -373,6 +375,7 @@ pub async fn handle(outer: &Dav<'_>, req: DavRequest) -> DavResponse {
         user: outer.user,
         mailer: outer.mailer,
         directory: outer.directory,
+        org: outer.org,
         delegation,
         links: delegation::LinkCache::default(),
         clock: outer.clock,

@@ -119,6 +119,7 @@ impl<'a> Dav<'a> {
             user,
             mailer: None,
             directory: None,
+            org: None,
             delegation: None,
             links: delegation::LinkCache::default(),
             clock: &crate::clock::SystemClock,

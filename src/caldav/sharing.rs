@@ -540,11 +540,12 @@ impl Dav<'_> {
                 .into_iter()
                 .collect()),
             [d, g, name] if d == "dav" && (g == "groups" || g == "departments") => {
+                use crate::store::GroupSource;
                 use crate::store::ShareStore as _;
-                let sources: &[&str] = if g == "groups" {
-                    &["ldap", "oidc"]
+                let sources: &[GroupSource] = if g == "groups" {
+                    &[GroupSource::Directory, GroupSource::Oidc]
                 } else {
-                    &["department"]
+                    &[GroupSource::Department]
                 };
                 self.store
                     .members_of_group(sources, name)

@@ -523,6 +523,11 @@ impl LdapDirectory {
         Ok(fresh)
     }
 
+    /// Forget the org chart read last, so the next `snapshot` reads it again.
+    pub async fn forget_snapshot(&self) {
+        *self.snapshot.lock().await = None;
+    }
+
     async fn read_snapshot(&self) -> Result<Snapshot, DirectoryError> {
         let mut people = self.people("").await?;
         people.sort_by(|a, b| a.uid.cmp(&b.uid));

@@ -22,12 +22,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
-use crate::directory::LdapDirectory;
 use crate::ical::delegated::{self, Privacy, Style};
+use crate::org::OrgChart;
 use crate::store::{
-    Change, NewCollection, ResourceId, ResourceKind, ResourceReader, ResourceWriter, RuleKind,
-    ShareCopy, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp, SyncReader, User,
-    UserId, UserStore, WriteCondition,
+    Change, GroupSource, NewCollection, ResourceId, ResourceKind, ResourceReader, ResourceWriter,
+    RuleKind, ShareCopy, ShareCursor, ShareRule, ShareStore, Store, StoreError, StoredProp,
+    SyncReader, User, UserId, UserStore, WriteCondition,
 };
 
 /// A recipient's copies of one owner's delegated entries live in a calendar named
@@ -92,7 +92,7 @@ struct CalendarOutcome {
 
 struct Inner {
     store: Store,
-    directory: Option<LdapDirectory>,
+    org: OrgChart,
     cfg: SharingConfig,
     wake: tokio::sync::Notify,
 }
@@ -186,10 +186,10 @@ impl CalendarJob<'_> {
 }
 
 impl Sharing {
-    pub fn new(store: Store, directory: Option<LdapDirectory>, cfg: SharingConfig) -> Sharing {
+    pub fn new(store: Store, org: OrgChart, cfg: SharingConfig) -> Sharing {
         Sharing(Arc::new(Inner {
             store,
-            directory,
+            org,
             cfg,
             wake: tokio::sync::Notify::new(),
         }))
@@ -605,15 +605,8 @@ impl Sharing {
     }
 
     async fn manager_of(&self, owner: &User) -> Result<Option<String>, ShareError> {
-        let Some(dir) = &self.0.directory else {
-            return Ok(None);
-        };
-        match dir.snapshot().await {
-            Ok(snap) => Ok(snap
-                .people
-                .iter()
-                .find(|p| p.uid == owner.name)
-                .and_then(|p| p.manager.clone())),
+        match self.0.org.manager_of(&owner.name).await {
+            Ok(m) => Ok(m),
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable for a manager rule");
                 Ok(None)
@@ -630,9 +623,9 @@ impl Sharing {
     ) -> Result<(), ShareError> {
         let key = format!("{kind}:{name}");
         if !groups.contains_key(&key) {
-            let sources: &[&str] = match kind {
-                "department" => &["department"],
-                _ => &["ldap", "oidc"],
+            let sources: &[GroupSource] = match kind {
+                "department" => &[GroupSource::Department],
+                _ => &[GroupSource::Directory, GroupSource::Oidc],
             };
             let members = self.0.store.members_of_group(sources, name).await?;
             groups.insert(key.clone(), members);

@@ -375,14 +375,45 @@ impl SessionStore for Store {
     async fn has_oidc(&self, issuer: Option<&str>, user: UserId) -> Result<bool> {
         delegate!(self, x => x.has_oidc(issuer, user).await)
     }
-    async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()> {
+    async fn set_user_groups(
+        &self,
+        user: UserId,
+        source: GroupSource,
+        groups: &[String],
+    ) -> Result<()> {
         delegate!(self, x => x.set_user_groups(user, source, groups).await)
     }
     async fn groups_of(&self, user: UserId) -> Result<Vec<String>> {
         delegate!(self, x => x.groups_of(user).await)
     }
-    async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+    async fn group_members(&self, source: GroupSource) -> Result<Vec<(String, Vec<User>)>> {
         delegate!(self, x => x.group_members(source).await)
+    }
+}
+
+impl OrgStore for Store {
+    async fn org_chart(
+        &self,
+    ) -> Result<(Vec<OrgDepartment>, Vec<OrgGroup>, Vec<(String, OrgPerson)>)> {
+        delegate!(self, x => x.org_chart().await)
+    }
+    async fn put_department(&self, d: &OrgDepartment) -> Result<()> {
+        delegate!(self, x => x.put_department(d).await)
+    }
+    async fn remove_department(&self, name: &str) -> Result<bool> {
+        delegate!(self, x => x.remove_department(name).await)
+    }
+    async fn put_group(&self, name: &str, description: Option<&str>) -> Result<()> {
+        delegate!(self, x => x.put_group(name, description).await)
+    }
+    async fn remove_group(&self, name: &str) -> Result<bool> {
+        delegate!(self, x => x.remove_group(name).await)
+    }
+    async fn set_group_member(&self, group: &str, user: UserId, member: bool) -> Result<bool> {
+        delegate!(self, x => x.set_group_member(group, user, member).await)
+    }
+    async fn put_person(&self, user: UserId, p: &OrgPerson) -> Result<()> {
+        delegate!(self, x => x.put_person(user, p).await)
     }
 }
 
@@ -525,7 +556,7 @@ impl ShareStore for Store {
     async fn set_share_settings(&self, user: UserId, st: &ShareSettings) -> Result<()> {
         delegate!(self, s => s.set_share_settings(user, st).await)
     }
-    async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>> {
+    async fn members_of_group(&self, sources: &[GroupSource], name: &str) -> Result<Vec<User>> {
         delegate!(self, s => s.members_of_group(sources, name).await)
     }
 }

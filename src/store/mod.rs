@@ -570,11 +570,87 @@ pub trait SessionStore {
     /// Whether a user has an identity at this issuer (`None`: at any issuer).
     async fn has_oidc(&self, issuer: Option<&str>, user: UserId) -> Result<bool>;
     /// Replace the groups `source` says the user is in.
-    async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()>;
+    async fn set_user_groups(
+        &self,
+        user: UserId,
+        source: GroupSource,
+        groups: &[String],
+    ) -> Result<()>;
     /// Every group the user is in, from any source, sorted and without repeats.
     async fn groups_of(&self, user: UserId) -> Result<Vec<String>>;
     /// The groups `source` named, each with its members, by name.
-    async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>>;
+    async fn group_members(&self, source: GroupSource) -> Result<Vec<(String, Vec<User>)>>;
+}
+
+/// Where a membership in `user_groups` came from; each source is replaced whole by its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupSource {
+    /// The OpenID provider's `groups` claim, at each sign-in.
+    Oidc,
+    /// The directory's groups (LDAP, or Convene's own org chart).
+    Directory,
+    /// The person's department and every department above it.
+    Department,
+}
+
+impl GroupSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupSource::Oidc => "oidc",
+            GroupSource::Directory => "directory",
+            GroupSource::Department => "department",
+        }
+    }
+}
+
+/// A department of Convene's own org chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgDepartment {
+    pub name: String,
+    pub parent: Option<String>,
+    pub description: Option<String>,
+    /// The head's account name.
+    pub head: Option<String>,
+}
+
+/// A group of Convene's own org chart, with its members' account names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub members: Vec<String>,
+}
+
+/// What Convene's own org chart says of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgPerson {
+    pub title: Option<String>,
+    pub department: Option<String>,
+    /// The manager's account name.
+    pub manager: Option<String>,
+}
+
+/// Convene's own org chart, the directory when no LDAP server is configured. Names are
+/// checked by the caller (`org`); the store keeps the references intact (a removed account or
+/// department drops out of every row that named it).
+#[allow(async_fn_in_trait)]
+pub trait OrgStore {
+    /// Every department and group, by name, and each account's entry (accounts without one
+    /// are absent).
+    async fn org_chart(
+        &self,
+    ) -> Result<(Vec<OrgDepartment>, Vec<OrgGroup>, Vec<(String, OrgPerson)>)>;
+    /// Create or replace a department.
+    async fn put_department(&self, d: &OrgDepartment) -> Result<()>;
+    /// False when there was no such department.
+    async fn remove_department(&self, name: &str) -> Result<bool>;
+    /// Create a group or change its description.
+    async fn put_group(&self, name: &str, description: Option<&str>) -> Result<()>;
+    async fn remove_group(&self, name: &str) -> Result<bool>;
+    /// Add (`member`) or remove an account; false when nothing changed.
+    async fn set_group_member(&self, group: &str, user: UserId, member: bool) -> Result<bool>;
+    /// Replace an account's entry.
+    async fn put_person(&self, user: UserId, p: &OrgPerson) -> Result<()>;
 }
 
 /// What a sharing rule sends a calendar's events to.
@@ -718,7 +794,7 @@ pub trait ShareStore {
     async fn share_settings(&self, user: UserId) -> Result<ShareSettings>;
     async fn set_share_settings(&self, user: UserId, s: &ShareSettings) -> Result<()>;
     /// Members of a group of any of `sources` (`ldap`, `oidc`, `department`).
-    async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>>;
+    async fn members_of_group(&self, sources: &[GroupSource], name: &str) -> Result<Vec<User>>;
 }
 
 /// What a calendar share or an access grant lets the sharee do.

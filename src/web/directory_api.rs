@@ -1,6 +1,6 @@
 //! The directory JSON API: people search, one person, their photo, and the group and
-//! department trees, for pickers in clients and the pages. Read-only; every answer is for an
-//! authenticated user.
+//! department trees, for pickers in clients and the pages, from LDAP or Convene's own chart
+//! (whose edits are `org_api`). Every answer is for an authenticated user.
 //!
 //! Must never: put a client string into a directory filter unescaped (the `directory` module
 //! escapes), or answer without authentication.
@@ -42,22 +42,48 @@ pub(super) async fn api_directory_people(
     if let Err(r) = authenticate(&state, &parts, body, true).await {
         return r;
     }
-    let Some(dir) = &state.directory else {
-        return json_error(StatusCode::NOT_FOUND, "no directory is configured");
-    };
     if query.q.trim().chars().count() < 2 {
         return json_error(StatusCode::BAD_REQUEST, "q needs at least 2 characters");
     }
-    match dir
-        .search_people(&query.q, query.limit.unwrap_or(25).clamp(1, 200))
-        .await
-    {
+    let limit = query.limit.unwrap_or(25).clamp(1, 200);
+    let found = match &state.directory {
+        Some(dir) => dir.search_people(&query.q, limit).await,
+        None => match state.org.snapshot().await {
+            Ok(snap) => Ok(search_snapshot(&snap, &query.q, limit)),
+            Err(e) => return org_unavailable(e),
+        },
+    };
+    match found {
         Ok(people) => json(
             StatusCode::OK,
             &serde_json::Value::Array(people.into_iter().map(|p| person_json(&p)).collect()),
         ),
         Err(e) => directory_unavailable(e),
     }
+}
+
+/// People of Convene's own chart whose uid, name or mail contains `q` (caseless).
+fn search_snapshot(
+    snap: &crate::directory::Snapshot,
+    q: &str,
+    limit: usize,
+) -> Vec<crate::directory::Person> {
+    let q = q.trim().to_lowercase();
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|v| v.to_lowercase().contains(&q));
+    snap.people
+        .iter()
+        .filter(|p| p.uid.to_lowercase().contains(&q) || has(&p.display_name) || has(&p.mail))
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
+fn org_unavailable(e: crate::org::OrgError) -> Response {
+    tracing::error!(error = %e, "org chart look-up failed");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the directory is unavailable",
+    )
 }
 
 fn person_json(p: &crate::directory::Person) -> serde_json::Value {
@@ -83,13 +109,7 @@ async fn directory_snapshot(
     if parts.method != Method::GET {
         return Err(json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
     }
-    let Some(dir) = &state.directory else {
-        return Err(json_error(
-            StatusCode::NOT_FOUND,
-            "no directory is configured",
-        ));
-    };
-    dir.snapshot().await.map_err(directory_unavailable)
+    state.org.snapshot().await.map_err(org_unavailable)
 }
 
 /// `GET /api/directory/groups`: the directory's groups and their members' uids.
@@ -155,6 +175,9 @@ pub(super) async fn api_directory_person(
     axum::extract::Path(uid): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
+    if req.method() == Method::PUT {
+        return super::org_api::person_put(&state, &uid, req).await;
+    }
     let snap = match directory_snapshot(&state, req).await {
         Ok(s) => s,
         Err(r) => return r,

@@ -7,6 +7,7 @@
 mod directory_api;
 mod loginflow;
 mod mobileconfig;
+mod org_api;
 mod pages;
 pub mod session;
 mod share_api;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub oidc: Option<crate::auth::oidc::OidcClient>,
     /// The LDAP directory, when one is configured (people search, groups).
     pub directory: Option<crate::directory::LdapDirectory>,
+    /// The org chart: LDAP's, or Convene's own (edited through the directory API).
+    pub org: crate::org::OrgChart,
+    /// Accounts that may edit Convene's own org chart through the API (`admins`).
+    pub admins: Vec<String>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -66,6 +71,7 @@ impl AppState {
             user,
             mailer: self.mailer.as_ref(),
             directory: self.directory.as_ref(),
+            org: Some(&self.org),
             delegation: None,
             links: Default::default(),
             clock: self.clock.as_ref(),
@@ -95,6 +101,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/share/requests", any(share_api::requests))
         .route("/api/share/requests/{id}", any(share_api::request_action_bare))
         .route("/api/share/requests/{id}/{action}", any(share_api::request_action))
+        .route("/api/directory", any(org_api::status))
+        .route("/api/directory/refresh", any(org_api::refresh))
+        .route("/api/directory/groups/{name}", any(org_api::group))
+        .route("/api/directory/groups/{name}/members/{uid}", any(org_api::member))
+        .route("/api/directory/departments/{name}", any(org_api::department))
         .route("/api/directory/people", any(api_directory_people))
         .route("/api/directory/groups", any(api_directory_groups))
         .route("/api/directory/departments", any(api_directory_departments))

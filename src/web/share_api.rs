@@ -17,8 +17,8 @@ use super::{AppState, authenticate, json, json_error};
 use crate::caldav;
 use crate::ical::delegated::{self, Recipient};
 use crate::store::{
-    ResourceKind, ResourceReader, RuleKind, ShareSettings, ShareStore, StoreError, User, UserStore,
-    WriteCondition,
+    GroupSource, ResourceKind, ResourceReader, RuleKind, ShareSettings, ShareStore, StoreError,
+    User, UserStore, WriteCondition,
 };
 
 const MAX_JSON: usize = 64 * 1024;
@@ -153,7 +153,7 @@ pub(super) async fn rules(State(state): State<Arc<AppState>>, req: Request) -> R
             } else {
                 b.target.trim().to_string()
             };
-            if let Err(r) = check_target(&state, kind, &target).await {
+            if let Err(r) = check_target(&state, &user, kind, &target).await {
                 return r;
             }
             let cal = match own_calendar(&state, &user, &b.calendar).await {
@@ -231,33 +231,60 @@ async fn own_calendar(
     }
 }
 
-/// A rule or recipient must name someone or something the server knows.
-async fn check_target(state: &AppState, kind: RuleKind, target: &str) -> Result<(), Response> {
+/// A rule or recipient must name someone or something the server knows; a manager rule needs
+/// a manager in the org chart (`owner` is whose manager it would be).
+async fn check_target(
+    state: &AppState,
+    owner: &User,
+    kind: RuleKind,
+    target: &str,
+) -> Result<(), Response> {
     let store = &state.store;
+    let snapshot = || async {
+        state.org.snapshot().await.map_err(|e| {
+            tracing::error!(error = %e, "org chart unavailable");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the directory is unavailable",
+            )
+        })
+    };
     let known = match kind {
-        RuleKind::Manager => return Ok(()),
+        RuleKind::Manager => {
+            let snap = snapshot().await?;
+            if snap
+                .people
+                .iter()
+                .find(|p| p.uid == owner.name)
+                .and_then(|p| p.manager.as_ref())
+                .is_some()
+            {
+                return Ok(());
+            }
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "the directory names no manager for you, so a manager rule would reach no one",
+            ));
+        }
         RuleKind::User => store.user_by_name(target).await.map_err(failed)?.is_some(),
         RuleKind::Group | RuleKind::Department => {
-            let sources: &[&str] = if kind == RuleKind::Group {
-                &["ldap", "oidc"]
+            let sources: &[GroupSource] = if kind == RuleKind::Group {
+                &[GroupSource::Directory, GroupSource::Oidc]
             } else {
-                &["department"]
+                &[GroupSource::Department]
             };
             let members = store
                 .members_of_group(sources, target)
                 .await
                 .map_err(failed)?;
-            let in_directory = match &state.directory {
-                Some(d) => d.snapshot().await.is_ok_and(|s| {
-                    if kind == RuleKind::Group {
-                        s.groups.iter().any(|g| g.name == target)
-                    } else {
-                        s.departments.iter().any(|d| d.name == target)
-                    }
-                }),
-                None => false,
-            };
-            !members.is_empty() || in_directory
+            !members.is_empty() || {
+                let snap = snapshot().await?;
+                if kind == RuleKind::Group {
+                    snap.groups.iter().any(|g| g.name == target)
+                } else {
+                    snap.departments.iter().any(|d| d.name == target)
+                }
+            }
         }
     };
     if known {
@@ -354,7 +381,7 @@ pub(super) async fn event(
                 (RuleKind::Department, &b.departments, "departments"),
             ] {
                 for name in names {
-                    if let Err(r) = check_target(&state, kind, name).await {
+                    if let Err(r) = check_target(&state, &user, kind, name).await {
                         return r;
                     }
                     recipients.push(Recipient {

@@ -255,11 +255,11 @@ macro_rules! impl_accounts {
                 Ok(row.is_some())
             }
 
-            async fn set_user_groups(&self, user: UserId, source: &str, groups: &[String]) -> Result<()> {
+            async fn set_user_groups(&self, user: UserId, source: GroupSource, groups: &[String]) -> Result<()> {
                 let mut tx = self.tx().await?;
                 sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND source = $2")
                     .bind(user.0)
-                    .bind(source)
+                    .bind(source.as_str())
                     .execute(&mut *tx)
                     .await?;
                 for g in groups {
@@ -267,7 +267,7 @@ macro_rules! impl_accounts {
                         "INSERT INTO user_groups (user_id, source, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     )
                     .bind(user.0)
-                    .bind(source)
+                    .bind(source.as_str())
                     .bind(g)
                     .execute(&mut *tx)
                     .await?;
@@ -276,7 +276,7 @@ macro_rules! impl_accounts {
                 Ok(())
             }
 
-            async fn group_members(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+            async fn group_members(&self, source: GroupSource) -> Result<Vec<(String, Vec<User>)>> {
                 self.group_members_impl(source).await
             }
 
@@ -290,12 +290,12 @@ macro_rules! impl_accounts {
         }
 
         impl $store {
-            async fn group_members_impl(&self, source: &str) -> Result<Vec<(String, Vec<User>)>> {
+            async fn group_members_impl(&self, source: GroupSource) -> Result<Vec<(String, Vec<User>)>> {
                 let rows = sqlx::query(
                     "SELECT g.name AS group_name, u.* FROM user_groups g JOIN users u ON u.id = g.user_id \
                      WHERE g.source = $1 ORDER BY g.name, u.name",
                 )
-                .bind(source)
+                .bind(source.as_str())
                 .fetch_all(&self.pool)
                 .await?;
                 let mut out: Vec<(String, Vec<User>)> = Vec::new();

@@ -307,14 +307,14 @@ macro_rules! impl_sharing {
                 Ok(())
             }
 
-            async fn members_of_group(&self, sources: &[&str], name: &str) -> Result<Vec<User>> {
+            async fn members_of_group(&self, sources: &[GroupSource], name: &str) -> Result<Vec<User>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT DISTINCT u.* FROM user_groups g JOIN users u ON u.id = g.user_id WHERE g.name = ",
                 );
                 qb.push_bind(name.to_string()).push(" AND g.source IN (");
                 let mut sep = qb.separated(", ");
                 for s in sources {
-                    sep.push_bind(s.to_string());
+                    sep.push_bind(s.as_str());
                 }
                 sep.push_unseparated(") ORDER BY u.name");
                 let rows = qb.build().persistent(false).fetch_all(&self.pool).await?;
