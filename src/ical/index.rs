@@ -104,6 +104,11 @@ pub struct IndexLimits {
     /// floating times and alarms that fire after their event) are stepped over, not
     /// collected. `NEG_INF` on write.
     pub from: i64,
+    /// Query-time expansion: occurrences that start after this instant (plus 30 days, for
+    /// floating times and alarms that fire before their event) are stepped over, not
+    /// collected, so a dense set is refused only for what lies near the window. `POS_INF`
+    /// on write.
+    pub to: i64,
 }
 
 impl IndexLimits {
@@ -113,6 +118,7 @@ impl IndexLimits {
             horizon,
             max_instances,
             from: NEG_INF,
+            to: POS_INF,
         }
     }
 }
@@ -520,6 +526,7 @@ pub fn expand_components(
         QUERY_STEP_CAP
     };
     let skip_before = limits.from.saturating_sub(30 * 86_400);
+    let skip_after = limits.to.saturating_add(30 * 86_400);
     for occ in set.expand() {
         steps += 1;
         let s = start.zone.instant(occ.start);
@@ -539,7 +546,9 @@ pub fn expand_components(
             None => (series_shape, series_idx),
         };
         if let Some(instance) = instance_from(shape_here, s, floating) {
-            if instance.end < skip_before {
+            // An override may move an instance into the window from outside it, so the set
+            // is walked to the horizon; only what lies near the window is kept.
+            if instance.end < skip_before || instance.start > skip_after {
                 continue;
             }
             if occurrences.len() == limits.max_instances {

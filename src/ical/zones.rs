@@ -10,8 +10,10 @@
 //!
 //! Pure: no I/O beyond the compiled-in tz database.
 
+use std::sync::Mutex;
+
 use icalrs::recur::IcalRecurDateTime;
-use icalrs::tz::IcalTz;
+use icalrs::tz::{IcalTz, IcalTzTransition, IcalTzTransitions};
 
 /// Windows time-zone names (as Outlook writes them in TZID) to IANA, from CLDR windowsZones
 /// ("001" territory). Outlook sometimes pads the name with spaces; callers trim first.
@@ -136,7 +138,81 @@ pub enum Zone {
     Floating,
     Iana(jiff::tz::TimeZone),
     /// A custom VTIMEZONE carried by the object.
-    Custom(Box<IcalTz>),
+    Custom(Box<CustomZone>),
+}
+
+/// A VTIMEZONE the object carries, with its transitions held once worked out: an expansion
+/// asks for one instant per occurrence, and working the observances out from their first
+/// onset on every call made a minutely series in a custom zone cost seconds.
+#[derive(Debug)]
+pub struct CustomZone {
+    zone: IcalTz,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    /// Civil time to offset, grown by the crate as later years are asked for.
+    resolver: IcalTzTransitions,
+    /// Instant to offset: the transitions through `through`, grown by doubling the span.
+    list: Vec<IcalTzTransition>,
+    through: Option<i32>,
+    span: i32,
+}
+
+impl CustomZone {
+    fn new(zone: IcalTz) -> CustomZone {
+        CustomZone {
+            held: Mutex::new(Held {
+                resolver: IcalTzTransitions::of_zone(zone.clone()),
+                list: Vec::new(),
+                through: None,
+                span: 1,
+            }),
+            zone,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Nothing panics while holding it; a poisoned cache is still a correct cache.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The instant a civil time names (RFC 5545 3.3.5's reading of gaps and folds).
+    fn instant(&self, local: IcalRecurDateTime) -> i64 {
+        self.held().resolver.resolve(local).literal_instant(local)
+    }
+
+    /// The offset in force at an instant, in seconds east of UTC.
+    fn offset_at(&self, instant: i64) -> i64 {
+        // A local time is less than a day from its instant: the transitions through the
+        // next year hold the one in force.
+        let year = IcalRecurDateTime::from_seconds(instant)
+            .year
+            .saturating_add(1);
+        let mut held = self.held();
+        if held.through.is_none_or(|t| year > t) {
+            let through = year.saturating_add(held.span);
+            held.list = self.zone.transitions(through);
+            held.through = Some(through);
+            held.span = held.span.saturating_mul(2);
+        }
+        let i = held
+            .list
+            .partition_point(|t| t.local.seconds() - i64::from(t.from) <= instant);
+        let offset = match (i.checked_sub(1), held.list.first()) {
+            (Some(i), _) => held.list[i].to,
+            (None, Some(t)) => t.from,
+            (None, None) => 0,
+        };
+        i64::from(offset)
+    }
+}
+
+impl Clone for CustomZone {
+    fn clone(&self) -> CustomZone {
+        CustomZone::new(self.zone.clone())
+    }
 }
 
 impl Zone {
@@ -151,7 +227,7 @@ impl Zone {
         carried
             .iter()
             .find(|z| z.id.trim() == t)
-            .map(|z| Zone::Custom(Box::new(z.clone())))
+            .map(|z| Zone::Custom(Box::new(CustomZone::new(z.clone()))))
     }
 
     pub fn is_floating(&self) -> bool {
@@ -181,7 +257,7 @@ impl Zone {
                     Err(_) => local.seconds(),
                 }
             }
-            Zone::Custom(z) => z.resolve(local).literal_instant(local),
+            Zone::Custom(z) => z.instant(local),
         }
     }
 
@@ -192,7 +268,7 @@ impl Zone {
             Zone::Iana(tz) => jiff::Timestamp::from_second(instant)
                 .map(|t| i64::from(tz.to_offset(t).seconds()))
                 .unwrap_or(0),
-            Zone::Custom(z) => z.local(instant).seconds() - instant,
+            Zone::Custom(z) => z.offset_at(instant),
         }
     }
 }

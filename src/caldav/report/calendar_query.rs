@@ -46,6 +46,8 @@ impl<'a> Dav<'a> {
             .max(max_range_end(&filter).saturating_add(86_400));
         // ...and needs only the occurrences near the earliest window asked about.
         limits.from = min_range_start(&filter);
+        // ...and up to the latest end asked about.
+        limits.to = max_comp_range_end(&filter);
         let ctx = ical::filter::EvalContext {
             floating_zone: ctx_zone,
             limits,

@@ -117,6 +117,20 @@ pub(in crate::caldav) fn min_range_start(f: &ical::filter::CompFilter) -> i64 {
     starts.into_iter().min().unwrap_or(ical::index::NEG_INF)
 }
 
+/// The latest end of the component time ranges in a filter (`POS_INF` if it has none, or one
+/// is open at the end): occurrences starting well after it cannot decide a match.
+pub(in crate::caldav) fn max_comp_range_end(f: &ical::filter::CompFilter) -> i64 {
+    let mut ends = vec![];
+    let mut stack = vec![f];
+    while let Some(c) = stack.pop() {
+        if let Some(t) = c.time_range {
+            ends.push(t.end);
+        }
+        stack.extend(c.comps.iter());
+    }
+    ends.into_iter().max().unwrap_or(ical::index::POS_INF)
+}
+
 pub(in crate::caldav) fn max_range_end(f: &ical::filter::CompFilter) -> i64 {
     let mine = f
         .time_range
@@ -394,6 +408,7 @@ impl<'a> Dav<'a> {
         if range.start > ical::index::NEG_INF {
             l.from = range.start;
         }
+        l.to = range.end;
         l
     }
 
