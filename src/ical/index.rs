@@ -775,6 +775,17 @@ mod tests {
         assert_eq!(w.start, 1_720_594_800, "09:00 CEST = 07:00Z");
         let custom = "BEGIN:VTIMEZONE\r\nTZID:Custom Berlin\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nDTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:c\r\nDTSTART;TZID=Custom Berlin:20240710T090000\r\nEND:VEVENT\r\n";
         assert_eq!(idx(custom).instances[0].start, 1_720_594_800);
+        // An IANA name with the object's own, different rules: the object's rules hold
+        // (Brazil/East kept daylight time in this object: 11:00 -02 = 13:00Z, not 14:00Z).
+        let brazil = "BEGIN:VTIMEZONE\r\nTZID:Brazil/East\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:-0200\r\nTZOFFSETTO:-0300\r\nDTSTART:19700215T000000\r\nRRULE:FREQ=YEARLY;BYMONTH=2;BYDAY=3SU\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:-0300\r\nTZOFFSETTO:-0200\r\nDTSTART:19701101T000000\r\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:b\r\nDTSTART;TZID=Brazil/East:20240110T110000\r\nEND:VEVENT\r\n";
+        assert_eq!(idx(brazil).instances[0].start, 1_704_891_600);
+        let bare =
+            "BEGIN:VEVENT\r\nUID:b\r\nDTSTART;TZID=Brazil/East:20240110T110000\r\nEND:VEVENT\r\n";
+        assert_eq!(
+            idx(bare).instances[0].start,
+            1_704_895_200,
+            "without one, the tz database: -03"
+        );
         let floating =
             idx("BEGIN:VEVENT\r\nUID:f\r\nDTSTART:20240710T090000\r\nEND:VEVENT\r\n").instances[0];
         assert!(floating.floating);

@@ -1,6 +1,6 @@
-//! Time-zone resolution for TZID parameters: IANA names through the bundled tz database (jiff),
-//! Windows names (Outlook/Exchange) mapped to IANA first, and anything else through the
-//! VTIMEZONE the object carries (ical-rs resolves its observances).
+//! Time-zone resolution for TZID parameters: the VTIMEZONE the object carries under that name
+//! (ical-rs resolves its observances), else IANA names through the bundled tz database (jiff),
+//! with Windows names (Outlook/Exchange) mapped to IANA first.
 //!
 //! The rule for local times that do not exist or exist twice (RFC 5545 3.3.5): a time in a
 //! spring-forward gap is read with the offset *before* the gap (02:30 on the New York
@@ -216,18 +216,19 @@ impl Clone for CustomZone {
 }
 
 impl Zone {
-    /// Resolve a TZID against the tz database first, then the object's own VTIMEZONEs.
+    /// Resolve a TZID: the object's own VTIMEZONE of that name first (RFC 5545 3.6.5: it
+    /// defines the object's local times, also where the tz database knows the name and says
+    /// otherwise), then the tz database (IANA and Windows names, for objects that carry none).
     pub fn for_tzid(tzid: &str, carried: &[IcalTz]) -> Option<Zone> {
-        if let Some(name) = iana_name(tzid)
-            && let Ok(tz) = jiff::tz::TimeZone::get(&name)
-        {
-            return Some(Zone::Iana(tz));
-        }
         let t = tzid.trim();
-        carried
+        if let Some(z) = carried
             .iter()
-            .find(|z| z.id.trim() == t)
-            .map(|z| Zone::Custom(Box::new(CustomZone::new(z.clone()))))
+            .find(|z| z.id.trim() == t && !z.observances.is_empty())
+        {
+            return Some(Zone::Custom(Box::new(CustomZone::new(z.clone()))));
+        }
+        let name = iana_name(tzid)?;
+        jiff::tz::TimeZone::get(&name).ok().map(Zone::Iana)
     }
 
     pub fn is_floating(&self) -> bool {
