@@ -541,6 +541,14 @@ async fn invalid_values_are_refused() {
             "a raw control character",
             with("DTSTART:20300101T100000Z\r\nSUMMARY:bell\u{7}ring\r\n"),
         ),
+        (
+            "a backslash that escapes nothing",
+            with("DTSTART:20300101T100000Z\r\nLOCATION:C:\\temp\r\n"),
+        ),
+        (
+            "a TZID that is neither defined nor known",
+            with("DTSTART;TZID=Mars/Olympus:20300101T100000\r\n"),
+        ),
     ] {
         let r = srv
             .put_ics("/dav/calendars/alice/calendar/v.ics", &body)

@@ -462,6 +462,14 @@ pub fn expand_components(
         &sanitized
     };
     let carried: Vec<IcalTz> = super::carried_zones(components);
+    let due_anchored: Vec<IcalComponent<'_>>;
+    let (components, on_due) = match anchor_on_due(components) {
+        Some(v) => {
+            due_anchored = v;
+            (&due_anchored[..], true)
+        }
+        None => (components, false),
+    };
     let mains: Vec<usize> = (0..components.len())
         .filter(|&i| {
             let c = &components[i];
@@ -483,7 +491,15 @@ pub fn expand_components(
     let series = &components[series_idx];
     let kind = component_kind(series);
     let start = find(series, IcalPropKind::DtStart).and_then(|p| when(p, &carried));
-    let series_shape = shape(&kind, series, start.as_ref(), &carried);
+    let series_shape = if on_due {
+        // RFC 4791 9.9's row for a VTODO with DUE alone, at each instance's due time.
+        Shape::FromStart {
+            rule: MatchRule::TodoDue,
+            len: 0,
+        }
+    } else {
+        shape(&kind, series, start.as_ref(), &carried)
+    };
     let recurring = has(series, IcalPropKind::RRule) || has(series, IcalPropKind::RDate);
 
     let Some(start) = start.filter(|_| recurring) else {
@@ -576,6 +592,25 @@ pub fn expand_components(
         open_ended: infinite || complete_until != POS_INF,
         complete_until,
     })
+}
+
+/// A recurring VTODO with a DUE and no DTSTART recurs from its DUE, as Thunderbird and libical
+/// read it (RFC 5545 anchors a recurrence set on DTSTART, which such a task does not have):
+/// the components with that DUE copied as the series' DTSTART, or `None` when there is no such
+/// task.
+fn anchor_on_due<'a>(components: &[IcalComponent<'a>]) -> Option<Vec<IcalComponent<'a>>> {
+    let i = components.iter().position(|c| {
+        matches!(component_kind(c), ComponentKind::Todo)
+            && !has(c, IcalPropKind::DtStart)
+            && !has(c, IcalPropKind::RecurrenceId)
+            && has(c, IcalPropKind::Due)
+            && (has(c, IcalPropKind::RRule) || has(c, IcalPropKind::RDate))
+    })?;
+    let mut out = components.to_vec();
+    let mut anchor = find(&out[i], IcalPropKind::Due)?.clone();
+    anchor.name = IcalPropName::Kind(IcalPropKind::DtStart);
+    out[i].props.push(anchor);
+    Some(out)
 }
 
 /// The one instance of a series that does not recur.
@@ -765,6 +800,25 @@ mod tests {
             idx("BEGIN:VTODO\r\nUID:t\r\nCREATED:20240105T100000Z\r\nEND:VTODO\r\n").instances[0];
         assert_eq!(created.rule, MatchRule::TodoCreated);
         assert!(!created.matches(NEG_INF, created.start));
+        // A recurring task with DUE and no DTSTART recurs from its DUE.
+        let weekly = idx(
+            "BEGIN:VTODO\r\nUID:r\r\nDUE:20240105T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nEND:VTODO\r\n",
+        );
+        let dues: Vec<(i64, i64, MatchRule)> = weekly
+            .instances
+            .iter()
+            .map(|i| (i.start, i.end, i.rule))
+            .collect();
+        let week = 7 * DAY;
+        let d0 = 1_704_448_800;
+        assert_eq!(
+            dues,
+            vec![
+                (d0, d0, MatchRule::TodoDue),
+                (d0 + week, d0 + week, MatchRule::TodoDue),
+                (d0 + 2 * week, d0 + 2 * week, MatchRule::TodoDue)
+            ]
+        );
         let journal_no_start = idx("BEGIN:VJOURNAL\r\nUID:j\r\nSUMMARY:x\r\nEND:VJOURNAL\r\n");
         assert!(journal_no_start.instances.is_empty());
     }

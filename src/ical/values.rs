@@ -190,8 +190,26 @@ fn line_problem(l: &IcalLine<'_>) -> Option<String> {
         "TZOFFSETFROM" | "TZOFFSETTO" if !utc_offset_ok(&value) => {
             bad("not a UTC offset within a day")
         }
+        "SUMMARY" | "DESCRIPTION" | "LOCATION" | "COMMENT" | "CATEGORIES" | "RESOURCES"
+        | "CONTACT" | "TZNAME"
+            if !escapes_ok(&value) =>
+        {
+            bad("a backslash must start one of the escapes \\\\ \\; \\, \\n (RFC 5545 3.3.11)")
+        }
         _ => None,
     }
+}
+
+/// RFC 5545 3.3.11: in TEXT, a backslash escapes only a backslash, `;`, `,` or a newline
+/// (`\n` or `\N`). Anything else is read differently by different clients, or dropped.
+fn escapes_ok(text: &str) -> bool {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && !matches!(chars.next(), Some('\\' | ';' | ',' | 'n' | 'N')) {
+            return false;
+        }
+    }
+    true
 }
 
 /// A BY list or FREQ of a recurrence rule that RFC 5545 3.3.10's grammar does not allow (the
@@ -295,6 +313,14 @@ mod tests {
             "FREQ=WEEKLY;BYDAY=-\u{3ea}U",
         ] {
             assert!(rule_part_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_escapes_are_rfc5545s() {
+        assert!(escapes_ok(r"comma\, semi\; slash\\ line\n Line\N plain"));
+        for bad in [r"C:\temp", r"ends with \", r"tab\t", r"colon\:"] {
+            assert!(!escapes_ok(bad), "{bad}");
         }
     }
 
