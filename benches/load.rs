@@ -313,7 +313,11 @@ async fn main() {
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
-            add.stdin.take().unwrap().write_all(b"bench-pw").unwrap();
+            add.stdin
+                .take()
+                .unwrap()
+                .write_all(b"bench-password")
+                .unwrap();
             assert!(add.wait().unwrap().success());
             let port = 20000 + (std::process::id() % 10000) as u16;
             let child = Command::new(bin)
@@ -342,7 +346,7 @@ async fn main() {
                 base: format!("http://127.0.0.1:{port}"),
                 home: "/dav/calendars/bench/".into(),
                 user: "bench".into(),
-                password: "bench-pw".into(),
+                password: "bench-password".into(),
                 pid: Some(pid),
             }
         }

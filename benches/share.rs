@@ -101,7 +101,7 @@ async fn main() {
     add.stdin
         .take()
         .expect("stdin")
-        .write_all(b"owner-pw")
+        .write_all(b"owner-password")
         .expect("password");
     assert!(add.wait().expect("user add").success());
     let url = format!("sqlite://{}/convene.db", data);
@@ -154,7 +154,7 @@ async fn main() {
             .put(format!(
                 "http://127.0.0.1:{port}/dav/calendars/owner/calendar/dept.ics"
             ))
-            .basic_auth("owner", Some("owner-pw"))
+            .basic_auth("owner", Some("owner-password"))
             .header("Content-Type", "text/calendar")
             .body(body)
             .send()
@@ -163,7 +163,7 @@ async fn main() {
     let plain_put = |name: &str| {
         client
             .put(format!("http://127.0.0.1:{port}/dav/calendars/owner/calendar/{name}.ics"))
-            .basic_auth("owner", Some("owner-pw"))
+            .basic_auth("owner", Some("owner-password"))
             .header("Content-Type", "text/calendar")
             .body(
                 event("Plain", "20300101T090000Z")

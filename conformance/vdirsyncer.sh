@@ -3,7 +3,7 @@
 source "$(dirname "$0")/lib.sh"
 
 python_env
-start_convene vdir vdir-pw
+start_convene vdir vdirsync-pw
 trap stop_convene EXIT
 "$VENV/bin/python" "$CONFORMANCE_DIR/vdirsyncer_roundtrip.py" "$VENV/bin/vdirsyncer" \
-  "$CONVENE_URL" vdir vdir-pw "$CONVENE_WORK"
+  "$CONVENE_URL" vdir vdirsync-pw "$CONVENE_WORK"

@@ -100,7 +100,7 @@ async fn app_passwords(mut srv: TestServer) {
     // Revoked: refused at once. Bob cannot revoke alice's.
     srv.send(srv.req_as(
         "bob",
-        "bob-pw",
+        "bob-password",
         "DELETE",
         &format!("/api/app-passwords/{phone_id}"),
     ))
@@ -173,7 +173,14 @@ async fn app_passwords(mut srv: TestServer) {
         }
     }
     assert_eq!(refused, 8);
-    let r = with_password(&srv, "bob", "bob-pw", "PROPFIND", "/dav/calendars/bob/").await;
+    let r = with_password(
+        &srv,
+        "bob",
+        "bob-password",
+        "PROPFIND",
+        "/dav/calendars/bob/",
+    )
+    .await;
     r.expect(429);
     assert!(
         r.header("retry-after")
@@ -182,7 +189,7 @@ async fn app_passwords(mut srv: TestServer) {
     with_password(
         &srv,
         "alice",
-        "alice-pw",
+        "alice-password",
         "PROPFIND",
         "/dav/calendars/alice/",
     )
@@ -206,7 +213,7 @@ async fn app_passwords(mut srv: TestServer) {
     assert!(profile.contains("<key>CalDAVHostName</key><string>127.0.0.1</string>"));
     let port = srv.base.rsplit(':').next().expect("port");
     assert!(profile.contains(&format!("<key>CalDAVPort</key><integer>{port}</integer>")));
-    assert!(!profile.contains("alice-pw"));
+    assert!(!profile.contains("alice-password"));
     let device = profile
         .split("<key>CalDAVPassword</key><string>")
         .nth(1)
@@ -235,8 +242,8 @@ async fn app_passwords(mut srv: TestServer) {
         phone.as_str(),
         full.as_str(),
         laptop.as_str(),
-        "alice-pw",
-        "bob-pw",
+        "alice-password",
+        "bob-password",
         "wrong-guess",
     ] {
         assert!(!log.contains(secret), "a secret appears in the server log");

@@ -13,15 +13,22 @@ async fn user_management() {
     assert!(list.contains("bob"));
 
     // Bad input: clear message, non-zero exit.
-    let (code, _, err) = srv.cli(&["user", "add", "alice", "--password-stdin"], "x");
+    let (code, _, err) = srv.cli(&["user", "add", "alice", "--password-stdin"], "long enough");
     assert_ne!(code, 0);
     assert!(err.contains("already exists"), "{err}");
-    let (code, _, err) = srv.cli(&["user", "add", "a/b", "--password-stdin"], "x");
+    let (code, _, err) = srv.cli(&["user", "add", "a/b", "--password-stdin"], "long enough");
     assert_ne!(code, 0);
     assert!(err.contains("invalid user name"), "{err}");
     let (code, _, err) = srv.cli(&["user", "add", "carol", "--password-stdin"], "");
     assert_ne!(code, 0);
     assert!(err.contains("empty"), "{err}");
+    // A password too short to be one (the first character is what a user often sets).
+    let (code, _, err) = srv.cli(&["user", "add", "carol", "--password-stdin"], "a");
+    assert_ne!(code, 0);
+    assert!(err.contains("8 to 1024 characters"), "{err}");
+    let (code, _, err) = srv.cli(&["user", "passwd", "alice", "--password-stdin"], "seven77");
+    assert_ne!(code, 0);
+    assert!(err.contains("8 to 1024 characters"), "{err}");
     let (code, _, err) = srv.cli(
         &[
             "user",
@@ -37,7 +44,10 @@ async fn user_management() {
     assert!(err.contains("email"), "{err}");
     let (code, _, _) = srv.cli(&["user", "add", "carol"], "pw");
     assert_ne!(code, 0, "--password-stdin is required");
-    let (code, _, err) = srv.cli(&["user", "passwd", "nobody", "--password-stdin"], "pw");
+    let (code, _, err) = srv.cli(
+        &["user", "passwd", "nobody", "--password-stdin"],
+        "long enough",
+    );
     assert_ne!(code, 0);
     assert!(err.contains("no such user"), "{err}");
 
@@ -45,12 +55,15 @@ async fn user_management() {
     srv.send(srv.req("PROPFIND", "/dav/").header("Depth", "0"))
         .await
         .expect(207);
-    srv.cli_ok(&["user", "passwd", "alice", "--password-stdin"], "new-pw\n");
+    srv.cli_ok(
+        &["user", "passwd", "alice", "--password-stdin"],
+        "new-password\n",
+    );
     srv.send(srv.req("PROPFIND", "/dav/").header("Depth", "0"))
         .await
         .expect(401);
     srv.send(
-        srv.req_as("alice", "new-pw", "PROPFIND", "/dav/")
+        srv.req_as("alice", "new-password", "PROPFIND", "/dav/")
             .header("Depth", "0"),
     )
     .await
@@ -58,9 +71,14 @@ async fn user_management() {
 
     // Removal asks for --yes, then removes the user and their data.
     srv.send(
-        srv.req_as("bob", "bob-pw", "PUT", "/dav/calendars/bob/calendar/x.ics")
-            .header("Content-Type", "text/calendar")
-            .body(event("x", "bob's")),
+        srv.req_as(
+            "bob",
+            "bob-password",
+            "PUT",
+            "/dav/calendars/bob/calendar/x.ics",
+        )
+        .header("Content-Type", "text/calendar")
+        .body(event("x", "bob's")),
     )
     .await
     .expect(201);
@@ -69,14 +87,24 @@ async fn user_management() {
     assert!(err.contains("--yes"), "{err}");
     srv.cli_ok(&["user", "remove", "bob", "--yes"], "");
     assert!(!srv.cli_ok(&["user", "list"], "").contains("bob"));
-    srv.send(srv.req_as("bob", "bob-pw", "GET", "/dav/calendars/bob/calendar/x.ics"))
-        .await
-        .expect(401);
+    srv.send(srv.req_as(
+        "bob",
+        "bob-password",
+        "GET",
+        "/dav/calendars/bob/calendar/x.ics",
+    ))
+    .await
+    .expect(401);
     // A new bob starts empty.
-    srv.cli_ok(&["user", "add", "bob", "--password-stdin"], "bob2");
-    srv.send(srv.req_as("bob", "bob2", "GET", "/dav/calendars/bob/calendar/x.ics"))
-        .await
-        .expect(404);
+    srv.cli_ok(&["user", "add", "bob", "--password-stdin"], "second-bob");
+    srv.send(srv.req_as(
+        "bob",
+        "second-bob",
+        "GET",
+        "/dav/calendars/bob/calendar/x.ics",
+    ))
+    .await
+    .expect(404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,7 +279,7 @@ async fn the_python_client_needs_only_the_host() {
     .expect(201);
     let script = r#"
 import sys, caldav
-client = caldav.DAVClient(url=sys.argv[1], username="alice", password="alice-pw")
+client = caldav.DAVClient(url=sys.argv[1], username="alice", password="alice-password")
 principal = client.principal()
 names = sorted(str(c.url) for c in principal.calendars())
 events = [e.data for c in principal.calendars() for e in c.events()]

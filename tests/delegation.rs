@@ -48,7 +48,7 @@ async fn delegation(srv: TestServer) {
             "--email",
             "carol@example.org",
         ],
-        "carol-pw",
+        "carol-password",
     );
     srv.cli_ok(
         &[
@@ -59,7 +59,7 @@ async fn delegation(srv: TestServer) {
             "--email",
             "dave@example.org",
         ],
-        "dave-pw",
+        "dave-password",
     );
     let cal = "/dav/calendars/alice/calendar/";
     srv.put_ics(

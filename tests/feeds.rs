@@ -8,7 +8,7 @@ use common::{Resp, TestServer};
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ical-corpus/original");
 
 async fn api(srv: &TestServer, user: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
-    let mut rb = srv.req_as(user, &format!("{user}-pw"), method, path);
+    let mut rb = srv.req_as(user, &format!("{user}-password"), method, path);
     if let Some(b) = body {
         rb = rb
             .header("Content-Type", "application/json")
@@ -100,9 +100,14 @@ async fn feeds(srv: TestServer) {
     // ... which imports into another user's calendar as the same objects.
     let r = srv
         .send(
-            srv.req_as("bob", "bob-pw", "POST", "/dav/calendars/bob/calendar/")
-                .header("Content-Type", "text/calendar")
-                .body(export.clone()),
+            srv.req_as(
+                "bob",
+                "bob-password",
+                "POST",
+                "/dav/calendars/bob/calendar/",
+            )
+            .header("Content-Type", "text/calendar")
+            .body(export.clone()),
         )
         .await;
     assert_eq!(json(&r)["imported"], 4);
@@ -259,7 +264,7 @@ async fn cli_import_export(srv: TestServer) {
     // What the CLI imported, HTTP serves.
     let r = srv
         .send(
-            srv.req_as("bob", "bob-pw", "GET", "/dav/calendars/bob/calendar/")
+            srv.req_as("bob", "bob-password", "GET", "/dav/calendars/bob/calendar/")
                 .header("Accept", "text/calendar"),
         )
         .await;

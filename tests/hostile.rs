@@ -287,7 +287,7 @@ async fn outsiders_cannot_lock_the_owner_out() {
     let srv = TestServer::start(common::Backend::Sqlite).await;
     let app = caldav_app_password(&srv, "alice");
     let home = client_from("127.0.0.1");
-    assert_eq!(status_of(&home, &srv, "alice", "alice-pw").await, 207);
+    assert_eq!(status_of(&home, &srv, "alice", "alice-password").await, 207);
     let mut limited = false;
     for a in 2..20 {
         let c = client_from(&format!("127.0.1.{a}"));
@@ -299,12 +299,12 @@ async fn outsiders_cannot_lock_the_owner_out() {
     }
     assert!(limited, "guessing from many addresses was never limited");
     assert_eq!(
-        status_of(&client_from("127.0.2.1"), &srv, "alice", "alice-pw").await,
+        status_of(&client_from("127.0.2.1"), &srv, "alice", "alice-password").await,
         429,
         "a new address meets the per-user limit"
     );
     assert_eq!(
-        status_of(&home, &srv, "alice", "alice-pw").await,
+        status_of(&home, &srv, "alice", "alice-password").await,
         207,
         "the known device"
     );
@@ -730,7 +730,7 @@ async fn an_import_stops_when_the_client_goes() {
         .expect("client");
     let gone = impatient
         .post(srv.url("/dav/calendars/alice/calendar/"))
-        .basic_auth("alice", Some("alice-pw"))
+        .basic_auth("alice", Some("alice-password"))
         .header("Content-Type", "text/calendar")
         .body(body)
         .send()

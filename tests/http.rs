@@ -254,7 +254,10 @@ async fn proppatch_rules(srv: TestServer) {
 
     // Properties are per user: bob cannot PROPPATCH alice's calendar.
     let r = srv
-        .send(srv.req_as("bob", "bob-pw", "PROPPATCH", CAL).body(body))
+        .send(
+            srv.req_as("bob", "bob-password", "PROPPATCH", CAL)
+                .body(body),
+        )
         .await;
     r.expect(403);
 }
@@ -579,7 +582,7 @@ async fn put_get_conditions(srv: TestServer) {
     // A one-off client, so the connection the server closes is not reused by later requests.
     let r = reqwest::Client::new()
         .put(srv.url("/dav/calendars/alice/calendar/huge2.ics"))
-        .basic_auth("alice", Some("alice-pw"))
+        .basic_auth("alice", Some("alice-password"))
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
@@ -885,7 +888,7 @@ async fn isolation(srv: TestServer) {
     ] {
         let r = srv
             .send(
-                srv.req_as("bob", "bob-pw", m, p)
+                srv.req_as("bob", "bob-password", m, p)
                     .header("Depth", "0")
                     .body(event("q", "x")),
             )

@@ -152,7 +152,7 @@ async fn unfolded(srv: &TestServer, path: &str) -> String {
 
 async fn post_reply(srv: &TestServer, user: &str, body: &str) -> Resp {
     srv.send(
-        srv.req_as(user, &format!("{user}-pw"), "POST", "/api/imip")
+        srv.req_as(user, &format!("{user}-password"), "POST", "/api/imip")
             .header("Content-Type", "text/calendar")
             .body(body.to_string()),
     )
@@ -246,14 +246,14 @@ async fn imip(mut srv: TestServer) {
     let invite = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:partner-1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20300106T100000Z\r\nDTEND:20300106T110000Z\r\nSUMMARY:Partner call\r\nORGANIZER:mailto:ext@elsewhere.test\r\nATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let bob_path = "/dav/calendars/bob/calendar/partner.ics";
     srv.send(
-        srv.req_as("bob", "bob-pw", "PUT", bob_path)
+        srv.req_as("bob", "bob-password", "PUT", bob_path)
             .header("Content-Type", "text/calendar")
             .body(invite.to_string()),
     )
     .await
     .expect(201);
     srv.send(
-        srv.req_as("bob", "bob-pw", "PUT", bob_path)
+        srv.req_as("bob", "bob-password", "PUT", bob_path)
             .header("Content-Type", "text/calendar")
             .body(invite.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")),
     )

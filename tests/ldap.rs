@@ -62,7 +62,7 @@ async fn ldap(mut srv: TestServer) {
     assert_eq!(status(&srv, "nobody", "nobody-pass", "/dav/").await, 401);
     // Local accounts keep their own passwords; the directory cannot take over their names.
     assert_eq!(
-        status(&srv, "alice", "alice-pw", "/dav/calendars/alice/").await,
+        status(&srv, "alice", "alice-password", "/dav/calendars/alice/").await,
         207
     );
     let users = srv.cli_ok(&["user", "list"], "");
@@ -460,7 +460,7 @@ async fn directory_org_chart() {
         401
     );
     assert_eq!(
-        status(&srv, "alice", "alice-pw", "/dav/calendars/alice/").await,
+        status(&srv, "alice", "alice-password", "/dav/calendars/alice/").await,
         207
     );
 }
@@ -674,7 +674,13 @@ async fn sharing_follows_directory(mut srv: TestServer) {
     })
     .await;
     assert_eq!(
-        status(&srv, "bob", "bob-pw", "/dav/calendars/bob/from~alice/").await,
+        status(
+            &srv,
+            "bob",
+            "bob-password",
+            "/dav/calendars/bob/from~alice/"
+        )
+        .await,
         404
     );
 }

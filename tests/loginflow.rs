@@ -63,7 +63,7 @@ async fn login_flow(srv: TestServer) {
         &login,
         form(&[
             ("user", "alice"),
-            ("password", "alice-pw"),
+            ("password", "alice-password"),
             ("csrf", "forged"),
         ]),
     )
@@ -84,7 +84,11 @@ async fn login_flow(srv: TestServer) {
     let r = post_form(
         &srv,
         &login,
-        form(&[("user", "alice"), ("password", "alice-pw"), ("csrf", &csrf)]),
+        form(&[
+            ("user", "alice"),
+            ("password", "alice-password"),
+            ("csrf", &csrf),
+        ]),
     )
     .await;
     r.expect(200);

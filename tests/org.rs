@@ -31,7 +31,7 @@ async fn copies_until(
     what: &str,
     done: impl Fn(&[(String, String)]) -> bool,
 ) -> Vec<(String, String)> {
-    common::copies_until(srv, user, &format!("{user}-pw"), owner, what, done).await
+    common::copies_until(srv, user, &format!("{user}-password"), owner, what, done).await
 }
 
 fn has(copies: &[(String, String)], needle: &str) -> bool {
@@ -195,9 +195,14 @@ async fn org_chart_without_ldap(mut srv: TestServer) {
     // The manager rule now has a manager to reach.
     let r = srv
         .send(
-            srv.req_as("bob", "bob-pw", "PUT", "/dav/calendars/bob/calendar/m.ics")
-                .header("Content-Type", "text/calendar")
-                .body(ev("m", "Bob's one-to-one")),
+            srv.req_as(
+                "bob",
+                "bob-password",
+                "PUT",
+                "/dav/calendars/bob/calendar/m.ics",
+            )
+            .header("Content-Type", "text/calendar")
+            .body(ev("m", "Bob's one-to-one")),
         )
         .await;
     r.expect(201);

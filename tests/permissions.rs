@@ -115,7 +115,7 @@ async fn cell(
         )
         .body(body);
     if let Some(a) = actor {
-        rb = rb.basic_auth(a, Some(format!("{a}-pw")));
+        rb = rb.basic_auth(a, Some(format!("{a}-password")));
     }
     for (k, v) in &headers {
         rb = rb.header(*k, v);
@@ -159,7 +159,7 @@ async fn matrix(srv: TestServer) {
     )
     .await
     .expect(201);
-    let copies = common::copies_until(&srv, "dave", "dave-pw", "alice", "the entry", |c| {
+    let copies = common::copies_until(&srv, "dave", "dave-password", "alice", "the entry", |c| {
         c.len() == 1
     })
     .await;
@@ -872,9 +872,14 @@ async fn privacy(srv: TestServer) {
         .unwrap_or_else(|| panic!("a mount of alice's calendar: {granted}"))
         .to_string();
     // Gina holds delegated copies of all three.
-    common::copies_until(&srv, "gina", "gina-pw", "alice", "three copies", |c| {
-        c.len() == 3
-    })
+    common::copies_until(
+        &srv,
+        "gina",
+        "gina-password",
+        "alice",
+        "three copies",
+        |c| c.len() == 3,
+    )
     .await;
 
     let mut views: Vec<(View, &str, String)> = vec![

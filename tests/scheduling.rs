@@ -42,7 +42,7 @@ async fn get_as(srv: &TestServer, user: &str, path: &str) -> Resp {
 async fn members(srv: &TestServer, user: &str, path: &str) -> Vec<String> {
     let r = srv
         .send(
-            srv.req_as(user, &format!("{user}-pw"), "PROPFIND", path)
+            srv.req_as(user, &format!("{user}-password"), "PROPFIND", path)
                 .header("Depth", "1")
                 .body("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:getetag/></D:prop></D:propfind>"),
         )
@@ -85,7 +85,7 @@ async fn scheduling(srv: TestServer) {
             "--email",
             "carol@example.org",
         ],
-        "carol-pw",
+        "carol-password",
     );
 
     // --- Discovery: principal properties, mailboxes, OPTIONS.
@@ -225,7 +225,7 @@ async fn scheduling(srv: TestServer) {
     // Bob sees the copy in a time-range query like any event of his.
     let r = srv
         .send(
-            srv.req_as("bob", "bob-pw", "REPORT", "/dav/calendars/bob/calendar/")
+            srv.req_as("bob", "bob-password", "REPORT", "/dav/calendars/bob/calendar/")
                 .header("Depth", "1")
                 .body(r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20300105T000000Z" end="20300106T000000Z"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#),
         )
@@ -396,7 +396,7 @@ async fn scheduling(srv: TestServer) {
     .await
     .expect(201);
     let (href2, _) = copy_of(&srv, "bob", "calendar", "m2").await.expect("copy");
-    srv.send(srv.req_as("bob", "bob-pw", "DELETE", &href2))
+    srv.send(srv.req_as("bob", "bob-password", "DELETE", &href2))
         .await
         .expect(204);
     let stored = get_as(&srv, "alice", path2).await.unfolded();
@@ -476,7 +476,7 @@ async fn scheduling(srv: TestServer) {
         )
     };
     let post = |user: &str, path: &str, body: String| {
-        srv.req_as(user, &format!("{user}-pw"), "POST", path)
+        srv.req_as(user, &format!("{user}-password"), "POST", path)
             .header("Content-Type", "text/calendar")
             .body(body)
     };
@@ -485,7 +485,7 @@ async fn scheduling(srv: TestServer) {
     for (user, found) in [("alice", 1), ("bob", 2)] {
         let r = srv
             .send(
-                srv.req_as(user, &format!("{user}-pw"), "REPORT", &format!("/dav/calendars/{user}/calendar/"))
+                srv.req_as(user, &format!("{user}-password"), "REPORT", &format!("/dav/calendars/{user}/calendar/"))
                     .header("Depth", "1")
                     .body(r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20300107T000000Z" end="20300108T000000Z"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#),
             )
@@ -586,7 +586,7 @@ async fn scheduling(srv: TestServer) {
     let first = members(&srv, "alice", "/dav/calendars/alice/inbox/").await;
     srv.send(srv.req("DELETE", &first[0])).await.expect(204);
     // Another user's mailbox stays out of reach.
-    srv.send(srv.req_as("bob", "bob-pw", "GET", &first[1]))
+    srv.send(srv.req_as("bob", "bob-password", "GET", &first[1]))
         .await
         .expect(403);
 }

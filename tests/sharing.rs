@@ -29,7 +29,7 @@ async fn copies_until(
     what: &str,
     done: impl Fn(&[(String, String)]) -> bool,
 ) -> Vec<(String, String)> {
-    common::copies_until(srv, user, &format!("{user}-pw"), owner, what, done).await
+    common::copies_until(srv, user, &format!("{user}-password"), owner, what, done).await
 }
 
 /// `who` posts a share rule (JSON) through the API.

@@ -33,7 +33,7 @@ async fn sign_in(c: &reqwest::Client, srv: &TestServer, next: &str) -> common::R
         "/login",
         form(&[
             ("user", "alice"),
-            ("password", "alice-pw"),
+            ("password", "alice-password"),
             ("csrf", &csrf),
             ("next", &next),
         ]),
@@ -82,7 +82,11 @@ async fn pages(mut srv: TestServer) {
         &stranger,
         &srv,
         "/login",
-        form(&[("user", "alice"), ("password", "alice-pw"), ("csrf", &csrf)]),
+        form(&[
+            ("user", "alice"),
+            ("password", "alice-password"),
+            ("csrf", &csrf),
+        ]),
     )
     .await
     .expect(403);
@@ -92,7 +96,7 @@ async fn pages(mut srv: TestServer) {
         "/login",
         form(&[
             ("user", "alice"),
-            ("password", "alice-pw"),
+            ("password", "alice-password"),
             ("csrf", "forged"),
         ]),
     )
@@ -139,7 +143,7 @@ async fn pages(mut srv: TestServer) {
         "/login",
         form(&[
             ("user", "alice"),
-            ("password", "alice-pw"),
+            ("password", "alice-password"),
             ("csrf", &csrf),
             ("next", "//evil.example/"),
         ]),
@@ -389,7 +393,7 @@ async fn pages(mut srv: TestServer) {
                 .header("Cookie", format!("__Host-convene_login_csrf={csrf}"))
                 .body(form(&[
                     ("user", "alice"),
-                    ("password", "alice-pw"),
+                    ("password", "alice-password"),
                     ("csrf", &csrf),
                 ])),
         )
@@ -429,10 +433,10 @@ async fn pages(mut srv: TestServer) {
             .contains("alice\talice@example.org\tAlice A\tdisabled")
     );
     get(&c, &srv, "/account").await.expect(303);
-    assert_eq!(dav("alice-pw").await.status, 401);
+    assert_eq!(dav("alice-password").await.status, 401);
     assert_eq!(dav(&app).await.status, 401);
     srv.cli_ok(&["user", "enable", "alice"], "");
-    assert_eq!(dav("alice-pw").await.status, 207);
+    assert_eq!(dav("alice-password").await.status, 207);
     get(&c, &srv, "/account").await.expect(303);
     let (code, _, err) = srv.cli(&["user", "disable", "nobody"], "");
     assert!(code != 0 && err.contains("no such user"), "{err}");

@@ -449,6 +449,7 @@ fn read_password() -> Result<String, AppError> {
             "password on standard input is empty".into(),
         ));
     }
+    crate::auth::check_new_password(&pw).map_err(|e| AppError::Usage(e.to_string()))?;
     Ok(pw)
 }
 

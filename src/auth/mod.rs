@@ -44,6 +44,24 @@ pub enum AuthError {
     Directory(#[from] crate::directory::DirectoryError),
     #[error("password hashing failed")]
     Hash,
+    #[error("a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")]
+    PasswordLength,
+}
+
+/// Shortest password an account may be given (NIST SP 800-63B 5.1.1.2: at least 8). App
+/// passwords are generated, and directory passwords are the directory's.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest: argon2 hashes anything, but a megabyte "password" is only a way to burn CPU.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Whether `password` may be set as an account's password.
+pub fn check_new_password(password: &str) -> Result<(), AuthError> {
+    let n = password.chars().count();
+    if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
+        Ok(())
+    } else {
+        Err(AuthError::PasswordLength)
+    }
 }
 
 /// Basic credentials from an `Authorization` header.

@@ -93,7 +93,7 @@ pub fn fixture(name: &str) -> String {
 pub async fn member_count(srv: &TestServer, user: &str, path: &str) -> usize {
     let r = srv
         .send(
-            srv.req_as(user, &format!("{user}-pw"), "PROPFIND", path)
+            srv.req_as(user, &format!("{user}-password"), "PROPFIND", path)
                 .header("Depth", "1")
                 .body(r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#),
         )
@@ -161,7 +161,7 @@ impl TestServer {
                 "--display-name",
                 "Alice A",
             ],
-            "alice-pw",
+            "alice-password",
         );
         srv.cli_ok(
             &[
@@ -172,7 +172,7 @@ impl TestServer {
                 "--email",
                 "bob@example.org",
             ],
-            "bob-pw",
+            "bob-password",
         );
         srv.spawn_server().await;
         srv
@@ -299,13 +299,13 @@ impl TestServer {
         )
     }
 
-    /// Add local users NAME with password `NAME-pw` and mail `NAME@example.org`.
+    /// Add local users NAME with password `NAME-password` and mail `NAME@example.org`.
     pub fn add_users(&self, names: &[&str]) {
         for name in names {
             let email = format!("{name}@example.org");
             self.cli_ok(
                 &["user", "add", name, "--password-stdin", "--email", &email],
-                &format!("{name}-pw"),
+                &format!("{name}-password"),
             );
         }
     }
@@ -347,7 +347,7 @@ impl TestServer {
     }
 
     pub fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
-        self.req_as("alice", "alice-pw", method, path)
+        self.req_as("alice", "alice-password", method, path)
     }
 
     pub fn req_as(
@@ -365,7 +365,7 @@ impl TestServer {
             .basic_auth(user, Some(pw))
     }
 
-    /// A request as `user` (whose password is `USER-pw`, as the tests create them).
+    /// A request as `user` (whose password is `USER-password`, as the tests create them).
     pub async fn send_as(
         &self,
         user: &str,
@@ -375,7 +375,7 @@ impl TestServer {
         headers: &[(&str, &str)],
     ) -> Resp {
         let mut rb = self
-            .req_as(user, &format!("{user}-pw"), method, path)
+            .req_as(user, &format!("{user}-password"), method, path)
             .body(body.to_string());
         for (k, v) in headers {
             rb = rb.header(*k, *v);
