@@ -206,6 +206,9 @@ async fn calendar_sharing(srv: TestServer) {
     )
     .await
     .expect(404);
+    // Bob's client syncs his home (as Apple Calendar discovers calendars): no mount yet.
+    let (r, home_token) = home_sync(&srv, "bob", "").await;
+    assert!(!r.text().contains("shared~"), "{}", r.text());
     // Bob accepts: the calendar appears in his own home, under his own name for it.
     let r = post(&srv, "bob", "/dav/calendars/bob/", &reply_body(&uid, true)).await;
     r.expect(200);
@@ -225,6 +228,16 @@ async fn calendar_sharing(srv: TestServer) {
             .iter()
             .any(|(_, t, b)| t.contains("invite-reply") && b.contains("<CS:invite-accepted/>")),
         "{replies:?}"
+    );
+    // The next home sync reports the new calendar: a change of bob's home.
+    let (r, home_token) = home_sync(&srv, "bob", &home_token).await;
+    let (_, m) = responses(&r.xml())
+        .into_iter()
+        .find(|(h, _)| *h == mount)
+        .unwrap_or_else(|| panic!("the mount in bob's home sync: {}", r.text()));
+    assert_eq!(
+        prop_text(&m, "DAV:", "displayname").as_deref(),
+        Some("Alice A: Work")
     );
     let r = propfind(
         &srv,
@@ -554,6 +567,13 @@ async fn calendar_sharing(srv: TestServer) {
     srv.send_as("bob", "DELETE", &mount, "", &[])
         .await
         .expect(204);
+    // His next home sync says it is gone.
+    let (r, _) = home_sync(&srv, "bob", &home_token).await;
+    let gone = responses(&r.xml())
+        .into_iter()
+        .find(|(h, _)| mount.starts_with(h.as_str()) && h.contains("shared~"))
+        .unwrap_or_else(|| panic!("the mount's removal in bob's home sync: {}", r.text()));
+    assert!(format!("{:?}", gone.1).contains("404"), "{:?}", gone.1);
     propfind(&srv, "bob", &mount, "0", "<D:displayname/>")
         .await
         .expect(404);
@@ -575,6 +595,30 @@ async fn calendar_sharing(srv: TestServer) {
             .iter()
             .any(|(_, _, b)| b.contains("<CS:invite-deleted/>"))
     );
+}
+
+/// A sync-collection of `user`'s home (level 1, displayname) from `token` ("" to begin):
+/// the answer and the next token.
+async fn home_sync(srv: &TestServer, user: &str, token: &str) -> (Resp, String) {
+    let home = format!("/dav/calendars/{user}/");
+    let r = srv
+        .send_as(
+            user,
+            "REPORT",
+            &home,
+            &format!(
+                r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:displayname/></D:prop></D:sync-collection>"#
+            ),
+            &[XML],
+        )
+        .await;
+    r.expect(207);
+    let next = r
+        .xml()
+        .child("DAV:", "sync-token")
+        .map(|t| t.text.clone())
+        .expect("a sync token");
+    (r, next)
 }
 
 async fn access_requests(srv: TestServer) {

@@ -563,7 +563,7 @@ async fn put_get_conditions(srv: TestServer) {
         .unwrap();
     write!(
         sock,
-        "PUT /dav/calendars/alice/calendar/huge.ics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcHc=\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\n\r\n",
+        "PUT /dav/calendars/alice/calendar/huge.ics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\n\r\n",
         21 * 1024 * 1024
     )
     .unwrap();

@@ -1,4 +1,5 @@
-//! sync-collection (RFC 6578) on a calendar and on the calendar home.
+//! sync-collection (RFC 6578) on a calendar and on the calendar home (whose members include
+//! the calendars shared with its owner, mounted there).
 
 use crate::caldav::*;
 
@@ -68,7 +69,17 @@ impl<'a> Dav<'a> {
         } else {
             changes.retain(|c| c.seq() <= token_seq);
         }
-        if changes.len() > STREAM_MIN_MEMBERS {
+        // Calendars shared with this user are members of their home: new, changed in access
+        // or gone, each is a change of the home (the store records it so).
+        let mounts = if coll.kind == ResourceKind::Home
+            && owner.id == self.user.id
+            && self.delegation.is_none()
+        {
+            self.mounts_for_listing().await?
+        } else {
+            vec![]
+        };
+        if changes.len() > STREAM_MIN_MEMBERS && mounts.is_empty() {
             let token = Self::sync_token(&current, token_seq);
             return Ok(self.stream_report(
                 ms,
@@ -104,8 +115,43 @@ impl<'a> Dav<'a> {
                 Change::Deleted { name, .. } => {
                     let mut h = href.to_string();
                     h.push_str(&dav::encode_path(name));
-                    ms.status_response(&h, 404, None);
+                    h.push('/');
+                    if let Some((sharer, cal, mount_href)) = mounts.iter().find(|(_, _, m)| *m == h)
+                    {
+                        self.report_response(
+                            &mut ms,
+                            sharer,
+                            cal,
+                            mount_href.clone(),
+                            Wanted {
+                                names: &sc.props,
+                                spec: &DataSpec::plain(),
+                            },
+                            &mut bodies,
+                        )
+                        .await?;
+                    } else {
+                        h.pop();
+                        ms.status_response(&h, 404, None);
+                    }
                 }
+            }
+        }
+        if since.is_none() {
+            // An initial sync lists every member: the mounts too.
+            for (sharer, cal, mount_href) in &mounts {
+                self.report_response(
+                    &mut ms,
+                    sharer,
+                    cal,
+                    mount_href.clone(),
+                    Wanted {
+                        names: &sc.props,
+                        spec: &DataSpec::plain(),
+                    },
+                    &mut bodies,
+                )
+                .await?;
             }
         }
         if truncated {

@@ -338,6 +338,19 @@ macro_rules! impl_resources {
                 if !condition_holds(&cond, tag.as_deref()) {
                     return Err(StoreError::PreconditionFailed);
                 }
+                if r.kind == ResourceKind::Calendar {
+                    // Its sharees' mounts go with it: a change of each sharee's home.
+                    let rows = sqlx::query(
+                        "SELECT sharee_id, mount FROM calendar_shares WHERE calendar_id = $1 AND status = 'accepted'",
+                    )
+                    .bind(r.id.0)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for row in &rows {
+                        let mount: String = row.try_get("mount")?;
+                        note_mount(&mut tx, UserId(row.try_get("sharee_id")?), &mount).await?;
+                    }
+                }
                 remove_resource(&mut tx, &r).await?;
                 tx.commit().await?;
                 Ok(())

@@ -364,6 +364,24 @@ macro_rules! impl_sharing {
             })
         }
 
+        /// A calendar shared with `sharee` appeared in their home, changed there or left it
+        /// (`mount` is its name there): a change of the home, for home-level sync.
+        async fn note_mount(tx: &mut Tx, sharee: UserId, mount: &str) -> Result<()> {
+            let home: Option<i64> = sqlx::query(
+                "SELECT id FROM resources WHERE owner_id = $1 AND parent_id IS NULL",
+            )
+            .bind(sharee.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+            if let Some(home) = home {
+                let seq = touch(tx, ResourceId(home)).await?;
+                tombstone(tx, ResourceId(home), mount, seq).await?;
+            }
+            Ok(())
+        }
+
         impl CalendarShareStore for $store {
             async fn set_calendar_share(
                 &self,
@@ -429,8 +447,12 @@ macro_rules! impl_sharing {
                 .bind(sharee.0)
                 .fetch_one(&mut *tx)
                 .await?;
+                let share = map_calendar_share(&row)?;
+                if changed && share.status == InviteStatus::Accepted {
+                    note_mount(&mut tx, sharee, &share.mount).await?;
+                }
                 tx.commit().await?;
-                Ok((map_calendar_share(&row)?, changed))
+                Ok((share, changed))
             }
 
             async fn remove_calendar_share(
@@ -438,14 +460,20 @@ macro_rules! impl_sharing {
                 calendar: ResourceId,
                 sharee: UserId,
             ) -> Result<Option<CalendarShare>> {
+                let mut tx = self.tx().await?;
                 let row = sqlx::query(
                     "DELETE FROM calendar_shares WHERE calendar_id = $1 AND sharee_id = $2 RETURNING *",
                 )
                 .bind(calendar.0)
                 .bind(sharee.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                row.as_ref().map(map_calendar_share).transpose()
+                let share = row.as_ref().map(map_calendar_share).transpose()?;
+                if let Some(s) = share.as_ref().filter(|s| s.status == InviteStatus::Accepted) {
+                    note_mount(&mut tx, sharee, &s.mount).await?;
+                }
+                tx.commit().await?;
+                Ok(share)
             }
 
             async fn shares_of_calendar(&self, calendar: ResourceId) -> Result<Vec<CalendarShare>> {
@@ -492,11 +520,26 @@ macro_rules! impl_sharing {
             }
 
             async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()> {
+                let mut tx = self.tx().await?;
+                let before = sqlx::query("SELECT * FROM calendar_shares WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(map_calendar_share)
+                    .transpose()?;
                 sqlx::query("UPDATE calendar_shares SET status = $2 WHERE id = $1")
                     .bind(id)
                     .bind(status.as_str())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                // Accepted or no longer accepted: the mount came or went.
+                if let Some(b) = before
+                    && (b.status == InviteStatus::Accepted) != (status == InviteStatus::Accepted)
+                {
+                    note_mount(&mut tx, b.sharee, &b.mount).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
