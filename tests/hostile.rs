@@ -961,3 +961,85 @@ async fn a_dense_series_in_a_zone_of_its_own_costs_no_more_than_in_utc() {
     assert!(took < Duration::from_secs(5), "the query took {took:?}");
     alive(&srv).await;
 }
+
+/// Unmounts a filesystem the test mounted, also when it fails.
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk is the client's 507 Insufficient Storage (RFC 4918 11.5), not a 500: nothing
+/// already stored is lost, the server keeps answering, and once the operator makes room
+/// writes go on without a restart. The data directory is a 3 MiB tmpfs (mounting one needs root, as CI runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_and_loses_nothing() {
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    assert!(srv.terminate().success());
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "mounting a 3 MiB tmpfs needs root (the CI run has it)"
+    );
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    srv.db_args = vec!["--data-dir".into(), mnt.path().display().to_string()];
+    srv.add_users(&["alice"]);
+    srv.spawn_server().await;
+    let filler = "x".repeat(40_000);
+    let body = |i: usize| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:fill-{i}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20300101T100000Z\r\nSUMMARY:fill {i}\r\nDESCRIPTION:{filler}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    };
+    let mut stored = 0;
+    let mut full = None;
+    for i in 0..200 {
+        let r = srv
+            .put_ics(&format!("/dav/calendars/alice/calendar/f{i}.ics"), &body(i))
+            .await;
+        match r.status.as_u16() {
+            201 => stored += 1,
+            507 => {
+                full = Some(r.text());
+                break;
+            }
+            s => panic!("PUT {i}: {s} {}", r.text()),
+        }
+    }
+    let full = full.expect("3 MiB filled without a 507");
+    assert!(full.contains("storage is full"), "{full}");
+    assert!(stored > 5, "only {stored} stored before the disk was full");
+    // Everything stored is still there, whole, and the server answers.
+    let r = srv
+        .send(srv.req("GET", "/dav/calendars/alice/calendar/f0.ics"))
+        .await;
+    r.expect(200);
+    assert!(r.text().contains(&filler));
+    assert_eq!(
+        member_count(&srv, "alice", "/dav/calendars/alice/calendar/").await,
+        stored
+    );
+    // The operator makes room (the filesystem grows): writes go on, in the same process.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(mnt.path())
+        .status()
+        .expect("remount");
+    assert!(grown.success());
+    srv.put_ics("/dav/calendars/alice/calendar/after.ics", &body(999))
+        .await
+        .expect(201);
+    srv.send(srv.req("DELETE", "/dav/calendars/alice/calendar/f1.ics"))
+        .await
+        .expect(204);
+    assert!(srv.terminate().success());
+}

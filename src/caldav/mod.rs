@@ -245,6 +245,10 @@ impl From<crate::calendar::Error> for DavError {
 fn internal(e: StoreError) -> DavError {
     match e {
         StoreError::NotFound => DavError::not_found(),
+        e if e.is_full() => {
+            tracing::error!(error = %e, "the store is full");
+            DavError::new(507, "the server's storage is full; nothing was written")
+        }
         e if e.is_race() => {
             tracing::info!(error = %e, "a concurrent request won");
             DavError::new(

@@ -351,6 +351,21 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The database's disk (or its configured size) is full: nothing was written, and the
+    /// client is told so (507), not that the server failed.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => matches!(
+                db.code().as_deref(),
+                // PostgreSQL disk_full; SQLite SQLITE_FULL.
+                Some("53100" | "13")
+            ),
+            StoreError::Database(sqlx::Error::Io(e)) => e.kind() == std::io::ErrorKind::StorageFull,
+            StoreError::Direct(m) => m.contains("database or disk is full"),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
