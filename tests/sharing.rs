@@ -169,6 +169,21 @@ async fn sharing(srv: TestServer) {
         .await;
     assert!(!r.text().contains(".ics</D:href>"), "{}", r.text());
 
+    // Alice changes her colour: bob's existing copy takes it without an edit of hers.
+    srv.send_as(
+        "alice",
+        "PUT",
+        "/api/share/settings",
+        r##"{"colour":"#4169E1"}"##,
+        &[("Content-Type", "application/json")],
+    )
+    .await
+    .expect(200);
+    copies_until(&srv, "bob", "alice", "the new colour on the copy", |c| {
+        one_with(c, "COLOR:royalblue\r\n").is_some()
+    })
+    .await;
+
     // Bob's sync token, then alice moves the event: bob's next sync shows it.
     let r = srv
         .send_as(

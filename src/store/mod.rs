@@ -807,6 +807,8 @@ pub trait ShareStore {
         recipient: UserId,
     ) -> Result<()>;
     async fn share_settings(&self, user: UserId) -> Result<ShareSettings>;
+    /// Save a user's sharing style; when it changed, every copy of their entries is made
+    /// again on the worker's next pass (their calendars' cursors start over).
     async fn set_share_settings(&self, user: UserId, s: &ShareSettings) -> Result<()>;
     /// Members of a group of any of `sources` (`ldap`, `oidc`, `department`).
     async fn members_of_group(&self, sources: &[GroupSource], name: &str) -> Result<Vec<User>>;

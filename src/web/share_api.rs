@@ -72,8 +72,8 @@ pub(super) async fn settings(State(state): State<Arc<AppState>>, req: Request) -
             if let Err(e) = store.set_share_settings(user.id, &s).await {
                 return failed(e);
             }
-            // Existing copies take the new colour and prefix on the owner's next change;
-            // a rule calendar is reconciled whole on the next pass anyway.
+            // Existing copies take the new colour and prefix on the worker's next pass (the
+            // store starts the owner's calendars over), not on the owner's next edit.
             state.sharing.kick();
         }
         _ => return json_error(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT"),

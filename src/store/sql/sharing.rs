@@ -294,6 +294,20 @@ macro_rules! impl_sharing {
             }
 
             async fn set_share_settings(&self, user: UserId, st: &ShareSettings) -> Result<()> {
+                let mut tx = self.tx().await?;
+                let before = sqlx::query(
+                    "SELECT colour, prefix_summary FROM share_settings WHERE user_id = $1",
+                )
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let same = match &before {
+                    Some(r) => {
+                        r.try_get::<Option<String>, _>(0)? == st.colour
+                            && (r.try_get::<i64, _>(1)? != 0) == st.prefix_summary
+                    }
+                    None => st.colour.is_none() && !st.prefix_summary,
+                };
                 sqlx::query(
                     "INSERT INTO share_settings (user_id, colour, prefix_summary) VALUES ($1, $2, $3) \
                      ON CONFLICT (user_id) DO UPDATE SET colour = excluded.colour, \
@@ -302,8 +316,20 @@ macro_rules! impl_sharing {
                 .bind(user.0)
                 .bind(&st.colour)
                 .bind(i64::from(st.prefix_summary))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                if !same {
+                    // Every copy is styled from these: each of the owner's calendars is
+                    // reconciled whole on the worker's next pass, edits or not.
+                    sqlx::query(
+                        "UPDATE share_cursors SET seq = 0 WHERE calendar_id IN \
+                         (SELECT id FROM resources WHERE owner_id = $1 AND kind = 'calendar')",
+                    )
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
