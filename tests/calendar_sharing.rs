@@ -637,7 +637,7 @@ async fn access_requests(srv: TestServer) {
             "dave",
             "POST",
             "/api/share/requests",
-            r#"{"owner":"alice","access":"read-write","message":"for the project"}"#,
+            r#"{"owner":"alice","access":"read-write","message":"for the project","calendars":["calendar"]}"#,
             &[json],
         )
         .await;
@@ -683,7 +683,19 @@ async fn access_requests(srv: TestServer) {
     )
     .await
     .expect(404);
-    // Alice grants less than asked: read.
+    // A grant may name only calendars alice has (checked before anything is decided).
+    let r = srv
+        .send_as(
+            "alice",
+            "POST",
+            &format!("/api/share/requests/{id}/grant"),
+            r#"{"access":"read","calendars":["nope"]}"#,
+            &[json],
+        )
+        .await;
+    r.expect(400);
+    assert!(r.text().contains("no calendar"), "{}", r.text());
+    // Alice grants less than asked: read, on the calendar dave named (not her tasks).
     let r = srv
         .send_as(
             "alice",
@@ -695,6 +707,11 @@ async fn access_requests(srv: TestServer) {
         .await;
     r.expect(200);
     let granted: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        granted["mounts"].as_array().map(Vec::len),
+        Some(1),
+        "only the calendar named: {granted}"
+    );
     let mount = granted["mounts"]
         .as_array()
         .and_then(|m| m.first())

@@ -1363,6 +1363,7 @@ async fn calendar_shares(f: Fixture) {
             ann.id,
             ShareAccess::ReadWrite,
             Some("please"),
+            &["work".to_string(), "team".to_string()],
             "req-1",
             far,
         )
@@ -1372,9 +1373,10 @@ async fn calendar_shares(f: Fixture) {
         (r.status, r.message.as_deref()),
         (RequestStatus::Open, Some("please"))
     );
+    assert_eq!(r.calendars, vec!["work", "team"]);
     assert!(matches!(
         other
-            .open_access_request(bob.id, ann.id, ShareAccess::Read, None, "req-2", far)
+            .open_access_request(bob.id, ann.id, ShareAccess::Read, None, &[], "req-2", far)
             .await,
         Err(StoreError::AlreadyExists)
     ));
@@ -1411,12 +1413,13 @@ async fn calendar_shares(f: Fixture) {
         ann.id,
         ShareAccess::Read,
         None,
+        &[],
         "req-3",
         now_epoch() - 1,
     )
     .await
     .unwrap();
-    s.open_access_request(bob.id, ann.id, ShareAccess::Read, None, "req-4", far)
+    s.open_access_request(bob.id, ann.id, ShareAccess::Read, None, &[], "req-4", far)
         .await
         .unwrap();
 }

@@ -872,12 +872,65 @@ impl Dav<'_> {
     // ---------------------------------------------------------------------------------------
     // Access requests
 
-    /// Ask `owner` for access to their calendars.
+    /// The owner's own calendars a grant shares: those named by the owner (each must exist),
+    /// else those the request named (the ones that exist), else all of them. Never another
+    /// user's copies held here.
+    async fn granted_calendars(
+        &self,
+        req: &AccessRequest,
+        named: Option<&[String]>,
+    ) -> Result<Vec<Resource>, DavError> {
+        if let Some(n) = named {
+            check_calendar_names(n)?;
+        }
+        let home = self
+            .store
+            .ensure_home(self.user.id, &default_collections())
+            .await
+            .map_err(internal)?;
+        let own: Vec<Resource> = self
+            .store
+            .children(home.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|c| {
+                c.kind == ResourceKind::Calendar && crate::share::copies_owner(&c.name).is_none()
+            })
+            .collect();
+        let wanted: &[String] = match named {
+            Some(n) if !n.is_empty() => {
+                if let Some(missing) = n.iter().find(|x| !own.iter().any(|c| &c.name == *x)) {
+                    return Err(DavError::bad_request(format!(
+                        "you have no calendar {missing:?}"
+                    )));
+                }
+                n
+            }
+            _ => &req.calendars,
+        };
+        if wanted.is_empty() {
+            return Ok(own);
+        }
+        let chosen: Vec<Resource> = own
+            .into_iter()
+            .filter(|c| wanted.contains(&c.name))
+            .collect();
+        if chosen.is_empty() {
+            return Err(DavError::bad_request(
+                "none of the calendars the request names is yours; name them in the grant",
+            ));
+        }
+        Ok(chosen)
+    }
+
+    /// Ask `owner` for access to their calendars (`calendars`, by name; empty: all of them).
     pub async fn request_access(
         &self,
         owner: &User,
         access: ShareAccess,
         message: Option<&str>,
+        calendars: &[String],
         lifetime_seconds: i64,
     ) -> Result<AccessRequest, DavError> {
         if owner.id == self.user.id || owner.disabled {
@@ -892,6 +945,7 @@ impl Dav<'_> {
         if recent >= REQUESTS_PER_DAY {
             return Err(DavError::new(429, "too many access requests today"));
         }
+        check_calendar_names(calendars)?;
         let message: Option<String> = message.map(|m| m.chars().take(500).collect());
         let uid = format!("urn:uuid:{}", uuid::Uuid::new_v4());
         let req = match self
@@ -901,6 +955,7 @@ impl Dav<'_> {
                 owner.id,
                 access,
                 message.as_deref(),
+                calendars,
                 &uid,
                 now + lifetime_seconds.clamp(1, 90 * 86_400),
             )
@@ -941,14 +996,19 @@ impl Dav<'_> {
 
     /// The owner answers a request: `Some(level)` grants (at most... any level they choose),
     /// `None` refuses. A grant shares every calendar of the owner's, accepted at once.
+    /// Grant (`grant`) or refuse an access request to this user. A grant shares `calendars`
+    /// (by name) when the owner chooses, else those the request named, else every calendar
+    /// of the owner's.
     pub async fn answer_access_request(
         &self,
         req: &AccessRequest,
         grant: Option<ShareAccess>,
+        calendars: Option<&[String]>,
     ) -> Result<Vec<String>, DavError> {
         if req.owner != self.user.id {
             return Err(DavError::new(404, "no such request to you"));
         }
+        let chosen = self.granted_calendars(req, calendars).await?;
         let status = if grant.is_some() {
             RequestStatus::Granted
         } else {
@@ -973,17 +1033,7 @@ impl Dav<'_> {
             .ok_or_else(DavError::not_found)?;
         let mut mounts = vec![];
         if let Some(level) = grant {
-            let home = self
-                .store
-                .ensure_home(self.user.id, &default_collections())
-                .await
-                .map_err(internal)?;
-            for cal in self.store.children(home.id).await.map_err(internal)? {
-                if cal.kind != ResourceKind::Calendar
-                    || crate::share::copies_owner(&cal.name).is_some()
-                {
-                    continue;
-                }
+            for cal in chosen {
                 let (share, _) = self
                     .store
                     .set_calendar_share(cal.id, self.user.id, requester.id, level, None, true)
@@ -1059,7 +1109,13 @@ impl Dav<'_> {
                 let access = access_in(root).unwrap_or(ShareAccess::Read);
                 let message = root.child(NS_CONVENE, "message").map(|m| m.text.clone());
                 let req = self
-                    .request_access(owner, access, message.as_deref(), DEFAULT_REQUEST_SECONDS)
+                    .request_access(
+                        owner,
+                        access,
+                        message.as_deref(),
+                        &[],
+                        DEFAULT_REQUEST_SECONDS,
+                    )
                     .await?;
                 let mut r = DavResponse::new(StatusCode::CREATED)
                     .header(http::header::CONTENT_TYPE, "application/xml; charset=utf-8");
@@ -1096,7 +1152,7 @@ impl Dav<'_> {
                         ));
                     }
                 };
-                self.answer_access_request(&req, grant).await?;
+                self.answer_access_request(&req, grant, None).await?;
                 Ok(DavResponse::new(StatusCode::OK).header(http::header::CONTENT_LENGTH, "0"))
             }
             _ => Err(DavError::bad_request("unexpected request body")),
@@ -1192,5 +1248,23 @@ async fn notification_collection(
     match chain.pop() {
         Some(c) if c.kind == ResourceKind::Notification => Ok(c),
         _ => Err(DavError::new(500, "the notification collection is missing")),
+    }
+}
+
+/// Calendar names a request or grant may carry: at most 50, each a plain member name.
+fn check_calendar_names(names: &[String]) -> Result<(), DavError> {
+    let ok = names.len() <= 50
+        && names.iter().all(|n| {
+            !n.is_empty()
+                && n.len() <= 255
+                && !n.contains(['/', '\n', '\r'])
+                && n.chars().all(|c| !c.is_control())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(DavError::bad_request(
+            "calendars: at most 50 names, each without '/' or control characters",
+        ))
     }
 }

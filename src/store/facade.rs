@@ -604,10 +604,11 @@ impl CalendarShareStore for Store {
         owner: UserId,
         access: ShareAccess,
         message: Option<&str>,
+        calendars: &[String],
         uid: &str,
         expires_at: i64,
     ) -> Result<AccessRequest> {
-        delegate!(self, s => s.open_access_request(requester, owner, access, message, uid, expires_at).await)
+        delegate!(self, s => s.open_access_request(requester, owner, access, message, calendars, uid, expires_at).await)
     }
     async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>> {
         delegate!(self, s => s.access_request(id).await)

@@ -929,6 +929,8 @@ pub struct AccessRequest {
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
+    /// The owner's calendars asked for, by name; empty: all of them.
+    pub calendars: Vec<String>,
 }
 
 /// Calendar shares (CalendarServer sharing) and access requests.
@@ -966,6 +968,7 @@ pub trait CalendarShareStore {
         owner: UserId,
         access: ShareAccess,
         message: Option<&str>,
+        calendars: &[String],
         uid: &str,
         expires_at: i64,
     ) -> Result<AccessRequest>;

@@ -454,6 +454,7 @@ fn request_json(
         "status": status.as_str(),
         "granted": r.granted.map(crate::store::ShareAccess::as_str),
         "message": r.message,
+        "calendars": r.calendars,
         "created_at": r.created_at,
         "expires_at": r.expires_at,
     })
@@ -467,6 +468,9 @@ struct NewRequestBody {
     /// `read`, `read-write` or `free-busy`.
     access: String,
     message: Option<String>,
+    /// The owner's calendars asked for, by name (default: all of them).
+    #[serde(default)]
+    calendars: Vec<String>,
     /// How long the request stays open (default 14 days, at most 90).
     expires_in_seconds: Option<i64>,
 }
@@ -530,7 +534,7 @@ pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -
                 .unwrap_or(crate::caldav::sharing::DEFAULT_REQUEST_SECONDS);
             match state
                 .dav(&user)
-                .request_access(&owner, access, b.message.as_deref(), lifetime)
+                .request_access(&owner, access, b.message.as_deref(), &b.calendars, lifetime)
                 .await
             {
                 Ok(r) => json(
@@ -549,6 +553,8 @@ pub(super) async fn requests(State(state): State<Arc<AppState>>, req: Request) -
 struct GrantBody {
     /// The level granted: the one asked for or any other (`read`, `read-write`, `free-busy`).
     access: Option<String>,
+    /// The calendars shared, by name (default: those the request named, else all).
+    calendars: Option<Vec<String>>,
 }
 
 /// POST `/api/share/requests/{id}/{grant|refuse}` (the owner) and DELETE
@@ -591,7 +597,7 @@ async fn request_action_inner(
     let dav = state.dav(&user);
     let outcome = match (parts.method.clone(), action.as_deref()) {
         (Method::DELETE, None) => dav.withdraw_access_request(&r).await.map(|_| vec![]),
-        (Method::POST, Some("refuse")) => dav.answer_access_request(&r, None).await,
+        (Method::POST, Some("refuse")) => dav.answer_access_request(&r, None, None).await,
         (Method::POST, Some("grant")) => {
             let b: GrantBody = match read_json(body).await {
                 Ok(b) => b,
@@ -609,7 +615,8 @@ async fn request_action_inner(
                     }
                 },
             };
-            dav.answer_access_request(&r, Some(level)).await
+            dav.answer_access_request(&r, Some(level), b.calendars.as_deref())
+                .await
         }
         _ => {
             return json_error(

@@ -387,6 +387,12 @@ macro_rules! impl_sharing {
                 created_at: r.try_get("created_at")?,
                 expires_at: r.try_get("expires_at")?,
                 decided_at: r.try_get("decided_at")?,
+                calendars: r
+                    .try_get::<String, _>("calendars")?
+                    .split('\n')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             })
         }
 
@@ -575,6 +581,7 @@ macro_rules! impl_sharing {
                 owner: UserId,
                 access: ShareAccess,
                 message: Option<&str>,
+                calendars: &[String],
                 uid: &str,
                 expires_at: i64,
             ) -> Result<AccessRequest> {
@@ -601,7 +608,7 @@ macro_rules! impl_sharing {
                 }
                 let row = sqlx::query(
                     "INSERT INTO access_requests (requester_id, owner_id, access, status, message, uid, \
-                     created_at, expires_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7) RETURNING *",
+                     created_at, expires_at, calendars) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING *",
                 )
                 .bind(requester.0)
                 .bind(owner.0)
@@ -610,6 +617,7 @@ macro_rules! impl_sharing {
                 .bind(uid)
                 .bind(now)
                 .bind(expires_at)
+                .bind(calendars.join("\n"))
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
