@@ -1358,15 +1358,14 @@ async fn calendar_shares(f: Fixture) {
     // Access requests.
     let far = now_epoch() + 86_400;
     let r = s
-        .open_access_request(
-            bob.id,
-            ann.id,
+        .open_access_request(access_request(
+            (bob.id, ann.id),
             ShareAccess::ReadWrite,
             Some("please"),
             &["work".to_string(), "team".to_string()],
             "req-1",
             far,
-        )
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -1376,7 +1375,14 @@ async fn calendar_shares(f: Fixture) {
     assert_eq!(r.calendars, vec!["work", "team"]);
     assert!(matches!(
         other
-            .open_access_request(bob.id, ann.id, ShareAccess::Read, None, &[], "req-2", far)
+            .open_access_request(access_request(
+                (bob.id, ann.id),
+                ShareAccess::Read,
+                None,
+                &[],
+                "req-2",
+                far
+            ))
             .await,
         Err(StoreError::AlreadyExists)
     ));
@@ -1408,23 +1414,49 @@ async fn calendar_shares(f: Fixture) {
         (RequestStatus::Granted, Some(ShareAccess::Read))
     );
     // Closed, so the pair may ask again; an expired open one does not stand in the way.
-    s.open_access_request(
-        bob.id,
-        ann.id,
+    s.open_access_request(access_request(
+        (bob.id, ann.id),
         ShareAccess::Read,
         None,
         &[],
         "req-3",
         now_epoch() - 1,
-    )
+    ))
     .await
     .unwrap();
-    s.open_access_request(bob.id, ann.id, ShareAccess::Read, None, &[], "req-4", far)
-        .await
-        .unwrap();
+    s.open_access_request(access_request(
+        (bob.id, ann.id),
+        ShareAccess::Read,
+        None,
+        &[],
+        "req-4",
+        far,
+    ))
+    .await
+    .unwrap();
 }
 
 contract!(calendar_shares_and_access_requests, calendar_shares);
+
+/// An access request from `who.0` to `who.1`.
+fn access_request<'a>(
+    who: (UserId, UserId),
+    access: ShareAccess,
+    message: Option<&'a str>,
+    calendars: &'a [String],
+    uid: &'a str,
+    expires_at: i64,
+) -> NewAccessRequest<'a> {
+    NewAccessRequest {
+        requester: who.0,
+        owner: who.1,
+        access,
+        message,
+        calendars,
+        uid,
+        expires_at,
+    }
+}
 
 /// Delegates: the read and write groups are set whole, a member moved from one to the other
 /// changes group, the owner is never their own delegate, and both directions agree.

@@ -950,15 +950,15 @@ impl Dav<'_> {
         let uid = format!("urn:uuid:{}", uuid::Uuid::new_v4());
         let req = match self
             .store
-            .open_access_request(
-                self.user.id,
-                owner.id,
+            .open_access_request(crate::store::NewAccessRequest {
+                requester: self.user.id,
+                owner: owner.id,
                 access,
-                message.as_deref(),
+                message: message.as_deref(),
                 calendars,
-                &uid,
-                now + lifetime_seconds.clamp(1, 90 * 86_400),
-            )
+                uid: &uid,
+                expires_at: now + lifetime_seconds.clamp(1, 90 * 86_400),
+            })
             .await
         {
             Ok(r) => r,

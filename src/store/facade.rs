@@ -598,17 +598,8 @@ impl CalendarShareStore for Store {
     async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()> {
         delegate!(self, s => s.set_share_status(id, status).await)
     }
-    async fn open_access_request(
-        &self,
-        requester: UserId,
-        owner: UserId,
-        access: ShareAccess,
-        message: Option<&str>,
-        calendars: &[String],
-        uid: &str,
-        expires_at: i64,
-    ) -> Result<AccessRequest> {
-        delegate!(self, s => s.open_access_request(requester, owner, access, message, calendars, uid, expires_at).await)
+    async fn open_access_request(&self, r: NewAccessRequest<'_>) -> Result<AccessRequest> {
+        delegate!(self, s => s.open_access_request(r).await)
     }
     async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>> {
         delegate!(self, s => s.access_request(id).await)

@@ -933,6 +933,19 @@ pub struct AccessRequest {
     pub calendars: Vec<String>,
 }
 
+/// An access request to open.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAccessRequest<'a> {
+    pub requester: UserId,
+    pub owner: UserId,
+    pub access: ShareAccess,
+    pub message: Option<&'a str>,
+    /// The owner's calendars asked for, by name; empty: all of them.
+    pub calendars: &'a [String],
+    pub uid: &'a str,
+    pub expires_at: i64,
+}
+
 /// Calendar shares (CalendarServer sharing) and access requests.
 #[allow(async_fn_in_trait)]
 pub trait CalendarShareStore {
@@ -962,16 +975,7 @@ pub trait CalendarShareStore {
     async fn set_share_status(&self, id: i64, status: InviteStatus) -> Result<()>;
     /// Open a request; `AlreadyExists` when this pair has one open (expired ones are closed
     /// first).
-    async fn open_access_request(
-        &self,
-        requester: UserId,
-        owner: UserId,
-        access: ShareAccess,
-        message: Option<&str>,
-        calendars: &[String],
-        uid: &str,
-        expires_at: i64,
-    ) -> Result<AccessRequest>;
+    async fn open_access_request(&self, r: NewAccessRequest<'_>) -> Result<AccessRequest>;
     async fn access_request(&self, id: i64) -> Result<Option<AccessRequest>>;
     async fn access_request_by_uid(&self, uid: &str) -> Result<Option<AccessRequest>>;
     /// Requests this user made or received, newest first.

@@ -575,16 +575,8 @@ macro_rules! impl_sharing {
                 Ok(())
             }
 
-            async fn open_access_request(
-                &self,
-                requester: UserId,
-                owner: UserId,
-                access: ShareAccess,
-                message: Option<&str>,
-                calendars: &[String],
-                uid: &str,
-                expires_at: i64,
-            ) -> Result<AccessRequest> {
+            async fn open_access_request(&self, req: NewAccessRequest<'_>) -> Result<AccessRequest> {
+                let NewAccessRequest { requester, owner, access, message, calendars, uid, expires_at } = req;
                 let mut tx = self.tx().await?;
                 let now = now();
                 sqlx::query(
