@@ -494,6 +494,14 @@ fn ldapmodify(ldif: &[u8]) {
 async fn admin_refresh(srv: &TestServer) {
     let r = srv.send(srv.req("POST", "/api/directory/refresh")).await;
     r.expect(200);
+    // Everyone can see when a change made in LDAP will show without one.
+    let status = json_of(srv, "/api/directory").await;
+    assert_eq!(status["source"], "ldap");
+    let (at, next) = (
+        status["memberships_copied_at"].as_i64().expect("copied at"),
+        status["next_copy_at"].as_i64().expect("next copy at"),
+    );
+    assert_eq!(next - at, 3600, "{status}");
 }
 
 /// Sharing follows the directory: an event shared with the Sales department reaches its

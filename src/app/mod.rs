@@ -956,10 +956,11 @@ fn announce(addr: SocketAddr, backend: &str, no_users: bool) {
 pub fn org_chart(
     store: &Store,
     directory: Option<&crate::directory::LdapDirectory>,
+    clock: &crate::clock::SharedClock,
 ) -> crate::org::OrgChart {
     match directory {
-        Some(d) => crate::org::OrgChart::ldap(store.clone(), d.clone()),
-        None => crate::org::OrgChart::local(store.clone()),
+        Some(d) => crate::org::OrgChart::ldap(store.clone(), d.clone(), clock.clone()),
+        None => crate::org::OrgChart::local(store.clone(), clock.clone()),
     }
 }
 
@@ -1017,8 +1018,8 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         tracing::info!(data = %data.display(), "data directory");
     }
     let (mailer, directory) = outside_services(&cfg)?;
-    let org = org_chart(&store, directory.as_ref());
     let clock = crate::clock::system();
+    let org = org_chart(&store, directory.as_ref(), &clock);
     let sharing = crate::share::Sharing::new(
         store.clone(),
         org.clone(),
@@ -1201,7 +1202,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Org(cmd) => {
             let (_, directory) = outside_services(&cfg)?;
-            let r = org_cli::org_command(&org_chart(&store, directory.as_ref()), cmd).await;
+            let org = org_chart(&store, directory.as_ref(), &crate::clock::system());
+            let r = org_cli::org_command(&org, cmd).await;
             store.close().await;
             r
         }

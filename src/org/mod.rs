@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::SharedClock;
 use crate::directory::{Department, DirectoryError, Group, LdapDirectory, Person, Snapshot};
 use crate::store::{
     GroupSource, OrgDepartment, OrgPerson, OrgStore as _, SessionStore as _, Store, StoreError,
@@ -59,6 +60,9 @@ struct Inner {
     source: Source,
     store: Store,
     copied: tokio::sync::Mutex<Copied>,
+    clock: SharedClock,
+    /// When memberships were last copied onto the accounts (epoch seconds).
+    copied_at: std::sync::Mutex<Option<i64>>,
 }
 
 /// The org chart of this server (cheap to clone).
@@ -67,21 +71,32 @@ pub struct OrgChart(Arc<Inner>);
 
 impl OrgChart {
     /// Convene's own chart, in `store`.
-    pub fn local(store: Store) -> OrgChart {
-        OrgChart::with(store, Source::Local)
+    pub fn local(store: Store, clock: SharedClock) -> OrgChart {
+        OrgChart::with(store, Source::Local, clock)
     }
 
     /// The LDAP directory's chart; memberships are copied into `store`.
-    pub fn ldap(store: Store, dir: LdapDirectory) -> OrgChart {
-        OrgChart::with(store, Source::Ldap(Box::new(dir)))
+    pub fn ldap(store: Store, dir: LdapDirectory, clock: SharedClock) -> OrgChart {
+        OrgChart::with(store, Source::Ldap(Box::new(dir)), clock)
     }
 
-    fn with(store: Store, source: Source) -> OrgChart {
+    fn with(store: Store, source: Source, clock: SharedClock) -> OrgChart {
         OrgChart(Arc::new(Inner {
             source,
             store,
             copied: Default::default(),
+            clock,
+            copied_at: Default::default(),
         }))
+    }
+
+    /// When memberships were last copied onto the accounts, and when they next will be
+    /// without an edit or an admin's refresh (epoch seconds): what a change made in LDAP
+    /// waits for. `None` before the first copy.
+    pub fn copy_times(&self) -> Option<(i64, i64)> {
+        let at = (*self.0.copied_at.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let every = i64::try_from(self.refresh_interval().as_secs()).unwrap_or(i64::MAX);
+        Some((at, at.saturating_add(every)))
     }
 
     /// `ldap` or `local`.
@@ -169,7 +184,9 @@ impl OrgChart {
         if copied.is_empty() {
             *copied = self.copied_in_store().await?;
         }
-        Ok(copy_memberships(&self.0.store, &snap, &mut copied).await?)
+        let n = copy_memberships(&self.0.store, &snap, &mut copied).await?;
+        *self.0.copied_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.0.clock.now());
+        Ok(n)
     }
 
     /// What the store holds as copied, so a new process rewrites only what changed.

@@ -89,8 +89,8 @@ fn done(state: &AppState) -> Response {
         .unwrap_or_default()
 }
 
-/// `GET /api/directory`: where the chart comes from, whether it can be edited here, and how
-/// often it is read again.
+/// `GET /api/directory`: where the chart comes from, whether it can be edited here, how often
+/// it is read again, and when memberships were last and will next be copied onto accounts.
 pub(super) async fn status(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if let Err(r) = authenticate(&state, &parts, body, true).await {
@@ -99,12 +99,17 @@ pub(super) async fn status(State(state): State<Arc<AppState>>, req: Request) -> 
     if parts.method != Method::GET {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
+    let times = state.org.copy_times();
     json(
         StatusCode::OK,
         &serde_json::json!({
             "source": state.org.source_name(),
             "editable": state.org.editable(),
             "refresh_seconds": state.org.refresh_interval().as_secs(),
+            // A change in LDAP reaches shares at the next copy (or an admin's refresh);
+            // Convene's own chart is copied at each edit.
+            "memberships_copied_at": times.map(|t| t.0),
+            "next_copy_at": times.map(|t| t.1),
         }),
     )
 }

@@ -68,7 +68,7 @@ pub fn sharing_worker(
 ) -> convene::share::Sharing {
     convene::share::Sharing::new(
         store.clone(),
-        convene::org::OrgChart::local(store.clone()),
+        convene::org::OrgChart::local(store.clone(), clock.clone()),
         convene::share::SharingConfig {
             public_url: "http://127.0.0.1:1".into(),
             privacy: Default::default(),
