@@ -3,9 +3,11 @@
 //! Module map (see ARCHITECTURE.md; a module may use only modules above it):
 //! - `ical`, `dav`: pure wire formats (iCalendar, WebDAV XML). No I/O.
 //! - `clock`: the time port (`Clock`): the system clock, or a manual one in tests.
+//! - `crypto`: authenticated encryption of small secrets under zeroizing keys.
 //! - `store`: persistence behind capability traits; SQLite and PostgreSQL adapters.
 //! - `directory`: the organisation's LDAP directory (binds, people).
 //! - `mail`: outgoing iMIP mail through an SMTP relay.
+//! - `vault`: the credential vault's keys and envelopes (KEK, per-user data keys, fields).
 //! - `auth`: credentials to users.
 //! - `org`: the org chart (groups, departments, managers), from LDAP or Convene's own store.
 //! - `calendar`: the calendar domain: one write path, scheduling, the query planner.
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod caldav;
 pub mod calendar;
 pub mod clock;
+pub mod crypto;
 pub mod dav;
 pub mod directory;
 pub mod feed;
@@ -31,4 +34,5 @@ pub mod mail;
 pub mod org;
 pub mod share;
 pub mod store;
+pub mod vault;
 pub mod web;

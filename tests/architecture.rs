@@ -42,7 +42,8 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("icalrs", &["ical"]),
     ("argon2", &["auth"]),
     ("openidconnect", &["auth"]),
-    ("chacha20poly1305", &["auth"]),
+    ("chacha20poly1305", &["crypto"]),
+    ("zeroize", &["crypto", "vault"]),
     ("reqwest", &["auth"]),
 ];
 

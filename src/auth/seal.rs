@@ -1,5 +1,5 @@
-//! Sealing small secrets under the server key: XChaCha20-Poly1305 with a random 192-bit nonce
-//! and the purpose as associated data, so a value sealed for one use (a pending sign-in
+//! Sealing small secrets under the server key (`crypto::Key`: XChaCha20-Poly1305 with a random
+//! 192-bit nonce) with the purpose as associated data, so a value sealed for one use (a pending sign-in
 //! cookie) cannot be replayed as another (a stored refresh token). Output is base64url, fit
 //! for cookies and text columns.
 //!
@@ -7,15 +7,12 @@
 //! authentication.
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::ServerKey;
-
-const NONCE_LEN: usize = 24;
+use crate::crypto::Key;
 
 /// An AEAD key derived from the server key.
-pub struct Sealer(XChaCha20Poly1305);
+pub struct Sealer(Key);
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -25,25 +22,13 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(key: &ServerKey) -> Sealer {
-        Sealer(XChaCha20Poly1305::new(&key.derive("seal v1").into()))
+        let derived: [u8; 32] = key.derive("seal v1");
+        Sealer(Key::from_bytes(&derived).unwrap_or_else(Key::random))
     }
 
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let ct = self
-            .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: purpose.as_bytes(),
-                },
-            )
-            // Only fails for inputs beyond 2^38 bytes.
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.0.seal(purpose.as_bytes(), plaintext))
     }
 
     /// `None` for anything not sealed by this key for this purpose.
@@ -51,19 +36,9 @@ impl Sealer {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(sealed)
             .ok()?;
-        if raw.len() < NONCE_LEN + 16 {
-            return None;
-        }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
         self.0
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: purpose.as_bytes(),
-                },
-            )
-            .ok()
+            .open(purpose.as_bytes(), &raw)
+            .map(|s| s.expose().to_vec())
     }
 }
 
