@@ -11,6 +11,7 @@
 //! - `auth`: credentials to users.
 //! - `org`: the org chart (groups, departments, managers), from LDAP or Convene's own store.
 //! - `calendar`: the calendar domain: one write path, scheduling, the query planner.
+//! - `bridge`: the single-sign-on bridge's domain: vaulted credentials for business systems.
 //! - `share`: delegated entries, carried into recipients' copies by a worker.
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
@@ -22,6 +23,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bridge;
 pub mod caldav;
 pub mod calendar;
 pub mod clock;

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 2),
     ("org", 2),
     ("calendar", 3),
+    ("bridge", 3),
     ("share", 4),
     ("feed", 4),
     ("remind", 4),

@@ -71,6 +71,19 @@ pub enum Command {
     /// directory is configured.
     #[command(subcommand)]
     Org(org_cli::OrgCommand),
+    /// The credential vault: check the key-encryption key, or re-wrap every data key under
+    /// the first key of the key file (`rotate`).
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Open the vault with the configured key (a wrong key is an error naming the key ids).
+    Check,
+    /// Re-wrap every data key under the current (first) key; older keys may leave the key
+    /// file afterwards.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +232,8 @@ pub struct Config {
     /// Accounts that may edit Convene's own org chart (groups, departments, managers)
     /// through the JSON API; the CLI always may.
     pub admins: Vec<String>,
+    /// The credential vault (`[vault] key_file`); also on with `CONVENE_VAULT_KEY` set.
+    pub vault: Option<crate::vault::VaultConfig>,
     /// Most connections open at once (further ones wait in the backlog); also kept below the
     /// descriptor limit.
     pub max_connections: usize,
@@ -284,6 +299,7 @@ impl Default for Config {
             secure_cookies: false,
             sharing: SharingSettings::default(),
             admins: vec![],
+            vault: None,
             max_connections: 4096,
             idle_timeout_seconds: 120,
             trusted_proxies: vec![
@@ -952,6 +968,45 @@ fn announce(addr: SocketAddr, backend: &str, no_users: bool) {
     }
 }
 
+/// The credential vault, when configured (`[vault]` or `CONVENE_VAULT_KEY`): a key that does
+/// not open it is a usage error, so the server does not start under it.
+async fn open_vault(
+    cfg: &Config,
+    store: &Store,
+) -> Result<Option<crate::bridge::Credentials>, AppError> {
+    let env = std::env::var("CONVENE_VAULT_KEY").ok();
+    if cfg.vault.is_none() && env.is_none() {
+        return Ok(None);
+    }
+    let vault_cfg = cfg.vault.clone().unwrap_or_default();
+    let keys = crate::vault::Keyring::load(&vault_cfg, env.as_deref())
+        .map_err(|e| AppError::Usage(format!("vault: {e}")))?;
+    crate::bridge::Credentials::open(store.clone(), keys)
+        .await
+        .map(Some)
+        .map_err(|e| AppError::Usage(format!("vault: {e}")))
+}
+
+async fn vault_command(store: &Store, cfg: &Config, cmd: VaultCommand) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    let Some(vault) = open_vault(cfg, store).await? else {
+        return Err(AppError::Usage(
+            "no vault is configured: set [vault] key_file or CONVENE_VAULT_KEY".into(),
+        ));
+    };
+    match cmd {
+        VaultCommand::Check => writeln!(out, "the vault opens with this key")?,
+        VaultCommand::Rotate => {
+            let n = vault
+                .rotate()
+                .await
+                .map_err(|e| AppError::Usage(format!("vault: {e}")))?;
+            writeln!(out, "re-wrapped {n} data keys under the current key")?;
+        }
+    }
+    Ok(())
+}
+
 /// The org chart: the LDAP directory's when one is configured, else Convene's own.
 pub fn org_chart(
     store: &Store,
@@ -1018,6 +1073,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         tracing::info!(data = %data.display(), "data directory");
     }
     let (mailer, directory) = outside_services(&cfg)?;
+    let vault = open_vault(&cfg, &store).await?.map(Arc::new);
     let clock = crate::clock::system();
     let org = org_chart(&store, directory.as_ref(), &clock);
     let sharing = crate::share::Sharing::new(
@@ -1059,6 +1115,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         directory: directory.clone(),
         org,
         admins: cfg.admins.clone(),
+        vault,
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
@@ -1197,6 +1254,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Export { user, calendar } => {
             let r = export_command(&store, &user, &calendar).await;
+            store.close().await;
+            r
+        }
+        Command::Vault(cmd) => {
+            let r = vault_command(&store, &cfg, cmd).await;
             store.close().await;
             r
         }

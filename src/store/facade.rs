@@ -391,6 +391,43 @@ impl SessionStore for Store {
     }
 }
 
+impl VaultStore for Store {
+    async fn vault_check(&self) -> Result<Option<(String, Vec<u8>)>> {
+        delegate!(self, x => x.vault_check().await)
+    }
+    async fn set_vault_check(&self, kek_id: &str, blob: &[u8]) -> Result<()> {
+        delegate!(self, x => x.set_vault_check(kek_id, blob).await)
+    }
+    async fn data_key(&self, user: UserId) -> Result<Option<StoredKey>> {
+        delegate!(self, x => x.data_key(user).await)
+    }
+    async fn add_data_key(&self, user: UserId, key: &StoredKey) -> Result<StoredKey> {
+        delegate!(self, x => x.add_data_key(user, key).await)
+    }
+    async fn data_keys_not_under(&self, kek_id: &str) -> Result<Vec<(UserId, StoredKey)>> {
+        delegate!(self, x => x.data_keys_not_under(kek_id).await)
+    }
+    async fn rewrap_data_key(&self, user: UserId, old_kek: &str, key: &StoredKey) -> Result<bool> {
+        delegate!(self, x => x.rewrap_data_key(user, old_kek, key).await)
+    }
+    async fn put_secret(
+        &self,
+        user: UserId,
+        system: &str,
+        field: &str,
+        blob: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        delegate!(self, x => x.put_secret(user, system, field, blob, now).await)
+    }
+    async fn secret(&self, user: UserId, system: &str, field: &str) -> Result<Option<Vec<u8>>> {
+        delegate!(self, x => x.secret(user, system, field).await)
+    }
+    async fn remove_secrets(&self, user: UserId, system: Option<&str>) -> Result<u64> {
+        delegate!(self, x => x.remove_secrets(user, system).await)
+    }
+}
+
 impl OrgStore for Store {
     async fn org_chart(
         &self,

@@ -597,6 +597,41 @@ pub trait SessionStore {
     async fn group_members(&self, source: GroupSource) -> Result<Vec<(String, Vec<User>)>>;
 }
 
+/// A user's vault data key as stored: wrapped under the key-encryption key `kek_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kek_id: String,
+    pub key_id: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// The credential vault's rows (ADR 0009): opaque sealed bytes; the store never sees a key.
+#[allow(async_fn_in_trait)]
+pub trait VaultStore {
+    /// The check value sealed under the key-encryption key, and that key's id.
+    async fn vault_check(&self) -> Result<Option<(String, Vec<u8>)>>;
+    async fn set_vault_check(&self, kek_id: &str, blob: &[u8]) -> Result<()>;
+    async fn data_key(&self, user: UserId) -> Result<Option<StoredKey>>;
+    /// Store `key` unless the user has one already; the one that is stored afterwards (so two
+    /// instances making a first key at once agree on one).
+    async fn add_data_key(&self, user: UserId, key: &StoredKey) -> Result<StoredKey>;
+    /// Every data key wrapped under another KEK than `kek_id` (what rotation re-wraps).
+    async fn data_keys_not_under(&self, kek_id: &str) -> Result<Vec<(UserId, StoredKey)>>;
+    /// Replace a data key's wrapping, if it is still wrapped under `old_kek`.
+    async fn rewrap_data_key(&self, user: UserId, old_kek: &str, key: &StoredKey) -> Result<bool>;
+    async fn put_secret(
+        &self,
+        user: UserId,
+        system: &str,
+        field: &str,
+        blob: &[u8],
+        now: i64,
+    ) -> Result<()>;
+    async fn secret(&self, user: UserId, system: &str, field: &str) -> Result<Option<Vec<u8>>>;
+    /// Erase a user's secrets for one system (or all of them); how many went.
+    async fn remove_secrets(&self, user: UserId, system: Option<&str>) -> Result<u64>;
+}
+
 /// Where a membership in `user_groups` came from; each source is replaced whole by its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupSource {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub org: crate::org::OrgChart,
     /// Accounts that may edit Convene's own org chart through the API (`admins`).
     pub admins: Vec<String>,
+    /// The credential vault, when configured (the bridge's bindings keep their secrets there).
+    pub vault: Option<Arc<crate::bridge::Credentials>>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,

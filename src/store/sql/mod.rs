@@ -4,7 +4,7 @@
 //! `sqlx::Any` (which fails on some column types). This body knows nothing of SQLite's
 //! in-place path: which statements also run there is the list of `route!` calls in the
 //! `Store` facade. One file per capability (`users`, `resources`, `index`, `sync`, `mail`,
-//! `accounts`, `sharing`, `org`), each a macro this one expands beside the shared helpers.
+//! `accounts`, `sharing`, `org`, `vault`), each a macro this one expands beside the shared helpers.
 //!
 //! Statements built with a varying number of binds (IN lists, multi-row inserts) are not kept
 //! prepared (`persistent(false)`): every distinct length would otherwise take a slot in each
@@ -23,6 +23,7 @@ pub(crate) mod resources;
 pub(crate) mod sharing;
 pub(crate) mod sync;
 pub(crate) mod users;
+pub(crate) mod vault;
 
 /// Resource columns, without the body.
 macro_rules! res_cols {
@@ -516,6 +517,7 @@ macro_rules! impl_sql_store {
         $crate::store::sql::accounts::impl_accounts!($store, $db);
         $crate::store::sql::sharing::impl_sharing!($store, $db);
         $crate::store::sql::org::impl_org!($store, $db);
+        $crate::store::sql::vault::impl_vault!($store, $db);
         $crate::store::sql::sync::impl_sync!($store, $db);
     };
 }

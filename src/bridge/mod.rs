@@ -1,0 +1,152 @@
+//! The single-sign-on bridge's domain: each user's credentials for the business systems,
+//! kept in the vault (ADR 0009). `Credentials` joins the key-encryption keys to the store:
+//! it recognises the wrong KEK at start, gives each user a data key on first use, seals and
+//! opens fields bound to their user, system and field, erases them, and re-wraps every data
+//! key under a new KEK (`convene vault rotate`).
+//!
+//! No HTTP here: the binding API, the login proxy and the launcher are built on this.
+//!
+//! Must never: log or return a secret other than to the caller that asked for it by user,
+//! system and field, or keep an unwrapped data key beyond one call.
+
+use crate::crypto::Secret;
+use crate::store::{Store, StoreError, StoredKey, UserId, VaultStore as _};
+use crate::vault::{self, Keyring, VaultError, WrappedKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The vault over this server's store.
+pub struct Credentials {
+    store: Store,
+    keys: Keyring,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("kek", &self.keys.current_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn stored(w: WrappedKey) -> StoredKey {
+    StoredKey {
+        kek_id: w.kek_id,
+        key_id: w.key_id,
+        wrapped: w.blob,
+    }
+}
+
+fn wrapped(s: StoredKey) -> WrappedKey {
+    WrappedKey {
+        kek_id: s.kek_id,
+        key_id: s.key_id,
+        blob: s.wrapped,
+    }
+}
+
+impl Credentials {
+    /// The vault with these keys: `WrongKey` when the vault was sealed under a KEK the keyring
+    /// does not hold (or holds different bytes under its id). A new vault is marked with the
+    /// current KEK.
+    pub async fn open(store: Store, keys: Keyring) -> Result<Credentials, BridgeError> {
+        match store.vault_check().await? {
+            Some((kek_id, check)) => keys.verify(&kek_id, &check)?,
+            None => {
+                store
+                    .set_vault_check(keys.current_id(), &keys.check_value())
+                    .await?
+            }
+        }
+        Ok(Credentials { store, keys })
+    }
+
+    /// Seal and store one field of `user`'s binding to `system`.
+    pub async fn put(
+        &self,
+        user: UserId,
+        system: &str,
+        field: &str,
+        secret: &[u8],
+        now: i64,
+    ) -> Result<(), BridgeError> {
+        let (key, key_id) = match self.store.data_key(user).await? {
+            Some(k) => {
+                let id = k.key_id.clone();
+                (self.keys.unwrap_key(user.0, &wrapped(k))?, id)
+            }
+            None => {
+                let (_, w) = self.keys.new_data_key(user.0);
+                // Another instance may have made the user's key first: the stored one counts.
+                let kept = self.store.add_data_key(user, &stored(w)).await?;
+                let id = kept.key_id.clone();
+                (self.keys.unwrap_key(user.0, &wrapped(kept))?, id)
+            }
+        };
+        let blob = vault::seal_field(&key, &key_id, (user.0, system, field), secret);
+        self.store
+            .put_secret(user, system, field, &blob, now)
+            .await?;
+        Ok(())
+    }
+
+    /// The field, opened; `None` when there is none. `Tampered` when the row was not sealed
+    /// for this user, system and field.
+    pub async fn get(
+        &self,
+        user: UserId,
+        system: &str,
+        field: &str,
+    ) -> Result<Option<Secret>, BridgeError> {
+        let Some(blob) = self.store.secret(user, system, field).await? else {
+            return Ok(None);
+        };
+        let k = self
+            .store
+            .data_key(user)
+            .await?
+            .ok_or(VaultError::Tampered)?;
+        if vault::field_key_id(&blob).as_deref() != Some(k.key_id.as_str()) {
+            return Err(VaultError::Tampered.into());
+        }
+        let key = self.keys.unwrap_key(user.0, &wrapped(k))?;
+        Ok(Some(vault::open_field(
+            &key,
+            (user.0, system, field),
+            &blob,
+        )?))
+    }
+
+    /// Erase `user`'s secrets for `system` (all systems: `None`).
+    pub async fn erase(&self, user: UserId, system: Option<&str>) -> Result<u64, BridgeError> {
+        Ok(self.store.remove_secrets(user, system).await?)
+    }
+
+    /// Re-wrap every data key under the current KEK and mark the vault with it; how many were
+    /// re-wrapped. The older KEKs may leave the key file afterwards.
+    pub async fn rotate(&self) -> Result<usize, BridgeError> {
+        let mut n = 0;
+        for (user, k) in self
+            .store
+            .data_keys_not_under(self.keys.current_id())
+            .await?
+        {
+            let old = k.kek_id.clone();
+            if let Some(new) = self.keys.rewrap(user.0, &wrapped(k))?
+                && self.store.rewrap_data_key(user, &old, &stored(new)).await?
+            {
+                n += 1;
+            }
+        }
+        self.store
+            .set_vault_check(self.keys.current_id(), &self.keys.check_value())
+            .await?;
+        Ok(n)
+    }
+}
