@@ -24,16 +24,6 @@ fn value(r: &Resp) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
 }
 
-async fn copies_until(
-    srv: &TestServer,
-    user: &str,
-    owner: &str,
-    what: &str,
-    done: impl Fn(&[(String, String)]) -> bool,
-) -> Vec<(String, String)> {
-    common::copies_until(srv, user, &format!("{user}-password"), owner, what, done).await
-}
-
 fn has(copies: &[(String, String)], needle: &str) -> bool {
     copies.iter().any(|(_, d)| d.contains(needle))
 }
@@ -187,7 +177,7 @@ async fn org_chart_without_ldap(mut srv: TestServer) {
     )
     .await
     .expect(201);
-    copies_until(&srv, "bob", "alice", "the group share", |c| {
+    common::copies_of(&srv, "bob", "alice", "the group share", |c| {
         has(c, "Eng sync")
     })
     .await;
@@ -215,7 +205,7 @@ async fn org_chart_without_ldap(mut srv: TestServer) {
     )
     .await
     .expect(201);
-    copies_until(&srv, "carol", "bob", "the manager share", |c| {
+    common::copies_of(&srv, "carol", "bob", "the manager share", |c| {
         has(c, "one-to-one")
     })
     .await;
@@ -249,7 +239,7 @@ async fn org_chart_without_ldap(mut srv: TestServer) {
     )
     .await
     .expect(204);
-    copies_until(&srv, "dave", "alice", "the share after joining", |c| {
+    common::copies_of(&srv, "dave", "alice", "the share after joining", |c| {
         has(c, "Eng sync")
     })
     .await;
@@ -283,7 +273,7 @@ async fn org_chart_without_ldap(mut srv: TestServer) {
     )
     .await
     .expect(204);
-    copies_until(&srv, "dave", "alice", "the share withdrawn", |c| {
+    common::copies_of(&srv, "dave", "alice", "the share withdrawn", |c| {
         !has(c, "Eng sync")
     })
     .await;

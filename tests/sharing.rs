@@ -22,16 +22,6 @@ async fn get(srv: &TestServer, user: &str, path: &str) -> Resp {
     srv.send_as(user, "GET", path, "", &[]).await
 }
 
-async fn copies_until(
-    srv: &TestServer,
-    user: &str,
-    owner: &str,
-    what: &str,
-    done: impl Fn(&[(String, String)]) -> bool,
-) -> Vec<(String, String)> {
-    common::copies_until(srv, user, &format!("{user}-password"), owner, what, done).await
-}
-
 /// `who` posts a share rule (JSON) through the API.
 async fn post_rule(srv: &TestServer, who: &str, json: &str) -> Resp {
     srv.send_as(
@@ -94,7 +84,7 @@ async fn sharing(srv: TestServer) {
     srv.put_ics("/dav/calendars/alice/calendar/share-1.ics", &e1)
         .await
         .expect(201);
-    let copies = copies_until(&srv, "bob", "alice", "the shared event", |c| {
+    let copies = common::copies_of(&srv, "bob", "alice", "the shared event", |c| {
         one_with(c, "Planning").is_some()
     })
     .await;
@@ -179,7 +169,7 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(200);
-    copies_until(&srv, "bob", "alice", "the new colour on the copy", |c| {
+    common::copies_of(&srv, "bob", "alice", "the new colour on the copy", |c| {
         one_with(c, "COLOR:royalblue\r\n").is_some()
     })
     .await;
@@ -204,7 +194,7 @@ async fn sharing(srv: TestServer) {
     srv.put_ics("/dav/calendars/alice/calendar/share-1.ics", &moved)
         .await
         .expect(204);
-    copies_until(&srv, "bob", "alice", "the moved event", |c| {
+    common::copies_of(&srv, "bob", "alice", "the moved event", |c| {
         one_with(c, "DTSTART:20300106T090000Z").is_some()
     })
     .await;
@@ -295,7 +285,7 @@ async fn sharing(srv: TestServer) {
     srv.put_ics("/dav/calendars/alice/calendar/share-1.ics", &again)
         .await
         .expect(204);
-    let copies = copies_until(&srv, "bob", "alice", "the second edit", |c| {
+    let copies = common::copies_of(&srv, "bob", "alice", "the second edit", |c| {
         one_with(c, "Planning v2").is_some()
     })
     .await;
@@ -334,7 +324,8 @@ async fn sharing(srv: TestServer) {
     srv.put_ics("/dav/calendars/alice/calendar/share-2.ics", &private)
         .await
         .expect(201);
-    let copies = copies_until(&srv, "bob", "alice", "the private event", |c| c.len() == 2).await;
+    let copies =
+        common::copies_of(&srv, "bob", "alice", "the private event", |c| c.len() == 2).await;
     let (_, busy) = one_with(&copies, "20300107T100000Z").expect("busy copy");
     assert!(busy.contains("SUMMARY:Busy\r\n"), "{busy}");
     for leak in ["Doctor", "Cardiology", "Clinic"] {
@@ -357,7 +348,7 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(204);
-    copies_until(&srv, "bob", "alice", "the prefixed summary", |c| {
+    common::copies_of(&srv, "bob", "alice", "the prefixed summary", |c| {
         one_with(c, "SUMMARY:[Alice A] Planning v3").is_some()
     })
     .await;
@@ -395,7 +386,7 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(404);
-    copies_until(&srv, "carol", "alice", "the existing team event", |c| {
+    common::copies_of(&srv, "carol", "alice", "the existing team event", |c| {
         one_with(c, "Standup").is_some()
     })
     .await;
@@ -405,7 +396,7 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(201);
-    copies_until(&srv, "carol", "alice", "the new team event", |c| {
+    common::copies_of(&srv, "carol", "alice", "the new team event", |c| {
         c.len() == 2
     })
     .await;
@@ -415,7 +406,7 @@ async fn sharing(srv: TestServer) {
     assert!(r.text().contains("\"target\":\"carol\""), "{}", r.text());
     drop_rule(&srv, "bob", &rule["id"]).await.expect(404);
     drop_rule(&srv, "alice", &rule["id"]).await.expect(204);
-    copies_until(&srv, "carol", "alice", "the rule's copies removed", |c| {
+    common::copies_of(&srv, "carol", "alice", "the rule's copies removed", |c| {
         c.is_empty()
     })
     .await;
@@ -445,7 +436,7 @@ async fn sharing(srv: TestServer) {
         "{}",
         stored.text()
     );
-    copies_until(&srv, "dave", "alice", "the API share", |c| {
+    common::copies_of(&srv, "dave", "alice", "the API share", |c| {
         one_with(c, "Review").is_some()
     })
     .await;
@@ -476,7 +467,7 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(200);
-    copies_until(&srv, "dave", "alice", "the API share withdrawn", |c| {
+    common::copies_of(&srv, "dave", "alice", "the API share withdrawn", |c| {
         c.is_empty()
     })
     .await;
@@ -485,7 +476,7 @@ async fn sharing(srv: TestServer) {
     srv.send(srv.req("DELETE", "/dav/calendars/alice/calendar/share-1.ics"))
         .await
         .expect(204);
-    copies_until(&srv, "bob", "alice", "the deletion", |c| {
+    common::copies_of(&srv, "bob", "alice", "the deletion", |c| {
         one_with(c, "Planning").is_none() && c.len() == 1
     })
     .await;
@@ -501,14 +492,14 @@ async fn sharing(srv: TestServer) {
     )
     .await
     .expect(201);
-    copies_until(&srv, "bob", "alice", "the short-lived event", |c| {
+    common::copies_of(&srv, "bob", "alice", "the short-lived event", |c| {
         one_with(c, "Short-lived").is_some()
     })
     .await;
     srv.send(srv.req("DELETE", "/dav/calendars/alice/brief/"))
         .await
         .expect(204);
-    copies_until(
+    common::copies_of(
         &srv,
         "bob",
         "alice",
@@ -542,7 +533,7 @@ async fn many_pages(srv: TestServer) {
         .await
         .expect(201);
     }
-    copies_until(&srv, "bob", "alice", "every member's copy", |c| {
+    common::copies_of(&srv, "bob", "alice", "every member's copy", |c| {
         c.len() == N
     })
     .await;
@@ -552,7 +543,7 @@ async fn many_pages(srv: TestServer) {
             .await
             .expect(204);
     }
-    let left = copies_until(&srv, "bob", "alice", "the deletions", |c| c.len() == N - 3).await;
+    let left = common::copies_of(&srv, "bob", "alice", "the deletions", |c| c.len() == N - 3).await;
     for k in [0, 250, N - 1] {
         assert!(
             one_with(&left, &format!("Item {k}.")).is_none(),
@@ -568,16 +559,16 @@ async fn many_pages(srv: TestServer) {
     .await;
     r.expect(201);
     let rule: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
-    copies_until(&srv, "carol", "alice", "the rule, whole", |c| {
+    common::copies_of(&srv, "carol", "alice", "the rule, whole", |c| {
         c.len() == N - 3
     })
     .await;
     drop_rule(&srv, "alice", &rule["id"]).await.expect(204);
-    copies_until(&srv, "carol", "alice", "the rule withdrawn", |c| {
+    common::copies_of(&srv, "carol", "alice", "the rule withdrawn", |c| {
         c.is_empty()
     })
     .await;
-    let bob = copies_until(&srv, "bob", "alice", "bob's copies kept", |c| {
+    let bob = common::copies_of(&srv, "bob", "alice", "bob's copies kept", |c| {
         c.len() == N - 3
     })
     .await;
@@ -598,7 +589,7 @@ async fn two_instances_one_store() {
     )
     .await
     .expect(201);
-    let seen = copies_until(
+    let seen = common::copies_of(
         &b,
         "bob",
         "alice",
@@ -617,7 +608,7 @@ async fn two_instances_one_store() {
     )
     .await
     .expect(204);
-    let seen = copies_until(
+    let seen = common::copies_of(
         &a,
         "bob",
         "alice",

@@ -595,6 +595,17 @@ pub fn missing_prop(resp: &convene::dav::Element, ns: &str, local: &str) -> bool
     })
 }
 
+/// `copies_until` for a user the tests made (password `USER-password`).
+pub async fn copies_of(
+    srv: &TestServer,
+    user: &str,
+    owner: &str,
+    what: &str,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    copies_until(srv, user, &format!("{user}-password"), owner, what, done).await
+}
+
 /// The copies in `user`'s calendar of `owner`'s entries: (href, body), polled until `done`
 /// holds (the worker runs right after the owner's write; bounded at 30 s, for a loaded
 /// machine).

@@ -116,20 +116,9 @@ impl<'a> Dav<'a> {
                     let mut h = href.to_string();
                     h.push_str(&dav::encode_path(name));
                     h.push('/');
-                    if let Some((sharer, cal, mount_href)) = mounts.iter().find(|(_, _, m)| *m == h)
-                    {
-                        self.report_response(
-                            &mut ms,
-                            sharer,
-                            cal,
-                            mount_href.clone(),
-                            Wanted {
-                                names: &sc.props,
-                                spec: &DataSpec::plain(),
-                            },
-                            &mut bodies,
-                        )
-                        .await?;
+                    if let Some(mount) = mounts.iter().find(|(_, _, m)| *m == h) {
+                        self.mount_response(&mut ms, mount, &sc.props, &mut bodies)
+                            .await?;
                     } else {
                         h.pop();
                         ms.status_response(&h, 404, None);
@@ -139,19 +128,9 @@ impl<'a> Dav<'a> {
         }
         if since.is_none() {
             // An initial sync lists every member: the mounts too.
-            for (sharer, cal, mount_href) in &mounts {
-                self.report_response(
-                    &mut ms,
-                    sharer,
-                    cal,
-                    mount_href.clone(),
-                    Wanted {
-                        names: &sc.props,
-                        spec: &DataSpec::plain(),
-                    },
-                    &mut bodies,
-                )
-                .await?;
+            for mount in &mounts {
+                self.mount_response(&mut ms, mount, &sc.props, &mut bodies)
+                    .await?;
             }
         }
         if truncated {
@@ -164,6 +143,28 @@ impl<'a> Dav<'a> {
             StatusCode::MULTI_STATUS,
             ms.finish(Some(&token)),
         ))
+    }
+
+    /// A calendar shared with this user, as a member of their home.
+    async fn mount_response(
+        &self,
+        ms: &mut Multistatus,
+        (sharer, cal, href): &(User, Resource, String),
+        props: &[PropertyName],
+        bodies: &mut Bodies,
+    ) -> Result<(), DavError> {
+        self.report_response(
+            ms,
+            sharer,
+            cal,
+            href.clone(),
+            Wanted {
+                names: props,
+                spec: &DataSpec::plain(),
+            },
+            bodies,
+        )
+        .await
     }
 
     /// The change number a client's sync token stands for (RFC 6578 3.2), or `None` for an

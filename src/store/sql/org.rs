@@ -3,6 +3,18 @@
 
 macro_rules! impl_org {
     ($store:ty, $db:ty) => {
+        /// The id of the account named `name`, if there is one.
+        async fn account_id(tx: &mut Tx, name: Option<&str>) -> Result<Option<i64>> {
+            let Some(name) = name else { return Ok(None) };
+            sqlx::query("SELECT id FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(Into::into)
+        }
+
         impl OrgStore for $store {
             async fn org_chart(
                 &self,
@@ -67,15 +79,7 @@ macro_rules! impl_org {
 
             async fn put_department(&self, d: &OrgDepartment) -> Result<()> {
                 let mut tx = self.tx().await?;
-                let head: Option<i64> = match &d.head {
-                    Some(h) => sqlx::query("SELECT id FROM users WHERE name = $1")
-                        .bind(h)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get(0))
-                        .transpose()?,
-                    None => None,
-                };
+                let head = account_id(&mut tx, d.head.as_deref()).await?;
                 sqlx::query(
                     "INSERT INTO org_departments (name, parent, description, head_id) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (name) DO UPDATE SET parent = excluded.parent, \
@@ -137,15 +141,7 @@ macro_rules! impl_org {
 
             async fn put_person(&self, user: UserId, p: &OrgPerson) -> Result<()> {
                 let mut tx = self.tx().await?;
-                let manager: Option<i64> = match &p.manager {
-                    Some(m) => sqlx::query("SELECT id FROM users WHERE name = $1")
-                        .bind(m)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get(0))
-                        .transpose()?,
-                    None => None,
-                };
+                let manager = account_id(&mut tx, p.manager.as_deref()).await?;
                 sqlx::query(
                     "INSERT INTO org_people (user_id, title, department, manager_id) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (user_id) DO UPDATE SET title = excluded.title, \
