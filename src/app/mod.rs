@@ -75,6 +75,8 @@ pub enum Command {
     /// the first key of the key file (`rotate`).
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// List the business systems registered in the configuration (`[[systems]]`), checked.
+    Systems,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +236,8 @@ pub struct Config {
     pub admins: Vec<String>,
     /// The credential vault (`[vault] key_file`); also on with `CONVENE_VAULT_KEY` set.
     pub vault: Option<crate::vault::VaultConfig>,
+    /// The business systems of the single-sign-on bridge (`[[systems]]`).
+    pub systems: Vec<crate::bridge::systems::SystemConfig>,
     /// Most connections open at once (further ones wait in the backlog); also kept below the
     /// descriptor limit.
     pub max_connections: usize,
@@ -300,6 +304,7 @@ impl Default for Config {
             sharing: SharingSettings::default(),
             admins: vec![],
             vault: None,
+            systems: vec![],
             max_connections: 4096,
             idle_timeout_seconds: 120,
             trusted_proxies: vec![
@@ -1007,6 +1012,39 @@ async fn vault_command(store: &Store, cfg: &Config, cmd: VaultCommand) -> Result
     Ok(())
 }
 
+/// The registered business systems, checked: a bad entry is a usage error naming it.
+fn registry(cfg: &Config) -> Result<crate::bridge::systems::Registry, AppError> {
+    crate::bridge::systems::Registry::new(&cfg.systems)
+        .map_err(|e| AppError::Usage(format!("[[systems]]: {e}")))
+}
+
+fn systems_command(cfg: &Config) -> Result<(), AppError> {
+    let mut out = std::io::stdout().lock();
+    for s in registry(cfg)?.all() {
+        let c = &s.cfg;
+        let audience = if c.groups.is_empty() && c.departments.is_empty() {
+            "everyone".to_string()
+        } else {
+            c.groups
+                .iter()
+                .map(|g| format!("group:{g}"))
+                .chain(c.departments.iter().map(|d| format!("department:{d}")))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            c.name,
+            c.login.as_str(),
+            s.origins.join(","),
+            audience,
+            c.label
+        )?;
+    }
+    Ok(())
+}
+
 /// The org chart: the LDAP directory's when one is configured, else Convene's own.
 pub fn org_chart(
     store: &Store,
@@ -1074,6 +1112,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     }
     let (mailer, directory) = outside_services(&cfg)?;
     let vault = open_vault(&cfg, &store).await?.map(Arc::new);
+    let systems = Arc::new(registry(&cfg)?);
     let clock = crate::clock::system();
     let org = org_chart(&store, directory.as_ref(), &clock);
     let sharing = crate::share::Sharing::new(
@@ -1116,6 +1155,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         org,
         admins: cfg.admins.clone(),
         vault,
+        systems,
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
@@ -1207,6 +1247,10 @@ fn shown_url(url: &str) -> String {
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let cfg = Config::load(&cli)?;
+    if let Command::Systems = cli.command {
+        // The configuration alone: no store.
+        return systems_command(&cfg);
+    }
     let read_only = matches!(
         cli.command,
         Command::User(UserCommand::List)
@@ -1257,6 +1301,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             store.close().await;
             r
         }
+        Command::Systems => systems_command(&cfg),
         Command::Vault(cmd) => {
             let r = vault_command(&store, &cfg, cmd).await;
             store.close().await;

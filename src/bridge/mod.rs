@@ -4,10 +4,14 @@
 //! opens fields bound to their user, system and field, erases them, and re-wraps every data
 //! key under a new KEK (`convene vault rotate`).
 //!
+//! `systems` is the registry of business systems an admin registers, and who may use each.
+//!
 //! No HTTP here: the binding API, the login proxy and the launcher are built on this.
 //!
 //! Must never: log or return a secret other than to the caller that asked for it by user,
 //! system and field, or keep an unwrapped data key beyond one call.
+
+pub mod systems;
 
 use crate::crypto::Secret;
 use crate::store::{Store, StoreError, StoredKey, UserId, VaultStore as _};

@@ -4,6 +4,7 @@
 //! Must never: log credentials (the `Authorization` header is marked sensitive), buffer a body
 //! beyond the configured limit, or let a panic escape as anything but a 500.
 
+mod bridge_api;
 mod directory_api;
 mod loginflow;
 mod mobileconfig;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub admins: Vec<String>,
     /// The credential vault, when configured (the bridge's bindings keep their secrets there).
     pub vault: Option<Arc<crate::bridge::Credentials>>,
+    /// The business systems registered (`[[systems]]`).
+    pub systems: Arc<crate::bridge::systems::Registry>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -103,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/share/requests", any(share_api::requests))
         .route("/api/share/requests/{id}", any(share_api::request_action_bare))
         .route("/api/share/requests/{id}/{action}", any(share_api::request_action))
+        .route("/api/bridge/systems", any(bridge_api::systems))
         .route("/api/directory", any(org_api::status))
         .route("/api/directory/refresh", any(org_api::refresh))
         .route("/api/directory/groups/{name}", any(org_api::group))

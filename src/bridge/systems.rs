@@ -1,0 +1,279 @@
+//! The business-system registry: what an admin registers (`[[systems]]` in the configuration),
+//! checked whole at start, and which systems each person may use. A system names the exact
+//! origins the bridge may send its credentials to; nothing is ever sent anywhere else.
+//!
+//! Must never: accept an origin with a path, query, user info or a scheme other than http(s),
+//! or a system whose address is outside its own origins.
+
+use serde::Deserialize;
+
+/// How the bridge signs a person into a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMethod {
+    /// HTTP Basic credentials injected on the way (nginx `auth_basic`, Radicale).
+    Basic,
+    /// The system's own login form replayed (its hidden CSRF fields kept).
+    Form,
+    /// A trusted identity header with a shared secret.
+    Header,
+    /// IMAP with the vaulted password (the mail reminder's unread count).
+    Imap,
+}
+
+impl LoginMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMethod::Basic => "basic",
+            LoginMethod::Form => "form",
+            LoginMethod::Header => "header",
+            LoginMethod::Imap => "imap",
+        }
+    }
+}
+
+/// One `[[systems]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// A short name: lowercase letters, digits and `-` (it appears in URLs).
+    pub name: String,
+    /// What people see.
+    pub label: String,
+    /// An icon URL for the launcher.
+    #[serde(default)]
+    pub icon: Option<String>,
+    /// Where the system is, for example `https://hr.example.org/` (for IMAP, `imap://` or
+    /// `imaps://` host and port).
+    pub url: String,
+    /// The exact origins (`scheme://host[:port]`) credentials may go to; by default the
+    /// origin of `url` alone.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    pub login: LoginMethod,
+    /// Who may use it: everyone (the default), or the members of these groups and
+    /// departments (a department with those below it).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub departments: Vec<String>,
+}
+
+/// A registered system, checked.
+#[derive(Debug, Clone)]
+pub struct System {
+    pub cfg: SystemConfig,
+    /// The origins, normalised (lowercase scheme and host, no default port).
+    pub origins: Vec<String>,
+}
+
+/// Every registered system.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    systems: Vec<System>,
+}
+
+/// The origin of an absolute URL, normalised; `None` for anything that is not one of the
+/// allowed schemes, or carries user info.
+fn origin_of(url: &str, schemes: &[&str]) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !schemes.contains(&scheme.as_str()) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        "imap" => ":143",
+        _ => ":993",
+    };
+    let authority = authority
+        .strip_suffix(default_port)
+        .unwrap_or(&authority)
+        .to_string();
+    Some(format!("{scheme}://{authority}"))
+}
+
+fn check(cfg: &SystemConfig) -> Result<System, String> {
+    let n = &cfg.name;
+    let named = |m: &str| format!("system {n:?}: {m}");
+    if n.is_empty()
+        || n.len() > 40
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(named("a name is 1 to 40 lowercase letters, digits and '-'"));
+    }
+    if cfg.label.trim().is_empty() || cfg.label.chars().any(char::is_control) {
+        return Err(named("needs a label"));
+    }
+    let schemes: &[&str] = if cfg.login == LoginMethod::Imap {
+        &["imap", "imaps"]
+    } else {
+        &["http", "https"]
+    };
+    let own = origin_of(&cfg.url, schemes).ok_or_else(|| {
+        named(&format!(
+            "url must be {}://HOST[:PORT]/...",
+            schemes.join(" or ")
+        ))
+    })?;
+    let mut origins = vec![];
+    for o in &cfg.origins {
+        // Only scheme and authority: nothing after them but one optional '/'.
+        let bare = o
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.trim_end_matches('/').contains(['/', '?', '#']));
+        let norm = origin_of(o, schemes)
+            .filter(|_| bare)
+            .ok_or_else(|| named(&format!("origin {o:?} is not scheme://host[:port]")))?;
+        origins.push(norm);
+    }
+    if origins.is_empty() {
+        origins.push(own.clone());
+    } else if !origins.contains(&own) {
+        return Err(named(&format!(
+            "its url's origin {own} is not among its origins"
+        )));
+    }
+    if let Some(icon) = &cfg.icon
+        && origin_of(icon, &["http", "https"]).is_none()
+        && !icon.starts_with('/')
+    {
+        return Err(named(
+            "icon must be an http(s) URL or a path on this server",
+        ));
+    }
+    Ok(System {
+        cfg: cfg.clone(),
+        origins,
+    })
+}
+
+impl Registry {
+    /// Check every entry; the first problem, naming the system, is the error.
+    pub fn new(entries: &[SystemConfig]) -> Result<Registry, String> {
+        let mut systems: Vec<System> = vec![];
+        for e in entries {
+            let s = check(e)?;
+            if systems.iter().any(|x| x.cfg.name == s.cfg.name) {
+                return Err(format!("system {:?} is registered twice", s.cfg.name));
+            }
+            systems.push(s);
+        }
+        Ok(Registry { systems })
+    }
+
+    pub fn all(&self) -> &[System] {
+        &self.systems
+    }
+
+    pub fn get(&self, name: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.cfg.name == name)
+    }
+
+    /// The systems someone in these groups and departments may use.
+    pub fn visible_to<'a>(&'a self, groups: &'a [String]) -> impl Iterator<Item = &'a System> + 'a {
+        self.systems.iter().filter(move |s| s.allows(groups))
+    }
+}
+
+impl System {
+    /// Whether someone whose groups and departments (as recorded on their account) are
+    /// `memberships` may use it.
+    pub fn allows(&self, memberships: &[String]) -> bool {
+        let c = &self.cfg;
+        (c.groups.is_empty() && c.departments.is_empty())
+            || c.groups
+                .iter()
+                .chain(&c.departments)
+                .any(|g| memberships.contains(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sys(name: &str, url: &str, origins: &[&str]) -> SystemConfig {
+        SystemConfig {
+            name: name.into(),
+            label: "HR".into(),
+            icon: None,
+            url: url.into(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            login: LoginMethod::Basic,
+            groups: vec![],
+            departments: vec![],
+        }
+    }
+
+    #[test]
+    fn origins_are_exact_and_checked() {
+        let r = Registry::new(&[sys("hr", "HTTPS://HR.example.org:443/app/", &[])]).expect("ok");
+        assert_eq!(
+            r.get("hr").expect("hr").origins,
+            vec!["https://hr.example.org"]
+        );
+        let r = Registry::new(&[sys(
+            "wiki",
+            "http://127.0.0.1:8080/",
+            &["http://127.0.0.1:8080", "https://sso.example.org"],
+        )])
+        .expect("ok");
+        assert_eq!(r.get("wiki").expect("wiki").origins.len(), 2);
+        for (bad, why) in [
+            (sys("HR", "https://hr.example.org/", &[]), "lowercase"),
+            (sys("hr", "ftp://hr.example.org/", &[]), "url must be"),
+            (
+                sys("hr", "https://user@hr.example.org/", &[]),
+                "url must be",
+            ),
+            (
+                sys(
+                    "hr",
+                    "https://hr.example.org/",
+                    &["https://other.example.org"],
+                ),
+                "not among its origins",
+            ),
+            (
+                sys(
+                    "hr",
+                    "https://hr.example.org/",
+                    &["https://hr.example.org/path"],
+                ),
+                "is not scheme://host",
+            ),
+        ] {
+            let e = Registry::new(&[bad]).expect_err(why);
+            assert!(e.contains(why), "{e}");
+        }
+        let twice = Registry::new(&[
+            sys("hr", "https://a.example.org/", &[]),
+            sys("hr", "https://b.example.org/", &[]),
+        ]);
+        assert!(twice.expect_err("twice").contains("twice"));
+    }
+
+    #[test]
+    fn audiences() {
+        let mut eng = sys("ci", "https://ci.example.org/", &[]);
+        eng.groups = vec!["eng".into()];
+        let mut sales = sys("crm", "https://crm.example.org/", &[]);
+        sales.departments = vec!["Sales".into()];
+        let all = sys("wiki", "https://wiki.example.org/", &[]);
+        let r = Registry::new(&[eng, sales, all]).expect("ok");
+        let names =
+            |m: &[String]| -> Vec<String> { r.visible_to(m).map(|s| s.cfg.name.clone()).collect() };
+        assert_eq!(names(&["eng".into()]), vec!["ci", "wiki"]);
+        assert_eq!(names(&["Sales".into()]), vec!["crm", "wiki"]);
+        assert_eq!(names(&[]), vec!["wiki"]);
+    }
+}
