@@ -128,6 +128,8 @@ if [ -z "${CONVENE_TEST_LDAP_URL:-}" ]; then
 fi
 # tests/oidc.rs starts real OpenID providers (npm oidc-provider); installed once, up front.
 conformance/oidc.sh install || exit 1
+# tests/bridge.rs starts real nginx instances with auth_basic (Debian nginx) as business systems.
+conformance/nginx.sh install || exit 1
 cargo test --quiet --no-fail-fast
 test_rc=$?
 drop_test_databases

@@ -16,6 +16,7 @@
 //! - `feed`: read-only ICS subscription feeds and whole-calendar export.
 //! - `caldav`: the CalDAV/WebDAV protocol over `dav`, `ical` and the store ports.
 //! - `web`: the HTTP edge (axum).
+//! - `proxy`: the bridge's outbound edge (requests to business systems with a credential).
 //! - `app`: composition root (CLI, configuration, wiring, shutdown).
 
 // The server logs through `tracing`; the CLI writes its output through `io::stdout`.
@@ -34,6 +35,7 @@ pub mod feed;
 pub mod ical;
 pub mod mail;
 pub mod org;
+pub mod proxy;
 pub mod share;
 pub mod store;
 pub mod vault;

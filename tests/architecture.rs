@@ -45,7 +45,7 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("openidconnect", &["auth"]),
     ("chacha20poly1305", &["crypto"]),
     ("zeroize", &["crypto", "vault"]),
-    ("reqwest", &["auth"]),
+    ("reqwest", &["auth", "proxy"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

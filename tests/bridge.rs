@@ -108,3 +108,278 @@ async fn the_launcher_lists_what_each_person_may_use() {
         );
     }
 }
+
+/// A business system with HTTP Basic: Debian nginx with `auth_basic`, on a loopback port, its
+/// configuration private to a temporary directory. `/api/me` answers the signed-in user;
+/// `/moved/` redirects to `redirect_to` whatever the credentials; every request's
+/// Authorization header is written to `access.log`.
+struct BasicApp {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+impl BasicApp {
+    fn start(users: &[(&str, &str)], redirect_to: &str) -> BasicApp {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = common::free_port();
+        let mut htpasswd = String::new();
+        for (u, p) in users {
+            let out = std::process::Command::new("openssl")
+                .args(["passwd", "-apr1", p])
+                .output()
+                .expect("openssl");
+            htpasswd.push_str(&format!("{u}:{}", String::from_utf8_lossy(&out.stdout)));
+        }
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("htpasswd"), htpasswd).expect("htpasswd");
+        std::fs::create_dir_all(dir.path().join("www/api")).expect("www");
+        std::fs::write(
+            dir.path().join("www/api/me.json"),
+            r#"{"user":"<!--# echo var="remote_user" -->"}"#,
+        )
+        .expect("me");
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                r#"worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 64; }}
+http {{
+  log_format auth '$request $http_authorization';
+  access_log {d}/access.log auth;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /healthz {{ return 200 "ok\n"; }}
+    location /moved/ {{ return 302 {redirect_to}; }}
+    location /api/ {{
+      auth_basic "Tasks";
+      auth_basic_user_file {d}/htpasswd;
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+}}
+"#
+            ),
+        )
+        .expect("conf");
+        let child = std::process::Command::new("nginx")
+            .args([
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-p",
+                &d,
+                "-e",
+                &format!("{d}/error.log"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (Debian; conformance/nginx.sh install)");
+        // Owned at once, so that a failure to start still stops it.
+        let app = BasicApp {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return app;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!(
+            "nginx did not start: {:?}",
+            std::fs::read_to_string(app.dir.path().join("error.log"))
+        );
+    }
+
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BasicApp {
+    fn drop(&mut self) {
+        // SIGTERM to the master: it stops its workers (SIGKILL would orphan them).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Binding an account in a real HTTP Basic system (nginx): verified by one real login before
+/// anything is kept, refused credentials not kept, the audit the person reads, a redirect to
+/// another origin never followed with the credential, nothing in clear in the database, and
+/// unbinding erases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_an_account_is_verified_by_a_real_login() {
+    let collector = BasicApp::start(&[], "http://127.0.0.1:1/");
+    const BOB_PW: &str = "tä:sks bob 🔑";
+    let tasks = BasicApp::start(
+        &[("alice", "tasks-alice-pw"), ("bob", BOB_PW)],
+        &format!("{}/api/me", collector.base),
+    );
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.add_users(&["carol"]);
+    srv.cli_ok(&["org", "group-add", "eng"], "");
+    srv.cli_ok(&["org", "member-add", "eng", "bob"], "");
+    let keys = srv.dir.path().join("vault.keys");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&keys, format!("k1 {}\n", "5a".repeat(32))).expect("keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    srv.restart_with_config(&format!(
+        r#"[vault]
+key_file = "{}"
+
+[[systems]]
+name = "tasks"
+label = "Tasks"
+url = "{}/api/me"
+login = "basic"
+
+[[systems]]
+name = "moved"
+label = "Moved"
+url = "{}/moved/"
+login = "basic"
+
+[[systems]]
+name = "ci"
+label = "Build server"
+url = "https://ci.example.org/"
+login = "form"
+groups = ["eng"]
+"#,
+        keys.display(),
+        tasks.base,
+        tasks.base
+    ))
+    .await;
+    let json = [("Content-Type", "application/json")];
+    let put = |who: &'static str, system: &'static str, body: String| {
+        let srv = &srv;
+        async move {
+            srv.send_as(
+                who,
+                "PUT",
+                &format!("/api/bridge/bindings/{system}"),
+                &body,
+                &json,
+            )
+            .await
+        }
+    };
+    let body = |u: &str, p: &str| serde_json::json!({"username": u, "password": p}).to_string();
+
+    // A wrong password: the system says no, nothing is kept.
+    let r = put("bob", "tasks", body("bob", "not-it")).await;
+    r.expect(422);
+    assert!(!r.text().contains("not-it"));
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/bindings", "", &[])
+        .await;
+    assert_eq!(r.text(), "[]");
+    // The right one (UTF-8, a colon and a space in it): verified, vaulted, bound.
+    let r = put("bob", "tasks", body("bob", BOB_PW)).await;
+    r.expect(200);
+    assert!(r.text().contains("\"state\":\"bound\""), "{}", r.text());
+    assert!(
+        tasks.access_log().contains("GET /api/me HTTP/1.1 Basic"),
+        "{}",
+        tasks.access_log()
+    );
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/systems", "", &[])
+        .await;
+    let systems: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let tasks_entry = systems
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "tasks"))
+        .expect("tasks listed");
+    assert_eq!(tasks_entry["binding"], "bound");
+    // The person's own audit: both verifications, with their outcome.
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/audit", "", &[])
+        .await;
+    let audit: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let outcomes: Vec<(String, String)> = audit
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| (a["purpose"].to_string(), a["outcome"].to_string()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("\"verify\"".into(), "\"accepted\"".into()),
+            ("\"verify\"".into(), "\"refused\"".into())
+        ]
+    );
+    let r = srv
+        .send_as("alice", "GET", "/api/bridge/audit", "", &[])
+        .await;
+    assert_eq!(r.text(), "[]", "only one's own");
+    // Nothing in clear in the database files.
+    for f in std::fs::read_dir(srv.dir.path()).expect("data").flatten() {
+        let bytes = std::fs::read(f.path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(BOB_PW.len()).any(|w| w == BOB_PW.as_bytes()),
+            "{} holds the password",
+            f.path().display()
+        );
+    }
+
+    assert!(
+        !srv.log_text().contains(BOB_PW),
+        "the password is in the log"
+    );
+
+    // A system that redirects elsewhere: the redirect is not followed with the credential.
+    let r = put("bob", "moved", body("bob", BOB_PW)).await;
+    r.expect(502);
+    assert!(r.text().contains("302"), "{}", r.text());
+    assert!(
+        !collector.access_log().contains("Basic"),
+        "{}",
+        collector.access_log()
+    );
+    assert!(
+        collector.access_log().is_empty(),
+        "nothing reached the other origin"
+    );
+
+    // Form logins come later; someone outside a system's audience cannot bind it; only JSON.
+    put("bob", "ci", body("bob", "x")).await.expect(501);
+    put("carol", "ci", body("carol", "x")).await.expect(404);
+    srv.send_as(
+        "bob",
+        "PUT",
+        "/api/bridge/bindings/tasks",
+        "username=bob&password=x",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    )
+    .await
+    .expect(415);
+
+    // Unbinding erases it.
+    srv.send_as("bob", "DELETE", "/api/bridge/bindings/tasks", "", &[])
+        .await
+        .expect(204);
+    srv.send_as("bob", "DELETE", "/api/bridge/bindings/tasks", "", &[])
+        .await
+        .expect(404);
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/bindings", "", &[])
+        .await;
+    assert_eq!(r.text(), "[]");
+}

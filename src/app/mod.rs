@@ -1156,6 +1156,10 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         admins: cfg.admins.clone(),
         vault,
         systems,
+        verifier: Arc::new(
+            crate::proxy::BasicVerifier::new(Duration::from_secs(10))
+                .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
+        ),
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))

@@ -13,9 +13,16 @@
 
 pub mod systems;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::crypto::Secret;
-use crate::store::{Store, StoreError, StoredKey, UserId, VaultStore as _};
+use crate::store::{
+    AuditOutcome, AuditPurpose, BindingState, BindingStore as _, Store, StoreError, StoredKey,
+    UserId, VaultStore as _,
+};
 use crate::vault::{self, Keyring, VaultError, WrappedKey};
+use systems::{LoginMethod, System};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -23,6 +30,79 @@ pub enum BridgeError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("binding a {0} login is not supported yet (HTTP Basic is)")]
+    Unsupported(&'static str),
+}
+
+/// What one real login with a credential answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginCheck {
+    Accepted,
+    Refused,
+    /// The system could not be asked, or answered neither yes nor no (why, for the person).
+    Unreachable(String),
+}
+
+/// The outbound side of the bridge (implemented at the edge, `proxy`): one real login to a
+/// system's registered origin, following no redirect.
+pub trait Verifier: Send + Sync {
+    fn verify<'a>(
+        &'a self,
+        system: &'a System,
+        username: &'a str,
+        password: &'a Secret,
+    ) -> Pin<Box<dyn Future<Output = LoginCheck> + Send + 'a>>;
+}
+
+/// Names of the vaulted fields of a binding.
+const USERNAME: &str = "username";
+const PASSWORD: &str = "password";
+
+/// Bind `user`'s account in `system`: one real login with the credential (recorded in the
+/// audit); only a credential the system accepted is vaulted and the binding marked bound. A
+/// refused one is not kept (what was bound before stays), so the person can correct it.
+pub async fn bind(
+    creds: &Credentials,
+    verifier: &dyn Verifier,
+    (user, system): (UserId, &System),
+    username: &str,
+    password: &Secret,
+    now: i64,
+) -> Result<LoginCheck, BridgeError> {
+    if system.cfg.login != LoginMethod::Basic {
+        return Err(BridgeError::Unsupported(system.cfg.login.as_str()));
+    }
+    let name = system.cfg.name.as_str();
+    let check = verifier.verify(system, username, password).await;
+    let outcome = match check {
+        LoginCheck::Accepted => AuditOutcome::Accepted,
+        LoginCheck::Refused => AuditOutcome::Refused,
+        LoginCheck::Unreachable(_) => AuditOutcome::Unreachable,
+    };
+    creds
+        .store
+        .record_release(user, name, AuditPurpose::Verify, outcome, now)
+        .await?;
+    if check == LoginCheck::Accepted {
+        creds
+            .put(user, name, USERNAME, username.as_bytes(), now)
+            .await?;
+        creds
+            .put(user, name, PASSWORD, password.expose(), now)
+            .await?;
+        creds
+            .store
+            .set_binding(user, name, BindingState::Bound, now)
+            .await?;
+    }
+    Ok(check)
+}
+
+/// Remove `user`'s binding to `system` and erase its secrets; false when there was none.
+pub async fn unbind(creds: &Credentials, user: UserId, system: &str) -> Result<bool, BridgeError> {
+    let erased = creds.erase(user, Some(system)).await?;
+    let removed = creds.store.remove_binding(user, system).await?;
+    Ok(erased > 0 || removed)
 }
 
 /// The vault over this server's store.

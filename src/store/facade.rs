@@ -391,6 +391,37 @@ impl SessionStore for Store {
     }
 }
 
+impl BindingStore for Store {
+    async fn set_binding(
+        &self,
+        user: UserId,
+        system: &str,
+        state: BindingState,
+        at: i64,
+    ) -> Result<()> {
+        delegate!(self, x => x.set_binding(user, system, state, at).await)
+    }
+    async fn bindings_of(&self, user: UserId) -> Result<Vec<Binding>> {
+        delegate!(self, x => x.bindings_of(user).await)
+    }
+    async fn remove_binding(&self, user: UserId, system: &str) -> Result<bool> {
+        delegate!(self, x => x.remove_binding(user, system).await)
+    }
+    async fn record_release(
+        &self,
+        user: UserId,
+        system: &str,
+        purpose: AuditPurpose,
+        outcome: AuditOutcome,
+        at: i64,
+    ) -> Result<()> {
+        delegate!(self, x => x.record_release(user, system, purpose, outcome, at).await)
+    }
+    async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>> {
+        delegate!(self, x => x.releases(user, limit).await)
+    }
+}
+
 impl VaultStore for Store {
     async fn vault_check(&self) -> Result<Option<(String, Vec<u8>)>> {
         delegate!(self, x => x.vault_check().await)

@@ -632,6 +632,110 @@ pub trait VaultStore {
     async fn remove_secrets(&self, user: UserId, system: Option<&str>) -> Result<u64>;
 }
 
+/// Where a person's account in a business system stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingState {
+    /// A real login with the vaulted credential succeeded.
+    Bound,
+    /// A login failed: the credential is not used again until the person updates it (the
+    /// system's lockout is never tripped by the bridge).
+    NeedsUpdate,
+}
+
+impl BindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingState::Bound => "bound",
+            BindingState::NeedsUpdate => "needs-update",
+        }
+    }
+    pub fn parse(s: &str) -> Option<BindingState> {
+        match s {
+            "bound" => Some(BindingState::Bound),
+            "needs-update" => Some(BindingState::NeedsUpdate),
+            _ => None,
+        }
+    }
+}
+
+/// Why a vaulted secret was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditPurpose {
+    /// Checking a new or updated credential with one real login.
+    Verify,
+    /// Signing the person in through the bridge.
+    Login,
+}
+
+/// What came of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Accepted,
+    Refused,
+    Unreachable,
+}
+
+impl AuditPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditPurpose::Verify => "verify",
+            AuditPurpose::Login => "login",
+        }
+    }
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Accepted => "accepted",
+            AuditOutcome::Refused => "refused",
+            AuditOutcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub system: String,
+    pub state: BindingState,
+    pub verified_at: i64,
+}
+
+/// One release of a secret, as recorded (purpose and outcome as stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub user: UserId,
+    pub system: String,
+    pub purpose: String,
+    pub outcome: String,
+    pub at: i64,
+}
+
+/// Bindings of people to business systems, and the audit of every secret released.
+#[allow(async_fn_in_trait)]
+pub trait BindingStore {
+    async fn set_binding(
+        &self,
+        user: UserId,
+        system: &str,
+        state: BindingState,
+        at: i64,
+    ) -> Result<()>;
+    async fn bindings_of(&self, user: UserId) -> Result<Vec<Binding>>;
+    /// False when there was none.
+    async fn remove_binding(&self, user: UserId, system: &str) -> Result<bool>;
+    async fn record_release(
+        &self,
+        user: UserId,
+        system: &str,
+        purpose: AuditPurpose,
+        outcome: AuditOutcome,
+        at: i64,
+    ) -> Result<()>;
+    /// The newest `limit` entries: one person's, or everyone's (`None`).
+    async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>>;
+}
+
 /// Where a membership in `user_groups` came from; each source is replaced whole by its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupSource {

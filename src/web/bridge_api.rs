@@ -1,7 +1,10 @@
 //! The single-sign-on bridge's JSON API: the launcher's list of the business systems a person
-//! may use. (Binding, the login proxy and forward-auth build on the same registry.)
+//! may use with their binding state, binding an account (verified by one real login before it
+//! is vaulted), unbinding, and the person's own audit of released secrets. (The login proxy and
+//! forward-auth come next.)
 //!
-//! Must never: list a system to someone outside its audience, or show another person's data.
+//! Must never: list or bind a system outside the person's audience, show another person's
+//! data, take a credential from anything but a JSON body, or echo a secret back.
 
 use std::sync::Arc;
 
@@ -9,8 +12,30 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
+use axum::body::{Body, to_bytes};
+use axum::http::header;
+
 use super::{AppState, authenticate, json, json_error};
-use crate::store::SessionStore as _;
+use crate::bridge::LoginCheck;
+use crate::crypto::Secret;
+use crate::store::{BindingStore as _, SessionStore as _, User};
+
+const MAX_JSON: usize = 8 * 1024;
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "bridge API failure");
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+}
+
+/// The systems this person may use.
+async fn visible(state: &AppState, user: &User) -> Result<Vec<String>, Response> {
+    let memberships = state.store.groups_of(user.id).await.map_err(failed)?;
+    Ok(state
+        .systems
+        .visible_to(&memberships)
+        .map(|s| s.cfg.name.clone())
+        .collect())
+}
 
 /// `GET /api/bridge/systems`: the systems this person may use (by the groups and departments
 /// recorded on their account), each with its name, label, icon, address and login method.
@@ -23,25 +48,206 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
     if parts.method != Method::GET {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
-    let memberships = match state.store.groups_of(user.id).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(error = %e, "reading memberships failed");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
-        }
+    let (names, bindings) = match (
+        visible(&state, &user).await,
+        state.store.bindings_of(user.id).await,
+    ) {
+        (Ok(n), Ok(b)) => (n, b),
+        (Err(r), _) => return r,
+        (_, Err(e)) => return failed(e),
     };
-    let list: Vec<serde_json::Value> = state
-        .systems
-        .visible_to(&memberships)
+    let list: Vec<serde_json::Value> = names
+        .iter()
+        .filter_map(|n| state.systems.get(n))
         .map(|s| {
+            let binding = bindings
+                .iter()
+                .find(|b| b.system == s.cfg.name)
+                .map(|b| b.state.as_str());
             serde_json::json!({
                 "name": s.cfg.name,
                 "label": s.cfg.label,
                 "icon": s.cfg.icon,
                 "url": s.cfg.url,
                 "login": s.cfg.login.as_str(),
+                "binding": binding,
             })
         })
         .collect();
     json(StatusCode::OK, &serde_json::Value::Array(list))
+}
+
+/// `GET /api/bridge/bindings`: this person's bindings (system, state, when verified).
+pub(super) async fn bindings(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::GET {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+    }
+    match state.store.bindings_of(user.id).await {
+        Ok(b) => json(
+            StatusCode::OK,
+            &serde_json::Value::Array(
+                b.iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "system": b.system,
+                            "state": b.state.as_str(),
+                            "verified_at": b.verified_at,
+                        })
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindBody {
+    username: String,
+    password: String,
+}
+
+/// `PUT /api/bridge/bindings/{system}` with `{"username", "password"}`: verified by one real
+/// login, then vaulted (200, `bound`); a refused credential is not kept (422); a system that
+/// cannot be asked is a 502. `DELETE`: unbind and erase (204).
+pub(super) async fn binding(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(system): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, body) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let names = match visible(&state, &user).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let Some(sys) = state
+        .systems
+        .get(&system)
+        .filter(|_| names.contains(&system))
+    else {
+        return json_error(StatusCode::NOT_FOUND, "no such system for you");
+    };
+    let Some(vault) = &state.vault else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no credential vault is configured on this server",
+        );
+    };
+    match parts.method {
+        Method::DELETE => match crate::bridge::unbind(vault, user.id, &system).await {
+            Ok(true) => Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::empty())
+                .unwrap_or_default(),
+            Ok(false) => json_error(StatusCode::NOT_FOUND, "not bound"),
+            Err(e) => failed(e),
+        },
+        Method::PUT => {
+            let b = match read_bind_body(&parts.headers, body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let password = Secret::new(b.password.into_bytes());
+            match crate::bridge::bind(
+                vault,
+                state.verifier.as_ref(),
+                (user.id, sys),
+                &b.username,
+                &password,
+                state.clock.now(),
+            )
+            .await
+            {
+                Ok(LoginCheck::Accepted) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "system": system, "state": "bound" }),
+                ),
+                Ok(LoginCheck::Refused) => json_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the system refused these credentials; nothing was kept",
+                ),
+                Ok(LoginCheck::Unreachable(why)) => json_error(StatusCode::BAD_GATEWAY, &why),
+                Err(e @ crate::bridge::BridgeError::Unsupported(_)) => {
+                    json_error(StatusCode::NOT_IMPLEMENTED, &e.to_string())
+                }
+                Err(e) => failed(e),
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "PUT or DELETE"),
+    }
+}
+
+/// A JSON body with a username (no control characters, at most 256) and a password (at most
+/// 1,024 characters).
+async fn read_bind_body(headers: &axum::http::HeaderMap, body: Body) -> Result<BindBody, Response> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json",
+        ));
+    }
+    let bytes = to_bytes(body, MAX_JSON)
+        .await
+        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
+    // The error names the field, never the value.
+    let b: BindBody = serde_json::from_slice(&bytes)
+        .map_err(|_| json_error(StatusCode::BAD_REQUEST, "send {\"username\", \"password\"}"))?;
+    let ok = !b.username.is_empty()
+        && b.username.chars().count() <= 256
+        && !b.username.chars().any(char::is_control)
+        && !b.password.is_empty()
+        && b.password.chars().count() <= 1024;
+    if ok {
+        Ok(b)
+    } else {
+        Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "a username of 1 to 256 characters without control characters and a password of 1 to 1,024",
+        ))
+    }
+}
+
+/// `GET /api/bridge/audit`: every release of this person's secrets, newest first.
+pub(super) async fn audit(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if parts.method != Method::GET {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+    }
+    match state.store.releases(Some(user.id), 200).await {
+        Ok(list) => json(
+            StatusCode::OK,
+            &serde_json::Value::Array(
+                list.iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "system": a.system,
+                            "purpose": a.purpose,
+                            "outcome": a.outcome,
+                            "at": a.at,
+                        })
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => failed(e),
+    }
 }

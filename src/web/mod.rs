@@ -53,6 +53,8 @@ pub struct AppState {
     pub vault: Option<Arc<crate::bridge::Credentials>>,
     /// The business systems registered (`[[systems]]`).
     pub systems: Arc<crate::bridge::systems::Registry>,
+    /// One real login to a business system, to verify a binding (the `proxy` edge).
+    pub verifier: Arc<dyn crate::bridge::Verifier>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -107,6 +109,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/share/requests/{id}", any(share_api::request_action_bare))
         .route("/api/share/requests/{id}/{action}", any(share_api::request_action))
         .route("/api/bridge/systems", any(bridge_api::systems))
+        .route("/api/bridge/bindings", any(bridge_api::bindings))
+        .route("/api/bridge/bindings/{system}", any(bridge_api::binding))
+        .route("/api/bridge/audit", any(bridge_api::audit))
         .route("/api/directory", any(org_api::status))
         .route("/api/directory/refresh", any(org_api::refresh))
         .route("/api/directory/groups/{name}", any(org_api::group))

@@ -4,7 +4,7 @@
 //! `sqlx::Any` (which fails on some column types). This body knows nothing of SQLite's
 //! in-place path: which statements also run there is the list of `route!` calls in the
 //! `Store` facade. One file per capability (`users`, `resources`, `index`, `sync`, `mail`,
-//! `accounts`, `sharing`, `org`, `vault`), each a macro this one expands beside the shared helpers.
+//! `accounts`, `sharing`, `org`, `vault`, `bindings`), each a macro this one expands beside the shared helpers.
 //!
 //! Statements built with a varying number of binds (IN lists, multi-row inserts) are not kept
 //! prepared (`persistent(false)`): every distinct length would otherwise take a slot in each
@@ -16,6 +16,7 @@
 //! never skip a write that commits later. On SQLite transactions begin IMMEDIATE (one writer).
 
 pub(crate) mod accounts;
+pub(crate) mod bindings;
 pub(crate) mod index;
 pub(crate) mod mail;
 pub(crate) mod org;
@@ -518,6 +519,7 @@ macro_rules! impl_sql_store {
         $crate::store::sql::sharing::impl_sharing!($store, $db);
         $crate::store::sql::org::impl_org!($store, $db);
         $crate::store::sql::vault::impl_vault!($store, $db);
+        $crate::store::sql::bindings::impl_bindings!($store, $db);
         $crate::store::sql::sync::impl_sync!($store, $db);
     };
 }
