@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use convene::store::{NewUser, ResourceReader, SessionStore, Store, UserId, UserStore};
+use convene::store::{NewUser, OrgStore, ResourceReader, Store, UserId, UserStore};
 
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -107,6 +107,17 @@ async fn main() {
     let url = format!("sqlite://{}/convene.db", data);
     let store = Store::open(&url).await.expect("store");
     let mut recipients = Vec::with_capacity(n);
+    // The department is Convene's own org chart's (no LDAP here): the server copies its
+    // memberships onto the accounts when it starts, as it does after every edit.
+    store
+        .put_department(&convene::store::OrgDepartment {
+            name: "Bench".into(),
+            parent: None,
+            description: None,
+            head: None,
+        })
+        .await
+        .expect("department");
     for k in 0..n {
         let u = store
             .create_user(NewUser {
@@ -118,10 +129,12 @@ async fn main() {
             .await
             .expect("create user");
         store
-            .set_user_groups(
+            .put_person(
                 u.id,
-                convene::store::GroupSource::Department,
-                &["Bench".to_string()],
+                &convene::store::OrgPerson {
+                    department: Some("Bench".into()),
+                    ..Default::default()
+                },
             )
             .await
             .expect("membership");
