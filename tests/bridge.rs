@@ -112,7 +112,7 @@ async fn the_launcher_lists_what_each_person_may_use() {
 /// A business system with HTTP Basic: Debian nginx with `auth_basic`, on a loopback port, its
 /// configuration private to a temporary directory. `/api/me` answers the signed-in user;
 /// `/moved/` redirects to `redirect_to` whatever the credentials; every request's
-/// Authorization header is written to `access.log`.
+/// Authorization and Remote-User headers are written to `access.log`.
 struct BasicApp {
     child: std::process::Child,
     dir: tempfile::TempDir,
@@ -121,6 +121,28 @@ struct BasicApp {
 
 impl BasicApp {
     fn start(users: &[(&str, &str)], redirect_to: &str) -> BasicApp {
+        BasicApp::launch(users, |d, port| {
+            format!(
+                r#"  server {{
+    listen 127.0.0.1:{port};
+    location = /healthz {{ return 200 "ok\n"; }}
+    location /moved/ {{ return 302 {redirect_to}; }}
+    location /api/ {{
+      auth_basic "Tasks";
+      auth_basic_user_file {d}/htpasswd;
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+"#
+            )
+        })
+    }
+
+    /// nginx with `users` in its htpasswd and the `server` block made for its directory and
+    /// port.
+    fn launch(users: &[(&str, &str)], server: impl Fn(&str, u16) -> String) -> BasicApp {
         let dir = tempfile::tempdir().expect("dir");
         let port = common::free_port();
         let mut htpasswd = String::new();
@@ -148,24 +170,13 @@ error_log {d}/error.log warn;
 daemon off;
 events {{ worker_connections 64; }}
 http {{
-  log_format auth '$request $http_authorization';
+  log_format auth '$request $http_authorization remote-user=$http_remote_user';
   access_log {d}/access.log auth;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    location = /healthz {{ return 200 "ok\n"; }}
-    location /moved/ {{ return 302 {redirect_to}; }}
-    location /api/ {{
-      auth_basic "Tasks";
-      auth_basic_user_file {d}/htpasswd;
-      root {d}/www; default_type application/json;
-      ssi on; ssi_types application/json;
-      try_files $uri.json =404;
-    }}
-  }}
-}}
-"#
+{}}}
+"#,
+                server(&d, port)
             ),
         )
         .expect("conf");
@@ -382,4 +393,117 @@ groups = ["eng"]
         .send_as("bob", "GET", "/api/bridge/bindings", "", &[])
         .await;
     assert_eq!(r.text(), "[]");
+}
+
+/// Forward-auth through a real nginx `auth_request` in front of a real HTTP Basic system: a
+/// person signs in to the front with their Convene credentials and reaches the system signed
+/// in as their own account there (the vaulted credential put in place of theirs, each release
+/// in their audit); no binding or the wrong password gets no further; the person's own
+/// identity headers never reach the system; the endpoint answers only the proxy that knows the
+/// system's secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_signs_people_in_through_nginx() {
+    const BOB_PW: &str = "tasks-bob-pw";
+    const SECRET: &str = "a-forward-secret-of-32-characters!";
+    let tasks = BasicApp::start(&[("bob.tasks", BOB_PW)], "http://127.0.0.1:1/");
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.add_users(&["carol"]);
+    let keys = srv.dir.path().join("vault.keys");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&keys, format!("k1 {}\n", "6b".repeat(32))).expect("keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    srv.restart_with_config(&format!(
+        "[vault]\nkey_file = \"{}\"\n\n[[systems]]\nname = \"tasks\"\nlabel = \"Tasks\"\nurl = \"{}/api/me\"\nlogin = \"basic\"\nforward_auth_secret = \"{SECRET}\"\n",
+        keys.display(),
+        tasks.base
+    ))
+    .await;
+    let convene = srv.base.clone();
+    let backend = tasks.base.clone();
+    let front = BasicApp::launch(&[], |_, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      auth_request /_convene;
+      auth_request_set $convene_cred $upstream_http_x_convene_authorization;
+      auth_request_set $convene_user $upstream_http_x_convene_user;
+      proxy_set_header Authorization $convene_cred;
+      proxy_set_header Remote-User $convene_user;
+      proxy_pass {backend};
+    }}
+    location = /_convene {{
+      internal;
+      proxy_pass {convene}/api/bridge/forward-auth/tasks;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Convene-Forward-Secret "{SECRET}";
+    }}
+  }}
+"#
+        )
+    });
+    let client = reqwest::Client::new();
+    let via_front = |user: &str, pw: &str| {
+        client
+            .get(format!("{}/api/me", front.base))
+            .basic_auth(user, Some(pw))
+            .header("Remote-User", "admin")
+            .send()
+    };
+
+    // Not bound yet: no way in.
+    let r = via_front("bob", "bob-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 403);
+    // Bob binds his Tasks account; through the front he is that account.
+    srv.send_as(
+        "bob",
+        "PUT",
+        "/api/bridge/bindings/tasks",
+        &serde_json::json!({"username": "bob.tasks", "password": BOB_PW}).to_string(),
+        &[("Content-Type", "application/json")],
+    )
+    .await
+    .expect(200);
+    let r = via_front("bob", "bob-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.expect("body"), r#"{"user":"bob.tasks"}"#);
+    // The system saw the vaulted credential, never bob's Convene password or his header.
+    let log = tasks.access_log();
+    assert!(
+        !log.contains("Ym9iOmJvYi1wYXNzd29yZA"),
+        "bob's Convene credential reached it: {log}"
+    );
+    assert!(log.contains("remote-user=bob\n"), "{log}");
+    assert!(
+        !log.contains("remote-user=admin"),
+        "the person's own header reached it: {log}"
+    );
+    // A wrong Convene password, or someone without a binding, gets no further.
+    let r = via_front("bob", "wrong-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = via_front("carol", "carol-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 403);
+    // Asked directly, without the secret or with another, Convene hands out nothing.
+    for secret in [None, Some("a-guess-that-is-long-enough-to-be-one")] {
+        let mut rb = srv.req_as(
+            "bob",
+            "bob-password",
+            "GET",
+            "/api/bridge/forward-auth/tasks",
+        );
+        if let Some(s) = secret {
+            rb = rb.header("X-Convene-Forward-Secret", s);
+        }
+        let r = srv.send(rb).await;
+        r.expect(403);
+        assert!(r.header("x-convene-authorization").is_none());
+    }
+    // The release is in bob's audit.
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/audit", "", &[])
+        .await;
+    assert!(r.text().contains("\"purpose\":\"login\""), "{}", r.text());
 }

@@ -98,6 +98,48 @@ pub async fn bind(
     Ok(check)
 }
 
+/// Why forward-auth lets nobody in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No binding (or one that needs updating): the person binds their account first.
+    NotBound,
+}
+
+/// The vaulted credential of `user` for `system`, released for a login through a proxy in
+/// front of it (recorded in the audit): `(username, password)`.
+pub async fn release_for_login(
+    creds: &Credentials,
+    (user, system): (UserId, &str),
+    now: i64,
+) -> Result<Result<(Secret, Secret), Refusal>, BridgeError> {
+    let bound = creds
+        .store
+        .bindings_of(user)
+        .await?
+        .iter()
+        .any(|b| b.system == system && b.state == BindingState::Bound);
+    if !bound {
+        return Ok(Err(Refusal::NotBound));
+    }
+    let (Some(u), Some(p)) = (
+        creds.get(user, system, USERNAME).await?,
+        creds.get(user, system, PASSWORD).await?,
+    ) else {
+        return Ok(Err(Refusal::NotBound));
+    };
+    creds
+        .store
+        .record_release(
+            user,
+            system,
+            AuditPurpose::Login,
+            AuditOutcome::Accepted,
+            now,
+        )
+        .await?;
+    Ok(Ok((u, p)))
+}
+
 /// Remove `user`'s binding to `system` and erase its secrets; false when there was none.
 pub async fn unbind(creds: &Credentials, user: UserId, system: &str) -> Result<bool, BridgeError> {
     let erased = creds.erase(user, Some(system)).await?;

@@ -57,6 +57,22 @@ pub struct SystemConfig {
     pub groups: Vec<String>,
     #[serde(default)]
     pub departments: Vec<String>,
+    /// The secret a reverse proxy in front of the system (nginx `auth_request`, Traefik
+    /// ForwardAuth, Caddy `forward_auth`) sends in `X-Convene-Forward-Secret` to ask Convene
+    /// who may in and with which credential; at least 32 characters. Without it, forward-auth
+    /// is off for this system.
+    #[serde(default)]
+    pub forward_auth_secret: Option<String>,
+}
+
+impl SystemConfig {
+    /// Whether `given` is this system's forward-auth secret (compared in constant time).
+    pub fn forward_secret_is(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.forward_auth_secret
+            .as_deref()
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(given.as_bytes())))
+    }
 }
 
 /// A registered system, checked.
@@ -142,6 +158,13 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
             "its url's origin {own} is not among its origins"
         )));
     }
+    if cfg
+        .forward_auth_secret
+        .as_ref()
+        .is_some_and(|f| f.chars().count() < 32 || f.chars().any(|c| c.is_control()))
+    {
+        return Err(named("forward_auth_secret needs at least 32 characters"));
+    }
     if let Some(icon) = &cfg.icon
         && origin_of(icon, &["http", "https"]).is_none()
         && !icon.starts_with('/')
@@ -211,6 +234,7 @@ mod tests {
             login: LoginMethod::Basic,
             groups: vec![],
             departments: vec![],
+            forward_auth_secret: None,
         }
     }
 

@@ -251,3 +251,90 @@ pub(super) async fn audit(State(state): State<Arc<AppState>>, req: Request) -> R
         Err(e) => failed(e),
     }
 }
+
+/// `/api/bridge/forward-auth/{system}`, for nginx `auth_request`, Traefik ForwardAuth and Caddy
+/// `forward_auth` in front of a business system: the proxy sends the system's
+/// `forward_auth_secret` in `X-Convene-Forward-Secret` and the person's own request headers.
+/// 200 with `X-Convene-User` and `X-Convene-Authorization` (the vaulted HTTP Basic credential,
+/// for the proxy to put in place of the person's) when the person may use the system and has
+/// bound it; 401 (with a Basic challenge) without valid Convene credentials; 403 otherwise.
+pub(super) async fn forward_auth(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(system): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    // Only the proxy that knows the system's secret is answered: a person asking directly is
+    // never handed their vaulted credential.
+    let given = parts
+        .headers
+        .get("x-convene-forward-secret")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(sys) = state
+        .systems
+        .get(&system)
+        .filter(|s| s.cfg.forward_secret_is(given))
+    else {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "not a forward-auth proxy of this system",
+        );
+    };
+    let (user, _) = match authenticate(&state, &parts, body, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let names = match visible(&state, &user).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if !names.contains(&system) {
+        return json_error(StatusCode::FORBIDDEN, "this system is not for you");
+    }
+    let Some(vault) = &state.vault else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no credential vault is configured on this server",
+        );
+    };
+    let released =
+        crate::bridge::release_for_login(vault, (user.id, &sys.cfg.name), state.clock.now()).await;
+    let (username, password) = match released {
+        Ok(Ok(c)) => c,
+        Ok(Err(crate::bridge::Refusal::NotBound)) => {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "bind your account in this system first",
+            );
+        }
+        Err(e) => return failed(e),
+    };
+    let mut raw = zeroize_join(username.expose(), password.expose());
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
+    raw.iter_mut().for_each(|b| *b = 0);
+    let (Ok(auth), Ok(who)) = (
+        axum::http::HeaderValue::from_str(&format!("Basic {encoded}")),
+        axum::http::HeaderValue::from_str(&user.name),
+    ) else {
+        return failed("a credential that is not a header value");
+    };
+    let mut r = Response::new(Body::empty());
+    let h = r.headers_mut();
+    h.insert("x-convene-authorization", auth);
+    h.insert("x-convene-user", who);
+    h.insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// `username:password`, as HTTP Basic joins them (the caller wipes it).
+fn zeroize_join(username: &[u8], password: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(username.len() + 1 + password.len());
+    raw.extend_from_slice(username);
+    raw.push(b':');
+    raw.extend_from_slice(password);
+    raw
+}

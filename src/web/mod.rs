@@ -112,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/bridge/bindings", any(bridge_api::bindings))
         .route("/api/bridge/bindings/{system}", any(bridge_api::binding))
         .route("/api/bridge/audit", any(bridge_api::audit))
+        .route("/api/bridge/forward-auth/{system}", any(bridge_api::forward_auth))
         .route("/api/directory", any(org_api::status))
         .route("/api/directory/refresh", any(org_api::refresh))
         .route("/api/directory/groups/{name}", any(org_api::group))
