@@ -242,6 +242,8 @@ async fn binding_an_account_is_verified_by_a_real_login() {
     srv.add_users(&["carol"]);
     srv.cli_ok(&["org", "group-add", "eng"], "");
     srv.cli_ok(&["org", "member-add", "eng", "bob"], "");
+    // Everything at debug level, to show no secret is logged even there.
+    srv.log_filter = "debug".into();
     let keys = srv.dir.path().join("vault.keys");
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -249,7 +251,9 @@ async fn binding_an_account_is_verified_by_a_real_login() {
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
     srv.restart_with_config(&format!(
-        r#"[vault]
+        r#"admins = ["alice"]
+
+[vault]
 key_file = "{}"
 
 [[systems]]
@@ -340,6 +344,15 @@ groups = ["eng"]
         .send_as("alice", "GET", "/api/bridge/audit", "", &[])
         .await;
     assert_eq!(r.text(), "[]", "only one's own");
+    // An admin sees everyone's, each naming its person; nobody else may.
+    let r = srv
+        .send_as("alice", "GET", "/api/bridge/audit?all=true", "", &[])
+        .await;
+    r.expect(200);
+    assert!(r.text().contains("\"user\":\"bob\""), "{}", r.text());
+    srv.send_as("bob", "GET", "/api/bridge/audit?all=true", "", &[])
+        .await
+        .expect(403);
     // Nothing in clear in the database files.
     for f in std::fs::read_dir(srv.dir.path()).expect("data").flatten() {
         let bytes = std::fs::read(f.path()).unwrap_or_default();
@@ -350,9 +363,13 @@ groups = ["eng"]
         );
     }
 
+    let log = srv.log_text();
+    assert!(log.contains("DEBUG"), "the server logs at debug level");
+    assert!(!log.contains(BOB_PW), "the password is in the log");
+    // Nor its HTTP Basic form ("bob:" + the password, base64).
     assert!(
-        !srv.log_text().contains(BOB_PW),
-        "the password is in the log"
+        !log.contains("Ym9iOnTDpDpza3MgYm9iIPCflJE"),
+        "the credential is in the log"
     );
 
     // A system that redirects elsewhere: the redirect is not followed with the credential.
@@ -393,6 +410,34 @@ groups = ["eng"]
         .send_as("bob", "GET", "/api/bridge/bindings", "", &[])
         .await;
     assert_eq!(r.text(), "[]");
+
+    // Bound again, then the system leaves the configuration: its secrets go with it.
+    put("bob", "tasks", body("bob", BOB_PW)).await.expect(200);
+    srv.restart_with_config(&format!(
+        "admins = [\"alice\"]\n[vault]\nkey_file = \"{}\"\n",
+        keys.display()
+    ))
+    .await;
+    let r = srv
+        .send_as("bob", "GET", "/api/bridge/bindings", "", &[])
+        .await;
+    assert_eq!(r.text(), "[]");
+    let store = convene::store::Store::open(&format!(
+        "sqlite://{}",
+        srv.dir.path().join("convene.db").display()
+    ))
+    .await
+    .expect("store");
+    use convene::store::{UserStore as _, VaultStore as _};
+    let bob = store.user_by_name("bob").await.expect("bob").expect("bob");
+    assert_eq!(
+        store
+            .secret(bob.id, "tasks", "password")
+            .await
+            .expect("read"),
+        None,
+        "the secret of a system no longer registered is erased"
+    );
 }
 
 /// Forward-auth through a real nginx `auth_request` in front of a real HTTP Basic system: a

@@ -1113,6 +1113,13 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     let (mailer, directory) = outside_services(&cfg)?;
     let vault = open_vault(&cfg, &store).await?.map(Arc::new);
     let systems = Arc::new(registry(&cfg)?);
+    // A system removed from the configuration takes its people's credentials with it.
+    for name in crate::bridge::forget_unregistered(&store, &systems)
+        .await
+        .map_err(|e| AppError::Usage(format!("bridge: {e}")))?
+    {
+        tracing::info!(system = %name, "a system no longer registered: its bindings and secrets erased");
+    }
     let clock = crate::clock::system();
     let org = org_chart(&store, directory.as_ref(), &clock);
     let sharing = crate::share::Sharing::new(

@@ -140,6 +140,21 @@ pub async fn release_for_login(
     Ok(Ok((u, p)))
 }
 
+/// Erase the bindings and secrets of every system no longer registered; the systems erased.
+pub async fn forget_unregistered(
+    store: &Store,
+    registry: &systems::Registry,
+) -> Result<Vec<String>, BridgeError> {
+    let mut gone = vec![];
+    for name in store.systems_with_bindings().await? {
+        if registry.get(&name).is_none() {
+            store.forget_system(&name).await?;
+            gone.push(name);
+        }
+    }
+    Ok(gone)
+}
+
 /// Remove `user`'s binding to `system` and erase its secrets; false when there was none.
 pub async fn unbind(creds: &Credentials, user: UserId, system: &str) -> Result<bool, BridgeError> {
     let erased = creds.erase(user, Some(system)).await?;

@@ -420,6 +420,12 @@ impl BindingStore for Store {
     async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>> {
         delegate!(self, x => x.releases(user, limit).await)
     }
+    async fn systems_with_bindings(&self) -> Result<Vec<String>> {
+        delegate!(self, x => x.systems_with_bindings().await)
+    }
+    async fn forget_system(&self, system: &str) -> Result<u64> {
+        delegate!(self, x => x.forget_system(system).await)
+    }
 }
 
 impl VaultStore for Store {

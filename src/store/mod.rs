@@ -734,6 +734,11 @@ pub trait BindingStore {
     ) -> Result<()>;
     /// The newest `limit` entries: one person's, or everyone's (`None`).
     async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Every system that has a binding or a vaulted secret.
+    async fn systems_with_bindings(&self) -> Result<Vec<String>>;
+    /// A system left the registry: every binding to it and every secret for it go (the
+    /// audit stays); how many rows went.
+    async fn forget_system(&self, system: &str) -> Result<u64>;
 }
 
 /// Where a membership in `user_groups` came from; each source is replaced whole by its owner.

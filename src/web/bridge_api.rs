@@ -222,8 +222,21 @@ async fn read_bind_body(headers: &axum::http::HeaderMap, body: Body) -> Result<B
     }
 }
 
-/// `GET /api/bridge/audit`: every release of this person's secrets, newest first.
-pub(super) async fn audit(State(state): State<Arc<AppState>>, req: Request) -> Response {
+#[derive(serde::Deserialize)]
+pub(super) struct AuditQuery {
+    /// Everyone's (admins only).
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /api/bridge/audit`: every release of this person's secrets, newest first; with
+/// `?all=true`, an admin's view of everyone's (each entry naming its person).
+pub(super) async fn audit(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+    req: Request,
+) -> Response {
+    use crate::store::UserStore as _;
     let (parts, body) = req.into_parts();
     let (user, _) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
@@ -232,24 +245,36 @@ pub(super) async fn audit(State(state): State<Arc<AppState>>, req: Request) -> R
     if parts.method != Method::GET {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
-    match state.store.releases(Some(user.id), 200).await {
-        Ok(list) => json(
-            StatusCode::OK,
-            &serde_json::Value::Array(
-                list.iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "system": a.system,
-                            "purpose": a.purpose,
-                            "outcome": a.outcome,
-                            "at": a.at,
-                        })
-                    })
-                    .collect(),
-            ),
-        ),
-        Err(e) => failed(e),
+    if q.all && !state.admins.contains(&user.name) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "only an admin (`admins` in the configuration) sees everyone's",
+        );
     }
+    let list = match state.store.releases((!q.all).then_some(user.id), 200).await {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let names: std::collections::HashMap<_, _> = match state.store.list_users().await {
+        Ok(u) => u.into_iter().map(|u| (u.id, u.name)).collect(),
+        Err(e) => return failed(e),
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::Value::Array(
+            list.iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "user": names.get(&a.user),
+                        "system": a.system,
+                        "purpose": a.purpose,
+                        "outcome": a.outcome,
+                        "at": a.at,
+                    })
+                })
+                .collect(),
+        ),
+    )
 }
 
 /// `/api/bridge/forward-auth/{system}`, for nginx `auth_request`, Traefik ForwardAuth and Caddy

@@ -97,6 +97,31 @@ macro_rules! impl_bindings {
                     })
                     .collect()
             }
+
+            async fn systems_with_bindings(&self) -> Result<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT system FROM bridge_bindings UNION SELECT system FROM vault_secrets ORDER BY 1",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+
+            async fn forget_system(&self, system: &str) -> Result<u64> {
+                let mut tx = self.tx().await?;
+                let a = sqlx::query("DELETE FROM vault_secrets WHERE system = $1")
+                    .bind(system)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let b = sqlx::query("DELETE FROM bridge_bindings WHERE system = $1")
+                    .bind(system)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(a + b)
+            }
         }
     };
 }
