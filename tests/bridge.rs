@@ -552,3 +552,113 @@ async fn forward_auth_signs_people_in_through_nginx() {
         .await;
     assert!(r.text().contains("\"purpose\":\"login\""), "{}", r.text());
 }
+
+/// The bridge's page beside the account page, in a signed-in browser session: the systems
+/// with their state and a link to open each, binding (verified by a real login against nginx,
+/// a refused one not kept), the audit, unbinding; every form needs the session's CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_page_binds_and_unbinds_in_a_session() {
+    const ALICE_PW: &str = "tasks-alice-pw";
+    let tasks = BasicApp::start(&[("alice.t", ALICE_PW)], "http://127.0.0.1:1/");
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    let keys = srv.dir.path().join("vault.keys");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&keys, format!("k1 {}\n", "7c".repeat(32))).expect("keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    srv.restart_with_config(&format!(
+        "[vault]\nkey_file = \"{}\"\n\n[[systems]]\nname = \"tasks\"\nlabel = \"Tasks\"\nurl = \"{}/api/me\"\nlogin = \"basic\"\n",
+        keys.display(),
+        tasks.base
+    ))
+    .await;
+    let c = TestServer::browser();
+    let post = |path: &str, body: String| {
+        c.post(srv.url(path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    // Signed out: to the sign-in page and back.
+    let r = srv.send(c.get(srv.url("/account/systems"))).await;
+    r.expect(303);
+    let login = srv
+        .send(c.get(srv.url("/login?next=/account/systems")))
+        .await;
+    let csrf = common::input_value(&login.text(), "csrf").expect("csrf");
+    srv.send(post(
+        "/login",
+        common::form(&[
+            ("user", "alice"),
+            ("password", "alice-password"),
+            ("csrf", &csrf),
+            ("next", "/account/systems"),
+        ]),
+    ))
+    .await
+    .expect(303);
+    let r = srv.send(c.get(srv.url("/account/systems"))).await;
+    r.expect(200);
+    let html = r.text();
+    assert!(html.contains("id=\"state-tasks\">not bound<"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"{}/api/me\"", tasks.base)),
+        "{html}"
+    );
+    let csrf = common::input_value(&html, "csrf").expect("csrf");
+
+    // Without the token nothing happens; a refused password is not kept and not shown.
+    srv.send(post(
+        "/account/systems/tasks/bind",
+        common::form(&[("username", "alice.t"), ("password", ALICE_PW)]),
+    ))
+    .await
+    .expect(400);
+    srv.send(post(
+        "/account/systems/tasks/bind",
+        common::form(&[
+            ("csrf", "forged"),
+            ("username", "alice.t"),
+            ("password", ALICE_PW),
+        ]),
+    ))
+    .await
+    .expect(403);
+    let r = srv
+        .send(post(
+            "/account/systems/tasks/bind",
+            common::form(&[
+                ("csrf", &csrf),
+                ("username", "alice.t"),
+                ("password", "wrong-one"),
+            ]),
+        ))
+        .await;
+    r.expect(422);
+    assert!(r.text().contains("refused") && !r.text().contains("wrong-one"));
+    // The right one binds it; the page shows it, and the audit both tries.
+    srv.send(post(
+        "/account/systems/tasks/bind",
+        common::form(&[
+            ("csrf", &csrf),
+            ("username", "alice.t"),
+            ("password", ALICE_PW),
+        ]),
+    ))
+    .await
+    .expect(303);
+    let html = srv.send(c.get(srv.url("/account/systems"))).await.text();
+    assert!(html.contains("id=\"state-tasks\">bound<"), "{html}");
+    assert!(html.contains("<td>verify</td><td>accepted</td>"), "{html}");
+    assert!(html.contains("<td>verify</td><td>refused</td>"), "{html}");
+    assert!(!html.contains(ALICE_PW));
+    // Unbinding, with the token.
+    srv.send(post(
+        "/account/systems/tasks/unbind",
+        common::form(&[("csrf", &csrf)]),
+    ))
+    .await
+    .expect(303);
+    let html = srv.send(c.get(srv.url("/account/systems"))).await.text();
+    assert!(html.contains("id=\"state-tasks\">not bound<"), "{html}");
+}

@@ -5,6 +5,7 @@
 //! beyond the configured limit, or let a panic escape as anything but a 500.
 
 mod bridge_api;
+mod bridge_pages;
 mod directory_api;
 mod loginflow;
 mod mobileconfig;
@@ -134,6 +135,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/account/app-passwords", any(pages::account_create))
         .route("/account/app-passwords/{id}/revoke", any(pages::account_revoke))
         .route("/account/apple-profile", any(pages::account_apple_profile))
+        .route("/account/systems", any(bridge_pages::systems_page))
+        .route(
+            "/account/systems/{system}/{action}",
+            any(bridge_pages::system_action),
+        )
         // Nextcloud clients (DAVx5 after Login Flow) look for DAV here.
         .route("/remote.php/dav", any(well_known))
         .route("/remote.php/dav/", any(well_known))

@@ -27,7 +27,7 @@ use crate::store::{AppPasswordStore, SessionStore};
 
 const PENDING_MAX_AGE: i64 = 600;
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -44,7 +44,10 @@ fn with_cookie(mut r: Response, cookie: HeaderValue) -> Response {
 
 /// The request's web session, if it is live and its account may still sign in (a directory
 /// account removed from the directory loses its sessions at once, as its passwords).
-async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Current> {
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Option<Current> {
     let cur = state
         .sessions
         .current(&state.store, state.oidc.as_ref(), headers)
@@ -454,7 +457,7 @@ struct CsrfForm {
 }
 
 /// The session of a form post whose CSRF token matches, or the response to send.
-async fn posted_session<T: serde::de::DeserializeOwned>(
+pub(super) async fn posted_session<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
     csrf_of: impl Fn(&T) -> &str,
@@ -507,7 +510,7 @@ pub(super) async fn logout(State(state): State<Arc<AppState>>, req: Request) -> 
     )
 }
 
-fn when(epoch: Option<i64>) -> String {
+pub(super) fn when(epoch: Option<i64>) -> String {
     epoch
         .and_then(|t| jiff::Timestamp::from_second(t).ok())
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
@@ -558,7 +561,7 @@ async fn account_page(state: &AppState, cur: &Current, created: Option<(&str, &s
         })
         .unwrap_or_default();
     let body = format!(
-        "<p>Signed in as <strong id=\"user\">{user}</strong>{display}.</p>{groups}{fresh}<h2>App passwords</h2><p>Calendar apps sign in with an app password of their own, which you can revoke at any time.</p>{table}<h2>New app password</h2><form method=\"post\" action=\"/account/app-passwords\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>Name <input name=\"name\" required maxlength=\"100\" placeholder=\"My phone\"></label></p><p><label>Access <select name=\"scope\"><option value=\"caldav\">CalDAV only</option><option value=\"all\">Everything</option></select></label></p><p><label>Expires after (days, empty for never) <input name=\"expires_days\" inputmode=\"numeric\" pattern=\"[0-9]*\"></label></p><p><button type=\"submit\">Create app password</button></p></form><h2>Apple devices</h2><form method=\"post\" action=\"/account/apple-profile\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Download a configuration profile</button> for macOS or iOS Calendar (it holds a new app password).</p></form><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Sign out</button></p></form>",
+        "<p>Signed in as <strong id=\"user\">{user}</strong>{display}.</p>{groups}{fresh}<h2>App passwords</h2><p>Calendar apps sign in with an app password of their own, which you can revoke at any time.</p>{table}<h2>New app password</h2><form method=\"post\" action=\"/account/app-passwords\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>Name <input name=\"name\" required maxlength=\"100\" placeholder=\"My phone\"></label></p><p><label>Access <select name=\"scope\"><option value=\"caldav\">CalDAV only</option><option value=\"all\">Everything</option></select></label></p><p><label>Expires after (days, empty for never) <input name=\"expires_days\" inputmode=\"numeric\" pattern=\"[0-9]*\"></label></p><p><button type=\"submit\">Create app password</button></p></form><h2>Apple devices</h2><form method=\"post\" action=\"/account/apple-profile\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Download a configuration profile</button> for macOS or iOS Calendar (it holds a new app password).</p></form><h2>Business systems</h2><p><a href=\"/account/systems\">Your accounts in the organisation's other systems</a></p><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><button type=\"submit\">Sign out</button></p></form>",
         user = e(&cur.user.name),
         display = cur
             .user

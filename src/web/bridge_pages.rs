@@ -1,0 +1,220 @@
+//! The minimal server-rendered page of the single-sign-on bridge, beside the account page: the
+//! systems a person may use with their binding state and a link to open each, a form to bind
+//! or update an account (verified by one real login before it is kept), unbind, and the
+//! person's own audit. Every form carries the session's CSRF token. (The portal comes later.)
+//!
+//! Must never: echo a password, act on a form without the session's CSRF token, or show a
+//! system outside the person's audience.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+
+use super::pages::{posted_session, see_other, signed_in};
+use super::session::Current;
+use super::{AppState, page};
+use crate::bridge::LoginCheck;
+use crate::crypto::Secret;
+use crate::dav::escape as e;
+use crate::store::{BindingStore as _, SessionStore as _};
+
+const TITLE: &str = "Business systems";
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        TITLE,
+        "<p>Storage unavailable.</p>",
+    )
+}
+
+/// `GET /account/systems`.
+pub(super) async fn systems_page(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if req.method() != Method::GET {
+        return page(StatusCode::METHOD_NOT_ALLOWED, TITLE, "<p>Use GET.</p>");
+    }
+    match signed_in(&state, req.headers()).await {
+        Some(cur) => render(&state, &cur, StatusCode::OK, None).await,
+        None => see_other("/login?next=/account/systems"),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    cur: &Current,
+    status: StatusCode,
+    note: Option<&str>,
+) -> Response {
+    let (Ok(memberships), Ok(bindings), Ok(audit)) = (
+        state.store.groups_of(cur.user.id).await,
+        state.store.bindings_of(cur.user.id).await,
+        state.store.releases(Some(cur.user.id), 50).await,
+    ) else {
+        return unavailable();
+    };
+    let csrf = e(&cur.csrf);
+    let mut rows = String::new();
+    for s in state.systems.visible_to(&memberships) {
+        let name = e(&s.cfg.name);
+        let binding = bindings
+            .iter()
+            .find(|b| b.system == s.cfg.name)
+            .map_or("not bound", |b| b.state.as_str());
+        let unbind = if binding == "not bound" {
+            String::new()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/account/systems/{name}/unbind\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" aria-label=\"Unbind {label}\">Unbind</button></form>",
+                label = e(&s.cfg.label)
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"{url}\">{label}</a></td><td class=\"state\" id=\"state-{name}\">{binding}</td><td><form method=\"post\" action=\"/account/systems/{name}/bind\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>User name <input name=\"username\" autocomplete=\"off\" required maxlength=\"256\"></label> <label>Password <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required maxlength=\"1024\"></label> <button type=\"submit\">Bind</button></form>{unbind}</td></tr>",
+            url = e(&s.cfg.url),
+            label = e(&s.cfg.label),
+        ));
+    }
+    let mut log = String::new();
+    for a in &audit {
+        log.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&a.system),
+            e(&a.purpose),
+            e(&a.outcome),
+            super::pages::when(Some(a.at))
+        ));
+    }
+    let note = note
+        .map(|n| format!("<p role=\"alert\">{}</p>", e(n)))
+        .unwrap_or_default();
+    let vault = if state.vault.is_none() {
+        "<p>No credential vault is configured on this server: accounts cannot be bound.</p>"
+    } else {
+        ""
+    };
+    page(
+        status,
+        TITLE,
+        &format!(
+            "{note}{vault}<table><thead><tr><th>System</th><th>Your account</th><th></th></tr></thead><tbody>{rows}</tbody></table><h2>Every use of your credentials</h2><table><thead><tr><th>System</th><th>Why</th><th>Outcome</th><th>When</th></tr></thead><tbody>{log}</tbody></table><p><a href=\"/account\">Your account</a></p>"
+        ),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct BindForm {
+    csrf: String,
+    username: String,
+    password: String,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct CsrfOnly {
+    csrf: String,
+}
+
+/// `POST /account/systems/{name}/bind` and `/unbind`.
+pub(super) async fn system_action(
+    State(state): State<Arc<AppState>>,
+    Path((system, action)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    if req.method() != Method::POST {
+        return page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TITLE,
+            "<p>Use the form.</p>",
+        );
+    }
+    let Some(vault) = state.vault.clone() else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TITLE,
+            "<p>No credential vault is configured on this server.</p>",
+        );
+    };
+    match action.as_str() {
+        "bind" => {
+            let (cur, f) = match posted_session::<BindForm>(&state, req, |f| &f.csrf).await {
+                Ok(x) => x,
+                Err(r) => return r,
+            };
+            let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
+                return unavailable();
+            };
+            let Some(sys) = state
+                .systems
+                .get(&system)
+                .filter(|s| s.allows(&memberships))
+            else {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    TITLE,
+                    "<p>No such system for you.</p>",
+                );
+            };
+            if f.username.is_empty()
+                || f.username.chars().count() > 256
+                || f.username.chars().any(char::is_control)
+                || f.password.is_empty()
+                || f.password.chars().count() > 1024
+            {
+                return render(
+                    &state,
+                    &cur,
+                    StatusCode::BAD_REQUEST,
+                    Some("Give a user name and a password."),
+                )
+                .await;
+            }
+            let password = Secret::new(f.password.into_bytes());
+            let now = state.clock.now();
+            match crate::bridge::bind(
+                &vault,
+                state.verifier.as_ref(),
+                (cur.user.id, sys),
+                &f.username,
+                &password,
+                now,
+            )
+            .await
+            {
+                Ok(LoginCheck::Accepted) => see_other("/account/systems"),
+                Ok(LoginCheck::Refused) => {
+                    render(
+                        &state,
+                        &cur,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some("The system refused these credentials; nothing was kept."),
+                    )
+                    .await
+                }
+                Ok(LoginCheck::Unreachable(why)) => {
+                    render(&state, &cur, StatusCode::BAD_GATEWAY, Some(&why)).await
+                }
+                Err(err) => {
+                    render(
+                        &state,
+                        &cur,
+                        StatusCode::NOT_IMPLEMENTED,
+                        Some(&err.to_string()),
+                    )
+                    .await
+                }
+            }
+        }
+        "unbind" => {
+            let (cur, _) = match posted_session::<CsrfOnly>(&state, req, |f| &f.csrf).await {
+                Ok(x) => x,
+                Err(r) => return r,
+            };
+            match crate::bridge::unbind(&vault, cur.user.id, &system).await {
+                Ok(_) => see_other("/account/systems"),
+                Err(_) => unavailable(),
+            }
+        }
+        _ => page(StatusCode::NOT_FOUND, TITLE, "<p>No such action.</p>"),
+    }
+}
