@@ -10,7 +10,7 @@
 //!
 //! Pure: no I/O beyond the compiled-in tz database.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use icalrs::recur::IcalRecurDateTime;
 use icalrs::tz::{IcalTz, IcalTzTransition, IcalTzTransitions};
@@ -143,11 +143,13 @@ pub enum Zone {
 
 /// A VTIMEZONE the object carries, with its transitions held once worked out: an expansion
 /// asks for one instant per occurrence, and working the observances out from their first
-/// onset on every call made a minutely series in a custom zone cost seconds.
+/// onset on every call made a minutely series in a custom zone cost seconds. The held
+/// transitions are shared by every object that carries the same VTIMEZONE (`SHARED`), so the
+/// usual embedded Europe/Berlin costs its walk from 1970 once per process, not once per PUT.
 #[derive(Debug)]
 pub struct CustomZone {
     zone: IcalTz,
-    held: Mutex<Held>,
+    held: Arc<Mutex<Held>>,
 }
 
 #[derive(Debug)]
@@ -160,15 +162,37 @@ struct Held {
     span: i32,
 }
 
+/// Distinct VTIMEZONEs whose transitions are kept for reuse; past it the cache starts over.
+const SHARED_ZONES: usize = 64;
+
+type Shared = Mutex<Vec<(IcalTz, Arc<Mutex<Held>>)>>;
+
+/// The transitions of the VTIMEZONEs seen lately, by the zone's whole content (equal zones
+/// share; a zone that differs in any observance has its own).
+static SHARED: std::sync::LazyLock<Shared> = std::sync::LazyLock::new(Default::default);
+
+fn shared_held(zone: &IcalTz) -> Arc<Mutex<Held>> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, h)) = shared.iter().find(|(z, _)| z == zone) {
+        return h.clone();
+    }
+    if shared.len() >= SHARED_ZONES {
+        shared.clear();
+    }
+    let held = Arc::new(Mutex::new(Held {
+        resolver: IcalTzTransitions::of_zone(zone.clone()),
+        list: Vec::new(),
+        through: None,
+        span: 1,
+    }));
+    shared.push((zone.clone(), held.clone()));
+    held
+}
+
 impl CustomZone {
     fn new(zone: IcalTz) -> CustomZone {
         CustomZone {
-            held: Mutex::new(Held {
-                resolver: IcalTzTransitions::of_zone(zone.clone()),
-                list: Vec::new(),
-                through: None,
-                span: 1,
-            }),
+            held: shared_held(&zone),
             zone,
         }
     }
@@ -211,7 +235,10 @@ impl CustomZone {
 
 impl Clone for CustomZone {
     fn clone(&self) -> CustomZone {
-        CustomZone::new(self.zone.clone())
+        CustomZone {
+            zone: self.zone.clone(),
+            held: self.held.clone(),
+        }
     }
 }
 
