@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::header;
 
 use super::{AppState, authenticate, json, json_error};
@@ -190,20 +190,7 @@ pub(super) async fn binding(
 /// A JSON body with a username (no control characters, at most 256) and a password (at most
 /// 1,024 characters).
 async fn read_bind_body(headers: &axum::http::HeaderMap, body: Body) -> Result<BindBody, Response> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json",
-        ));
-    }
-    let bytes = to_bytes(body, MAX_JSON)
-        .await
-        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
+    let bytes = super::json_bytes(headers, body, MAX_JSON).await?;
     // The error names the field, never the value.
     let b: BindBody = serde_json::from_slice(&bytes)
         .map_err(|_| json_error(StatusCode::BAD_REQUEST, "send {\"username\", \"password\"}"))?;

@@ -1006,6 +1006,30 @@ async fn login_flow_poll(State(state): State<Arc<AppState>>, req: Request) -> Re
     }
 }
 
+/// A JSON request body of at most `max` bytes: 415 unless it says `application/json` (a form
+/// posted cross-site cannot), 413 when larger. Parsing is the caller's, so a caller holding
+/// secrets can word its own error without echoing the value.
+async fn json_bytes(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<axum::body::Bytes, Response> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json",
+        ));
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))
+}
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head><body><main><h1>{t}</h1>{body}</main></body></html>\n",

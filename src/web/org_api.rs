@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use super::{AppState, authenticate, json, json_error};
@@ -62,20 +62,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     headers: &axum::http::HeaderMap,
     body: Body,
 ) -> Result<T, Response> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json",
-        ));
-    }
-    let bytes = to_bytes(body, MAX_JSON)
-        .await
-        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))?;
+    let bytes = super::json_bytes(headers, body, MAX_JSON).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
 }
