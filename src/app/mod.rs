@@ -238,6 +238,8 @@ pub struct Config {
     pub vault: Option<crate::vault::VaultConfig>,
     /// The business systems of the single-sign-on bridge (`[[systems]]`).
     pub systems: Vec<crate::bridge::systems::SystemConfig>,
+    /// The login proxy (`[bridge]`).
+    pub bridge: BridgeSettings,
     /// Most connections open at once (further ones wait in the backlog); also kept below the
     /// descriptor limit.
     pub max_connections: usize,
@@ -245,6 +247,19 @@ pub struct Config {
     pub idle_timeout_seconds: u64,
     /// The proxies whose `X-Forwarded-Proto` is believed (by default a proxy on this host).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// `[bridge]`: the login proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeSettings {
+    /// Where each system is served signed in, a host per system:
+    /// `https://{system}.apps.example.org` (a wildcard DNS name and certificate pointing at
+    /// Convene). Without it there is no login proxy, and the launcher links to the systems.
+    pub apps_url: Option<String>,
+    /// The portal's address, where the system hosts send people to sign in (default: the
+    /// public URL).
+    pub portal_url: Option<String>,
 }
 
 /// `[sharing]`: delegated entries.
@@ -305,6 +320,7 @@ impl Default for Config {
             admins: vec![],
             vault: None,
             systems: vec![],
+            bridge: BridgeSettings::default(),
             max_connections: 4096,
             idle_timeout_seconds: 120,
             trusted_proxies: vec![
@@ -1151,6 +1167,37 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         None => None,
     };
     let key = cfg.server_key()?;
+    let apps = cfg
+        .bridge
+        .apps_url
+        .as_deref()
+        .map(crate::bridge::systems::AppHosts::parse)
+        .transpose()
+        .map_err(|e| AppError::Usage(format!("[bridge] {e}")))?;
+    let handoffs = Arc::new(crate::bridge::handoff::Handoffs::new(&key));
+    let gateway = match &apps {
+        Some(hosts) => Some(Arc::new(
+            crate::proxy::gateway::Gateway::new(
+                crate::proxy::gateway::GatewayParts {
+                    store: store.clone(),
+                    registry: systems.clone(),
+                    hosts: hosts.clone(),
+                    portal: cfg
+                        .bridge
+                        .portal_url
+                        .clone()
+                        .or_else(|| cfg.sharing.public_url.clone())
+                        .unwrap_or_else(|| default_public_url(addr)),
+                    handoffs: handoffs.clone(),
+                    vault: vault.clone(),
+                    clock: clock.clone(),
+                },
+                Duration::from_secs(10),
+            )
+            .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
+        )),
+        None => None,
+    };
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
     let state = Arc::new(AppState {
         flows: Default::default(),
@@ -1164,9 +1211,11 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         vault,
         systems,
         verifier: Arc::new(
-            crate::proxy::BasicVerifier::new(Duration::from_secs(10))
+            crate::proxy::LoginVerifier::new(Duration::from_secs(10))
                 .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
         ),
+        apps,
+        handoffs,
         auth: {
             let a =
                 LocalAuthenticator::new(store.clone(), Duration::from_secs(cfg.auth_cache_seconds))
@@ -1187,7 +1236,10 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         clock: clock.clone(),
         trusted_proxies: cfg.trusted_proxies.clone(),
     });
-    let app = router(state);
+    let app = match gateway {
+        Some(g) => crate::proxy::gateway::front(g, router(state)),
+        None => router(state),
+    };
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     // Client addresses feed the login rate limits.
     let server = axum::serve(

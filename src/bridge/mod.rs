@@ -4,13 +4,15 @@
 //! opens fields bound to their user, system and field, erases them, and re-wraps every data
 //! key under a new KEK (`convene vault rotate`).
 //!
-//! `systems` is the registry of business systems an admin registers, and who may use each.
+//! `systems` is the registry of business systems an admin registers, and who may use each;
+//! `handoff` hands a portal session to a system's host in the login proxy.
 //!
 //! No HTTP here: the binding API, the login proxy and the launcher are built on this.
 //!
 //! Must never: log or return a secret other than to the caller that asked for it by user,
 //! system and field, or keep an unwrapped data key beyond one call.
 
+pub mod handoff;
 pub mod systems;
 
 use std::future::Future;
@@ -30,7 +32,7 @@ pub enum BridgeError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("binding a {0} login is not supported yet (HTTP Basic is)")]
+    #[error("a {0} login takes no binding here (HTTP Basic and form logins do)")]
     Unsupported(&'static str),
 }
 
@@ -69,7 +71,7 @@ pub async fn bind(
     password: &Secret,
     now: i64,
 ) -> Result<LoginCheck, BridgeError> {
-    if system.cfg.login != LoginMethod::Basic {
+    if !matches!(system.cfg.login, LoginMethod::Basic | LoginMethod::Form) {
         return Err(BridgeError::Unsupported(system.cfg.login.as_str()));
     }
     let name = system.cfg.name.as_str();
@@ -96,6 +98,38 @@ pub async fn bind(
             .await?;
     }
     Ok(check)
+}
+
+/// A login through the bridge with `user`'s vaulted credential was refused by `system`: the
+/// binding needs updating, and the credential is not used again until the person updates it,
+/// so the system's lockout is never tripped by the bridge (recorded in the audit).
+///
+/// `released_at` is when the refused credential left the vault: a binding updated since then
+/// holds another credential and stays as it is.
+pub async fn refused(
+    creds: &Credentials,
+    (user, system): (UserId, &str),
+    released_at: i64,
+    now: i64,
+) -> Result<(), BridgeError> {
+    let newer = creds
+        .store
+        .bindings_of(user)
+        .await?
+        .iter()
+        .any(|b| b.system == system && b.verified_at > released_at);
+    if newer {
+        return Ok(());
+    }
+    creds
+        .store
+        .record_release(user, system, AuditPurpose::Login, AuditOutcome::Refused, now)
+        .await?;
+    creds
+        .store
+        .set_binding(user, system, BindingState::NeedsUpdate, now)
+        .await?;
+    Ok(())
 }
 
 /// Why forward-auth lets nobody in.

@@ -22,6 +22,12 @@ pub enum LoginMethod {
 }
 
 impl LoginMethod {
+    /// Whether a person binds an account of their own (Basic and form logins); a header
+    /// login signs them in as their Convene account.
+    pub fn takes_binding(self) -> bool {
+        matches!(self, LoginMethod::Basic | LoginMethod::Form)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LoginMethod::Basic => "basic",
@@ -32,8 +38,61 @@ impl LoginMethod {
     }
 }
 
+/// How a form login is replayed (`[systems.form]`); every field has a default that suits
+/// a plain login page.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FormLogin {
+    /// The login page, a path on the system's origin (default: the path of `url`).
+    #[serde(default)]
+    pub login_path: Option<String>,
+    /// The user-name field (default: the text or email input of the form with the password
+    /// field).
+    #[serde(default)]
+    pub username_field: Option<String>,
+    /// The password field (default: the form's password input).
+    #[serde(default)]
+    pub password_field: Option<String>,
+    /// A cookie the system sets only when a login succeeded (default: any redirect away from
+    /// the login page is success, the login form coming back is failure).
+    #[serde(default)]
+    pub success_cookie: Option<String>,
+}
+
+/// The identity header a system trusts from the bridge (`[systems.header]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderLogin {
+    /// The header that names the person (default `Remote-User`).
+    #[serde(default = "default_identity_header")]
+    pub name: String,
+    /// The header that carries the shared secret (default `X-Convene-Secret`).
+    #[serde(default = "default_secret_header")]
+    pub secret_header: String,
+    /// The shared secret the system checks, at least 32 characters.
+    pub secret: String,
+}
+
+fn default_identity_header() -> String {
+    "Remote-User".into()
+}
+
+fn default_secret_header() -> String {
+    "X-Convene-Secret".into()
+}
+
+impl std::fmt::Debug for HeaderLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderLogin")
+            .field("name", &self.name)
+            .field("secret_header", &self.secret_header)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// One `[[systems]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
     /// A short name: lowercase letters, digits and `-` (it appears in URLs).
@@ -63,6 +122,34 @@ pub struct SystemConfig {
     /// is off for this system.
     #[serde(default)]
     pub forward_auth_secret: Option<String>,
+    /// For `login = "form"`: how the login page is replayed.
+    #[serde(default)]
+    pub form: Option<FormLogin>,
+    /// For `login = "header"`: the identity header and its shared secret.
+    #[serde(default)]
+    pub header: Option<HeaderLogin>,
+}
+
+/// Every field but the secrets, which show as `<redacted>`.
+impl std::fmt::Debug for SystemConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemConfig")
+            .field("name", &self.name)
+            .field("label", &self.label)
+            .field("icon", &self.icon)
+            .field("url", &self.url)
+            .field("origins", &self.origins)
+            .field("login", &self.login)
+            .field("groups", &self.groups)
+            .field("departments", &self.departments)
+            .field(
+                "forward_auth_secret",
+                &self.forward_auth_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("form", &self.form)
+            .field("header", &self.header)
+            .finish()
+    }
 }
 
 impl SystemConfig {
@@ -165,6 +252,37 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
     {
         return Err(named("forward_auth_secret needs at least 32 characters"));
     }
+    match (cfg.login, &cfg.header, &cfg.form) {
+        (LoginMethod::Header, None, _) => {
+            return Err(named("login = \"header\" needs [systems.header] with its secret"));
+        }
+        (LoginMethod::Header, Some(h), _) => {
+            if h.secret.chars().count() < 32 || h.secret.chars().any(char::is_control) {
+                return Err(named("the header secret needs at least 32 characters"));
+            }
+            for n in [&h.name, &h.secret_header] {
+                if http_token(n).is_none() {
+                    return Err(named(&format!("{n:?} is not a header name")));
+                }
+            }
+        }
+        (_, Some(_), _) => return Err(named("[systems.header] is only for login = \"header\"")),
+        _ => {}
+    }
+    match (cfg.login, &cfg.form) {
+        (LoginMethod::Form, Some(f)) => {
+            if f
+                .login_path
+                .as_deref()
+                .is_some_and(|p| !p.starts_with('/') || p.starts_with("//"))
+            {
+                return Err(named("form.login_path must be a path on the system's origin"));
+            }
+        }
+        (LoginMethod::Form, None) => {}
+        (_, Some(_)) => return Err(named("[systems.form] is only for login = \"form\"")),
+        _ => {}
+    }
     if let Some(icon) = &cfg.icon
         && origin_of(icon, &["http", "https"]).is_none()
         && !icon.starts_with('/')
@@ -177,6 +295,15 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
         cfg: cfg.clone(),
         origins,
     })
+}
+
+/// A header name as HTTP allows it (RFC 9110 token characters), lowercased.
+fn http_token(n: &str) -> Option<String> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    ok.then(|| n.to_ascii_lowercase())
 }
 
 impl Registry {
@@ -204,6 +331,74 @@ impl Registry {
     /// The systems someone in these groups and departments may use.
     pub fn visible_to<'a>(&'a self, groups: &'a [String]) -> impl Iterator<Item = &'a System> + 'a {
         self.systems.iter().filter(move |s| s.allows(groups))
+    }
+}
+
+/// Where the login proxy serves each system: a host per system, from a template such as
+/// `https://{system}.apps.example.org` (`[bridge] apps_url`). A host of its own keeps every
+/// system's cookies and scripts apart from the portal's and from each other's, and lets apps
+/// that use absolute paths (Django admin) work unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHosts {
+    scheme: String,
+    /// The host after `{system}.`, lowercase.
+    suffix: String,
+    /// `:PORT`, or empty for the scheme's default.
+    port: String,
+}
+
+impl AppHosts {
+    /// Parse the template: `http(s)://{system}.DOMAIN[:PORT]`, nothing after it.
+    pub fn parse(template: &str) -> Result<AppHosts, String> {
+        let bad = || {
+            format!("apps_url {template:?} must be http(s)://{{system}}.DOMAIN[:PORT], with nothing after it")
+        };
+        let origin = origin_of(&template.replace("{system}", "x"), &["http", "https"])
+            .ok_or_else(bad)?;
+        let (scheme, rest) = template.split_once("://").ok_or_else(bad)?;
+        let rest = rest.trim_end_matches('/');
+        let host_port = rest.strip_prefix("{system}.").ok_or_else(bad)?;
+        if host_port.contains(['/', '?', '#', '{', '}', '@']) {
+            return Err(bad());
+        }
+        let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+        let authority = authority.strip_prefix("x.").ok_or_else(bad)?;
+        let (suffix, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, format!(":{p}")),
+            _ => (authority, String::new()),
+        };
+        if suffix.is_empty() || !suffix.contains(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(bad());
+        }
+        Ok(AppHosts {
+            scheme: scheme.to_ascii_lowercase(),
+            suffix: suffix.to_string(),
+            port,
+        })
+    }
+
+    /// Whether the system hosts are served over HTTPS (their cookies are then Secure).
+    pub fn secure(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// The origin a system is served at.
+    pub fn origin(&self, system: &str) -> String {
+        format!("{}://{system}.{}{}", self.scheme, self.suffix, self.port)
+    }
+
+    /// The system a request's `Host` names, if it is one of the system hosts (the port is
+    /// not compared: a proxy in front may change it).
+    pub fn system_of_host<'r>(&self, registry: &'r Registry, host: &str) -> Option<&'r System> {
+        let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        });
+        let name = host
+            .to_ascii_lowercase()
+            .strip_suffix(&self.suffix)?
+            .strip_suffix('.')?
+            .to_string();
+        registry.get(&name)
     }
 }
 
@@ -235,7 +430,52 @@ mod tests {
             groups: vec![],
             departments: vec![],
             forward_auth_secret: None,
+            form: None,
+            header: None,
         }
+    }
+
+    #[test]
+    fn app_hosts() {
+        let r = Registry::new(&[sys("hr", "https://hr.internal/", &[])]).expect("ok");
+        let h = AppHosts::parse("https://{system}.Apps.example.org").expect("ok");
+        assert_eq!(h.origin("hr"), "https://hr.apps.example.org");
+        assert!(h.secure());
+        assert_eq!(
+            h.system_of_host(&r, "HR.apps.example.org:443")
+                .map(|s| s.cfg.name.as_str()),
+            Some("hr")
+        );
+        assert!(h.system_of_host(&r, "apps.example.org").is_none());
+        assert!(h.system_of_host(&r, "wiki.apps.example.org").is_none());
+        assert!(h.system_of_host(&r, "hr.apps.example.org.evil").is_none());
+        assert!(h.system_of_host(&r, "x.hr.apps.example.org").is_none());
+        let l = AppHosts::parse("http://{system}.apps.localhost:8008/").expect("ok");
+        assert_eq!(l.origin("hr"), "http://hr.apps.localhost:8008");
+        for bad in [
+            "https://apps.example.org",
+            "https://{system}.apps.example.org/path",
+            "ftp://{system}.apps.example.org",
+            "https://x{system}.apps.example.org",
+        ] {
+            assert!(AppHosts::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut c = sys("wiki", "https://wiki.example.org/", &[]);
+        c.forward_auth_secret = Some("forward-secret-forward-secret-1234".into());
+        c.login = LoginMethod::Header;
+        c.header = Some(HeaderLogin {
+            name: "Remote-User".into(),
+            secret_header: "X-Convene-Secret".into(),
+            secret: "header-secret-header-secret-12345".into(),
+        });
+        let shown = format!("{:?}", Registry::new(&[c]).expect("ok"));
+        assert!(!shown.contains("forward-secret"), "{shown}");
+        assert!(!shown.contains("header-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

@@ -1,26 +1,33 @@
 //! The bridge's outbound edge: requests to business systems with a person's vaulted
-//! credential. For now, the verification of a binding: one real login (HTTP Basic) to the
-//! system's own address, whose origin the registry has checked.
+//! credential, only ever to the origins the registry checked.
+//!
+//! - `LoginVerifier` (the `bridge::Verifier` port): one real login to verify a binding, by
+//!   HTTP Basic or by replaying the system's login form (`form`).
+//! - `gateway`: the login proxy, every system on a host of its own, signed in as the person.
 //!
 //! Must never: follow a redirect while holding a credential (another origin could collect it),
 //! send a credential to an origin the system did not register, or log one.
+
+pub mod form;
+pub mod gateway;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::bridge::systems::System;
+use crate::bridge::systems::{LoginMethod, System};
 use crate::bridge::{LoginCheck, Verifier};
 use crate::crypto::Secret;
 
-/// Checks HTTP Basic credentials with one GET of the system's address.
-pub struct BasicVerifier {
+/// Checks a credential with one real login: a GET of the system's address with HTTP Basic,
+/// or its login form replayed.
+pub struct LoginVerifier {
     client: reqwest::Client,
 }
 
-impl BasicVerifier {
-    pub fn new(timeout: Duration) -> Result<BasicVerifier, reqwest::Error> {
-        Ok(BasicVerifier {
+impl LoginVerifier {
+    pub fn new(timeout: Duration) -> Result<LoginVerifier, reqwest::Error> {
+        Ok(LoginVerifier {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(timeout)
@@ -28,7 +35,7 @@ impl BasicVerifier {
         })
     }
 
-    async fn check(&self, system: &System, username: &str, password: &Secret) -> LoginCheck {
+    async fn basic(&self, system: &System, username: &str, password: &Secret) -> LoginCheck {
         let url = &system.cfg.url;
         let Ok(password) = std::str::from_utf8(password.expose()) else {
             return LoginCheck::Refused;
@@ -49,9 +56,20 @@ impl BasicVerifier {
             }
         }
     }
+
+    async fn check(&self, system: &System, username: &str, password: &Secret) -> LoginCheck {
+        match system.cfg.login {
+            LoginMethod::Form => {
+                form::login(&self.client, system, username, password)
+                    .await
+                    .check
+            }
+            _ => self.basic(system, username, password).await,
+        }
+    }
 }
 
-impl Verifier for BasicVerifier {
+impl Verifier for LoginVerifier {
     fn verify<'a>(
         &'a self,
         system: &'a System,

@@ -348,6 +348,9 @@ impl SessionStore for Store {
     async fn session_by_hash(&self, token_hash: &str, now: i64) -> Result<Option<(Session, User)>> {
         delegate!(self, x => x.session_by_hash(token_hash, now).await)
     }
+    async fn session_by_id(&self, id: i64, now: i64) -> Result<Option<(Session, User)>> {
+        delegate!(self, x => x.session_by_id(id, now).await)
+    }
     async fn renew_session(
         &self,
         id: i64,
@@ -419,6 +422,12 @@ impl BindingStore for Store {
     }
     async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>> {
         delegate!(self, x => x.releases(user, limit).await)
+    }
+    async fn add_handoff(&self, h: &Handoff, now: i64) -> Result<()> {
+        delegate!(self, x => x.add_handoff(h, now).await)
+    }
+    async fn take_handoff(&self, code_hash: &str, now: i64) -> Result<Option<Handoff>> {
+        delegate!(self, x => x.take_handoff(code_hash, now).await)
     }
     async fn systems_with_bindings(&self) -> Result<Vec<String>> {
         delegate!(self, x => x.systems_with_bindings().await)

@@ -563,6 +563,8 @@ pub trait SessionStore {
     async fn create_session(&self, s: NewSession) -> Result<Session>;
     /// The live (unexpired) session with this token hash, and its user.
     async fn session_by_hash(&self, token_hash: &str, now: i64) -> Result<Option<(Session, User)>>;
+    /// The live (unexpired) session with this id, and its user.
+    async fn session_by_id(&self, id: i64, now: i64) -> Result<Option<(Session, User)>>;
     /// After a refresh: new tokens and the next due time.
     async fn renew_session(
         &self,
@@ -658,6 +660,20 @@ impl BindingState {
     }
 }
 
+/// A one-time code with which the portal hands one of its sessions to a system's host in the
+/// login proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// A keyed hash of the code (never the code).
+    pub code_hash: String,
+    /// The portal session it stands for.
+    pub session: i64,
+    pub system: String,
+    /// Where on the system's host the person goes afterwards (a local path).
+    pub next: String,
+    pub expires_at: i64,
+}
+
 /// Why a vaulted secret was released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditPurpose {
@@ -734,6 +750,11 @@ pub trait BindingStore {
     ) -> Result<()>;
     /// The newest `limit` entries: one person's, or everyone's (`None`).
     async fn releases(&self, user: Option<UserId>, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Keep a one-time hand-off code (expired ones go at the same time).
+    async fn add_handoff(&self, h: &Handoff, now: i64) -> Result<()>;
+    /// Redeem a hand-off code: it is gone afterwards whatever the answer; `None` when there
+    /// was none or it had expired.
+    async fn take_handoff(&self, code_hash: &str, now: i64) -> Result<Option<Handoff>>;
     /// Every system that has a binding or a vaulted secret.
     async fn systems_with_bindings(&self) -> Result<Vec<String>>;
     /// A system left the registry: every binding to it and every secret for it go (the

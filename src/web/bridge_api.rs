@@ -71,6 +71,7 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
                 "url": s.cfg.url,
                 "login": s.cfg.login.as_str(),
                 "binding": binding,
+                "open": super::bridge_pages::open_url(&state, s),
             })
         })
         .collect();

@@ -8,17 +8,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use super::pages::{posted_session, see_other, signed_in};
+use super::pages::{NextQuery, posted_session, see_other, signed_in};
 use super::session::Current;
 use super::{AppState, page};
 use crate::bridge::LoginCheck;
+use crate::bridge::systems::LoginMethod;
 use crate::crypto::Secret;
 use crate::dav::escape as e;
-use crate::store::{BindingStore as _, SessionStore as _};
+use crate::store::{BindingState, BindingStore as _, SessionStore as _};
 
 const TITLE: &str = "Business systems";
 
@@ -38,6 +39,104 @@ pub(super) async fn systems_page(State(state): State<Arc<AppState>>, req: Reques
     match signed_in(&state, req.headers()).await {
         Some(cur) => render(&state, &cur, StatusCode::OK, None).await,
         None => see_other("/login?next=/account/systems"),
+    }
+}
+
+/// Where the launcher opens a system: through the login proxy when it is configured, else
+/// the system's own address.
+pub(super) fn open_url(state: &AppState, s: &crate::bridge::systems::System) -> String {
+    match (&state.apps, s.cfg.login) {
+        (Some(_), LoginMethod::Basic | LoginMethod::Form | LoginMethod::Header) => {
+            format!("/bridge/open/{}", s.cfg.name)
+        }
+        _ => s.cfg.url.clone(),
+    }
+}
+
+/// `GET /bridge/open/{system}?next=PATH`: open a system through the login proxy, signed in.
+/// The person's portal session is handed to the system's host by a one-time code (valid for
+/// a minute, redeemed once by that host alone); `next` is a path on the system's host.
+pub(super) async fn open(
+    State(state): State<Arc<AppState>>,
+    Path(system): Path<String>,
+    Query(q): Query<NextQuery>,
+    req: Request,
+) -> Response {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return page(StatusCode::METHOD_NOT_ALLOWED, TITLE, "<p>Use GET.</p>");
+    }
+    let Some(cur) = signed_in(&state, req.headers()).await else {
+        let back = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let enc = percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC);
+        return see_other(&format!("/login?next={enc}"));
+    };
+    let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
+        return unavailable();
+    };
+    let Some(sys) = state
+        .systems
+        .get(&system)
+        .filter(|s| s.allows(&memberships))
+    else {
+        return page(
+            StatusCode::NOT_FOUND,
+            TITLE,
+            "<p>No such system for you.</p>",
+        );
+    };
+    let Some(apps) = &state.apps else {
+        return see_other(&sys.cfg.url);
+    };
+    if sys.cfg.login.takes_binding() {
+        let Ok(bindings) = state.store.bindings_of(cur.user.id).await else {
+            return unavailable();
+        };
+        let bound = bindings
+            .iter()
+            .any(|b| b.system == sys.cfg.name && b.state == BindingState::Bound);
+        if !bound {
+            return render(
+                &state,
+                &cur,
+                StatusCode::CONFLICT,
+                Some(&format!(
+                    "Bind your {} account first (or update it: it was refused).",
+                    sys.cfg.label
+                )),
+            )
+            .await;
+        }
+    }
+    let default_next = reqwest_free_path(&sys.cfg.url);
+    let next = q
+        .next
+        .as_deref()
+        .and_then(crate::bridge::handoff::local_path)
+        .unwrap_or(&default_next);
+    let now = state.clock.now();
+    match state
+        .handoffs
+        .issue(&state.store, cur.session.id, &sys.cfg.name, next, now)
+        .await
+    {
+        Ok(code) => see_other(&format!(
+            "{}/.convene/handoff?code={code}",
+            apps.origin(&sys.cfg.name)
+        )),
+        Err(_) => unavailable(),
+    }
+}
+
+/// The path (and query) of an absolute URL, `/` when it has none.
+fn reqwest_free_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].to_string(),
+        None => "/".to_string(),
     }
 }
 
@@ -70,9 +169,16 @@ async fn render(
                 label = e(&s.cfg.label)
             )
         };
+        let bind = if s.cfg.login.takes_binding() {
+            format!(
+                "<form method=\"post\" action=\"/account/systems/{name}/bind\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>User name <input name=\"username\" autocomplete=\"off\" required maxlength=\"256\"></label> <label>Password <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required maxlength=\"1024\"></label> <button type=\"submit\">Bind</button></form>{unbind}"
+            )
+        } else {
+            "(signed in by Convene)".to_string()
+        };
         rows.push_str(&format!(
-            "<tr><td><a href=\"{url}\">{label}</a></td><td class=\"state\" id=\"state-{name}\">{binding}</td><td><form method=\"post\" action=\"/account/systems/{name}/bind\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>User name <input name=\"username\" autocomplete=\"off\" required maxlength=\"256\"></label> <label>Password <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required maxlength=\"1024\"></label> <button type=\"submit\">Bind</button></form>{unbind}</td></tr>",
-            url = e(&s.cfg.url),
+            "<tr><td><a href=\"{url}\" id=\"open-{name}\">{label}</a></td><td class=\"state\" id=\"state-{name}\">{binding}</td><td>{bind}</td></tr>",
+            url = e(&open_url(state, s)),
             label = e(&s.cfg.label),
         ));
     }

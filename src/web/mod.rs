@@ -56,6 +56,11 @@ pub struct AppState {
     pub systems: Arc<crate::bridge::systems::Registry>,
     /// One real login to a business system, to verify a binding (the `proxy` edge).
     pub verifier: Arc<dyn crate::bridge::Verifier>,
+    /// Where the login proxy serves each system (`[bridge] apps_url`); without it the
+    /// launcher links to the systems themselves.
+    pub apps: Option<crate::bridge::systems::AppHosts>,
+    /// The login proxy's session hand-off (issued here, redeemed by the system hosts).
+    pub handoffs: Arc<crate::bridge::handoff::Handoffs>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
@@ -136,6 +141,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/account/app-passwords/{id}/revoke", any(pages::account_revoke))
         .route("/account/apple-profile", any(pages::account_apple_profile))
         .route("/account/systems", any(bridge_pages::systems_page))
+        .route("/bridge/open/{system}", any(bridge_pages::open))
         .route(
             "/account/systems/{system}/{action}",
             any(bridge_pages::system_action),

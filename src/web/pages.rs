@@ -74,7 +74,7 @@ fn addr_of(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
 
 #[derive(serde::Deserialize, Default)]
 pub(super) struct NextQuery {
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 /// The single sign-on entry: a link, not a form, because a form's redirect to the provider

@@ -166,6 +166,19 @@ macro_rules! impl_accounts {
                 row.map(|r| Ok((map_session(&r)?, map_user(&r)?))).transpose()
             }
 
+            async fn session_by_id(&self, id: i64, now: i64) -> Result<Option<(Session, User)>> {
+                let row = sqlx::query(
+                    "SELECT s.id AS sid, s.user_id, s.created_at AS s_created, s.expires_at, s.id_token, \
+                     s.refresh_sealed, s.refresh_due, u.* FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.id = $1 AND s.expires_at > $2",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| Ok((map_session(&r)?, map_user(&r)?))).transpose()
+            }
+
             async fn renew_session(
                 &self,
                 id: i64,

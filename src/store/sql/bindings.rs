@@ -98,6 +98,44 @@ macro_rules! impl_bindings {
                     .collect()
             }
 
+            async fn add_handoff(&self, h: &Handoff, now: i64) -> Result<()> {
+                sqlx::query("DELETE FROM bridge_handoffs WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO bridge_handoffs (code_hash, session_id, system, next_path, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&h.code_hash)
+                .bind(h.session)
+                .bind(&h.system)
+                .bind(&h.next)
+                .bind(h.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_handoff(&self, code_hash: &str, now: i64) -> Result<Option<Handoff>> {
+                let row = sqlx::query(
+                    "DELETE FROM bridge_handoffs WHERE code_hash = $1 \
+                     RETURNING code_hash, session_id, system, next_path, expires_at",
+                )
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                let h = Handoff {
+                    code_hash: r.try_get("code_hash")?,
+                    session: r.try_get("session_id")?,
+                    system: r.try_get("system")?,
+                    next: r.try_get("next_path")?,
+                    expires_at: r.try_get("expires_at")?,
+                };
+                Ok((h.expires_at > now).then_some(h))
+            }
+
             async fn systems_with_bindings(&self) -> Result<Vec<String>> {
                 let rows = sqlx::query(
                     "SELECT system FROM bridge_bindings UNION SELECT system FROM vault_secrets ORDER BY 1",

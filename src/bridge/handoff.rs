@@ -1,0 +1,156 @@
+//! The login proxy's session hand-off between the portal and a system's own host, as
+//! oauth2-proxy and Authentik's outposts do it: the portal, where the person is signed in,
+//! issues a one-time code for one of its sessions and one system; that system's host redeems
+//! it once and sets a host-only cookie of its own, sealed under the server key, that names the
+//! portal session. Every request on the system host then asks the store whether that portal
+//! session still lives, so signing out of the portal closes every system at once, and any
+//! instance on a shared database can serve any request.
+//!
+//! No HTTP here: codes and cookie values are strings; the edges carry them.
+//!
+//! Must never: keep a code in clear, redeem a code twice or for another system, or accept a
+//! cookie that was not sealed here for this system.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::RngCore as _;
+use sha2::Sha256;
+
+use crate::auth::ServerKey;
+use crate::auth::seal::Sealer;
+use crate::store::{BindingStore as _, Handoff, Session, SessionStore as _, Store, User};
+
+/// How long a code may wait to be redeemed.
+pub const CODE_SECONDS: i64 = 60;
+const COOKIE_PURPOSE: &str = "login proxy host session v1";
+
+/// A `next` path that stays on the host it is used on (no `//host`, `/\\host`, scheme, or
+/// control character).
+pub fn local_path(p: &str) -> Option<&str> {
+    let ok = p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.starts_with("/\\")
+        && p.len() <= 2048
+        && !p.chars().any(|c| c.is_control() || c == '\\');
+    ok.then_some(p)
+}
+
+/// Issues and redeems hand-off codes, and seals the system hosts' cookies.
+pub struct Handoffs {
+    hash_key: [u8; 32],
+    sealer: Sealer,
+}
+
+impl std::fmt::Debug for Handoffs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoffs(<redacted>)")
+    }
+}
+
+/// A signed-in person on a system host: the portal session and its user.
+#[derive(Debug)]
+pub struct HostSession {
+    pub session: Session,
+    pub user: User,
+}
+
+impl Handoffs {
+    pub fn new(key: &ServerKey) -> Handoffs {
+        Handoffs {
+            hash_key: key.derive("login proxy handoff code"),
+            sealer: Sealer::new(key),
+        }
+    }
+
+    fn code_hash(&self, code: &str) -> String {
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.hash_key).expect("HMAC takes any key");
+        m.update(code.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// A code that hands portal session `session` to `system`'s host, which then sends the
+    /// person to `next` (a local path, already checked).
+    pub async fn issue(
+        &self,
+        store: &Store,
+        session: i64,
+        system: &str,
+        next: &str,
+        now: i64,
+    ) -> crate::store::Result<String> {
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        store
+            .add_handoff(
+                &Handoff {
+                    code_hash: self.code_hash(&code),
+                    session,
+                    system: system.to_string(),
+                    next: next.to_string(),
+                    expires_at: now + CODE_SECONDS,
+                },
+                now,
+            )
+            .await?;
+        Ok(code)
+    }
+
+    /// Redeem `code` on `system`'s host: the hand-off, once. A code for another system is
+    /// used up all the same (it was shown to the wrong host).
+    pub async fn redeem(
+        &self,
+        store: &Store,
+        code: &str,
+        system: &str,
+        now: i64,
+    ) -> crate::store::Result<Option<Handoff>> {
+        if code.is_empty() || code.len() > 128 {
+            return Ok(None);
+        }
+        Ok(store
+            .take_handoff(&self.code_hash(code), now)
+            .await?
+            .filter(|h| h.system == system))
+    }
+
+    /// The cookie value of a system host's session: portal session `session`, for `system`.
+    pub fn host_cookie(&self, session: i64, system: &str) -> String {
+        self.sealer
+            .seal(COOKIE_PURPOSE, format!("{session}\n{system}").as_bytes())
+    }
+
+    /// The live portal session behind a system host's cookie, if the cookie was sealed here
+    /// for this system and the session is still live (not ended, not expired, its user not
+    /// disabled, and not waiting for the identity provider to confirm it again: the portal
+    /// does that, so the person is sent there).
+    pub async fn host_session(
+        &self,
+        store: &Store,
+        cookie: &str,
+        system: &str,
+        now: i64,
+    ) -> crate::store::Result<Option<HostSession>> {
+        let Some(plain) = self.sealer.open(COOKIE_PURPOSE, cookie) else {
+            return Ok(None);
+        };
+        let Some((id, sys)) = std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|t| t.split_once('\n'))
+            .and_then(|(id, sys)| Some((id.parse::<i64>().ok()?, sys.to_string())))
+        else {
+            return Ok(None);
+        };
+        if sys != system {
+            return Ok(None);
+        }
+        let Some((session, user)) = store.session_by_id(id, now).await? else {
+            return Ok(None);
+        };
+        if user.disabled || session.refresh_due.is_some_and(|d| d <= now) {
+            return Ok(None);
+        }
+        Ok(Some(HostSession { session, user }))
+    }
+}

@@ -1,0 +1,707 @@
+//! The login proxy: every registered system served on a host of its own
+//! (`[bridge] apps_url`, such as `https://{system}.apps.example.org`), signed in as the person.
+//!
+//! - A person arrives from the portal with a one-time hand-off code
+//!   (`/.convene/handoff?code=…`); the host redeems it once and sets its own host-only cookie,
+//!   sealed, naming the portal session. Without that cookie a page request goes to the portal,
+//!   which asks for a sign-in if needed and hands the session over again.
+//! - Each request is checked against the store (the portal session still lives, the person
+//!   may still use the system), stripped of whatever a client could use to claim an identity
+//!   (`Authorization`, Convene's cookie, `Remote-User`, `X-Forwarded-*`, `Forwarded`,
+//!   `X-Real-IP`, the system's identity headers), given the person's credential the way the
+//!   system takes it (HTTP Basic from the vault, the identity header with its secret, or the
+//!   cookies of a form login replayed at hand-off), and streamed both ways.
+//! - Responses have `Location` and cookie scope rewritten to the system's host. A credential
+//!   the system refuses marks the binding `needs-update` and is not sent again.
+//!
+//! Must never: send a credential to any origin but the system's, follow a redirect, pass a
+//! client's identity headers or Convene's own cookie upstream, redirect to a place the request
+//! chose outside the system's host, or buffer a whole body.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine as _;
+
+use super::form;
+use crate::bridge::handoff::{Handoffs, HostSession, local_path};
+use crate::bridge::systems::{AppHosts, LoginMethod, Registry, System};
+use crate::bridge::{Credentials, LoginCheck, Refusal};
+use crate::clock::SharedClock;
+use crate::crypto::Secret;
+use crate::store::{SessionStore as _, Store};
+
+/// Convene's cookie on a system host (`__Host-` prefixed over HTTPS).
+const HOST_COOKIE: &str = "convene_app";
+/// Paths on a system host that Convene answers itself.
+const HANDOFF_PATH: &str = "/.convene/handoff";
+/// How long a person's access and Basic credential are kept in memory before the store and
+/// the vault are asked again (the portal session itself is checked on every request).
+const GRANT_SECONDS: i64 = 60;
+/// Grants kept in memory at most (then the oldest are dropped).
+const MAX_GRANTS: usize = 10_000;
+
+/// Request headers never passed upstream: hop-by-hop ones, and every header a client could
+/// use to claim an identity or a route.
+const STRIPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-real-ip",
+    "remote-user",
+    "x-remote-user",
+    "x-convene-forward-secret",
+];
+
+/// Response headers not passed back: hop-by-hop ones.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What a person may do on a system, as last checked.
+struct Grant {
+    /// When access was checked and the credential released.
+    checked_at: i64,
+    allowed: bool,
+    basic: Option<Arc<(Secret, Secret)>>,
+}
+
+/// The login proxy.
+pub struct Gateway {
+    store: Store,
+    registry: Arc<Registry>,
+    hosts: AppHosts,
+    /// The portal's base URL (where people sign in and open systems).
+    portal: String,
+    handoffs: Arc<Handoffs>,
+    vault: Option<Arc<Credentials>>,
+    client: reqwest::Client,
+    clock: SharedClock,
+    grants: Mutex<HashMap<(i64, String), Grant>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("hosts", &self.hosts)
+            .field("portal", &self.portal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the gateway needs from the composition root.
+pub struct GatewayParts {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub hosts: AppHosts,
+    pub portal: String,
+    pub handoffs: Arc<Handoffs>,
+    pub vault: Option<Arc<Credentials>>,
+    pub clock: SharedClock,
+}
+
+/// Put the gateway in front of the portal's router: requests for a system host go to the
+/// gateway, everything else to `web`.
+pub fn front(gateway: Arc<Gateway>, web: Router) -> Router {
+    web.layer(axum::middleware::from_fn_with_state(gateway, dispatch))
+}
+
+async fn dispatch(State(g): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    match g.hosts.system_of_host(&g.registry, host) {
+        Some(system) => {
+            let system = system.clone();
+            g.serve(&system, req).await
+        }
+        None => next.run(req).await,
+    }
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{body}</p></body></html>"
+    );
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(html))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn see_other(to: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::empty())
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Minimal HTML escaping for the gateway's own pages.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+
+impl Gateway {
+    pub fn new(parts: GatewayParts, timeout: Duration) -> Result<Gateway, reqwest::Error> {
+        Ok(Gateway {
+            store: parts.store,
+            registry: parts.registry,
+            hosts: parts.hosts,
+            portal: parts.portal.trim_end_matches('/').to_string(),
+            handoffs: parts.handoffs,
+            vault: parts.vault,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()?,
+            clock: parts.clock,
+        grants: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cookie_name(&self) -> String {
+        if self.hosts.secure() {
+            format!("__Host-{HOST_COOKIE}")
+        } else {
+            HOST_COOKIE.to_string()
+        }
+    }
+
+    fn host_cookie<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let want = self.cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == want)
+            .map(|(_, v)| v)
+    }
+
+    fn set_host_cookie(&self, value: &str) -> String {
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax{}",
+            self.cookie_name(),
+            if self.hosts.secure() { "; Secure" } else { "" }
+        )
+    }
+
+    /// The portal page that opens `system` at `next` (after a sign-in if needed).
+    fn to_portal(&self, system: &System, next: &str) -> Response {
+        see_other(&format!(
+            "{}/bridge/open/{}?next={}",
+            self.portal,
+            system.cfg.name,
+            percent(next)
+        ))
+    }
+
+    fn needs_update(&self, system: &System) -> Response {
+        page(
+            StatusCode::FORBIDDEN,
+            &format!("{} refused your saved account", esc(&system.cfg.label)),
+            &format!(
+                "Convene will not try it again until you update it: <a href=\"{}/account/systems\">your systems</a>.",
+                esc(&self.portal)
+            ),
+        )
+    }
+
+    async fn serve(&self, system: &System, req: Request) -> Response {
+        let now = self.clock.now();
+        if req.uri().path() == HANDOFF_PATH {
+            let query = req.uri().query().unwrap_or("").to_string();
+            return self.handoff(system, &query, now).await;
+        }
+        let Some(cookie) = self.host_cookie(req.headers()) else {
+            return self.unsigned(system, &req);
+        };
+        let signed_in = match self
+            .handoffs
+            .host_session(&self.store, cookie, &system.cfg.name, now)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "login proxy: session lookup failed");
+                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+            }
+        };
+        let Some(who) = signed_in else {
+            return self.unsigned(system, &req);
+        };
+        let grant = match self.grant(system, &who, now).await {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
+        self.forward(system, &who, grant, req).await
+    }
+
+    /// No live session on this host: pages go by the portal, anything else is refused.
+    fn unsigned(&self, system: &System, req: &Request) -> Response {
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            let next = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .and_then(local_path)
+                .unwrap_or("/");
+            return self.to_portal(system, next);
+        }
+        page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first",
+            "Open this system from the portal.",
+        )
+    }
+
+    /// Whether the person may use the system, and (Basic) the credential to send: from memory
+    /// when checked within `GRANT_SECONDS`, else from the store and the vault.
+    async fn grant(
+        &self,
+        system: &System,
+        who: &HostSession,
+        now: i64,
+    ) -> Result<(Option<Arc<(Secret, Secret)>>, i64), Response> {
+        let key = (who.session.id, system.cfg.name.clone());
+        if let Some((allowed, basic, at)) = self.remembered(&key, now) {
+            if !allowed {
+                return Err(self.not_yours(system));
+            }
+            return Ok((basic, at));
+        }
+        let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
+            tracing::error!(error = %e, "login proxy: groups lookup failed");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable")
+        })?;
+        let allowed = system.allows(&memberships);
+        let basic = if allowed && system.cfg.login == LoginMethod::Basic {
+            match self.release(system, who, now).await {
+                Ok(c) => Some(Arc::new(c)),
+                Err(r) => return Err(r),
+            }
+        } else {
+            None
+        };
+        self.remember(key, allowed, basic.clone(), now);
+        if !allowed {
+            return Err(self.not_yours(system));
+        }
+        Ok((basic, now))
+    }
+
+    fn remembered(
+        &self,
+        key: &(i64, String),
+        now: i64,
+    ) -> Option<(bool, Option<Arc<(Secret, Secret)>>, i64)> {
+        let grants = self.grants.lock().ok()?;
+        let g = grants.get(key)?;
+        (now - g.checked_at < GRANT_SECONDS).then(|| (g.allowed, g.basic.clone(), g.checked_at))
+    }
+
+    fn remember(
+        &self,
+        key: (i64, String),
+        allowed: bool,
+        basic: Option<Arc<(Secret, Secret)>>,
+        now: i64,
+    ) {
+        if let Ok(mut grants) = self.grants.lock() {
+            if grants.len() >= MAX_GRANTS {
+                grants.retain(|_, g| now - g.checked_at < GRANT_SECONDS);
+                if grants.len() >= MAX_GRANTS {
+                    grants.clear();
+                }
+            }
+            grants.insert(
+                key,
+                Grant {
+                    checked_at: now,
+                    allowed,
+                    basic,
+                },
+            );
+        }
+    }
+
+    fn forget_grant(&self, session: i64, system: &str) {
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.remove(&(session, system.to_string()));
+        }
+    }
+
+    fn not_yours(&self, system: &System) -> Response {
+        page(
+            StatusCode::FORBIDDEN,
+            &esc(&system.cfg.label),
+            "You are not among the people who may use this system.",
+        )
+    }
+
+    /// The person's vaulted credential for the system, released for a login (audited).
+    async fn release(
+        &self,
+        system: &System,
+        who: &HostSession,
+        now: i64,
+    ) -> Result<(Secret, Secret), Response> {
+        let Some(vault) = &self.vault else {
+            return Err(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No vault",
+                "This server keeps no credentials (no [vault] configured).",
+            ));
+        };
+        match crate::bridge::release_for_login(vault, (who.user.id, &system.cfg.name), now).await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(Refusal::NotBound)) => Err(see_other(&format!(
+                "{}/account/systems",
+                self.portal
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "login proxy: releasing a credential failed");
+                Err(page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "the vault is unavailable",
+                ))
+            }
+        }
+    }
+
+    /// `/.convene/handoff?code=…`: redeem the portal's code once, sign in to the system when
+    /// it takes a form login, and set this host's cookie.
+    async fn handoff(&self, system: &System, query: &str, now: i64) -> Response {
+        let code = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "code")
+            .map(|(_, v)| v)
+            .unwrap_or("");
+        let handoff = match self
+            .handoffs
+            .redeem(&self.store, code, &system.cfg.name, now)
+            .await
+        {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "This link has been used",
+                    &format!(
+                        "Open {} again <a href=\"{}/bridge/open/{}\">from the portal</a>.",
+                        esc(&system.cfg.label),
+                        esc(&self.portal),
+                        system.cfg.name
+                    ),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "login proxy: redeeming a hand-off failed");
+                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+            }
+        };
+        let who = match self.store.session_by_id(handoff.session, now).await {
+            Ok(Some((session, user))) if !user.disabled => HostSession { session, user },
+            Ok(_) => return self.to_portal(system, &handoff.next),
+            Err(e) => {
+                tracing::error!(error = %e, "login proxy: session lookup failed");
+                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+            }
+        };
+        // A fresh check of access and credentials for this session.
+        self.forget_grant(who.session.id, &system.cfg.name);
+        if let Err(r) = self.grant(system, &who, now).await {
+            return r;
+        }
+        let mut resp = see_other(local_path(&handoff.next).unwrap_or("/"));
+        let sealed = self.handoffs.host_cookie(who.session.id, &system.cfg.name);
+        if let Ok(v) = HeaderValue::from_str(&self.set_host_cookie(&sealed)) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        if system.cfg.login == LoginMethod::Form {
+            let (user, password) = match self.release(system, &who, now).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let user = String::from_utf8_lossy(user.expose()).into_owned();
+            let signed = form::login(&self.client, system, &user, &password).await;
+            match signed.check {
+                LoginCheck::Accepted => {}
+                LoginCheck::Refused => {
+                    if let Some(vault) = &self.vault
+                        && let Err(e) =
+                            crate::bridge::refused(vault, (who.user.id, &system.cfg.name), now, now)
+                                .await
+                    {
+                        tracing::error!(error = %e, "login proxy: recording a refusal failed");
+                    }
+                    return self.needs_update(system);
+                }
+                LoginCheck::Unreachable(why) => {
+                    return page(
+                        StatusCode::BAD_GATEWAY,
+                        &esc(&system.cfg.label),
+                        &format!("could not sign you in: {}", esc(&why)),
+                    );
+                }
+            }
+            for (name, value) in signed.jar.cookies() {
+                if name == &self.cookie_name() {
+                    continue;
+                }
+                let c = format!(
+                    "{name}={value}; Path=/; SameSite=Lax{}",
+                    if self.hosts.secure() { "; Secure" } else { "" }
+                );
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+        }
+        resp
+    }
+
+    /// Pass the request to the system, signed in as the person, and stream the answer back.
+    async fn forward(
+        &self,
+        system: &System,
+        who: &HostSession,
+        (basic, released_at): (Option<Arc<(Secret, Secret)>>, i64),
+        req: Request,
+    ) -> Response {
+        let (parts, body) = req.into_parts();
+        let upstream_origin = system
+            .origins
+            .first()
+            .cloned()
+            .unwrap_or_else(|| system.cfg.url.clone());
+        let own_origin = self.hosts.origin(&system.cfg.name);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let url = format!("{upstream_origin}{path}");
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+        let identity: Vec<String> = system
+            .cfg
+            .header
+            .iter()
+            .flat_map(|h| [h.name.to_ascii_lowercase(), h.secret_header.to_ascii_lowercase()])
+            .collect();
+        for (name, value) in &parts.headers {
+            let n = name.as_str();
+            if STRIPPED.contains(&n) || n.starts_with("x-convene-") || identity.iter().any(|i| i == n) {
+                continue;
+            }
+            if matches!(n, "origin" | "referer")
+                && let Ok(v) = value.to_str()
+                && let Some(rest) = v.strip_prefix(&own_origin)
+            {
+                if let Ok(v) = HeaderValue::from_str(&format!("{upstream_origin}{rest}")) {
+                    headers.append(name.clone(), v);
+                }
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        // The browser's cookies for the system (set by it through this host), without Convene's.
+        let own = self.cookie_name();
+        let cookies: Vec<&str> = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some(own.as_str()))
+            .collect();
+        if !cookies.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
+        {
+            headers.insert(header::COOKIE, v);
+        }
+        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
+            && let Ok(v) = HeaderValue::from_str(&peer.ip().to_string())
+        {
+            headers.insert("x-forwarded-for", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(own_origin.split("://").next().unwrap_or("http")) {
+            headers.insert("x-forwarded-proto", v);
+        }
+        if let Some(h) = parts.headers.get(header::HOST) {
+            headers.insert("x-forwarded-host", h.clone());
+        }
+        match (&system.cfg.login, basic.as_deref(), &system.cfg.header) {
+            (LoginMethod::Basic, Some((u, p)), _) => {
+                let mut raw = Vec::with_capacity(u.expose().len() + p.expose().len() + 1);
+                raw.extend_from_slice(u.expose());
+                raw.push(b':');
+                raw.extend_from_slice(p.expose());
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(&raw)
+                );
+                zeroize::Zeroize::zeroize(&mut raw);
+                if let Ok(mut v) = HeaderValue::from_str(&value) {
+                    v.set_sensitive(true);
+                    headers.insert(header::AUTHORIZATION, v);
+                }
+            }
+            (LoginMethod::Header, _, Some(h)) => {
+                if let (Ok(n), Ok(v), Ok(sn), Ok(mut sv)) = (
+                    HeaderName::try_from(h.name.as_str()),
+                    HeaderValue::from_str(&who.user.name),
+                    HeaderName::try_from(h.secret_header.as_str()),
+                    HeaderValue::from_str(&h.secret),
+                ) {
+                    sv.set_sensitive(true);
+                    headers.insert(n, v);
+                    headers.insert(sn, sv);
+                }
+            }
+            _ => {}
+        }
+        let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
+            || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let mut out = self
+            .client
+            .request(parts.method.clone(), url)
+            .headers(headers);
+        if has_body {
+            out = out.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        }
+        let resp = match out.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "login proxy: the system could not be reached");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    &esc(&system.cfg.label),
+                    "The system could not be reached.",
+                );
+            }
+        };
+        if system.cfg.login == LoginMethod::Basic && resp.status() == StatusCode::UNAUTHORIZED {
+            self.forget_grant(who.session.id, &system.cfg.name);
+            if let Some(vault) = &self.vault
+                && let Err(e) =
+                    crate::bridge::refused(vault, (who.user.id, &system.cfg.name), released_at, self.clock.now())
+                        .await
+            {
+                tracing::error!(error = %e, "login proxy: recording a refusal failed");
+            }
+            return self.needs_update(system);
+        }
+        let mut back = Response::builder().status(resp.status());
+        if let Some(h) = back.headers_mut() {
+            for (name, value) in resp.headers() {
+                let n = name.as_str();
+                if HOP_BY_HOP.contains(&n) || n == "www-authenticate" {
+                    continue;
+                }
+                if n == "location" {
+                    if let Ok(v) = value.to_str()
+                        && let Some(rest) = system
+                            .origins
+                            .iter()
+                            .find_map(|o| v.strip_prefix(o.as_str()))
+                            .filter(|r| r.is_empty() || r.starts_with(['/', '?', '#']))
+                        && let Ok(v) = HeaderValue::from_str(&format!("{own_origin}{rest}"))
+                    {
+                        h.append(name.clone(), v);
+                    } else {
+                        h.append(name.clone(), value.clone());
+                    }
+                    continue;
+                }
+                if n == "set-cookie" {
+                    if let Some(v) = value
+                        .to_str()
+                        .ok()
+                        .and_then(|v| self.scoped_cookie(v))
+                    {
+                        h.append(name.clone(), v);
+                    }
+                    continue;
+                }
+                h.append(name.clone(), value.clone());
+            }
+        }
+        back.body(Body::from_stream(resp.bytes_stream()))
+            .unwrap_or_else(|_| page(StatusCode::BAD_GATEWAY, "Bad answer", "The system's answer could not be passed on."))
+    }
+
+    /// A system's `Set-Cookie`, scoped to its host here: no `Domain` (host-only), `Secure`
+    /// only where the host speaks HTTPS, and never one that would shadow Convene's cookie.
+    fn scoped_cookie(&self, v: &str) -> Option<HeaderValue> {
+        let mut c = cookie::Cookie::parse(v.to_string()).ok()?;
+        let bare = c.name().trim_start_matches("__Host-").trim_start_matches("__Secure-");
+        if bare == HOST_COOKIE {
+            return None;
+        }
+        c.unset_domain();
+        if !self.hosts.secure() {
+            c.set_secure(false);
+            let name = c.name().to_string();
+            if let Some(bare) = name
+                .strip_prefix("__Host-")
+                .or_else(|| name.strip_prefix("__Secure-"))
+            {
+                c.set_name(bare.to_string());
+            }
+        }
+        HeaderValue::from_str(&c.to_string()).ok()
+    }
+}
