@@ -662,3 +662,329 @@ async fn the_bridge_page_binds_and_unbinds_in_a_session() {
     let html = srv.send(c.get(srv.url("/account/systems"))).await.text();
     assert!(html.contains("id=\"state-tasks\">not bound<"), "{html}");
 }
+
+/// A browser for the portal (127.0.0.1) and the system hosts `NAME.apps.localhost`, all on
+/// loopback: a cookie jar, redirects left to the test.
+fn apps_browser(names: &[&str]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true);
+    for n in names {
+        b = b.resolve(
+            &format!("{n}.apps.localhost"),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
+    }
+    b.build().expect("client")
+}
+
+/// Sign `user` in at the portal with the browser `c`.
+async fn portal_sign_in(srv: &TestServer, c: &reqwest::Client, user: &str) {
+    let login = srv.send(c.get(srv.url("/login"))).await;
+    let csrf = common::input_value(&login.text(), "csrf").expect("csrf");
+    srv.send(
+        c.post(srv.url("/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(common::form(&[
+                ("user", user),
+                ("password", &format!("{user}-password")),
+                ("csrf", &csrf),
+                ("next", "/account"),
+            ])),
+    )
+    .await
+    .expect(303);
+}
+
+/// Open `system` from the portal at `next` and follow the hand-off: the final response on
+/// the system's host, and the hand-off URL (to try it again).
+async fn open_through_proxy(
+    srv: &TestServer,
+    c: &reqwest::Client,
+    system: &str,
+    next: &str,
+) -> (common::Resp, String) {
+    let r = srv
+        .send(c.get(srv.url(&format!("/bridge/open/{system}?next={next}"))))
+        .await;
+    r.expect(303);
+    let handoff = r.header("location").expect("location");
+    assert!(
+        handoff.starts_with(&format!(
+            "http://{system}.apps.localhost:{}/.convene/handoff?code=",
+            srv.port()
+        )),
+        "{handoff}"
+    );
+    let r = srv.send(c.get(&handoff)).await;
+    r.expect(303);
+    let to = r.header("location").expect("location");
+    assert_eq!(to, next);
+    let app = format!("http://{system}.apps.localhost:{}", srv.port());
+    (srv.send(c.get(format!("{app}{to}"))).await, handoff)
+}
+
+fn vault_keys(srv: &TestServer) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let keys = srv.dir.path().join("vault.keys");
+    std::fs::write(&keys, format!("k1 {}\n", "5d".repeat(32))).expect("keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    keys
+}
+
+const HEADER_SECRET: &str = "wiki-shared-secret-0123456789abcdef";
+
+/// The login proxy against real nginx systems: HTTP Basic injected from the vault and the
+/// identity header with its secret, each on a host of its own reached by a one-time hand-off
+/// from the portal. Client identity headers never reach a system; a code works once and only
+/// on its own system's host; a planted cookie is no session; signing out of the portal closes
+/// every system; redirects to the system's own origin come back to its host while redirects
+/// elsewhere are passed on and never followed with the credential; a refused credential marks
+/// the binding and is not tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_proxy_opens_systems_signed_in() {
+    const ALICE_PW: &str = "tasks-alice-pw";
+    let collector = BasicApp::start(&[], "http://127.0.0.1:1/");
+    let collector_me = format!("{}/api/me", collector.base);
+    let tasks = BasicApp::launch(&[("alice.t", ALICE_PW)], |d, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location /elsewhere/ {{ return 302 {collector_me}; }}
+    location /self/ {{ return 302 http://127.0.0.1:{port}/api/me; }}
+    location /api/ {{
+      auth_basic "Tasks";
+      auth_basic_user_file {d}/htpasswd;
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+"#
+        )
+    });
+    let wiki = BasicApp::launch(&[], |d, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location /api/ {{
+      if ($http_x_convene_secret != "{HEADER_SECRET}") {{ return 403; }}
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+"#
+        )
+    });
+    std::fs::write(
+        wiki.dir.path().join("www/api/who.json"),
+        r#"{"user":"<!--# echo var="http_remote_user" -->"}"#,
+    )
+    .expect("who");
+
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    let keys = vault_keys(&srv);
+    let port = common::free_port();
+    srv.fixed_port = Some(port);
+    srv.restart_with_config(&format!(
+        r#"[vault]
+key_file = "{}"
+
+[bridge]
+apps_url = "http://{{system}}.apps.localhost:{port}"
+
+[[systems]]
+name = "tasks"
+label = "Tasks"
+url = "{}/api/me"
+login = "basic"
+
+[[systems]]
+name = "wiki"
+label = "Wiki"
+url = "{}/api/who"
+login = "header"
+[systems.header]
+secret = "{HEADER_SECRET}"
+"#,
+        keys.display(),
+        tasks.base,
+        wiki.base
+    ))
+    .await;
+    let c = apps_browser(&["tasks", "wiki"]);
+    let tasks_host = format!("http://tasks.apps.localhost:{port}");
+    let wiki_host = format!("http://wiki.apps.localhost:{port}");
+
+    // Signed out: the system host sends a page request to the portal, which asks for a
+    // sign-in and comes back.
+    let r = srv.send(c.get(format!("{tasks_host}/api/me"))).await;
+    r.expect(303);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("http://127.0.0.1:{port}/bridge/open/tasks?next=%2Fapi%2Fme").as_str())
+    );
+    let r = srv.send(c.get(srv.url("/bridge/open/tasks?next=/api/me"))).await;
+    r.expect(303);
+    assert!(r.header("location").expect("to login").starts_with("/login?next="));
+    srv.send(c.post(format!("{tasks_host}/api/me"))).await.expect(401);
+
+    portal_sign_in(&srv, &c, "alice").await;
+    // Not bound yet: the portal says so, and no code is issued.
+    let r = srv.send(c.get(srv.url("/bridge/open/tasks"))).await;
+    r.expect(409);
+    assert!(r.text().contains("Bind your Tasks account first"));
+    let put = |body: String| {
+        srv.send(
+            srv.req_as("alice", "alice-password", "PUT", "/api/bridge/bindings/tasks")
+                .header("Content-Type", "application/json")
+                .body(body),
+        )
+    };
+    put(format!(r#"{{"username":"alice.t","password":"{ALICE_PW}"}}"#))
+        .await
+        .expect(200);
+    // The launcher opens through the proxy.
+    let list = srv.send_as("alice", "GET", "/api/bridge/systems", "", &[]).await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).expect("json");
+    assert_eq!(list[0]["open"], "/bridge/open/tasks", "{list}");
+
+    // Opened signed in; what the client claims about itself never reaches the system.
+    let (r, handoff) = open_through_proxy(&srv, &c, "tasks", "/api/me").await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"{"user":"alice.t"}"#);
+    let r = srv
+        .send(
+            c.get(format!("{tasks_host}/api/me"))
+                .basic_auth("mallory", Some("stolen"))
+                .header("Remote-User", "mallory")
+                .header("X-Forwarded-For", "203.0.113.9")
+                .header("Forwarded", "for=203.0.113.9"),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"{"user":"alice.t"}"#);
+    let log = tasks.access_log();
+    use base64::Engine as _;
+    let mallory = base64::engine::general_purpose::STANDARD.encode("mallory:stolen");
+    assert!(!log.contains(&mallory) && !log.contains("remote-user=mallory"), "{log}");
+    assert!(!log.contains("convene_app"), "Convene's cookie went upstream: {log}");
+
+    // A code works once.
+    srv.send(c.get(&handoff)).await.expect(400);
+    // A code for one system is nothing on another's host (and is used up).
+    let r = srv.send(c.get(srv.url("/bridge/open/tasks?next=/api/me"))).await;
+    let code_url = r.header("location").expect("handoff");
+    let on_wiki = code_url.replace("tasks.apps", "wiki.apps");
+    srv.send(c.get(&on_wiki)).await.expect(400);
+    srv.send(c.get(&code_url)).await.expect(400);
+    // An open redirect through `next` is refused: the person lands on the system's page.
+    let r = srv
+        .send(c.get(srv.url("/bridge/open/tasks?next=//evil.example/x")))
+        .await;
+    let r = srv.send(c.get(r.header("location").expect("handoff"))).await;
+    assert_eq!(r.header("location").as_deref(), Some("/api/me"));
+
+    // Redirects: the system's own origin comes back to its host; another origin is passed on
+    // as it is, and nothing is sent there with the credential.
+    let r = srv.send(c.get(format!("{tasks_host}/self/"))).await;
+    r.expect(302);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("{tasks_host}/api/me").as_str())
+    );
+    let r = srv.send(c.get(format!("{tasks_host}/elsewhere/"))).await;
+    r.expect(302);
+    assert_eq!(r.header("location").as_deref(), Some(collector_me.as_str()));
+    assert!(
+        !collector.access_log().contains("/api/me"),
+        "{}",
+        collector.access_log()
+    );
+
+    // The header system: the person's Convene name and the shared secret, whatever the client
+    // sends in those headers.
+    let (r, _) = open_through_proxy(&srv, &c, "wiki", "/api/who").await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"{"user":"alice"}"#);
+    let r = srv
+        .send(
+            c.get(format!("{wiki_host}/api/who"))
+                .header("Remote-User", "root")
+                .header("X-Convene-Secret", "guess"),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"{"user":"alice"}"#);
+
+    // Session fixation: a cookie planted on a system host is no session, and another
+    // browser's cookie value is nothing without the portal session behind it.
+    let planted = apps_browser(&["tasks"]);
+    let r = srv
+        .send(
+            planted
+                .get(format!("{tasks_host}/api/me"))
+                .header("Cookie", "convene_app=forged-value"),
+        )
+        .await;
+    r.expect(303);
+
+    // Signing out of the portal closes every system at once.
+    let account = srv.send(c.get(srv.url("/account"))).await;
+    let csrf = common::input_value(&account.text(), "csrf").expect("csrf");
+    srv.send(
+        c.post(srv.url("/logout"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(common::form(&[("csrf", &csrf)])),
+    )
+    .await;
+    for host in [&tasks_host, &wiki_host] {
+        let r = srv.send(c.get(format!("{host}/api/me"))).await;
+        r.expect(303);
+        assert!(r.header("location").expect("portal").contains("/bridge/open/"));
+    }
+
+    // The password changes at the system: the first refusal marks the binding, and the
+    // credential is not sent again (the system's lockout is never reached).
+    portal_sign_in(&srv, &c, "alice").await;
+    let (r, _) = open_through_proxy(&srv, &c, "tasks", "/api/me").await;
+    r.expect(200);
+    let out = std::process::Command::new("openssl")
+        .args(["passwd", "-apr1", "changed-at-the-system"])
+        .output()
+        .expect("openssl");
+    std::fs::write(
+        tasks.dir.path().join("htpasswd"),
+        format!("alice.t:{}", String::from_utf8_lossy(&out.stdout)),
+    )
+    .expect("htpasswd");
+    let before = tasks.access_log().lines().count();
+    let r = srv.send(c.get(format!("{tasks_host}/api/me"))).await;
+    r.expect(403);
+    assert!(r.text().contains("refused your saved account"), "{}", r.text());
+    for _ in 0..5 {
+        let r = srv.send(c.get(format!("{tasks_host}/api/me"))).await;
+        assert_ne!(r.status, 200);
+        assert!(r.header("www-authenticate").is_none());
+    }
+    let tried: Vec<String> = tasks
+        .access_log()
+        .lines()
+        .skip(before)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(tried.len(), 1, "the refused credential was sent again: {tried:?}");
+    let b = srv
+        .send_as("alice", "GET", "/api/bridge/bindings", "", &[])
+        .await;
+    assert!(b.text().contains("needs-update"), "{}", b.text());
+    srv.send(c.get(srv.url("/bridge/open/tasks"))).await.expect(409);
+    // Updated, it works again.
+    put(r#"{"username":"alice.t","password":"changed-at-the-system"}"#.into())
+        .await
+        .expect(200);
+    let (r, _) = open_through_proxy(&srv, &c, "tasks", "/api/me").await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"{"user":"alice.t"}"#);
+}
