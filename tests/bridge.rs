@@ -825,10 +825,18 @@ secret = "{HEADER_SECRET}"
         r.header("location").as_deref(),
         Some(format!("http://127.0.0.1:{port}/bridge/open/tasks?next=%2Fapi%2Fme").as_str())
     );
-    let r = srv.send(c.get(srv.url("/bridge/open/tasks?next=/api/me"))).await;
+    let r = srv
+        .send(c.get(srv.url("/bridge/open/tasks?next=/api/me")))
+        .await;
     r.expect(303);
-    assert!(r.header("location").expect("to login").starts_with("/login?next="));
-    srv.send(c.post(format!("{tasks_host}/api/me"))).await.expect(401);
+    assert!(
+        r.header("location")
+            .expect("to login")
+            .starts_with("/login?next=")
+    );
+    srv.send(c.post(format!("{tasks_host}/api/me")))
+        .await
+        .expect(401);
 
     portal_sign_in(&srv, &c, "alice").await;
     // Not bound yet: the portal says so, and no code is issued.
@@ -837,16 +845,25 @@ secret = "{HEADER_SECRET}"
     assert!(r.text().contains("Bind your Tasks account first"));
     let put = |body: String| {
         srv.send(
-            srv.req_as("alice", "alice-password", "PUT", "/api/bridge/bindings/tasks")
-                .header("Content-Type", "application/json")
-                .body(body),
+            srv.req_as(
+                "alice",
+                "alice-password",
+                "PUT",
+                "/api/bridge/bindings/tasks",
+            )
+            .header("Content-Type", "application/json")
+            .body(body),
         )
     };
-    put(format!(r#"{{"username":"alice.t","password":"{ALICE_PW}"}}"#))
-        .await
-        .expect(200);
+    put(format!(
+        r#"{{"username":"alice.t","password":"{ALICE_PW}"}}"#
+    ))
+    .await
+    .expect(200);
     // The launcher opens through the proxy.
-    let list = srv.send_as("alice", "GET", "/api/bridge/systems", "", &[]).await;
+    let list = srv
+        .send_as("alice", "GET", "/api/bridge/systems", "", &[])
+        .await;
     let list: serde_json::Value = serde_json::from_slice(&list.body).expect("json");
     assert_eq!(list[0]["open"], "/bridge/open/tasks", "{list}");
 
@@ -868,13 +885,21 @@ secret = "{HEADER_SECRET}"
     let log = tasks.access_log();
     use base64::Engine as _;
     let mallory = base64::engine::general_purpose::STANDARD.encode("mallory:stolen");
-    assert!(!log.contains(&mallory) && !log.contains("remote-user=mallory"), "{log}");
-    assert!(!log.contains("convene_app"), "Convene's cookie went upstream: {log}");
+    assert!(
+        !log.contains(&mallory) && !log.contains("remote-user=mallory"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("convene_app"),
+        "Convene's cookie went upstream: {log}"
+    );
 
     // A code works once.
     srv.send(c.get(&handoff)).await.expect(400);
     // A code for one system is nothing on another's host (and is used up).
-    let r = srv.send(c.get(srv.url("/bridge/open/tasks?next=/api/me"))).await;
+    let r = srv
+        .send(c.get(srv.url("/bridge/open/tasks?next=/api/me")))
+        .await;
     let code_url = r.header("location").expect("handoff");
     let on_wiki = code_url.replace("tasks.apps", "wiki.apps");
     srv.send(c.get(&on_wiki)).await.expect(400);
@@ -883,7 +908,9 @@ secret = "{HEADER_SECRET}"
     let r = srv
         .send(c.get(srv.url("/bridge/open/tasks?next=//evil.example/x")))
         .await;
-    let r = srv.send(c.get(r.header("location").expect("handoff"))).await;
+    let r = srv
+        .send(c.get(r.header("location").expect("handoff")))
+        .await;
     assert_eq!(r.header("location").as_deref(), Some("/api/me"));
 
     // Redirects: the system's own origin comes back to its host; another origin is passed on
@@ -942,7 +969,11 @@ secret = "{HEADER_SECRET}"
     for host in [&tasks_host, &wiki_host] {
         let r = srv.send(c.get(format!("{host}/api/me"))).await;
         r.expect(303);
-        assert!(r.header("location").expect("portal").contains("/bridge/open/"));
+        assert!(
+            r.header("location")
+                .expect("portal")
+                .contains("/bridge/open/")
+        );
     }
 
     // The password changes at the system: the first refusal marks the binding, and the
@@ -962,7 +993,11 @@ secret = "{HEADER_SECRET}"
     let before = tasks.access_log().lines().count();
     let r = srv.send(c.get(format!("{tasks_host}/api/me"))).await;
     r.expect(403);
-    assert!(r.text().contains("refused your saved account"), "{}", r.text());
+    assert!(
+        r.text().contains("refused your saved account"),
+        "{}",
+        r.text()
+    );
     for _ in 0..5 {
         let r = srv.send(c.get(format!("{tasks_host}/api/me"))).await;
         assert_ne!(r.status, 200);
@@ -974,12 +1009,18 @@ secret = "{HEADER_SECRET}"
         .skip(before)
         .map(str::to_string)
         .collect();
-    assert_eq!(tried.len(), 1, "the refused credential was sent again: {tried:?}");
+    assert_eq!(
+        tried.len(),
+        1,
+        "the refused credential was sent again: {tried:?}"
+    );
     let b = srv
         .send_as("alice", "GET", "/api/bridge/bindings", "", &[])
         .await;
     assert!(b.text().contains("needs-update"), "{}", b.text());
-    srv.send(c.get(srv.url("/bridge/open/tasks"))).await.expect(409);
+    srv.send(c.get(srv.url("/bridge/open/tasks")))
+        .await
+        .expect(409);
     // Updated, it works again.
     put(r#"{"username":"alice.t","password":"changed-at-the-system"}"#.into())
         .await
@@ -987,4 +1028,187 @@ secret = "{HEADER_SECRET}"
     let (r, _) = open_through_proxy(&srv, &c, "tasks", "/api/me").await;
     r.expect(200);
     assert_eq!(r.text().trim(), r#"{"user":"alice.t"}"#);
+}
+
+/// The HR system of `conformance/peers/hr_app.py` (Flask, from the test venv): a form login
+/// with a CSRF token and a lockout after 5 failures per user name. Its accounts are a JSON
+/// file the test can change ("the password was changed at HR").
+struct HrApp {
+    child: std::process::Child,
+    accounts: std::path::PathBuf,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HrApp {
+    fn start(password: &str) -> HrApp {
+        let dir = tempfile::tempdir().expect("dir");
+        let accounts = dir.path().join("accounts.json");
+        let port = common::free_port();
+        let app = HrApp {
+            child: std::process::Command::new(common::python())
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/conformance/peers/hr_app.py"
+                ))
+                .arg(port.to_string())
+                .arg(&accounts)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python (the test venv, with Flask)"),
+            accounts,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        app.set_password(password);
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return app;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the HR app did not start");
+    }
+
+    fn set_password(&self, password: &str) {
+        let accounts = serde_json::json!({
+            "aanderson": {"password": password, "name": "Alice Anderson", "employee": 10001, "leave": 23, "net": 4200},
+            "bbrown": {"password": "Hr!bob-2024", "name": "Bob Brown", "employee": 10002, "leave": 12},
+        });
+        let tmp = self.accounts.with_extension("tmp");
+        std::fs::write(&tmp, accounts.to_string()).expect("accounts");
+        std::fs::rename(&tmp, &self.accounts).expect("accounts");
+    }
+
+    async fn stats(&self) -> serde_json::Value {
+        let body = reqwest::get(format!("{}/_stats", self.base))
+            .await
+            .expect("stats")
+            .bytes()
+            .await
+            .expect("body");
+        serde_json::from_slice(&body).expect("json")
+    }
+}
+
+impl Drop for HrApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Form-login replay against a real form app with CSRF and a lockout (on PostgreSQL): a
+/// binding is verified by replaying the login form (its hidden CSRF token kept), opened
+/// through the proxy signed in, a payslip read and a CSRF-protected form posted through it; a
+/// password changed at the system costs one failed login there, after which the bridge stops
+/// trying until the person updates it, so the lockout is never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_login_replay_never_trips_the_lockout() {
+    const HR_PW: &str = "Hr!alice-2024";
+    let hr = HrApp::start(HR_PW);
+    let mut srv = TestServer::start(common::Backend::Postgres).await;
+    let keys = vault_keys(&srv);
+    let port = common::free_port();
+    srv.fixed_port = Some(port);
+    srv.restart_with_config(&format!(
+        r#"[vault]
+key_file = "{}"
+
+[bridge]
+apps_url = "http://{{system}}.apps.localhost:{port}"
+
+[[systems]]
+name = "hr"
+label = "ExampleHR"
+url = "{}/"
+login = "form"
+[systems.form]
+login_path = "/login"
+"#,
+        keys.display(),
+        hr.base
+    ))
+    .await;
+    let put = |pw: &str| {
+        srv.send(
+            srv.req_as("alice", "alice-password", "PUT", "/api/bridge/bindings/hr")
+                .header("Content-Type", "application/json")
+                .body(format!(r#"{{"username":"aanderson","password":"{pw}"}}"#)),
+        )
+    };
+    put("not-her-password").await.expect(422);
+    put(HR_PW).await.expect(200);
+    let s = hr.stats().await;
+    assert_eq!(s["failures"]["aanderson"], 1, "{s}");
+    assert_eq!(s["logins"]["aanderson"], 1, "{s}");
+
+    let c = apps_browser(&["hr"]);
+    let hr_host = format!("http://hr.apps.localhost:{port}");
+    portal_sign_in(&srv, &c, "alice").await;
+    let (r, _) = open_through_proxy(&srv, &c, "hr", "/payslip").await;
+    r.expect(200);
+    let slip = r.text();
+    assert!(
+        slip.contains("Alice Anderson") && slip.contains("4200"),
+        "{slip}"
+    );
+
+    // A real action: the leave form's own CSRF token, posted through the proxy from the
+    // system's host (the browser's Origin is the host's; the system sees its own).
+    let form = srv.send(c.get(format!("{hr_host}/leave"))).await;
+    form.expect(200);
+    let token = common::input_value(&form.text(), "csrf_token").expect("token");
+    let r = srv
+        .send(
+            c.post(format!("{hr_host}/leave"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Origin", &hr_host)
+                .body(common::form(&[("csrf_token", &token), ("days", "3")])),
+        )
+        .await;
+    r.expect(303);
+    assert_eq!(r.header("location").as_deref(), Some("/leave/requests"));
+    let r = srv.send(c.get(format!("{hr_host}/leave/requests"))).await;
+    r.expect(200);
+    assert_eq!(r.text().trim(), r#"[{"days":3}]"#);
+
+    // The password is changed at HR: the next opening fails once there and marks the binding.
+    hr.set_password("Hr!alice-2025");
+    let r = srv
+        .send(c.get(srv.url("/bridge/open/hr?next=/payslip")))
+        .await;
+    let r = srv
+        .send(c.get(r.header("location").expect("handoff")))
+        .await;
+    r.expect(403);
+    assert!(r.text().contains("refused your saved account"));
+    for _ in 0..6 {
+        srv.send(c.get(srv.url("/bridge/open/hr")))
+            .await
+            .expect(409);
+    }
+    let s = hr.stats().await;
+    assert_eq!(s["failures"]["aanderson"], 2, "{s}");
+    assert!(s["locked"].get("aanderson").is_none(), "{s}");
+    let audit = srv
+        .send_as("alice", "GET", "/api/bridge/audit", "", &[])
+        .await;
+    assert!(
+        audit
+            .text()
+            .contains(r#""purpose":"login","outcome":"refused""#)
+            || audit.text().contains("refused"),
+        "{}",
+        audit.text()
+    );
+
+    // Updated, it signs in again: the lockout was never reached.
+    put("Hr!alice-2025").await.expect(200);
+    let (r, _) = open_through_proxy(&srv, &c, "hr", "/payslip").await;
+    r.expect(200);
+    assert!(r.text().contains("Alice Anderson"));
+    let s = hr.stats().await;
+    assert_eq!(s["failures"]["aanderson"], 2, "{s}");
 }

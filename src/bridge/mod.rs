@@ -123,7 +123,13 @@ pub async fn refused(
     }
     creds
         .store
-        .record_release(user, system, AuditPurpose::Login, AuditOutcome::Refused, now)
+        .record_release(
+            user,
+            system,
+            AuditPurpose::Login,
+            AuditOutcome::Refused,
+            now,
+        )
         .await?;
     creds
         .store

@@ -254,7 +254,9 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
     }
     match (cfg.login, &cfg.header, &cfg.form) {
         (LoginMethod::Header, None, _) => {
-            return Err(named("login = \"header\" needs [systems.header] with its secret"));
+            return Err(named(
+                "login = \"header\" needs [systems.header] with its secret",
+            ));
         }
         (LoginMethod::Header, Some(h), _) => {
             if h.secret.chars().count() < 32 || h.secret.chars().any(char::is_control) {
@@ -271,12 +273,13 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
     }
     match (cfg.login, &cfg.form) {
         (LoginMethod::Form, Some(f)) => {
-            if f
-                .login_path
+            if f.login_path
                 .as_deref()
                 .is_some_and(|p| !p.starts_with('/') || p.starts_with("//"))
             {
-                return Err(named("form.login_path must be a path on the system's origin"));
+                return Err(named(
+                    "form.login_path must be a path on the system's origin",
+                ));
             }
         }
         (LoginMethod::Form, None) => {}
@@ -351,10 +354,12 @@ impl AppHosts {
     /// Parse the template: `http(s)://{system}.DOMAIN[:PORT]`, nothing after it.
     pub fn parse(template: &str) -> Result<AppHosts, String> {
         let bad = || {
-            format!("apps_url {template:?} must be http(s)://{{system}}.DOMAIN[:PORT], with nothing after it")
+            format!(
+                "apps_url {template:?} must be http(s)://{{system}}.DOMAIN[:PORT], with nothing after it"
+            )
         };
-        let origin = origin_of(&template.replace("{system}", "x"), &["http", "https"])
-            .ok_or_else(bad)?;
+        let origin =
+            origin_of(&template.replace("{system}", "x"), &["http", "https"]).ok_or_else(bad)?;
         let (scheme, rest) = template.split_once("://").ok_or_else(bad)?;
         let rest = rest.trim_end_matches('/');
         let host_port = rest.strip_prefix("{system}.").ok_or_else(bad)?;
@@ -391,7 +396,11 @@ impl AppHosts {
     /// not compared: a proxy in front may change it).
     pub fn system_of_host<'r>(&self, registry: &'r Registry, host: &str) -> Option<&'r System> {
         let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         let name = host
             .to_ascii_lowercase()

@@ -37,8 +37,7 @@ impl Jar {
                 continue;
             };
             let gone = c.max_age().is_some_and(|a| a.is_zero() || a.is_negative())
-                || c
-                    .expires_datetime()
+                || c.expires_datetime()
                     .is_some_and(|e| e < cookie::time::OffsetDateTime::now_utc());
             self.cookies.retain(|(n, _)| n != c.name());
             if !gone && self.cookies.len() < 64 {
@@ -188,7 +187,12 @@ pub fn registered(system: &System, url: &Url) -> bool {
 /// The page a form login starts from.
 fn login_page(system: &System) -> Option<Url> {
     let base = Url::parse(&system.cfg.url).ok()?;
-    match system.cfg.form.as_ref().and_then(|f| f.login_path.as_deref()) {
+    match system
+        .cfg
+        .form
+        .as_ref()
+        .and_then(|f| f.login_path.as_deref())
+    {
         Some(p) => base.join(p).ok(),
         None => Some(base),
     }
@@ -382,7 +386,10 @@ mod tests {
             header::SET_COOKIE,
             "hr_session=one; HttpOnly; Path=/".parse().expect("h"),
         );
-        h.append(header::SET_COOKIE, "csrftoken=t; Path=/".parse().expect("h"));
+        h.append(
+            header::SET_COOKIE,
+            "csrftoken=t; Path=/".parse().expect("h"),
+        );
         let mut jar = Jar::default();
         jar.absorb(&h);
         assert_eq!(jar.header().as_deref(), Some("hr_session=one; csrftoken=t"));

@@ -186,7 +186,6 @@ fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-
 impl Gateway {
     pub fn new(parts: GatewayParts, timeout: Duration) -> Result<Gateway, reqwest::Error> {
         Ok(Gateway {
@@ -202,7 +201,7 @@ impl Gateway {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build()?,
             clock: parts.clock,
-        grants: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
         })
     }
 
@@ -272,7 +271,11 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: session lookup failed");
-                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "storage unavailable",
+                );
             }
         };
         let Some(who) = signed_in else {
@@ -320,7 +323,11 @@ impl Gateway {
         }
         let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
             tracing::error!(error = %e, "login proxy: groups lookup failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable")
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "storage unavailable",
+            )
         })?;
         let allowed = system.allows(&memberships);
         let basic = if allowed && system.cfg.login == LoginMethod::Basic {
@@ -401,13 +408,11 @@ impl Gateway {
                 "This server keeps no credentials (no [vault] configured).",
             ));
         };
-        match crate::bridge::release_for_login(vault, (who.user.id, &system.cfg.name), now).await
-        {
+        match crate::bridge::release_for_login(vault, (who.user.id, &system.cfg.name), now).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(Refusal::NotBound)) => Err(see_other(&format!(
-                "{}/account/systems",
-                self.portal
-            ))),
+            Ok(Err(Refusal::NotBound)) => {
+                Err(see_other(&format!("{}/account/systems", self.portal)))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: releasing a credential failed");
                 Err(page(
@@ -448,7 +453,11 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: redeeming a hand-off failed");
-                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "storage unavailable",
+                );
             }
         };
         let who = match self.store.session_by_id(handoff.session, now).await {
@@ -456,7 +465,11 @@ impl Gateway {
             Ok(_) => return self.to_portal(system, &handoff.next),
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: session lookup failed");
-                return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "storage unavailable");
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "storage unavailable",
+                );
             }
         };
         // A fresh check of access and credentials for this session.
@@ -538,11 +551,19 @@ impl Gateway {
             .cfg
             .header
             .iter()
-            .flat_map(|h| [h.name.to_ascii_lowercase(), h.secret_header.to_ascii_lowercase()])
+            .flat_map(|h| {
+                [
+                    h.name.to_ascii_lowercase(),
+                    h.secret_header.to_ascii_lowercase(),
+                ]
+            })
             .collect();
         for (name, value) in &parts.headers {
             let n = name.as_str();
-            if STRIPPED.contains(&n) || n.starts_with("x-convene-") || identity.iter().any(|i| i == n) {
+            if STRIPPED.contains(&n)
+                || n.starts_with("x-convene-")
+                || identity.iter().any(|i| i == n)
+            {
                 continue;
             }
             if matches!(n, "origin" | "referer")
@@ -636,9 +657,13 @@ impl Gateway {
         if system.cfg.login == LoginMethod::Basic && resp.status() == StatusCode::UNAUTHORIZED {
             self.forget_grant(who.session.id, &system.cfg.name);
             if let Some(vault) = &self.vault
-                && let Err(e) =
-                    crate::bridge::refused(vault, (who.user.id, &system.cfg.name), released_at, self.clock.now())
-                        .await
+                && let Err(e) = crate::bridge::refused(
+                    vault,
+                    (who.user.id, &system.cfg.name),
+                    released_at,
+                    self.clock.now(),
+                )
+                .await
             {
                 tracing::error!(error = %e, "login proxy: recording a refusal failed");
             }
@@ -667,11 +692,7 @@ impl Gateway {
                     continue;
                 }
                 if n == "set-cookie" {
-                    if let Some(v) = value
-                        .to_str()
-                        .ok()
-                        .and_then(|v| self.scoped_cookie(v))
-                    {
+                    if let Some(v) = value.to_str().ok().and_then(|v| self.scoped_cookie(v)) {
                         h.append(name.clone(), v);
                     }
                     continue;
@@ -680,14 +701,23 @@ impl Gateway {
             }
         }
         back.body(Body::from_stream(resp.bytes_stream()))
-            .unwrap_or_else(|_| page(StatusCode::BAD_GATEWAY, "Bad answer", "The system's answer could not be passed on."))
+            .unwrap_or_else(|_| {
+                page(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad answer",
+                    "The system's answer could not be passed on.",
+                )
+            })
     }
 
     /// A system's `Set-Cookie`, scoped to its host here: no `Domain` (host-only), `Secure`
     /// only where the host speaks HTTPS, and never one that would shadow Convene's cookie.
     fn scoped_cookie(&self, v: &str) -> Option<HeaderValue> {
         let mut c = cookie::Cookie::parse(v.to_string()).ok()?;
-        let bare = c.name().trim_start_matches("__Host-").trim_start_matches("__Secure-");
+        let bare = c
+            .name()
+            .trim_start_matches("__Host-")
+            .trim_start_matches("__Secure-");
         if bare == HOST_COOKIE {
             return None;
         }
