@@ -38,7 +38,8 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("ldap3", &["directory"]),
     ("rustls", &["directory"]),
     ("rustls_pemfile", &["directory"]),
-    ("axum", &["web", "app"]),
+    // The login proxy (`proxy::gateway`) serves the system hosts' requests itself.
+    ("axum", &["web", "proxy", "app"]),
     ("tower_http", &["web"]),
     ("icalrs", &["ical"]),
     ("argon2", &["auth"]),
@@ -46,6 +47,8 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("chacha20poly1305", &["crypto"]),
     ("zeroize", &["crypto", "vault"]),
     ("reqwest", &["auth", "proxy"]),
+    ("html5gum", &["proxy"]),
+    ("cookie", &["proxy"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

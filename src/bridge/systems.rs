@@ -272,17 +272,16 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
         _ => {}
     }
     match (cfg.login, &cfg.form) {
-        (LoginMethod::Form, Some(f)) => {
+        (LoginMethod::Form, Some(f))
             if f.login_path
                 .as_deref()
-                .is_some_and(|p| !p.starts_with('/') || p.starts_with("//"))
-            {
-                return Err(named(
-                    "form.login_path must be a path on the system's origin",
-                ));
-            }
+                .is_some_and(|p| !p.starts_with('/') || p.starts_with("//")) =>
+        {
+            return Err(named(
+                "form.login_path must be a path on the system's origin",
+            ));
         }
-        (LoginMethod::Form, None) => {}
+        (LoginMethod::Form, _) => {}
         (_, Some(_)) => return Err(named("[systems.form] is only for login = \"form\"")),
         _ => {}
     }

@@ -181,7 +181,7 @@ pub fn find_login_form(html: &[u8], page: &Url, cfg: &FormLogin) -> Option<Login
 /// Whether `url` is at one of the system's registered origins.
 pub fn registered(system: &System, url: &Url) -> bool {
     let origin = url.origin().ascii_serialization();
-    system.origins.iter().any(|o| *o == origin)
+    system.origins.contains(&origin)
 }
 
 /// The page a form login starts from.

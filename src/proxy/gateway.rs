@@ -90,12 +90,15 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// A person's Basic credential for a system, shared by the requests of one grant.
+type BasicCredential = Arc<(Secret, Secret)>;
+
 /// What a person may do on a system, as last checked.
 struct Grant {
     /// When access was checked and the credential released.
     checked_at: i64,
     allowed: bool,
-    basic: Option<Arc<(Secret, Secret)>>,
+    basic: Option<BasicCredential>,
 }
 
 /// The login proxy.
@@ -313,7 +316,7 @@ impl Gateway {
         system: &System,
         who: &HostSession,
         now: i64,
-    ) -> Result<(Option<Arc<(Secret, Secret)>>, i64), Response> {
+    ) -> Result<(Option<BasicCredential>, i64), Response> {
         let key = (who.session.id, system.cfg.name.clone());
         if let Some((allowed, basic, at)) = self.remembered(&key, now) {
             if !allowed {
@@ -349,7 +352,7 @@ impl Gateway {
         &self,
         key: &(i64, String),
         now: i64,
-    ) -> Option<(bool, Option<Arc<(Secret, Secret)>>, i64)> {
+    ) -> Option<(bool, Option<BasicCredential>, i64)> {
         let grants = self.grants.lock().ok()?;
         let g = grants.get(key)?;
         (now - g.checked_at < GRANT_SECONDS).then(|| (g.allowed, g.basic.clone(), g.checked_at))
@@ -359,7 +362,7 @@ impl Gateway {
         &self,
         key: (i64, String),
         allowed: bool,
-        basic: Option<Arc<(Secret, Secret)>>,
+        basic: Option<BasicCredential>,
         now: i64,
     ) {
         if let Ok(mut grants) = self.grants.lock() {
@@ -530,7 +533,7 @@ impl Gateway {
         &self,
         system: &System,
         who: &HostSession,
-        (basic, released_at): (Option<Arc<(Secret, Secret)>>, i64),
+        (basic, released_at): (Option<BasicCredential>, i64),
         req: Request,
     ) -> Response {
         let (parts, body) = req.into_parts();
@@ -610,12 +613,16 @@ impl Gateway {
                 raw.extend_from_slice(u.expose());
                 raw.push(b':');
                 raw.extend_from_slice(p.expose());
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(&raw)
+                // Wiped when it goes.
+                let raw = Secret::new(raw);
+                let value = Secret::new(
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw.expose())
+                    )
+                    .into_bytes(),
                 );
-                zeroize::Zeroize::zeroize(&mut raw);
-                if let Ok(mut v) = HeaderValue::from_str(&value) {
+                if let Ok(mut v) = HeaderValue::from_bytes(value.expose()) {
                     v.set_sensitive(true);
                     headers.insert(header::AUTHORIZATION, v);
                 }
