@@ -271,11 +271,14 @@ login = "basic"
 [[systems]]
 name = "ci"
 label = "Build server"
-url = "https://ci.example.org/"
-login = "form"
+url = "{}/ci/"
+login = "header"
 groups = ["eng"]
+[systems.header]
+secret = "{HEADER_SECRET}"
 "#,
         keys.display(),
+        tasks.base,
         tasks.base,
         tasks.base
     ))
@@ -386,8 +389,9 @@ groups = ["eng"]
         "nothing reached the other origin"
     );
 
-    // Form logins come later; someone outside a system's audience cannot bind it; only JSON.
-    put("bob", "ci", body("bob", "x")).await.expect(501);
+    // A header login takes no binding; someone outside a system's audience cannot bind it;
+    // only JSON.
+    put("bob", "ci", body("bob", "x")).await.expect(409);
     put("carol", "ci", body("carol", "x")).await.expect(404);
     srv.send_as(
         "bob",

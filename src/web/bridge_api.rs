@@ -153,6 +153,10 @@ pub(super) async fn binding(
             Ok(false) => json_error(StatusCode::NOT_FOUND, "not bound"),
             Err(e) => failed(e),
         },
+        Method::PUT if sys.cfg.login == crate::bridge::systems::LoginMethod::Header => json_error(
+            StatusCode::CONFLICT,
+            "this system signs people in as their Convene account: there is nothing to bind",
+        ),
         Method::PUT => {
             let b = match read_bind_body(&parts.headers, body).await {
                 Ok(b) => b,
