@@ -113,6 +113,11 @@ run_suite bench-10k conformance/bench-10k.sh 10000 5000
 # One event shared with a 500-person department: the owner's PUT latency and the time until
 # the last copy exists (numbers; it fails only if the copies never arrive).
 run_suite bench-share cargo bench --quiet --bench share -- --recipients 500
+# The login proxy against direct access and nginx as a reverse proxy: p50/p99 for a 10 KB
+# page and a 1 MB download at 1 and 50 users, and memory with 1,000 proxied downloads open
+# (numbers beside their targets; it fails only if a request fails). Needs Debian nginx.
+conformance/nginx.sh install || exit 1
+run_suite bench-proxy cargo bench --quiet --bench proxy -- --requests 1000
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2

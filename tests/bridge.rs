@@ -269,6 +269,12 @@ url = "{}/moved/"
 login = "basic"
 
 [[systems]]
+name = "open"
+label = "Open page"
+url = "{}/healthz"
+login = "basic"
+
+[[systems]]
 name = "ci"
 label = "Build server"
 url = "{}/ci/"
@@ -278,6 +284,7 @@ groups = ["eng"]
 secret = "{HEADER_SECRET}"
 "#,
         keys.display(),
+        tasks.base,
         tasks.base,
         tasks.base,
         tasks.base
@@ -387,6 +394,15 @@ secret = "{HEADER_SECRET}"
     assert!(
         collector.access_log().is_empty(),
         "nothing reached the other origin"
+    );
+
+    // An address that asks for no credentials would take any password: refused.
+    let r = put("bob", "open", body("bob", "anything")).await;
+    r.expect(502);
+    assert!(
+        r.text().contains("does not ask for credentials"),
+        "{}",
+        r.text()
     );
 
     // A header login takes no binding; someone outside a system's audience cannot bind it;
@@ -1215,4 +1231,258 @@ login_path = "/login"
     assert!(r.text().contains("Alice Anderson"));
     let s = hr.stats().await;
     assert_eq!(s["failures"]["aanderson"], 2, "{s}");
+}
+
+/// A business system run by the test venv's Python on a loopback port, stopped on drop.
+struct PyPeer {
+    child: std::process::Child,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl PyPeer {
+    /// Run `args` (`{dir}` and `{port}` filled in) until `ready` (a path) answers.
+    async fn start(args: &[&str], ready: &str) -> PyPeer {
+        PyPeer::start_on(common::free_port(), args, ready).await
+    }
+
+    /// The same on `port` (a peer whose configuration names it).
+    async fn start_on(port: u16, args: &[&str], ready: &str) -> PyPeer {
+        let dir = tempfile::tempdir().expect("dir");
+        let fill = |a: &str| {
+            a.replace("{dir}", &dir.path().display().to_string())
+                .replace("{port}", &port.to_string())
+        };
+        let log = std::fs::File::create(dir.path().join("peer.log")).expect("log");
+        let child = std::process::Command::new(common::python())
+            .args(args.iter().map(|a| fill(a)))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("python (the test venv)");
+        let peer = PyPeer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let c = reqwest::Client::new();
+        for _ in 0..600 {
+            if c.get(format!("{}{ready}", peer.base)).send().await.is_ok() {
+                return peer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{args:?} did not start: {}",
+            std::fs::read_to_string(peer.dir.path().join("peer.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for PyPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server with the vault, the login proxy on `NAME.apps.localhost`, and `systems` (TOML).
+async fn proxy_server(systems: &str) -> (TestServer, u16) {
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    let keys = vault_keys(&srv);
+    let port = common::free_port();
+    srv.fixed_port = Some(port);
+    srv.restart_with_config(&format!(
+        "[vault]\nkey_file = \"{}\"\n\n[bridge]\napps_url = \"http://{{system}}.apps.localhost:{port}\"\n\n{systems}",
+        keys.display()
+    ))
+    .await;
+    (srv, port)
+}
+
+async fn bind_as_alice(srv: &TestServer, system: &str, user: &str, pw: &str) -> common::Resp {
+    srv.send(
+        srv.req_as(
+            "alice",
+            "alice-password",
+            "PUT",
+            &format!("/api/bridge/bindings/{system}"),
+        )
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"username": user, "password": pw}).to_string()),
+    )
+    .await
+}
+
+/// The Django admin (PyPI), a real packaged app with a form login, CSRF and absolute links:
+/// bound by replaying its login form, opened through the proxy signed in, a record added
+/// through its own CSRF-protected form, and closed by signing out of the portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_django_admin_through_the_login_proxy() {
+    let dj = PyPeer::start(
+        &[
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/conformance/peers/django_admin.py"
+            ),
+            "{dir}",
+            "{port}",
+        ],
+        "/admin/login/",
+    )
+    .await;
+    let (srv, port) = proxy_server(&format!(
+        "[[systems]]\nname = \"django\"\nlabel = \"Django admin\"\nurl = \"{}/admin/\"\nlogin = \"form\"\n[systems.form]\nlogin_path = \"/admin/login/\"\nsuccess_cookie = \"sessionid\"\n",
+        dj.base
+    ))
+    .await;
+    bind_as_alice(&srv, "django", "alice", "wrong-password")
+        .await
+        .expect(422);
+    bind_as_alice(&srv, "django", "alice", "dj-alice-pw")
+        .await
+        .expect(200);
+    let c = apps_browser(&["django"]);
+    let host = format!("http://django.apps.localhost:{port}");
+    portal_sign_in(&srv, &c, "alice").await;
+    let (r, _) = open_through_proxy(&srv, &c, "django", "/admin/").await;
+    r.expect(200);
+    let html = r.text();
+    assert!(html.contains("Site administration"), "{html}");
+    // Its absolute links work on the system's host: add a group with the admin's own form.
+    let r = srv
+        .send(c.get(format!("{host}/admin/auth/group/add/")))
+        .await;
+    r.expect(200);
+    let token = common::input_value(&r.text(), "csrfmiddlewaretoken").expect("token");
+    let r = srv
+        .send(
+            c.post(format!("{host}/admin/auth/group/add/"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Origin", &host)
+                .header("Referer", format!("{host}/admin/auth/group/add/"))
+                .body(common::form(&[
+                    ("csrfmiddlewaretoken", &token),
+                    ("name", "Auditors"),
+                    ("_save", "Save"),
+                ])),
+        )
+        .await;
+    r.expect(302);
+    assert_eq!(r.header("location").as_deref(), Some("/admin/auth/group/"));
+    let r = srv.send(c.get(format!("{host}/admin/auth/group/"))).await;
+    r.expect(200);
+    assert!(r.text().contains("Auditors"), "{}", r.text());
+    // Signing out of the portal closes it.
+    let account = srv.send(c.get(srv.url("/account"))).await;
+    let csrf = common::input_value(&account.text(), "csrf").expect("csrf");
+    srv.send(
+        c.post(srv.url("/logout"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(common::form(&[("csrf", &csrf)])),
+    )
+    .await;
+    let r = srv.send(c.get(format!("{host}/admin/"))).await;
+    r.expect(303);
+    assert!(
+        r.header("location")
+            .expect("portal")
+            .contains("/bridge/open/django")
+    );
+}
+
+/// Radicale (PyPI), a CalDAV server behind HTTP Basic: bound, opened through the proxy, and
+/// used with WebDAV methods (MKCOL, PUT, PROPFIND) signed in as the vaulted account; another
+/// person's calendars stay closed, as Radicale's own rights say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radicale_through_the_login_proxy() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("users"),
+        "alice:cal-alice-pw\nbob:cal-bob-pw\n",
+    )
+    .expect("users");
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {d}/users\nhtpasswd_encryption = plain\n[rights]\ntype = owner_only\n[storage]\nfilesystem_folder = {d}/collections\n[logging]\nlevel = warning\n",
+            d = dir.path().display()
+        ),
+    )
+    .expect("config");
+    let cfg = dir.path().join("config").display().to_string();
+    let rad = PyPeer::start_on(port, &["-m", "radicale", "--config", &cfg], "/.web/").await;
+    let rad_base = rad.base.clone();
+    // Alice's calendar exists at Radicale; its address (a GET of the calendar) asks for her
+    // credentials.
+    let direct = reqwest::Client::new();
+    let r = direct
+        .request(
+            reqwest::Method::from_bytes(b"MKCOL").expect("m"),
+            format!("{rad_base}/alice/team/"),
+        )
+        .basic_auth("alice", Some("cal-alice-pw"))
+        .header("Content-Type", "application/xml")
+        .body(r#"<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:resourcetype><D:collection/><C:calendar/></D:resourcetype></D:prop></D:set></D:mkcol>"#)
+        .send()
+        .await
+        .expect("mkcol");
+    assert_eq!(r.status(), 201);
+    let (srv, cport) = proxy_server(&format!(
+        "[[systems]]\nname = \"calendar\"\nlabel = \"Team calendar\"\nurl = \"{rad_base}/alice/team/\"\nlogin = \"basic\"\n"
+    ))
+    .await;
+    bind_as_alice(&srv, "calendar", "alice", "cal-bob-pw")
+        .await
+        .expect(422);
+    bind_as_alice(&srv, "calendar", "alice", "cal-alice-pw")
+        .await
+        .expect(200);
+    let c = apps_browser(&["calendar"]);
+    let host = format!("http://calendar.apps.localhost:{cport}");
+    portal_sign_in(&srv, &c, "alice").await;
+    let (r, _) = open_through_proxy(&srv, &c, "calendar", "/alice/team/").await;
+    r.expect(200);
+    assert!(r.text().contains("BEGIN:VCALENDAR"), "{}", r.text());
+    let dav = |m: &str, path: &str| {
+        c.request(
+            reqwest::Method::from_bytes(m.as_bytes()).expect("method"),
+            format!("{host}{path}"),
+        )
+    };
+    let r = srv
+        .send(
+            dav("MKCOL", "/alice/work/")
+                .header("Content-Type", "application/xml")
+                .body(r#"<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:resourcetype><D:collection/><C:calendar/></D:resourcetype><D:displayname>Work</D:displayname></D:prop></D:set></D:mkcol>"#),
+        )
+        .await;
+    r.expect(201);
+    srv.send(
+        dav("PUT", "/alice/work/standup.ics")
+            .header("Content-Type", "text/calendar")
+            .body(common::event("standup@example.org", "Standup")),
+    )
+    .await
+    .expect(201);
+    let r = srv
+        .send(
+            dav("PROPFIND", "/alice/work/")
+                .header("Depth", "1")
+                .header("Content-Type", "application/xml")
+                .body(r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:displayname/><D:getetag/></D:prop></D:propfind>"#),
+        )
+        .await;
+    r.expect(207);
+    let text = r.text();
+    assert!(
+        text.contains("/alice/work/standup.ics") && text.contains("Work"),
+        "{text}"
+    );
+    // Bob's calendars are Bob's: Radicale refuses the vaulted account there.
+    let r = srv
+        .send(dav("PROPFIND", "/bob/").header("Depth", "0"))
+        .await;
+    r.expect(403);
 }

@@ -40,6 +40,20 @@ impl LoginVerifier {
         let Ok(password) = std::str::from_utf8(password.expose()) else {
             return LoginCheck::Refused;
         };
+        // An address that answers without credentials would "accept" any password.
+        match self.client.get(url).send().await {
+            Ok(r) if r.status().is_success() => {
+                return LoginCheck::Unreachable(
+                    "the system's address does not ask for credentials: register one that does"
+                        .into(),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "a business system could not be reached");
+                return LoginCheck::Unreachable("the system could not be reached".into());
+            }
+        }
         match self
             .client
             .get(url)
@@ -48,7 +62,12 @@ impl LoginVerifier {
             .await
         {
             Ok(r) if r.status().is_success() => LoginCheck::Accepted,
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => LoginCheck::Refused,
+            Ok(r) if r.status().as_u16() == 401 => LoginCheck::Refused,
+            // Forbidden is not "wrong password": the credential may be right and the address
+            // closed to it, so nothing is concluded (and nothing kept).
+            Ok(r) if r.status().as_u16() == 403 => LoginCheck::Unreachable(
+                "the system answered 403 Forbidden: its address is not open to this account".into(),
+            ),
             Ok(r) => LoginCheck::Unreachable(format!("the system answered {}", r.status())),
             Err(e) => {
                 tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "a business system could not be reached");
