@@ -144,6 +144,9 @@ async fn load(
     all
 }
 
+/// One way in: its name, base URL and the headers each request carries.
+type Way = (&'static str, String, Vec<(&'static str, String)>);
+
 fn pct(v: &[Duration], p: f64) -> f64 {
     let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
     v[i].as_secs_f64() * 1000.0
@@ -336,7 +339,7 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client");
-    let ways: [(&str, String, Vec<(&str, String)>); 3] = [
+    let ways: [Way; 3] = [
         (
             "direct",
             format!("http://127.0.0.1:{app_port}"),
