@@ -135,6 +135,8 @@ fi
 conformance/oidc.sh install || exit 1
 # tests/bridge.rs starts real nginx instances with auth_basic (Debian nginx) as business systems.
 conformance/nginx.sh install || exit 1
+# ... and Debian's Dovecot as the IMAP server of the mail reminder.
+conformance/dovecot.sh install || exit 1
 cargo test --quiet --no-fail-fast
 test_rc=$?
 drop_test_databases

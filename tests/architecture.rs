@@ -49,6 +49,7 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("reqwest", &["auth", "proxy"]),
     ("html5gum", &["proxy"]),
     ("cookie", &["proxy"]),
+    ("async_imap", &["proxy"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1486,3 +1486,205 @@ async fn radicale_through_the_login_proxy() {
         .await;
     r.expect(403);
 }
+
+/// Debian's Dovecot on a loopback port with a private configuration: alice@example.org has
+/// three unread messages and one read.
+struct Dovecot {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Dovecot {
+    /// The failed logins it logged.
+    fn failed_logins(&self) -> usize {
+        std::fs::read_to_string(self._dir.path().join("dovecot.log"))
+            .unwrap_or_default()
+            .matches("auth failed")
+            .count()
+    }
+
+    fn start_on(port: u16, password: &str) -> Dovecot {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let hash = std::process::Command::new("doveadm")
+            .args(["pw", "-s", "SHA512-CRYPT", "-p", password])
+            .output()
+            .expect("doveadm (Debian dovecot-imapd: conformance/dovecot.sh install)");
+        std::fs::write(
+            d.join("users"),
+            format!(
+                "alice@example.org:{}::::::\n",
+                String::from_utf8_lossy(&hash.stdout).trim()
+            ),
+        )
+        .expect("users");
+        let run = |args: &[&str]| {
+            std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .expect("command")
+        };
+        run(&["chgrp", "dovecot", &d.join("users").display().to_string()]);
+        std::fs::set_permissions(d.join("users"), std::fs::Permissions::from_mode(0o640))
+            .expect("chmod");
+        std::fs::create_dir_all(d.join("run")).expect("run");
+        std::fs::write(
+            d.join("dovecot.conf"),
+            format!(
+                r#"instance_name = convene-test-{port}
+base_dir = {d}/run
+listen = 127.0.0.1
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+log_path = {d}/dovecot.log
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT username_format=%Lu {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%Lu
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+                d = d.display()
+            ),
+        )
+        .expect("conf");
+        let md = d.join("mail/alice@example.org/Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).expect("maildir");
+        }
+        for (n, subject, seen) in [
+            (1, "Payslip for December", false),
+            (2, "Leave request approved", false),
+            (3, "Team offsite agenda", false),
+            (4, "Welcome aboard", true),
+        ] {
+            let file = if seen {
+                md.join(format!("cur/1767225600.M{n}P1.test:2,S"))
+            } else {
+                md.join(format!("new/1767225600.M{n}P1.test"))
+            };
+            std::fs::write(
+                file,
+                format!("From: hr@example.org\r\nTo: alice@example.org\r\nSubject: {subject}\r\nMessage-ID: <{n}@example.org>\r\n\r\nMessage {n}.\r\n"),
+            )
+            .expect("mail");
+        }
+        run(&[
+            "chown",
+            "-R",
+            "nobody:nogroup",
+            &d.join("mail").display().to_string(),
+        ]);
+        let child = std::process::Command::new("dovecot")
+            .args(["-F", "-c", &d.join("dovecot.conf").display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dovecot");
+        let dc = Dovecot {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return dc;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("dovecot did not start");
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The launcher's list as alice.
+async fn launcher_list(srv: &TestServer) -> serde_json::Value {
+    let r = srv
+        .send_as("alice", "GET", "/api/bridge/systems", "", &[])
+        .await;
+    r.expect(200);
+    serde_json::from_slice(&r.body).expect("json")
+}
+
+/// The mail reminder's unread count, from a real Dovecot with the vaulted password: a binding
+/// verified by one IMAP login (a wrong password is not kept), the launcher shows the inbox's
+/// unread count (read-only: reading it marks nothing seen), and a password changed at the
+/// mail server marks the binding and stops the polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_shows_the_unread_mail_count() {
+    let mail = Dovecot::start_on(common::free_port(), "mail-alice-pw");
+    let (mut srv, _) = proxy_server(&format!(
+        "[[systems]]\nname = \"mail\"\nlabel = \"Mail\"\nurl = \"imap://127.0.0.1:{}\"\nlogin = \"imap\"\n",
+        mail.port
+    ))
+    .await;
+    assert_eq!(
+        launcher_list(&srv).await[0]["unread"],
+        serde_json::Value::Null
+    );
+    bind_as_alice(&srv, "mail", "alice@example.org", "not-it")
+        .await
+        .expect(422);
+    bind_as_alice(&srv, "mail", "Alice@Example.org", "mail-alice-pw")
+        .await
+        .expect(200);
+    let l = launcher_list(&srv).await;
+    assert_eq!(l[0]["unread"], 3, "{l}");
+    assert_eq!(l[0]["binding"], "bound", "{l}");
+    // Read-only: the count does not change by being read.
+    srv.terminate();
+    srv.spawn_server().await;
+    assert_eq!(launcher_list(&srv).await[0]["unread"], 3);
+    let audit = srv
+        .send_as("alice", "GET", "/api/bridge/audit", "", &[])
+        .await;
+    assert!(
+        audit.text().contains(r#""purpose":"mail""#),
+        "{}",
+        audit.text()
+    );
+    assert!(!srv.log_text().contains("mail-alice-pw"));
+    // The password changed at the mail server: one refused login, then no more.
+    let port = mail.port;
+    drop(mail);
+    let mail = Dovecot::start_on(port, "changed-at-the-mail-server");
+    srv.terminate();
+    srv.spawn_server().await;
+    for _ in 0..3 {
+        let l = launcher_list(&srv).await;
+        assert_eq!(l[0]["unread"], serde_json::Value::Null, "{l}");
+    }
+    assert_eq!(launcher_list(&srv).await[0]["binding"], "needs-update");
+    assert_eq!(mail.failed_logins(), 1);
+}

@@ -1198,6 +1198,10 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         )),
         None => None,
     };
+    let verifier = Arc::new(
+        crate::proxy::LoginVerifier::new(Duration::from_secs(10))
+            .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
+    );
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
     let state = Arc::new(AppState {
         flows: Default::default(),
@@ -1210,10 +1214,9 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         admins: cfg.admins.clone(),
         vault,
         systems,
-        verifier: Arc::new(
-            crate::proxy::LoginVerifier::new(Duration::from_secs(10))
-                .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
-        ),
+        verifier: verifier.clone(),
+        mail: verifier,
+        unread: Default::default(),
         apps,
         handoffs,
         auth: {

@@ -32,7 +32,7 @@ pub enum BridgeError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a {0} login takes no binding here (HTTP Basic and form logins do)")]
+    #[error("a {0} login takes no binding (HTTP Basic, form and IMAP logins do)")]
     Unsupported(&'static str),
 }
 
@@ -56,6 +56,70 @@ pub trait Verifier: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = LoginCheck> + Send + 'a>>;
 }
 
+/// What a mail system said of a person's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    Count(u32),
+    Refused,
+    Unreachable(String),
+}
+
+/// The outbound side of the mail reminder (implemented at the edge, `proxy`): the unread
+/// count of a person's inbox, by an IMAP login with their credential.
+pub trait MailCounter: Send + Sync {
+    fn unread<'a>(
+        &'a self,
+        system: &'a System,
+        username: &'a str,
+        password: &'a Secret,
+    ) -> Pin<Box<dyn Future<Output = Unread> + Send + 'a>>;
+}
+
+/// The unread count of `user`'s inbox at mail system `system`, with their vaulted credential
+/// (released for it, audited as `mail`). `None` when it is not bound (or needs updating); a
+/// refused login marks the binding, as through the login proxy.
+pub async fn unread(
+    creds: &Credentials,
+    counter: &dyn MailCounter,
+    (user, system): (UserId, &System),
+    now: i64,
+) -> Result<Option<Unread>, BridgeError> {
+    let name = system.cfg.name.as_str();
+    let bound = creds
+        .store
+        .bindings_of(user)
+        .await?
+        .iter()
+        .any(|b| b.system == name && b.state == BindingState::Bound);
+    if !bound {
+        return Ok(None);
+    }
+    let (Some(u), Some(p)) = (
+        creds.get(user, name, USERNAME).await?,
+        creds.get(user, name, PASSWORD).await?,
+    ) else {
+        return Ok(None);
+    };
+    let username = String::from_utf8_lossy(u.expose()).into_owned();
+    let answer = counter.unread(system, &username, &p).await;
+    let outcome = match answer {
+        Unread::Count(_) => AuditOutcome::Accepted,
+        Unread::Refused => AuditOutcome::Refused,
+        Unread::Unreachable(_) => AuditOutcome::Unreachable,
+    };
+    creds
+        .store
+        .record_release(user, name, AuditPurpose::Mail, outcome, now)
+        .await?;
+    if answer == Unread::Refused {
+        creds
+            .store
+            .set_binding(user, name, BindingState::NeedsUpdate, now)
+            .await?;
+    }
+    Ok(Some(answer))
+}
+
 /// Names of the vaulted fields of a binding.
 const USERNAME: &str = "username";
 const PASSWORD: &str = "password";
@@ -71,7 +135,10 @@ pub async fn bind(
     password: &Secret,
     now: i64,
 ) -> Result<LoginCheck, BridgeError> {
-    if !matches!(system.cfg.login, LoginMethod::Basic | LoginMethod::Form) {
+    if !matches!(
+        system.cfg.login,
+        LoginMethod::Basic | LoginMethod::Form | LoginMethod::Imap
+    ) {
         return Err(BridgeError::Unsupported(system.cfg.login.as_str()));
     }
     let name = system.cfg.name.as_str();

@@ -25,7 +25,10 @@ impl LoginMethod {
     /// Whether a person binds an account of their own (Basic and form logins); a header
     /// login signs them in as their Convene account.
     pub fn takes_binding(self) -> bool {
-        matches!(self, LoginMethod::Basic | LoginMethod::Form)
+        matches!(
+            self,
+            LoginMethod::Basic | LoginMethod::Form | LoginMethod::Imap
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -227,6 +230,27 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
             schemes.join(" or ")
         ))
     })?;
+    if cfg.login == LoginMethod::Imap {
+        let host = own
+            .split_once("://")
+            .map(|(_, a)| a.rsplit_once(':').map_or(a, |(h, _)| h))
+            .unwrap_or("");
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if own.starts_with("imaps://") {
+            return Err(named(
+                "imaps:// is not supported yet: use imap:// to a loopback address (a local TLS relay or the mail server on this host)",
+            ));
+        }
+        if !loopback {
+            return Err(named(
+                "imap:// sends the password in clear: only to a loopback address",
+            ));
+        }
+    }
     let mut origins = vec![];
     for o in &cfg.origins {
         // Only scheme and authority: nothing after them but one optional '/'.
@@ -532,6 +556,18 @@ mod tests {
             sys("hr", "https://b.example.org/", &[]),
         ]);
         assert!(twice.expect_err("twice").contains("twice"));
+    }
+
+    #[test]
+    fn plain_imap_only_to_loopback() {
+        let mut m = sys("mail", "imap://127.0.0.1:1143", &[]);
+        m.login = LoginMethod::Imap;
+        assert!(Registry::new(&[m.clone()]).is_ok());
+        m.url = "imap://mail.example.org".into();
+        let e = Registry::new(&[m.clone()]).expect_err("clear text");
+        assert!(e.contains("only to a loopback address"), "{e}");
+        m.url = "imaps://mail.example.org".into();
+        assert!(Registry::new(&[m]).is_err());
     }
 
     #[test]

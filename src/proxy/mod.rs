@@ -4,12 +4,14 @@
 //! - `LoginVerifier` (the `bridge::Verifier` port): one real login to verify a binding, by
 //!   HTTP Basic or by replaying the system's login form (`form`).
 //! - `gateway`: the login proxy, every system on a host of its own, signed in as the person.
+//! - `imap`: an IMAP login and the inbox's unread count (`MailCounter`), for the mail reminder.
 //!
 //! Must never: follow a redirect while holding a credential (another origin could collect it),
 //! send a credential to an origin the system did not register, or log one.
 
 pub mod form;
 pub mod gateway;
+pub mod imap;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +25,7 @@ use crate::crypto::Secret;
 /// or its login form replayed.
 pub struct LoginVerifier {
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl LoginVerifier {
@@ -32,6 +35,7 @@ impl LoginVerifier {
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(timeout)
                 .build()?,
+            timeout,
         })
     }
 
@@ -83,8 +87,26 @@ impl LoginVerifier {
                     .await
                     .check
             }
+            LoginMethod::Imap => imap::verify(system, username, password, self.timeout).await,
             _ => self.basic(system, username, password).await,
         }
+    }
+}
+
+impl crate::bridge::MailCounter for LoginVerifier {
+    fn unread<'a>(
+        &'a self,
+        system: &'a System,
+        username: &'a str,
+        password: &'a Secret,
+    ) -> Pin<Box<dyn Future<Output = crate::bridge::Unread> + Send + 'a>> {
+        Box::pin(imap::session(
+            system,
+            username,
+            password,
+            true,
+            self.timeout,
+        ))
     }
 }
 

@@ -681,6 +681,8 @@ pub enum AuditPurpose {
     Verify,
     /// Signing the person in through the bridge.
     Login,
+    /// Reading the unread count of their inbox (the mail reminder).
+    Mail,
 }
 
 /// What came of it.
@@ -696,6 +698,7 @@ impl AuditPurpose {
         match self {
             AuditPurpose::Verify => "verify",
             AuditPurpose::Login => "login",
+            AuditPurpose::Mail => "mail",
         }
     }
 }

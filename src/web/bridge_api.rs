@@ -37,6 +37,60 @@ async fn visible(state: &AppState, user: &User) -> Result<Vec<String>, Response>
         .collect())
 }
 
+/// How long an unread count is shown before the mail server is asked again.
+const UNREAD_SECONDS: i64 = 60;
+
+/// Unread counts read recently, by person and system (at most 10,000 kept).
+#[derive(Default)]
+pub struct UnreadCache(std::sync::Mutex<std::collections::HashMap<(i64, String), (i64, u32)>>);
+
+impl UnreadCache {
+    fn get(&self, key: &(i64, String), now: i64) -> Option<u32> {
+        let m = self.0.lock().ok()?;
+        m.get(key)
+            .filter(|(at, _)| now - at < UNREAD_SECONDS)
+            .map(|(_, n)| *n)
+    }
+
+    fn put(&self, key: (i64, String), now: i64, n: u32) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= 10_000 {
+                m.retain(|_, (at, _)| now - *at < UNREAD_SECONDS);
+                if m.len() >= 10_000 {
+                    m.clear();
+                }
+            }
+            m.insert(key, (now, n));
+        }
+    }
+}
+
+/// The unread count of `user`'s inbox at the IMAP system `s`, when it is bound and the mail
+/// server answered (from the last minute's reading if there is one).
+async fn unread_of(
+    state: &AppState,
+    user: &User,
+    s: &crate::bridge::systems::System,
+) -> Option<u32> {
+    let vault = state.vault.as_ref()?;
+    let now = state.clock.now();
+    let key = (user.id.0, s.cfg.name.clone());
+    if let Some(n) = state.unread.get(&key, now) {
+        return Some(n);
+    }
+    match crate::bridge::unread(vault, state.mail.as_ref(), (user.id, s), now).await {
+        Ok(Some(crate::bridge::Unread::Count(n))) => {
+            state.unread.put(key, now, n);
+            Some(n)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "reading an unread count failed");
+            None
+        }
+    }
+}
+
 /// `GET /api/bridge/systems`: the systems this person may use (by the groups and departments
 /// recorded on their account), each with its name, label, icon, address and login method.
 pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -56,15 +110,20 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
         (Err(r), _) => return r,
         (_, Err(e)) => return failed(e),
     };
-    let list: Vec<serde_json::Value> = names
-        .iter()
-        .filter_map(|n| state.systems.get(n))
-        .map(|s| {
-            let binding = bindings
-                .iter()
-                .find(|b| b.system == s.cfg.name)
-                .map(|b| b.state.as_str());
-            serde_json::json!({
+    let mut list: Vec<serde_json::Value> = vec![];
+    for s in names.iter().filter_map(|n| state.systems.get(n)) {
+        let binding = bindings
+            .iter()
+            .find(|b| b.system == s.cfg.name)
+            .map(|b| b.state.as_str());
+        let unread = if s.cfg.login == crate::bridge::systems::LoginMethod::Imap
+            && binding == Some("bound")
+        {
+            unread_of(&state, &user, s).await
+        } else {
+            None
+        };
+        list.push(serde_json::json!({
                 "name": s.cfg.name,
                 "label": s.cfg.label,
                 "icon": s.cfg.icon,
@@ -72,9 +131,9 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
                 "login": s.cfg.login.as_str(),
                 "binding": binding,
                 "open": super::bridge_pages::open_url(&state, s),
-            })
-        })
-        .collect();
+                "unread": unread,
+        }));
+    }
     json(StatusCode::OK, &serde_json::Value::Array(list))
 }
 

@@ -61,6 +61,10 @@ pub struct AppState {
     pub apps: Option<crate::bridge::systems::AppHosts>,
     /// The login proxy's session hand-off (issued here, redeemed by the system hosts).
     pub handoffs: Arc<crate::bridge::handoff::Handoffs>,
+    /// The unread count of a person's inbox at an IMAP system (the `proxy` edge).
+    pub mail: Arc<dyn crate::bridge::MailCounter>,
+    /// Unread counts read in the last minute, by person and system.
+    pub unread: bridge_api::UnreadCache,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
