@@ -990,3 +990,69 @@ async fn privacy(srv: TestServer) {
 }
 
 both_backends!(privacy_of_every_non_owner_view, privacy);
+
+/// The admin-only paths, as rows of the matrix: each edit of Convene's own org chart, the
+/// directory refresh and everyone's bridge audit, as an admin (`admins`), as another person
+/// and anonymously. Only the admin's request does anything; the others are refused (403,
+/// 401) and the org chart and audit they would have changed or shown stay as they were.
+async fn admin_paths(mut srv: TestServer) {
+    srv.add_users(&["carol"]);
+    srv.cli_ok(&["org", "group-add", "eng"], "");
+    srv.cli_ok(&["org", "department-set", "Engineering"], "");
+    srv.restart_with_config("admins = [\"alice\"]\n").await;
+    let json = [("Content-Type", "application/json")];
+    let rows: &[(&str, &str, &str, u16)] = &[
+        (
+            "PUT",
+            "/api/directory/groups/ops",
+            r#"{"description":"Operations"}"#,
+            204,
+        ),
+        ("PUT", "/api/directory/groups/eng/members/carol", "", 204),
+        ("DELETE", "/api/directory/groups/eng/members/carol", "", 204),
+        (
+            "PUT",
+            "/api/directory/departments/Platform",
+            r#"{"parent":"Engineering"}"#,
+            204,
+        ),
+        (
+            "PUT",
+            "/api/directory/people/carol",
+            r#"{"department":"Platform"}"#,
+            204,
+        ),
+        ("DELETE", "/api/directory/groups/ops", "", 204),
+        ("POST", "/api/directory/refresh", "", 200),
+        ("GET", "/api/bridge/audit?all=true", "", 200),
+    ];
+    let chart = |srv: &TestServer| srv.cli_ok(&["org", "show"], "");
+    for (method, path, body, allowed) in rows {
+        let before = chart(&srv);
+        for who in ["bob", "carol"] {
+            let r = srv.send_as(who, method, path, body, &json).await;
+            assert_eq!(r.status, 403, "{who} {method} {path}: {}", r.text());
+        }
+        let r = srv
+            .send(
+                srv.client
+                    .request(
+                        reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                        srv.url(path),
+                    )
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 401, "anonymous {method} {path}");
+        assert_eq!(
+            chart(&srv),
+            before,
+            "a refused {method} {path} changed the chart"
+        );
+        let r = srv.send_as("alice", method, path, body, &json).await;
+        assert_eq!(r.status, *allowed, "admin {method} {path}: {}", r.text());
+    }
+}
+
+both_backends!(admin_only_paths, admin_paths);
