@@ -148,10 +148,7 @@ async fn dispatch(State(g): State<Arc<Gateway>>, req: Request, next: Next) -> Re
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     match g.hosts.system_of_host(&g.registry, host) {
-        Some(system) => {
-            let system = system.clone();
-            g.serve(&system, req).await
-        }
+        Some(system) => g.serve(system, req).await,
         None => next.run(req).await,
     }
 }

@@ -349,7 +349,7 @@ impl SessionStore for Store {
         delegate!(self, x => x.session_by_hash(token_hash, now).await)
     }
     async fn session_by_id(&self, id: i64, now: i64) -> Result<Option<(Session, User)>> {
-        delegate!(self, x => x.session_by_id(id, now).await)
+        route!(self, _sq, d => d.session_by_id(id, now), s => s.session_by_id(id, now).await)
     }
     async fn renew_session(
         &self,

@@ -30,7 +30,7 @@ use crate::ical::index::{Instance, MatchRule};
 use crate::store::listing::Listing;
 use crate::store::sql::res_cols;
 use crate::store::{
-    Change, InstanceRow, LONG_SPAN, NewObject, Resource, ResourceId, ResourceKind, Result,
+    Change, InstanceRow, LONG_SPAN, NewObject, Resource, ResourceId, ResourceKind, Result, Session,
     StoreError, StoredProp, User, UserId, WriteCondition, check_object_write, now,
 };
 
@@ -350,6 +350,33 @@ impl Direct {
             let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE name = ?1");
             Ok(c.prepare_cached(sql)?
                 .query_row(params![name], map_user)
+                .optional()?)
+        })
+    }
+
+    /// The live session with this id, and its user (the login proxy asks on every request).
+    pub fn session_by_id(&self, id: i64, now: i64) -> Result<Option<(Session, User)>> {
+        self.read(|c| {
+            let sql = concat!(
+                "SELECT u.id, u.name, u.email, u.display_name, u.password_hash, u.disabled, u.created_at, ",
+                "s.id, s.user_id, s.created_at, s.expires_at, s.id_token, s.refresh_sealed, s.refresh_due ",
+                "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1 AND s.expires_at > ?2"
+            );
+            Ok(c.prepare_cached(sql)?
+                .query_row(params![id, now], |r| {
+                    Ok((
+                        Session {
+                            id: r.get(7)?,
+                            user: UserId(r.get(8)?),
+                            created_at: r.get(9)?,
+                            expires_at: r.get(10)?,
+                            id_token: r.get(11)?,
+                            refresh_sealed: r.get(12)?,
+                            refresh_due: r.get(13)?,
+                        },
+                        map_user(r)?,
+                    ))
+                })
                 .optional()?)
         })
     }
