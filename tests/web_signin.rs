@@ -451,3 +451,80 @@ async fn pages_sqlite() {
 async fn pages_postgres() {
     pages(TestServer::start(Backend::Postgres).await).await;
 }
+
+/// The session cookie's value of a response, if it sets one.
+fn session_cookie(r: &common::Resp) -> Option<String> {
+    r.headers_all("set-cookie")
+        .iter()
+        .find_map(|c| c.strip_prefix("convene_session="))
+        .and_then(|c| c.split(';').next())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Session fixation: an attacker who plants their own session token in a victim's browser
+/// gains nothing when the victim signs in. The sign-in always starts a new session with a new
+/// token; the planted one stays the attacker's own.
+#[tokio::test]
+async fn a_planted_session_is_never_the_victims() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // The attacker's own session token.
+    let sign_in_as = |user: &'static str, planted: Option<String>| {
+        let srv = &srv;
+        let plain = &plain;
+        async move {
+            let page = srv.send(plain.get(srv.url("/login"))).await;
+            let csrf = input_value(&page.text(), "csrf").expect("csrf");
+            let login_cookie = page
+                .headers_all("set-cookie")
+                .iter()
+                .find_map(|c| c.split(';').next().map(str::to_string))
+                .expect("login csrf cookie");
+            let mut cookies = login_cookie;
+            if let Some(p) = planted {
+                cookies.push_str(&format!("; convene_session={p}"));
+            }
+            srv.send(
+                plain
+                    .post(srv.url("/login"))
+                    .header("Cookie", cookies)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(form(&[
+                        ("user", user),
+                        ("password", &format!("{user}-password")),
+                        ("csrf", &csrf),
+                        ("next", "/account"),
+                    ])),
+            )
+            .await
+        }
+    };
+    let r = sign_in_as("bob", None).await;
+    r.expect(303);
+    let attackers = session_cookie(&r).expect("bob's session");
+    // The victim signs in with the attacker's token planted.
+    let r = sign_in_as("alice", Some(attackers.clone())).await;
+    r.expect(303);
+    let victims = session_cookie(&r).expect("a new session for alice");
+    assert_ne!(victims, attackers, "the planted token was kept");
+    let whose = |token: String| {
+        let srv = &srv;
+        let plain = &plain;
+        async move {
+            srv.send(
+                plain
+                    .get(srv.url("/account"))
+                    .header("Cookie", format!("convene_session={token}")),
+            )
+            .await
+            .text()
+        }
+    };
+    let page = whose(attackers).await;
+    assert!(page.contains("bob") && !page.contains("alice"), "{page}");
+    assert!(whose(victims).await.contains("alice"));
+}
