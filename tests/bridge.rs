@@ -716,6 +716,18 @@ async fn portal_sign_in(srv: &TestServer, c: &reqwest::Client, user: &str) {
     .expect(303);
 }
 
+/// Sign out of the portal with the browser `c` (the account page's form).
+async fn portal_sign_out(srv: &TestServer, c: &reqwest::Client) {
+    let account = srv.send(c.get(srv.url("/account"))).await;
+    let csrf = common::input_value(&account.text(), "csrf").expect("csrf");
+    srv.send(
+        c.post(srv.url("/logout"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(common::form(&[("csrf", &csrf)])),
+    )
+    .await;
+}
+
 /// Open `system` from the portal at `next` and follow the hand-off: the final response on
 /// the system's host, and the hand-off URL (to try it again).
 async fn open_through_proxy(
@@ -803,18 +815,10 @@ async fn the_login_proxy_opens_systems_signed_in() {
     )
     .expect("who");
 
-    let mut srv = TestServer::start(common::Backend::Sqlite).await;
-    let keys = vault_keys(&srv);
-    let port = common::free_port();
-    srv.fixed_port = Some(port);
-    srv.restart_with_config(&format!(
-        r#"[vault]
-key_file = "{}"
-
-[bridge]
-apps_url = "http://{{system}}.apps.localhost:{port}"
-
-[[systems]]
+    let (srv, port) = proxy_server(
+        common::Backend::Sqlite,
+        &format!(
+            r#"[[systems]]
 name = "tasks"
 label = "Tasks"
 url = "{}/api/me"
@@ -828,10 +832,9 @@ login = "header"
 [systems.header]
 secret = "{HEADER_SECRET}"
 "#,
-        keys.display(),
-        tasks.base,
-        wiki.base
-    ))
+            tasks.base, wiki.base
+        ),
+    )
     .await;
     let c = apps_browser(&["tasks", "wiki"]);
     let tasks_host = format!("http://tasks.apps.localhost:{port}");
@@ -978,14 +981,7 @@ secret = "{HEADER_SECRET}"
     r.expect(303);
 
     // Signing out of the portal closes every system at once.
-    let account = srv.send(c.get(srv.url("/account"))).await;
-    let csrf = common::input_value(&account.text(), "csrf").expect("csrf");
-    srv.send(
-        c.post(srv.url("/logout"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(common::form(&[("csrf", &csrf)])),
-    )
-    .await;
+    portal_sign_out(&srv, &c).await;
     for host in [&tasks_host, &wiki_host] {
         let r = srv.send(c.get(format!("{host}/api/me"))).await;
         r.expect(303);
@@ -1128,18 +1124,10 @@ impl Drop for HrApp {
 async fn form_login_replay_never_trips_the_lockout() {
     const HR_PW: &str = "Hr!alice-2024";
     let hr = HrApp::start(HR_PW);
-    let mut srv = TestServer::start(common::Backend::Postgres).await;
-    let keys = vault_keys(&srv);
-    let port = common::free_port();
-    srv.fixed_port = Some(port);
-    srv.restart_with_config(&format!(
-        r#"[vault]
-key_file = "{}"
-
-[bridge]
-apps_url = "http://{{system}}.apps.localhost:{port}"
-
-[[systems]]
+    let (srv, port) = proxy_server(
+        common::Backend::Postgres,
+        &format!(
+            r#"[[systems]]
 name = "hr"
 label = "ExampleHR"
 url = "{}/"
@@ -1147,9 +1135,9 @@ login = "form"
 [systems.form]
 login_path = "/login"
 "#,
-        keys.display(),
-        hr.base
-    ))
+            hr.base
+        ),
+    )
     .await;
     let put = |pw: &str| {
         srv.send(
@@ -1287,8 +1275,8 @@ impl Drop for PyPeer {
 }
 
 /// A server with the vault, the login proxy on `NAME.apps.localhost`, and `systems` (TOML).
-async fn proxy_server(systems: &str) -> (TestServer, u16) {
-    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+async fn proxy_server(backend: common::Backend, systems: &str) -> (TestServer, u16) {
+    let mut srv = TestServer::start(backend).await;
     let keys = vault_keys(&srv);
     let port = common::free_port();
     srv.fixed_port = Some(port);
@@ -1314,6 +1302,23 @@ async fn bind_as_alice(srv: &TestServer, system: &str, user: &str, pw: &str) -> 
     .await
 }
 
+/// Alice binds `system` (a refused password first: 422, nothing kept; then the right one),
+/// signs in at the portal and opens it at `next` through the proxy: her browser, the system's
+/// host and the page.
+async fn bind_and_open(
+    (srv, port): (&TestServer, u16),
+    system: &str,
+    (user, wrong, right): (&str, &str, &str),
+    next: &str,
+) -> (reqwest::Client, String, common::Resp) {
+    bind_as_alice(srv, system, user, wrong).await.expect(422);
+    bind_as_alice(srv, system, user, right).await.expect(200);
+    let c = apps_browser(&[system]);
+    portal_sign_in(srv, &c, "alice").await;
+    let (r, _) = open_through_proxy(srv, &c, system, next).await;
+    (c, format!("http://{system}.apps.localhost:{port}"), r)
+}
+
 /// The Django admin (PyPI), a real packaged app with a form login, CSRF and absolute links:
 /// bound by replaying its login form, opened through the proxy signed in, a record added
 /// through its own CSRF-protected form, and closed by signing out of the portal.
@@ -1331,21 +1336,18 @@ async fn the_django_admin_through_the_login_proxy() {
         "/admin/login/",
     )
     .await;
-    let (srv, port) = proxy_server(&format!(
+    let (srv, port) = proxy_server(common::Backend::Sqlite, &format!(
         "[[systems]]\nname = \"django\"\nlabel = \"Django admin\"\nurl = \"{}/admin/\"\nlogin = \"form\"\n[systems.form]\nlogin_path = \"/admin/login/\"\nsuccess_cookie = \"sessionid\"\n",
         dj.base
     ))
     .await;
-    bind_as_alice(&srv, "django", "alice", "wrong-password")
-        .await
-        .expect(422);
-    bind_as_alice(&srv, "django", "alice", "dj-alice-pw")
-        .await
-        .expect(200);
-    let c = apps_browser(&["django"]);
-    let host = format!("http://django.apps.localhost:{port}");
-    portal_sign_in(&srv, &c, "alice").await;
-    let (r, _) = open_through_proxy(&srv, &c, "django", "/admin/").await;
+    let (c, host, r) = bind_and_open(
+        (&srv, port),
+        "django",
+        ("alice", "wrong-password", "dj-alice-pw"),
+        "/admin/",
+    )
+    .await;
     r.expect(200);
     let html = r.text();
     assert!(html.contains("Site administration"), "{html}");
@@ -1374,14 +1376,7 @@ async fn the_django_admin_through_the_login_proxy() {
     r.expect(200);
     assert!(r.text().contains("Auditors"), "{}", r.text());
     // Signing out of the portal closes it.
-    let account = srv.send(c.get(srv.url("/account"))).await;
-    let csrf = common::input_value(&account.text(), "csrf").expect("csrf");
-    srv.send(
-        c.post(srv.url("/logout"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(common::form(&[("csrf", &csrf)])),
-    )
-    .await;
+    portal_sign_out(&srv, &c).await;
     let r = srv.send(c.get(format!("{host}/admin/"))).await;
     r.expect(303);
     assert!(
@@ -1429,20 +1424,17 @@ async fn radicale_through_the_login_proxy() {
         .await
         .expect("mkcol");
     assert_eq!(r.status(), 201);
-    let (srv, cport) = proxy_server(&format!(
+    let (srv, cport) = proxy_server(common::Backend::Sqlite, &format!(
         "[[systems]]\nname = \"calendar\"\nlabel = \"Team calendar\"\nurl = \"{rad_base}/alice/team/\"\nlogin = \"basic\"\n"
     ))
     .await;
-    bind_as_alice(&srv, "calendar", "alice", "cal-bob-pw")
-        .await
-        .expect(422);
-    bind_as_alice(&srv, "calendar", "alice", "cal-alice-pw")
-        .await
-        .expect(200);
-    let c = apps_browser(&["calendar"]);
-    let host = format!("http://calendar.apps.localhost:{cport}");
-    portal_sign_in(&srv, &c, "alice").await;
-    let (r, _) = open_through_proxy(&srv, &c, "calendar", "/alice/team/").await;
+    let (c, host, r) = bind_and_open(
+        (&srv, cport),
+        "calendar",
+        ("alice", "cal-bob-pw", "cal-alice-pw"),
+        "/alice/team/",
+    )
+    .await;
     r.expect(200);
     assert!(r.text().contains("BEGIN:VCALENDAR"), "{}", r.text());
     let dav = |m: &str, path: &str| {
@@ -1644,7 +1636,7 @@ async fn launcher_list(srv: &TestServer) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_shows_the_unread_mail_count() {
     let mail = Dovecot::start_on(common::free_port(), "mail-alice-pw");
-    let (mut srv, _) = proxy_server(&format!(
+    let (mut srv, _) = proxy_server(common::Backend::Sqlite, &format!(
         "[[systems]]\nname = \"mail\"\nlabel = \"Mail\"\nurl = \"imap://127.0.0.1:{}\"\nlogin = \"imap\"\n",
         mail.port
     ))

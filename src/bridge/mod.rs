@@ -85,32 +85,17 @@ pub async fn unread(
     now: i64,
 ) -> Result<Option<Unread>, BridgeError> {
     let name = system.cfg.name.as_str();
-    let bound = creds
-        .store
-        .bindings_of(user)
-        .await?
-        .iter()
-        .any(|b| b.system == name && b.state == BindingState::Bound);
-    if !bound {
-        return Ok(None);
-    }
-    let (Some(u), Some(p)) = (
-        creds.get(user, name, USERNAME).await?,
-        creds.get(user, name, PASSWORD).await?,
-    ) else {
+    let Some((u, p)) = bound_credential(creds, user, name).await? else {
         return Ok(None);
     };
     let username = String::from_utf8_lossy(u.expose()).into_owned();
     let answer = counter.unread(system, &username, &p).await;
-    let outcome = match answer {
-        Unread::Count(_) => AuditOutcome::Accepted,
-        Unread::Refused => AuditOutcome::Refused,
-        Unread::Unreachable(_) => AuditOutcome::Unreachable,
+    let outcome = match &answer {
+        Unread::Count(_) => LoginCheck::Accepted,
+        Unread::Refused => LoginCheck::Refused,
+        Unread::Unreachable(why) => LoginCheck::Unreachable(why.clone()),
     };
-    creds
-        .store
-        .record_release(user, name, AuditPurpose::Mail, outcome, now)
-        .await?;
+    audit(creds, (user, name), AuditPurpose::Mail, &outcome, now).await?;
     if answer == Unread::Refused {
         creds
             .store
@@ -120,9 +105,55 @@ pub async fn unread(
     Ok(Some(answer))
 }
 
+/// Record one release of `user`'s secrets for `system` in the audit, with what came of it.
+async fn audit(
+    creds: &Credentials,
+    (user, system): (UserId, &str),
+    purpose: AuditPurpose,
+    check: &LoginCheck,
+    now: i64,
+) -> Result<(), BridgeError> {
+    let outcome = match check {
+        LoginCheck::Accepted => AuditOutcome::Accepted,
+        LoginCheck::Refused => AuditOutcome::Refused,
+        LoginCheck::Unreachable(_) => AuditOutcome::Unreachable,
+    };
+    Ok(creds
+        .store
+        .record_release(user, system, purpose, outcome, now)
+        .await?)
+}
+
 /// Names of the vaulted fields of a binding.
 const USERNAME: &str = "username";
 const PASSWORD: &str = "password";
+
+/// `user`'s vaulted credential for `system` when the binding is `bound` (not one that needs
+/// updating): `(username, password)`.
+async fn bound_credential(
+    creds: &Credentials,
+    user: UserId,
+    system: &str,
+) -> Result<Option<(Secret, Secret)>, BridgeError> {
+    let bound = creds
+        .store
+        .bindings_of(user)
+        .await?
+        .iter()
+        .any(|b| b.system == system && b.state == BindingState::Bound);
+    if !bound {
+        return Ok(None);
+    }
+    Ok(
+        match (
+            creds.get(user, system, USERNAME).await?,
+            creds.get(user, system, PASSWORD).await?,
+        ) {
+            (Some(u), Some(p)) => Some((u, p)),
+            _ => None,
+        },
+    )
+}
 
 /// Bind `user`'s account in `system`: one real login with the credential (recorded in the
 /// audit); only a credential the system accepted is vaulted and the binding marked bound. A
@@ -143,15 +174,7 @@ pub async fn bind(
     }
     let name = system.cfg.name.as_str();
     let check = verifier.verify(system, username, password).await;
-    let outcome = match check {
-        LoginCheck::Accepted => AuditOutcome::Accepted,
-        LoginCheck::Refused => AuditOutcome::Refused,
-        LoginCheck::Unreachable(_) => AuditOutcome::Unreachable,
-    };
-    creds
-        .store
-        .record_release(user, name, AuditPurpose::Verify, outcome, now)
-        .await?;
+    audit(creds, (user, name), AuditPurpose::Verify, &check, now).await?;
     if check == LoginCheck::Accepted {
         creds
             .put(user, name, USERNAME, username.as_bytes(), now)
@@ -188,16 +211,14 @@ pub async fn refused(
     if newer {
         return Ok(());
     }
-    creds
-        .store
-        .record_release(
-            user,
-            system,
-            AuditPurpose::Login,
-            AuditOutcome::Refused,
-            now,
-        )
-        .await?;
+    audit(
+        creds,
+        (user, system),
+        AuditPurpose::Login,
+        &LoginCheck::Refused,
+        now,
+    )
+    .await?;
     creds
         .store
         .set_binding(user, system, BindingState::NeedsUpdate, now)
@@ -219,31 +240,17 @@ pub async fn release_for_login(
     (user, system): (UserId, &str),
     now: i64,
 ) -> Result<Result<(Secret, Secret), Refusal>, BridgeError> {
-    let bound = creds
-        .store
-        .bindings_of(user)
-        .await?
-        .iter()
-        .any(|b| b.system == system && b.state == BindingState::Bound);
-    if !bound {
-        return Ok(Err(Refusal::NotBound));
-    }
-    let (Some(u), Some(p)) = (
-        creds.get(user, system, USERNAME).await?,
-        creds.get(user, system, PASSWORD).await?,
-    ) else {
+    let Some((u, p)) = bound_credential(creds, user, system).await? else {
         return Ok(Err(Refusal::NotBound));
     };
-    creds
-        .store
-        .record_release(
-            user,
-            system,
-            AuditPurpose::Login,
-            AuditOutcome::Accepted,
-            now,
-        )
-        .await?;
+    audit(
+        creds,
+        (user, system),
+        AuditPurpose::Login,
+        &LoginCheck::Accepted,
+        now,
+    )
+    .await?;
     Ok(Ok((u, p)))
 }
 

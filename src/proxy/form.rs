@@ -224,6 +224,27 @@ fn unreachable(why: &str) -> FormLoginResult {
     }
 }
 
+/// Send a request of the login with the jar's cookies, and take in the cookies it sets.
+async fn send(
+    system: &System,
+    mut req: reqwest::RequestBuilder,
+    jar: &mut Jar,
+) -> Result<reqwest::Response, FormLoginResult> {
+    if let Some(c) = jar.header() {
+        req = req.header(header::COOKIE, c);
+    }
+    match req.send().await {
+        Ok(r) => {
+            jar.absorb(r.headers());
+            Ok(r)
+        }
+        Err(e) => {
+            tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "a business system could not be reached");
+            Err(unreachable("the system could not be reached"))
+        }
+    }
+}
+
 /// Sign in to `system` with its login form, as `username`.
 pub async fn login(
     client: &reqwest::Client,
@@ -248,18 +269,10 @@ pub async fn login(
         if !registered(system, &page) {
             return unreachable("the login page is on an origin the system did not register");
         }
-        let mut req = client.get(page.clone());
-        if let Some(c) = jar.header() {
-            req = req.header(header::COOKIE, c);
-        }
-        let resp = match req.send().await {
+        let resp = match send(system, client.get(page.clone()), &mut jar).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "a business system could not be reached");
-                return unreachable("the system could not be reached");
-            }
+            Err(failed) => return failed,
         };
-        jar.absorb(resp.headers());
         if resp.status().is_redirection() {
             let Some(next) = resp
                 .headers()
@@ -290,22 +303,15 @@ pub async fn login(
     let mut fields = form.kept.clone();
     fields.push((form.username_field.clone(), username.to_string()));
     fields.push((form.password_field.clone(), password.to_string()));
-    let mut req = client
+    let req = client
         .post(form.action.clone())
         .form(&fields)
         .header(header::ORIGIN, page.origin().ascii_serialization())
         .header(header::REFERER, page.as_str());
-    if let Some(c) = jar.header() {
-        req = req.header(header::COOKIE, c);
-    }
-    let resp = match req.send().await {
+    let resp = match send(system, req, &mut jar).await {
         Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "a business system could not be reached");
-            return unreachable("the system could not be reached");
-        }
+        Err(failed) => return failed,
     };
-    jar.absorb(resp.headers());
     let status = resp.status();
     let check = if status.as_u16() == 429 {
         LoginCheck::Unreachable("the system is refusing logins for now (locked out)".into())

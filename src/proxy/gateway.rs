@@ -165,6 +165,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "storage unavailable",
+    )
+}
+
 fn see_other(to: &str) -> Response {
     Response::builder()
         .status(StatusCode::SEE_OTHER)
@@ -271,11 +279,7 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: session lookup failed");
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "storage unavailable",
-                );
+                return unavailable();
             }
         };
         let Some(who) = signed_in else {
@@ -323,11 +327,7 @@ impl Gateway {
         }
         let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
             tracing::error!(error = %e, "login proxy: groups lookup failed");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "storage unavailable",
-            )
+            unavailable()
         })?;
         let allowed = system.allows(&memberships);
         let basic = if allowed && system.cfg.login == LoginMethod::Basic {
@@ -453,11 +453,7 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: redeeming a hand-off failed");
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "storage unavailable",
-                );
+                return unavailable();
             }
         };
         let who = match self.store.session_by_id(handoff.session, now).await {
@@ -465,11 +461,7 @@ impl Gateway {
             Ok(_) => return self.to_portal(system, &handoff.next),
             Err(e) => {
                 tracing::error!(error = %e, "login proxy: session lookup failed");
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "storage unavailable",
-                );
+                return unavailable();
             }
         };
         // A fresh check of access and credentials for this session.

@@ -42,6 +42,28 @@ pub(super) async fn systems_page(State(state): State<Arc<AppState>>, req: Reques
     }
 }
 
+/// The system `name`, if this person may use it (else the page that says there is none).
+async fn system_for<'s>(
+    state: &'s AppState,
+    cur: &Current,
+    name: &str,
+) -> Result<&'s crate::bridge::systems::System, Response> {
+    let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
+        return Err(unavailable());
+    };
+    state
+        .systems
+        .get(name)
+        .filter(|s| s.allows(&memberships))
+        .ok_or_else(|| {
+            page(
+                StatusCode::NOT_FOUND,
+                TITLE,
+                "<p>No such system for you.</p>",
+            )
+        })
+}
+
 /// Where the launcher opens a system: through the login proxy when it is configured, else
 /// the system's own address.
 pub(super) fn open_url(state: &AppState, s: &crate::bridge::systems::System) -> String {
@@ -74,19 +96,9 @@ pub(super) async fn open(
         let enc = percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC);
         return see_other(&format!("/login?next={enc}"));
     };
-    let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
-        return unavailable();
-    };
-    let Some(sys) = state
-        .systems
-        .get(&system)
-        .filter(|s| s.allows(&memberships))
-    else {
-        return page(
-            StatusCode::NOT_FOUND,
-            TITLE,
-            "<p>No such system for you.</p>",
-        );
+    let sys = match system_for(&state, &cur, &system).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let Some(apps) = &state.apps else {
         return see_other(&sys.cfg.url);
@@ -247,19 +259,9 @@ pub(super) async fn system_action(
                 Ok(x) => x,
                 Err(r) => return r,
             };
-            let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
-                return unavailable();
-            };
-            let Some(sys) = state
-                .systems
-                .get(&system)
-                .filter(|s| s.allows(&memberships))
-            else {
-                return page(
-                    StatusCode::NOT_FOUND,
-                    TITLE,
-                    "<p>No such system for you.</p>",
-                );
+            let sys = match system_for(&state, &cur, &system).await {
+                Ok(s) => s,
+                Err(r) => return r,
             };
             if f.username.is_empty()
                 || f.username.chars().count() > 256
