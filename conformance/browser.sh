@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser flows (conformance/browser/flows.mjs) in headless Chromium from Debian, driven by
 # playwright-core from npm: OIDC sign-in through a real provider (conformance/oidc.sh), app
-# passwords on the account page, Login Flow v2, sign-out. Installs what is missing.
+# passwords on the account page, Login Flow v2, opening a form-login business system through
+# the login proxy (the HR app of conformance/peers), sign-out. Installs what is missing.
 # Last line: "browser: N passed, M failed".
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
@@ -24,12 +25,28 @@ fi
 cp conformance/browser/flows.mjs "$APP/flows.mjs"
 
 OIDC_DIR="$(mktemp -d)"
+HR_PID=""
 cleanup() {
   stop_convene
   conformance/oidc.sh stop "$OIDC_DIR"
+  if [ -n "$HR_PID" ]; then kill "$HR_PID" 2>/dev/null; wait "$HR_PID" 2>/dev/null; fi
   rm -rf "$OIDC_DIR" "${CONVENE_WORK:-/nonexistent}"
 }
 trap cleanup EXIT
+
+# A business system with a form login (conformance/peers/hr_app.py, Flask from the venv) for
+# the login proxy's flow, and the vault that keeps the person's HR password.
+python_env
+hr_port="$(free_port)"
+printf '{"aanderson": {"password": "Hr!alice-2024", "name": "Alice Anderson", "employee": 10001, "leave": 23, "net": 4200}}' \
+  >"$OIDC_DIR/hr-accounts.json"
+"$VENV/bin/python" conformance/peers/hr_app.py "$hr_port" "$OIDC_DIR/hr-accounts.json" >"$OIDC_DIR/hr.log" 2>&1 &
+HR_PID=$!
+for _ in $(seq 1 200); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$hr_port/healthz" 2>/dev/null && break
+  sleep 0.05
+done
+(umask 077; printf 'k1 %s\n' "$(openssl rand -hex 32)" >"$OIDC_DIR/vault.keys")
 
 port="$(free_port)"
 oidc_env="$(OIDC_REDIRECT_URIS="http://127.0.0.1:$port/auth/callback" \
@@ -43,6 +60,20 @@ client_id = "convene"
 client_secret = "convene-secret"
 redirect_url = "http://127.0.0.1:$port/auth/callback"
 post_logout_redirect_url = "http://127.0.0.1:$port/login"
+
+[vault]
+key_file = "$OIDC_DIR/vault.keys"
+
+[bridge]
+apps_url = "http://{system}.apps.localhost:$port"
+
+[[systems]]
+name = "hr"
+label = "ExampleHR"
+url = "http://127.0.0.1:$hr_port/"
+login = "form"
+[systems.form]
+login_path = "/login"
 TOML
 CONVENE_PORT="$port" CONVENE_CONFIG="$OIDC_DIR/convene.toml" start_convene alice alice-pw
 

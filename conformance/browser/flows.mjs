@@ -1,7 +1,8 @@
 // Convene's browser flows in Debian's headless Chromium, driven by playwright-core: OIDC
 // sign-in through the provider's real login form, creating an app password on the account
 // page (and using it for CalDAV), Login Flow v2 granted with one click, a password sign-in,
-// revoking an app password, and sign-out through the provider.
+// revoking an app password, binding a form-login business system and opening it signed in
+// through the login proxy, and sign-out through the provider.
 //
 // Env: CONVENE_URL (a running Convene with [oidc] configured and a local user alice /
 // alice-pw), CHROMIUM (default /usr/bin/chromium). Prints one line per flow and, last,
@@ -105,6 +106,37 @@ await flow('password sign-in, then revoke an app password', async () => {
   await p.getByRole('button', { name: 'Revoke Old phone' }).click();
   await p.waitForURL(`${BASE}/account`);
   check(await davStatus('alice', pw) === 401, 'refused after revoking');
+  await ctx.close();
+});
+
+await flow('bind the HR system and open it signed in through the login proxy', async () => {
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  await p.goto(`${BASE}/login`);
+  await p.getByLabel('User name').fill('alice');
+  await p.getByLabel('Password').fill('alice-pw');
+  await p.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await p.waitForURL(`${BASE}/account`);
+  await p.goto(`${BASE}/account/systems`);
+  const row = p.locator('tr', { hasText: 'ExampleHR' });
+  await row.getByLabel('User name').fill('aanderson');
+  await row.getByLabel('Password').fill('Hr!alice-2024');
+  await row.getByRole('button', { name: 'Bind' }).click();
+  await p.waitForURL(`${BASE}/account/systems`);
+  check((await p.textContent('#state-hr')) === 'bound', 'the HR account is bound');
+  // One click: the portal hands the session to the HR host, which replays the HR login.
+  await p.click('#open-hr');
+  await p.waitForURL((u) => u.hostname === 'hr.apps.localhost');
+  check((await p.textContent('h1')).includes('Alice Anderson'), `signed in at HR: ${await p.textContent('body')}`);
+  const hr = new URL(p.url()).origin;
+  await p.goto(`${hr}/payslip`);
+  check((await p.textContent('#net')) === '4200', 'her payslip');
+  // Signing out of the portal closes the HR host too.
+  await p.goto(`${BASE}/account`);
+  await p.getByRole('button', { name: 'Sign out' }).click();
+  await p.waitForURL((u) => u.toString().startsWith(`${BASE}/login`));
+  await p.goto(`${hr}/payslip`);
+  check(p.url().startsWith(`${BASE}/login`), `sent to the portal's sign-in, at ${p.url()}`);
   await ctx.close();
 });
 
