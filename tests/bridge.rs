@@ -1044,6 +1044,18 @@ secret = "{HEADER_SECRET}"
     let (r, _) = open_through_proxy(&srv, &c, "tasks", "/api/me").await;
     r.expect(200);
     assert_eq!(r.text().trim(), r#"{"user":"alice.t"}"#);
+
+    // Nothing the proxy handled is in its log, at debug level.
+    let log = srv.log_text();
+    assert!(log.lines().count() > 20, "the server logged at debug level");
+    for secret in [
+        ALICE_PW.to_string(),
+        "changed-at-the-system".to_string(),
+        base64::engine::general_purpose::STANDARD.encode(format!("alice.t:{ALICE_PW}")),
+        HEADER_SECRET.to_string(),
+    ] {
+        assert!(!log.contains(&secret), "{secret} logged");
+    }
 }
 
 /// The HR system of `conformance/peers/hr_app.py` (Flask, from the test venv): a form login
@@ -1219,6 +1231,9 @@ login_path = "/login"
     assert!(r.text().contains("Alice Anderson"));
     let s = hr.stats().await;
     assert_eq!(s["failures"]["aanderson"], 2, "{s}");
+    let log = srv.log_text();
+    assert!(!log.contains(HR_PW) && !log.contains("Hr!alice-2025"));
+    assert!(!log.contains("Hr%21alice"), "a form body was logged");
 }
 
 /// A business system run by the test venv's Python on a loopback port, stopped on drop.
@@ -1277,6 +1292,8 @@ impl Drop for PyPeer {
 /// A server with the vault, the login proxy on `NAME.apps.localhost`, and `systems` (TOML).
 async fn proxy_server(backend: common::Backend, systems: &str) -> (TestServer, u16) {
     let mut srv = TestServer::start(backend).await;
+    // Everything at debug level, so the tests can show that no secret is logged even there.
+    srv.log_filter = "debug".into();
     let keys = vault_keys(&srv);
     let port = common::free_port();
     srv.fixed_port = Some(port);
@@ -1654,6 +1671,11 @@ async fn the_launcher_shows_the_unread_mail_count() {
     let l = launcher_list(&srv).await;
     assert_eq!(l[0]["unread"], 3, "{l}");
     assert_eq!(l[0]["binding"], "bound", "{l}");
+    // The page beside the account page shows it too.
+    let c = apps_browser(&[]);
+    portal_sign_in(&srv, &c, "alice").await;
+    let page = srv.send(c.get(srv.url("/account/systems"))).await.text();
+    assert!(page.contains(r#"id="unread-mail">3 unread<"#), "{page}");
     // Read-only: the count does not change by being read.
     srv.terminate();
     srv.spawn_server().await;

@@ -67,7 +67,7 @@ impl UnreadCache {
 
 /// The unread count of `user`'s inbox at the IMAP system `s`, when it is bound and the mail
 /// server answered (from the last minute's reading if there is one).
-async fn unread_of(
+pub(super) async fn unread_of(
     state: &AppState,
     user: &User,
     s: &crate::bridge::systems::System,

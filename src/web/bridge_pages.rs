@@ -181,6 +181,13 @@ async fn render(
                 label = e(&s.cfg.label)
             )
         };
+        let unread = match (s.cfg.login, binding) {
+            (LoginMethod::Imap, "bound") => super::bridge_api::unread_of(state, &cur.user, s)
+                .await
+                .map(|n| format!(" <span class=\"unread\" id=\"unread-{name}\">{n} unread</span>"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let bind = if s.cfg.login.takes_binding() {
             format!(
                 "<form method=\"post\" action=\"/account/systems/{name}/bind\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>User name <input name=\"username\" autocomplete=\"off\" required maxlength=\"256\"></label> <label>Password <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required maxlength=\"1024\"></label> <button type=\"submit\">Bind</button></form>{unbind}"
@@ -189,7 +196,7 @@ async fn render(
             "(signed in by Convene)".to_string()
         };
         rows.push_str(&format!(
-            "<tr><td><a href=\"{url}\" id=\"open-{name}\">{label}</a></td><td class=\"state\" id=\"state-{name}\">{binding}</td><td>{bind}</td></tr>",
+            "<tr><td><a href=\"{url}\" id=\"open-{name}\">{label}</a>{unread}</td><td class=\"state\" id=\"state-{name}\">{binding}</td><td>{bind}</td></tr>",
             url = e(&open_url(state, s)),
             label = e(&s.cfg.label),
         ));
