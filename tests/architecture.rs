@@ -50,6 +50,8 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("html5gum", &["proxy"]),
     ("cookie", &["proxy"]),
     ("async_imap", &["proxy"]),
+    ("hyper", &["proxy"]),
+    ("hyper_util", &["proxy"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1702,3 +1702,65 @@ async fn the_launcher_shows_the_unread_mail_count() {
     assert_eq!(launcher_list(&srv).await[0]["binding"], "needs-update");
     assert_eq!(mail.failed_logins(), 1);
 }
+
+/// WebSocket through the login proxy (a PyPI `websockets` echo server behind a header login):
+/// the upgrade is passed through signed in (the system sees the person's identity header),
+/// frames go both ways, and without a session there is no upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_pass_through_the_login_proxy() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let echo = PyPeer::start(
+        &[
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/peers/ws_echo.py"),
+            "{port}",
+        ],
+        "/",
+    )
+    .await;
+    let (srv, port) = proxy_server(
+        common::Backend::Sqlite,
+        &format!(
+            "[[systems]]\nname = \"chat\"\nlabel = \"Chat\"\nurl = \"{}/\"\nlogin = \"header\"\n[systems.header]\nsecret = \"{HEADER_SECRET}\"\n",
+            echo.base
+        ),
+    )
+    .await;
+    let host = format!("http://chat.apps.localhost:{port}");
+    let handshake = |c: &reqwest::Client| {
+        c.get(format!("{host}/socket"))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    // No session: no upgrade, the portal instead.
+    let stranger = apps_browser(&["chat"]);
+    let r = handshake(&stranger).await.expect("handshake");
+    assert_eq!(r.status(), 303);
+
+    let c = apps_browser(&["chat"]);
+    portal_sign_in(&srv, &c, "alice").await;
+    let _ = open_through_proxy(&srv, &c, "chat", "/").await;
+    let r = handshake(&c).await.expect("handshake");
+    assert_eq!(r.status(), 101);
+    assert_eq!(
+        r.headers()["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    let mut ws = r.upgrade().await.expect("upgraded");
+    for text in ["hello through the proxy", "and back again"] {
+        // A masked text frame, as a client sends it (RFC 6455 5.2).
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        ws.write_all(&frame).await.expect("send");
+        let mut head = [0u8; 2];
+        ws.read_exact(&mut head).await.expect("frame");
+        assert_eq!(head[0], 0x81, "a text frame");
+        let mut body = vec![0u8; (head[1] & 0x7f) as usize];
+        ws.read_exact(&mut body).await.expect("payload");
+        assert_eq!(String::from_utf8_lossy(&body), format!("alice: {text}"));
+    }
+}

@@ -13,6 +13,7 @@
 //!   cookies of a form login replayed at hand-off), and streamed both ways.
 //! - Responses have `Location` and cookie scope rewritten to the system's host. A credential
 //!   the system refuses marks the binding `needs-update` and is not sent again.
+//! - A WebSocket upgrade the system accepts is joined through, byte for byte.
 //!
 //! Must never: send a credential to any origin but the system's, follow a redirect, pass a
 //! client's identity headers or Convene's own cookie upstream, redirect to a place the request
@@ -192,6 +193,42 @@ fn esc(s: &str) -> String {
 
 fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Whether the client asks to switch protocols (`Connection: upgrade` with `Upgrade`).
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The system switched protocols (a WebSocket): answer the client with the system's 101 and
+/// join the two upgraded connections byte for byte until either side closes. The client's
+/// side keeps its connection slot and idle timeout (`app::listener`), so an abandoned socket
+/// is closed, and with it the system's.
+fn switched(resp: reqwest::Response, client_side: hyper::upgrade::OnUpgrade) -> Response {
+    let mut back = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    if let Some(h) = back.headers_mut() {
+        for (name, value) in resp.headers() {
+            if name.as_str().starts_with("sec-websocket-")
+                || matches!(name.as_str(), "connection" | "upgrade")
+            {
+                h.append(name.clone(), value.clone());
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let (Ok(client), Ok(mut system)) = (client_side.await, resp.upgrade().await) else {
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut system).await;
+    });
+    back.body(Body::empty())
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 impl Gateway {
@@ -525,7 +562,11 @@ impl Gateway {
         (basic, released_at): (Option<BasicCredential>, i64),
         req: Request,
     ) -> Response {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // A WebSocket (or other) upgrade: the client's side, to be joined to the system's.
+        let client_upgrade = wants_upgrade(&parts.headers)
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
         let upstream_origin = system
             .origins
             .first()
@@ -630,6 +671,12 @@ impl Gateway {
             }
             _ => {}
         }
+        if client_upgrade.is_some()
+            && let Some(proto) = parts.headers.get(header::UPGRADE)
+        {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, proto.clone());
+        }
         let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
         let mut out = self
@@ -664,6 +711,11 @@ impl Gateway {
                 tracing::error!(error = %e, "login proxy: recording a refusal failed");
             }
             return self.needs_update(system);
+        }
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_side) = client_upgrade
+        {
+            return switched(resp, client_side);
         }
         let mut back = Response::builder().status(resp.status());
         if let Some(h) = back.headers_mut() {
