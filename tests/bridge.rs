@@ -1234,6 +1234,25 @@ login_path = "/login"
     let log = srv.log_text();
     assert!(!log.contains(HR_PW) && !log.contains("Hr!alice-2025"));
     assert!(!log.contains("Hr%21alice"), "a form body was logged");
+
+    // Removing the account erases its secrets and its data key.
+    let url = srv.db_args[1].clone();
+    let store = convene::store::Store::open(&url).await.expect("store");
+    use convene::store::{UserStore as _, VaultStore as _};
+    let alice = store
+        .user_by_name("alice")
+        .await
+        .expect("alice")
+        .expect("alice");
+    assert!(store.data_key(alice.id).await.expect("key").is_some());
+    srv.cli_ok(&["user", "remove", "alice", "--yes"], "");
+    assert!(store.data_key(alice.id).await.expect("key").is_none());
+    for field in ["username", "password"] {
+        assert_eq!(
+            store.secret(alice.id, "hr", field).await.expect("read"),
+            None
+        );
+    }
 }
 
 /// A business system run by the test venv's Python on a loopback port, stopped on drop.
