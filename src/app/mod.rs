@@ -86,6 +86,9 @@ pub enum VaultCommand {
     /// Re-wrap every data key under the current (first) key; older keys may leave the key
     /// file afterwards.
     Rotate,
+    /// Print a new key-file line `ID KEY` (wrapped by the `[vault.transit]` KMS when one is
+    /// configured: `ID vault:v1:…`), to put first in the key file before `rotate`.
+    NewKey { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1000,7 +1003,9 @@ async fn open_vault(
         return Ok(None);
     }
     let vault_cfg = cfg.vault.clone().unwrap_or_default();
-    let keys = crate::vault::Keyring::load(&vault_cfg, env.as_deref())
+    let kms = transit(&vault_cfg)?;
+    let keys = crate::vault::Keyring::load(&vault_cfg, env.as_deref(), kms.as_ref())
+        .await
         .map_err(|e| AppError::Usage(format!("vault: {e}")))?;
     crate::bridge::Credentials::open(store.clone(), keys)
         .await
@@ -1008,7 +1013,48 @@ async fn open_vault(
         .map_err(|e| AppError::Usage(format!("vault: {e}")))
 }
 
+/// The KMS that holds the KEKs wrapped (`[vault.transit]`), when one is configured.
+fn transit(
+    vault_cfg: &crate::vault::VaultConfig,
+) -> Result<Option<crate::vault::transit::Transit>, AppError> {
+    vault_cfg
+        .transit
+        .as_ref()
+        .map(|t| {
+            crate::vault::transit::Transit::new(
+                t,
+                std::env::var("CONVENE_TRANSIT_TOKEN").ok().as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(|e| AppError::Usage(format!("vault: {e}")))
+}
+
+/// `convene vault new-key ID`: a fresh KEK as a key-file line, wrapped by the configured KMS
+/// when there is one (then the line holds no key at all).
+async fn vault_new_key(cfg: &Config, id: &str) -> Result<(), AppError> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(AppError::Usage(
+            "a key id is 1 to 64 printable characters".into(),
+        ));
+    }
+    let key = crate::crypto::Key::random();
+    let value = match transit(&cfg.vault.clone().unwrap_or_default())? {
+        Some(kms) => kms
+            .wrap(&key)
+            .await
+            .map_err(|e| AppError::Usage(format!("vault: {e}")))?,
+        None => hex::encode(key.expose()),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{id} {value}")?;
+    Ok(())
+}
+
 async fn vault_command(store: &Store, cfg: &Config, cmd: VaultCommand) -> Result<(), AppError> {
+    if let VaultCommand::NewKey { id } = &cmd {
+        return vault_new_key(cfg, id).await;
+    }
     let mut out = std::io::stdout().lock();
     let Some(vault) = open_vault(cfg, store).await? else {
         return Err(AppError::Usage(
@@ -1017,6 +1063,7 @@ async fn vault_command(store: &Store, cfg: &Config, cmd: VaultCommand) -> Result
     };
     match cmd {
         VaultCommand::Check => writeln!(out, "the vault opens with this key")?,
+        VaultCommand::NewKey { .. } => {}
         VaultCommand::Rotate => {
             let n = vault
                 .rotate()

@@ -8,8 +8,13 @@
 //! the data keys under a new KEK while the old one still opens them, and the fields stay as
 //! they are.
 //!
+//! The KEKs may also be kept wrapped by an external KMS (`transit`: OpenBao's transit engine),
+//! which unwraps them at start.
+//!
 //! Must never: write a KEK or an unwrapped data key anywhere, print a key or a secret, or
 //! return a secret whose binding does not match.
+
+pub mod transit;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +41,8 @@ pub enum VaultError {
     Tampered,
     #[error("the data key was wrapped under key {0:?}, which is not in the key file")]
     UnknownKey(String),
+    #[error("the KMS holding the key-encryption key: {0}")]
+    Transit(String),
 }
 
 /// `[vault]` in the configuration.
@@ -46,6 +53,10 @@ pub struct VaultConfig {
     /// others older ones that still open what they wrapped (until `convene vault rotate`).
     /// Without it, `CONVENE_VAULT_KEY` (`ID HEX`, or 64 hex digits under the id `env`).
     pub key_file: Option<PathBuf>,
+    /// The KEKs in the key file are wrapped by this KMS (`ID vault:v1:…` lines), and unwrapped
+    /// by it at start.
+    #[serde(default)]
+    pub transit: Option<transit::TransitConfig>,
 }
 
 /// The KEKs: the current one, and older ones kept for unwrapping until rotation.
@@ -83,7 +94,11 @@ fn parse_line(line: &str, default_id: Option<&str>) -> Result<(String, Key), Str
 impl Keyring {
     /// The keys from the configured file, or else from `env` (the value of
     /// `CONVENE_VAULT_KEY`). The file must not be readable by others.
-    pub fn load(cfg: &VaultConfig, env: Option<&str>) -> Result<Keyring, VaultError> {
+    pub async fn load(
+        cfg: &VaultConfig,
+        env: Option<&str>,
+        kms: Option<&transit::Transit>,
+    ) -> Result<Keyring, VaultError> {
         let mut keys = vec![];
         if let Some(path) = &cfg.key_file {
             let err = |m: String| VaultError::KeyFile(path.clone(), m);
@@ -95,7 +110,17 @@ impl Keyring {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                keys.push(parse_line(line, None).map_err(err)?);
+                match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    [id, wrapped] if transit::is_wrapped(wrapped) => {
+                        let kms = kms.ok_or_else(|| {
+                            err(format!(
+                                "key {id:?} is wrapped by a KMS: configure [vault.transit]"
+                            ))
+                        })?;
+                        keys.push((id.to_string(), kms.unwrap(wrapped).await?));
+                    }
+                    _ => keys.push(parse_line(line, None).map_err(err)?),
+                }
             }
         } else if let Some(v) = env {
             keys.push(
@@ -361,8 +386,8 @@ mod tests {
         assert!(ring3.verify("a", &check).is_err());
     }
 
-    #[test]
-    fn key_files_are_private_and_well_formed() {
+    #[tokio::test]
+    async fn key_files_are_private_and_well_formed() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("kek");
@@ -374,21 +399,32 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let cfg = VaultConfig {
             key_file: Some(path.clone()),
+            transit: None,
         };
-        let e = Keyring::load(&cfg, None).expect_err("world-readable");
+        let e = Keyring::load(&cfg, None, None)
+            .await
+            .expect_err("world-readable");
         assert!(e.to_string().contains("chmod 600"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let ring = Keyring::load(&cfg, None).expect("loads");
+        let ring = Keyring::load(&cfg, None, None).await.expect("loads");
         assert_eq!(ring.current_id(), "new");
         assert_eq!(ring.older.len(), 1);
         std::fs::write(&path, "new 1234\n").expect("write");
-        assert!(Keyring::load(&cfg, None).is_err());
-        let from_env = Keyring::load(&VaultConfig::default(), Some(&"33".repeat(32))).expect("env");
+        assert!(Keyring::load(&cfg, None, None).await.is_err());
+        let from_env = Keyring::load(&VaultConfig::default(), Some(&"33".repeat(32)), None)
+            .await
+            .expect("env");
         assert_eq!(from_env.current_id(), "env");
         assert!(matches!(
-            Keyring::load(&VaultConfig::default(), None),
+            Keyring::load(&VaultConfig::default(), None, None).await,
             Err(VaultError::NoKey)
         ));
         assert!(!format!("{ring:?}").contains("1111"), "{ring:?}");
+        // A wrapped key needs its KMS.
+        std::fs::write(&path, "k1 vault:v1:AAAA\n").expect("write");
+        let e = Keyring::load(&cfg, None, None)
+            .await
+            .expect_err("no transit configured");
+        assert!(e.to_string().contains("[vault.transit]"), "{e}");
     }
 }
