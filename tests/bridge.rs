@@ -34,6 +34,15 @@ fn names(v: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The launcher's list as `who`.
+async fn listed(srv: &TestServer, who: &str) -> serde_json::Value {
+    let r = srv
+        .send_as(who, "GET", "/api/bridge/systems", "", &[])
+        .await;
+    r.expect(200);
+    serde_json::from_slice(&r.body).expect("json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_lists_what_each_person_may_use() {
     let mut srv = TestServer::start(common::Backend::Sqlite).await;
@@ -42,21 +51,11 @@ async fn the_launcher_lists_what_each_person_may_use() {
     srv.cli_ok(&["org", "member-add", "eng", "bob"], "");
     srv.restart_with_config(SYSTEMS).await;
 
-    let list = |who: &'static str| {
-        let srv = &srv;
-        async move {
-            let r = srv
-                .send_as(who, "GET", "/api/bridge/systems", "", &[])
-                .await;
-            r.expect(200);
-            serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")
-        }
-    };
-    let bob = list("bob").await;
+    let bob = listed(&srv, "bob").await;
     assert_eq!(names(&bob), vec!["tasks", "ci"], "{bob}");
     assert_eq!(bob[1]["login"], "form");
     assert_eq!(bob[1]["icon"], "https://ci.example.org/logo.png");
-    assert_eq!(names(&list("carol").await), vec!["tasks"]);
+    assert_eq!(names(&listed(&srv, "carol").await), vec!["tasks"]);
     srv.send(srv.client.get(srv.url("/api/bridge/systems")))
         .await
         .expect(401);
@@ -80,6 +79,118 @@ async fn the_launcher_lists_what_each_person_may_use() {
         text.contains("tasks\tbasic\thttp://127.0.0.1:28080\teveryone\tTasks"),
         "{text}"
     );
+
+    // The CLI registers a system beside the configuration's, checked with them; the server
+    // lists it after its next start. A configured name, a login with a secret, and a bad
+    // origin are refused.
+    let db_args = srv.db_args.clone();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(&db_args)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("CONVENE_LOG", "error")
+            .output()
+            .expect("convene systems")
+    };
+    let add = [
+        "systems",
+        "add",
+        "payroll",
+        "--label",
+        "Payroll",
+        "--url",
+        "http://127.0.0.1:9/login",
+        "--login",
+        "form",
+        "--group",
+        "eng",
+        "--login-path",
+        "/login",
+    ];
+    let out = cli(&add);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (bad, why) in [
+        (
+            vec![
+                "systems",
+                "add",
+                "tasks",
+                "--label",
+                "T",
+                "--url",
+                "http://127.0.0.1:9/",
+                "--login",
+                "basic",
+            ],
+            "configuration file",
+        ),
+        (
+            vec![
+                "systems",
+                "add",
+                "wiki",
+                "--label",
+                "W",
+                "--url",
+                "http://127.0.0.1:9/",
+                "--login",
+                "header",
+            ],
+            "carries a secret",
+        ),
+        (
+            vec![
+                "systems",
+                "add",
+                "odd",
+                "--label",
+                "O",
+                "--url",
+                "http://127.0.0.1:9/",
+                "--login",
+                "basic",
+                "--origin",
+                "http://127.0.0.1:9/x",
+            ],
+            "is not scheme://host",
+        ),
+    ] {
+        let out = cli(&bad);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let shown = String::from_utf8_lossy(&cli(&["systems"]).stdout).to_string();
+    assert!(
+        shown.contains("payroll\tform\thttp://127.0.0.1:9\tgroup:eng\tPayroll"),
+        "{shown}"
+    );
+    srv.terminate();
+    srv.spawn_server().await;
+    assert_eq!(
+        names(&listed(&srv, "bob").await),
+        vec!["tasks", "ci", "payroll"]
+    );
+    assert_eq!(names(&listed(&srv, "carol").await), vec!["tasks"]);
+    let out = cli(&["systems", "remove", "payroll"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cli(&["systems", "remove", "payroll"]).status.success());
+    srv.terminate();
+    srv.spawn_server().await;
+    assert_eq!(names(&listed(&srv, "bob").await), vec!["tasks", "ci"]);
 
     // A bad entry is refused, naming the system: the CLI says so, and the server does not start.
     let bad = srv.dir.path().join("bad.toml");
@@ -1656,15 +1767,6 @@ impl Drop for Dovecot {
     }
 }
 
-/// The launcher's list as alice.
-async fn launcher_list(srv: &TestServer) -> serde_json::Value {
-    let r = srv
-        .send_as("alice", "GET", "/api/bridge/systems", "", &[])
-        .await;
-    r.expect(200);
-    serde_json::from_slice(&r.body).expect("json")
-}
-
 /// The mail reminder's unread count, from a real Dovecot with the vaulted password: a binding
 /// verified by one IMAP login (a wrong password is not kept), the launcher shows the inbox's
 /// unread count (read-only: reading it marks nothing seen), and a password changed at the
@@ -1678,7 +1780,7 @@ async fn the_launcher_shows_the_unread_mail_count() {
     ))
     .await;
     assert_eq!(
-        launcher_list(&srv).await[0]["unread"],
+        listed(&srv, "alice").await[0]["unread"],
         serde_json::Value::Null
     );
     bind_as_alice(&srv, "mail", "alice@example.org", "not-it")
@@ -1687,7 +1789,7 @@ async fn the_launcher_shows_the_unread_mail_count() {
     bind_as_alice(&srv, "mail", "Alice@Example.org", "mail-alice-pw")
         .await
         .expect(200);
-    let l = launcher_list(&srv).await;
+    let l = listed(&srv, "alice").await;
     assert_eq!(l[0]["unread"], 3, "{l}");
     assert_eq!(l[0]["binding"], "bound", "{l}");
     // The page beside the account page shows it too.
@@ -1698,7 +1800,7 @@ async fn the_launcher_shows_the_unread_mail_count() {
     // Read-only: the count does not change by being read.
     srv.terminate();
     srv.spawn_server().await;
-    assert_eq!(launcher_list(&srv).await[0]["unread"], 3);
+    assert_eq!(listed(&srv, "alice").await[0]["unread"], 3);
     let audit = srv
         .send_as("alice", "GET", "/api/bridge/audit", "", &[])
         .await;
@@ -1715,10 +1817,10 @@ async fn the_launcher_shows_the_unread_mail_count() {
     srv.terminate();
     srv.spawn_server().await;
     for _ in 0..3 {
-        let l = launcher_list(&srv).await;
+        let l = listed(&srv, "alice").await;
         assert_eq!(l[0]["unread"], serde_json::Value::Null, "{l}");
     }
-    assert_eq!(launcher_list(&srv).await[0]["binding"], "needs-update");
+    assert_eq!(listed(&srv, "alice").await[0]["binding"], "needs-update");
     assert_eq!(mail.failed_logins(), 1);
 }
 

@@ -75,8 +75,53 @@ pub enum Command {
     /// the first key of the key file (`rotate`).
     #[command(subcommand)]
     Vault(VaultCommand),
-    /// List the business systems registered in the configuration (`[[systems]]`), checked.
-    Systems,
+    /// The business systems of the SSO bridge: list them (the configuration's `[[systems]]`
+    /// and those registered here, checked), register one, or remove one with its bindings.
+    Systems {
+        #[command(subcommand)]
+        command: Option<SystemsCommand>,
+    },
+}
+
+// Parsed once per process: the size of the `Add` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum SystemsCommand {
+    /// List every registered system (the default).
+    List,
+    /// Register a system (or replace one registered here); the server picks it up at its next
+    /// start. Systems whose login carries a secret (`header`, forward-auth) belong in the
+    /// configuration file.
+    Add {
+        /// Lowercase letters, digits and '-'.
+        name: String,
+        #[arg(long)]
+        label: String,
+        /// Where the system is (`imap://HOST:PORT` for IMAP).
+        #[arg(long)]
+        url: String,
+        /// basic, form or imap.
+        #[arg(long)]
+        login: String,
+        /// The exact origins credentials may go to (default: the url's).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Who may use it (default: everyone).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long = "department")]
+        departments: Vec<String>,
+        #[arg(long)]
+        icon: Option<String>,
+        /// Form logins: the login page's path.
+        #[arg(long)]
+        login_path: Option<String>,
+        /// Form logins: the cookie that shows a login succeeded.
+        #[arg(long)]
+        success_cookie: Option<String>,
+    },
+    /// Remove a system registered here, erasing every binding to it and every secret for it.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1075,15 +1120,93 @@ async fn vault_command(store: &Store, cfg: &Config, cmd: VaultCommand) -> Result
     Ok(())
 }
 
-/// The registered business systems, checked: a bad entry is a usage error naming it.
-fn registry(cfg: &Config) -> Result<crate::bridge::systems::Registry, AppError> {
-    crate::bridge::systems::Registry::new(&cfg.systems)
-        .map_err(|e| AppError::Usage(format!("[[systems]]: {e}")))
+/// The registered business systems (the configuration's, and the CLI's when there is a
+/// store), checked: a bad entry is a usage error naming it.
+async fn registry(
+    cfg: &Config,
+    store: Option<&Store>,
+) -> Result<crate::bridge::systems::Registry, AppError> {
+    match store {
+        Some(store) => crate::bridge::registry(store, &cfg.systems).await,
+        None => crate::bridge::systems::Registry::new(&cfg.systems),
+    }
+    .map_err(|e| AppError::Usage(format!("[[systems]]: {e}")))
 }
 
-fn systems_command(cfg: &Config) -> Result<(), AppError> {
+async fn systems_command(
+    cfg: &Config,
+    store: Option<&Store>,
+    cmd: Option<SystemsCommand>,
+) -> Result<(), AppError> {
     let mut out = std::io::stdout().lock();
-    for s in registry(cfg)?.all() {
+    let need_store =
+        || store.ok_or_else(|| AppError::Usage("no store to register systems in".into()));
+    match cmd {
+        None | Some(SystemsCommand::List) => {}
+        Some(SystemsCommand::Remove { name }) => {
+            let gone = crate::bridge::unregister(need_store()?, &name)
+                .await
+                .map_err(|e| AppError::Usage(format!("bridge: {e}")))?;
+            if !gone {
+                return Err(AppError::Usage(format!(
+                    "no system {name:?} was registered with the CLI"
+                )));
+            }
+            writeln!(out, "removed {name}, with its bindings and secrets")?;
+            return Ok(());
+        }
+        Some(SystemsCommand::Add {
+            name,
+            label,
+            url,
+            login,
+            origins,
+            groups,
+            departments,
+            icon,
+            login_path,
+            success_cookie,
+        }) => {
+            let login: crate::bridge::systems::LoginMethod =
+                serde_json::from_value(serde_json::Value::String(login.clone())).map_err(|_| {
+                    AppError::Usage(format!("--login {login:?}: basic, form or imap"))
+                })?;
+            let form = (login == crate::bridge::systems::LoginMethod::Form).then(|| {
+                crate::bridge::systems::FormLogin {
+                    login_path,
+                    success_cookie,
+                    ..Default::default()
+                }
+            });
+            let entry = crate::bridge::systems::SystemConfig {
+                name: name.clone(),
+                label,
+                icon,
+                url,
+                origins,
+                login,
+                groups,
+                departments,
+                forward_auth_secret: None,
+                form,
+                header: None,
+            };
+            crate::bridge::register(
+                need_store()?,
+                &cfg.systems,
+                entry,
+                crate::clock::system().now(),
+            )
+            .await
+            .map_err(AppError::Usage)?;
+            writeln!(
+                out,
+                "registered {name}; the server picks it up at its next start"
+            )?;
+            return Ok(());
+        }
+    }
+    for s in registry(cfg, store).await?.all() {
         let c = &s.cfg;
         let audience = if c.groups.is_empty() && c.departments.is_empty() {
             "everyone".to_string()
@@ -1175,7 +1298,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     }
     let (mailer, directory) = outside_services(&cfg)?;
     let vault = open_vault(&cfg, &store).await?.map(Arc::new);
-    let systems = Arc::new(registry(&cfg)?);
+    let systems = Arc::new(registry(&cfg, Some(&store)).await?);
     // A system removed from the configuration takes its people's credentials with it.
     for name in crate::bridge::forget_unregistered(&store, &systems)
         .await
@@ -1360,9 +1483,21 @@ fn shown_url(url: &str) -> String {
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let cfg = Config::load(&cli)?;
-    if let Command::Systems = cli.command {
-        // The configuration alone: no store.
-        return systems_command(&cfg);
+    if let Command::Systems { command } = cli.command {
+        // Listing needs no store: without one, the configuration's systems alone.
+        let listing = matches!(command, None | Some(SystemsCommand::List));
+        let store = match cfg.store_url(!listing) {
+            Ok(url) => Some(Store::open(&url).await.map_err(|e| {
+                AppError::Usage(format!("cannot open the database {}: {e}", shown_url(&url)))
+            })?),
+            Err(_) if listing => None,
+            Err(e) => return Err(e),
+        };
+        let r = systems_command(&cfg, store.as_ref(), command).await;
+        if let Some(s) = store {
+            s.close().await;
+        }
+        return r;
     }
     let read_only = matches!(
         cli.command,
@@ -1414,7 +1549,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             store.close().await;
             r
         }
-        Command::Systems => systems_command(&cfg),
+        Command::Systems { .. } => Ok(()),
         Command::Vault(cmd) => {
             let r = vault_command(&store, &cfg, cmd).await;
             store.close().await;

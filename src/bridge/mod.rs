@@ -254,6 +254,76 @@ pub async fn release_for_login(
     Ok(Ok((u, p)))
 }
 
+/// Every registered system: the configuration's entries, then those registered with the
+/// CLI (from the store), checked together (the first problem, naming its system, is the
+/// error).
+pub async fn registry(
+    store: &Store,
+    configured: &[systems::SystemConfig],
+) -> Result<systems::Registry, String> {
+    let mut entries = configured.to_vec();
+    for (name, entry) in store
+        .registered_systems()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        entries.push(
+            serde_json::from_str(&entry)
+                .map_err(|e| format!("system {name:?} (registered with the CLI): {e}"))?,
+        );
+    }
+    systems::Registry::new(&entries)
+}
+
+/// Register `entry` with the CLI (or replace the one of that name): checked with every other
+/// system; a name the configuration file holds, or a login that carries a secret (`header`,
+/// forward-auth), is refused: secrets stay in the configuration file. Takes effect at start.
+pub async fn register(
+    store: &Store,
+    configured: &[systems::SystemConfig],
+    entry: systems::SystemConfig,
+    now: i64,
+) -> Result<(), String> {
+    if configured.iter().any(|c| c.name == entry.name) {
+        return Err(format!(
+            "system {:?} is in the configuration file: change it there",
+            entry.name
+        ));
+    }
+    if entry.login == LoginMethod::Header || entry.forward_auth_secret.is_some() {
+        return Err("a header login or a forward-auth secret carries a secret: register it in the configuration file".into());
+    }
+    let mut entries = configured.to_vec();
+    for (name, e) in store
+        .registered_systems()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if name != entry.name
+            && let Ok(c) = serde_json::from_str::<systems::SystemConfig>(&e)
+        {
+            entries.push(c);
+        }
+    }
+    entries.push(entry.clone());
+    systems::Registry::new(&entries)?;
+    let json = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+    store
+        .register_system(&entry.name, &json, now)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Remove a system registered with the CLI, with every binding to it and every secret for it;
+/// false when there was none.
+pub async fn unregister(store: &Store, name: &str) -> Result<bool, BridgeError> {
+    let gone = store.unregister_system(name).await?;
+    if gone {
+        store.forget_system(name).await?;
+    }
+    Ok(gone)
+}
+
 /// Erase the bindings and secrets of every system no longer registered; the systems erased.
 pub async fn forget_unregistered(
     store: &Store,

@@ -5,10 +5,10 @@
 //! Must never: accept an origin with a path, query, user info or a scheme other than http(s),
 //! or a system whose address is outside its own origins.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How the bridge signs a person into a system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoginMethod {
     /// HTTP Basic credentials injected on the way (nginx `auth_basic`, Radicale).
@@ -43,7 +43,7 @@ impl LoginMethod {
 
 /// How a form login is replayed (`[systems.form]`); every field has a default that suits
 /// a plain login page.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FormLogin {
     /// The login page, a path on the system's origin (default: the path of `url`).
@@ -94,8 +94,9 @@ impl std::fmt::Debug for HeaderLogin {
     }
 }
 
-/// One `[[systems]]` entry.
-#[derive(Clone, Deserialize)]
+/// One `[[systems]]` entry (or one registered with `convene systems add`, kept as JSON
+/// without its secrets).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
     /// A short name: lowercase letters, digits and `-` (it appears in URLs).
@@ -123,13 +124,13 @@ pub struct SystemConfig {
     /// ForwardAuth, Caddy `forward_auth`) sends in `X-Convene-Forward-Secret` to ask Convene
     /// who may in and with which credential; at least 32 characters. Without it, forward-auth
     /// is off for this system.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub forward_auth_secret: Option<String>,
     /// For `login = "form"`: how the login page is replayed.
     #[serde(default)]
     pub form: Option<FormLogin>,
     /// For `login = "header"`: the identity header and its shared secret.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub header: Option<HeaderLogin>,
 }
 

@@ -429,6 +429,15 @@ impl BindingStore for Store {
     async fn take_handoff(&self, code_hash: &str, now: i64) -> Result<Option<Handoff>> {
         delegate!(self, x => x.take_handoff(code_hash, now).await)
     }
+    async fn registered_systems(&self) -> Result<Vec<(String, String)>> {
+        delegate!(self, x => x.registered_systems().await)
+    }
+    async fn register_system(&self, name: &str, entry: &str, at: i64) -> Result<()> {
+        delegate!(self, x => x.register_system(name, entry, at).await)
+    }
+    async fn unregister_system(&self, name: &str) -> Result<bool> {
+        delegate!(self, x => x.unregister_system(name).await)
+    }
     async fn systems_with_bindings(&self) -> Result<Vec<String>> {
         delegate!(self, x => x.systems_with_bindings().await)
     }

@@ -758,6 +758,12 @@ pub trait BindingStore {
     /// Redeem a hand-off code: it is gone afterwards whatever the answer; `None` when there
     /// was none or it had expired.
     async fn take_handoff(&self, code_hash: &str, now: i64) -> Result<Option<Handoff>>;
+    /// The systems registered with the CLI: name and entry (JSON), by name.
+    async fn registered_systems(&self) -> Result<Vec<(String, String)>>;
+    /// Register (or replace) a system's entry.
+    async fn register_system(&self, name: &str, entry: &str, at: i64) -> Result<()>;
+    /// False when there was none.
+    async fn unregister_system(&self, name: &str) -> Result<bool>;
     /// Every system that has a binding or a vaulted secret.
     async fn systems_with_bindings(&self) -> Result<Vec<String>>;
     /// A system left the registry: every binding to it and every secret for it go (the

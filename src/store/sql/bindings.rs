@@ -136,6 +136,36 @@ macro_rules! impl_bindings {
                 Ok((h.expires_at > now).then_some(h))
             }
 
+            async fn registered_systems(&self) -> Result<Vec<(String, String)>> {
+                let rows = sqlx::query("SELECT name, entry FROM bridge_systems ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("name")?, r.try_get("entry")?)))
+                    .collect()
+            }
+
+            async fn register_system(&self, name: &str, entry: &str, at: i64) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO bridge_systems (name, entry, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET entry = excluded.entry, updated_at = excluded.updated_at",
+                )
+                .bind(name)
+                .bind(entry)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn unregister_system(&self, name: &str) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM bridge_systems WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
             async fn systems_with_bindings(&self) -> Result<Vec<String>> {
                 let rows = sqlx::query(
                     "SELECT system FROM bridge_bindings UNION SELECT system FROM vault_secrets ORDER BY 1",
