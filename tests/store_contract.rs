@@ -1592,3 +1592,70 @@ async fn org_chart(f: Fixture) {
 }
 
 contract!(org_chart_tables, org_chart);
+
+/// The login proxy's hand-off codes (one use, expiry, gone with their session), the session
+/// lookup by id, and the systems registered with the CLI.
+async fn bridge_handoffs_and_systems(f: Fixture) {
+    use convene::store::{BindingStore as _, Handoff};
+    let (s, other) = (&f.store, &f.other);
+    let ann = user(s, "ann").await;
+    let sess = s
+        .create_session(NewSession {
+            token_hash: "h1".into(),
+            user: ann.id,
+            expires_at: 5_000,
+            id_token: None,
+            refresh_sealed: None,
+            refresh_due: None,
+        })
+        .await
+        .unwrap();
+    let (found, who) = other.session_by_id(sess.id, 100).await.unwrap().unwrap();
+    assert_eq!((found.id, who.id), (sess.id, ann.id));
+    assert!(
+        other.session_by_id(sess.id, 5_000).await.unwrap().is_none(),
+        "expired"
+    );
+    let code = |hash: &str, expires_at: i64| Handoff {
+        code_hash: hash.into(),
+        session: sess.id,
+        system: "hr".into(),
+        next: "/payslip".into(),
+        expires_at,
+    };
+    s.add_handoff(&code("c1", 160), 100).await.unwrap();
+    s.add_handoff(&code("c2", 110), 100).await.unwrap();
+    // Once, from any instance.
+    assert_eq!(
+        other.take_handoff("c1", 120).await.unwrap(),
+        Some(code("c1", 160))
+    );
+    assert_eq!(s.take_handoff("c1", 120).await.unwrap(), None);
+    // Expired: gone, and not redeemed.
+    assert_eq!(s.take_handoff("c2", 120).await.unwrap(), None);
+    s.add_handoff(&code("c3", 900), 100).await.unwrap();
+    s.delete_session(sess.id).await.unwrap();
+    assert_eq!(
+        s.take_handoff("c3", 120).await.unwrap(),
+        None,
+        "gone with the session"
+    );
+
+    s.register_system("payroll", r#"{"name":"payroll"}"#, 1)
+        .await
+        .unwrap();
+    s.register_system("payroll", r#"{"name":"payroll","label":"P"}"#, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.registered_systems().await.unwrap(),
+        vec![(
+            "payroll".to_string(),
+            r#"{"name":"payroll","label":"P"}"#.to_string()
+        )]
+    );
+    assert!(other.unregister_system("payroll").await.unwrap());
+    assert!(!s.unregister_system("payroll").await.unwrap());
+}
+
+contract!(bridge_handoff_tables, bridge_handoffs_and_systems);
