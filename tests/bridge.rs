@@ -1624,6 +1624,11 @@ async fn radicale_through_the_login_proxy() {
         .send(dav("PROPFIND", "/bob/").header("Depth", "0"))
         .await;
     r.expect(403);
+    // Signed out of the portal, the calendar's host takes no more requests.
+    portal_sign_out(&srv, &c).await;
+    srv.send(dav("PROPFIND", "/alice/team/").header("Depth", "0"))
+        .await
+        .expect(401);
 }
 
 /// Debian's Dovecot on a loopback port with a private configuration: alice@example.org has
