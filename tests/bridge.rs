@@ -327,13 +327,18 @@ http {{
     }
 }
 
+/// Stop a peer with SIGTERM, as its master process expects (it stops its workers; SIGKILL
+/// would orphan them), and reap it.
+fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 impl Drop for BasicApp {
     fn drop(&mut self) {
-        // SIGTERM to the master: it stops its workers (SIGKILL would orphan them).
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
@@ -1765,10 +1770,7 @@ service anvil {{
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
