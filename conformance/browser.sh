@@ -29,7 +29,10 @@ HR_PID=""
 cleanup() {
   stop_convene
   conformance/oidc.sh stop "$OIDC_DIR"
-  if [ -n "$HR_PID" ]; then kill "$HR_PID" 2>/dev/null; wait "$HR_PID" 2>/dev/null; fi
+  if [ -n "$HR_PID" ]; then
+    kill "$HR_PID" 2>/dev/null || true
+    wait "$HR_PID" 2>/dev/null || true
+  fi
   rm -rf "$OIDC_DIR" "${CONVENE_WORK:-/nonexistent}"
 }
 trap cleanup EXIT
