@@ -1033,8 +1033,14 @@ secret = "{HEADER_SECRET}"
         "Convene's cookie went upstream: {log}"
     );
 
-    // A code works once.
+    // A code works once; a missing, overlong or posted one is nothing.
     srv.send(c.get(&handoff)).await.expect(400);
+    for bad in ["", "?code=", &format!("?code={}", "a".repeat(4096))] {
+        srv.send(c.get(format!("{tasks_host}/.convene/handoff{bad}")))
+            .await
+            .expect(400);
+    }
+    srv.send(c.post(&handoff)).await.expect(405);
     // A code for one system is nothing on another's host (and is used up).
     let r = srv
         .send(c.get(srv.url("/bridge/open/tasks?next=/api/me")))

@@ -302,6 +302,13 @@ impl Gateway {
     async fn serve(&self, system: &System, req: Request) -> Response {
         let now = self.clock.now();
         if req.uri().path() == HANDOFF_PATH {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                return page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Use the link",
+                    "The hand-off is a link from the portal.",
+                );
+            }
             let query = req.uri().query().unwrap_or("").to_string();
             return self.handoff(system, &query, now).await;
         }

@@ -119,12 +119,19 @@ impl Transit {
             .await
             .map_err(|e| failed(format!("transit {op}: {}", e.without_url())))?;
         let status = r.status();
-        let bytes = Zeroizing::new(
-            r.bytes()
-                .await
-                .map_err(|e| failed(format!("transit {op}: {}", e.without_url())))?
-                .to_vec(),
-        );
+        // An answer is a few hundred bytes: read at most 64 KiB of it.
+        let mut r = r;
+        let mut bytes = Zeroizing::new(Vec::new());
+        while let Some(chunk) = r
+            .chunk()
+            .await
+            .map_err(|e| failed(format!("transit {op}: {}", e.without_url())))?
+        {
+            if bytes.len() + chunk.len() > 64 * 1024 {
+                return Err(failed(format!("transit {op}: the answer is too large")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| failed(format!("transit {op} answered {status}, not JSON")))?;
         if !status.is_success() {
