@@ -116,7 +116,7 @@ run_suite bench-share cargo bench --quiet --bench share -- --recipients 500
 # The login proxy against direct access and nginx as a reverse proxy: p50/p99 for a 10 KB
 # page and a 1 MB download at 1 and 50 users, and memory with 1,000 proxied downloads open
 # (numbers beside their targets; it fails only if a request fails). Needs Debian nginx.
-conformance/nginx.sh install || exit 1
+conformance/debian-peers.sh install || exit 1
 run_suite bench-proxy cargo bench --quiet --bench proxy -- --requests 1000
 for r in "${results[@]}"; do echo "$r"; done
 
@@ -133,10 +133,9 @@ if [ -z "${CONVENE_TEST_LDAP_URL:-}" ]; then
 fi
 # tests/oidc.rs starts real OpenID providers (npm oidc-provider); installed once, up front.
 conformance/oidc.sh install || exit 1
-# tests/bridge.rs starts real nginx instances with auth_basic (Debian nginx) as business systems.
-conformance/nginx.sh install || exit 1
-# ... and Debian's Dovecot as the IMAP server of the mail reminder.
-conformance/dovecot.sh install || exit 1
+# tests/bridge.rs starts real nginx instances with auth_basic (Debian nginx) as business
+# systems, nginx and Caddy as forward-auth fronts, and Dovecot as the mail reminder's server.
+conformance/debian-peers.sh install || exit 1
 cargo test --quiet --no-fail-fast
 test_rc=$?
 drop_test_databases

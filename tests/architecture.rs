@@ -37,7 +37,11 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("lettre", &["mail"]),
     ("ldap3", &["directory"]),
     ("rustls", &["directory"]),
-    ("rustls_pemfile", &["directory"]),
+    // PEM CA files: `[ldap] ca_file` and `[bridge] ca_file`.
+    ("rustls_pemfile", &["directory", "proxy"]),
+    // TLS to business systems (the login proxy's own connections, imaps).
+    ("tokio_rustls", &["proxy"]),
+    ("webpki_roots", &["proxy"]),
     // The login proxy (`proxy::gateway`) serves the system hosts' requests itself.
     ("axum", &["web", "proxy", "app"]),
     ("tower_http", &["web"]),

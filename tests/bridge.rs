@@ -303,7 +303,7 @@ http {{
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("nginx (Debian; conformance/nginx.sh install)");
+            .expect("nginx (Debian; conformance/debian-peers.sh install)");
         // Owned at once, so that a failure to start still stops it.
         let app = BasicApp {
             child,
@@ -576,17 +576,13 @@ secret = "{HEADER_SECRET}"
     );
 }
 
-/// Forward-auth through a real nginx `auth_request` in front of a real HTTP Basic system: a
-/// person signs in to the front with their Convene credentials and reaches the system signed
-/// in as their own account there (the vaulted credential put in place of theirs, each release
-/// in their audit); no binding or the wrong password gets no further; the person's own
-/// identity headers never reach the system; the endpoint answers only the proxy that knows the
-/// system's secret.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_auth_signs_people_in_through_nginx() {
-    const BOB_PW: &str = "tasks-bob-pw";
-    const SECRET: &str = "a-forward-secret-of-32-characters!";
-    let tasks = BasicApp::start(&[("bob.tasks", BOB_PW)], "http://127.0.0.1:1/");
+/// The secret a forward-auth front proves itself with, in both fronts' tests.
+const FORWARD_SECRET: &str = "a-forward-secret-of-32-characters!";
+
+/// A business system behind a forward-auth front, and Convene deciding who gets in: the
+/// system is a real HTTP Basic app (nginx) where bob has the account `bob.tasks`.
+async fn forward_auth_setup() -> (BasicApp, TestServer) {
+    let tasks = BasicApp::start(&[("bob.tasks", FORWARD_BOB_PW)], "http://127.0.0.1:1/");
     let mut srv = TestServer::start(common::Backend::Sqlite).await;
     srv.add_users(&["carol"]);
     let keys = srv.dir.path().join("vault.keys");
@@ -596,11 +592,20 @@ async fn forward_auth_signs_people_in_through_nginx() {
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
     srv.restart_with_config(&format!(
-        "[vault]\nkey_file = \"{}\"\n\n[[systems]]\nname = \"tasks\"\nlabel = \"Tasks\"\nurl = \"{}/api/me\"\nlogin = \"basic\"\nforward_auth_secret = \"{SECRET}\"\n",
+        "[vault]\nkey_file = \"{}\"\n\n[[systems]]\nname = \"tasks\"\nlabel = \"Tasks\"\nurl = \"{}/api/me\"\nlogin = \"basic\"\nforward_auth_secret = \"{FORWARD_SECRET}\"\n",
         keys.display(),
         tasks.base
     ))
     .await;
+    (tasks, srv)
+}
+
+const FORWARD_BOB_PW: &str = "tasks-bob-pw";
+
+/// Forward-auth through a real nginx `auth_request` in front of a real HTTP Basic system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_signs_people_in_through_nginx() {
+    let (tasks, srv) = forward_auth_setup().await;
     let convene = srv.base.clone();
     let backend = tasks.base.clone();
     let front = BasicApp::launch(&[], |_, port| {
@@ -620,16 +625,100 @@ async fn forward_auth_signs_people_in_through_nginx() {
       proxy_pass {convene}/api/bridge/forward-auth/tasks;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Convene-Forward-Secret "{SECRET}";
+      proxy_set_header X-Convene-Forward-Secret "{FORWARD_SECRET}";
     }}
   }}
 "#
         )
     });
+    forward_auth_front_proves(&front.base, &tasks, &srv).await;
+}
+
+/// Caddy (Debian) with `forward_auth` in front of a real HTTP Basic system.
+struct CaddyFront {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+impl CaddyFront {
+    fn start(convene: &str, backend: &str) -> CaddyFront {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = common::free_port();
+        let d = dir.path().display().to_string();
+        std::fs::write(
+            dir.path().join("Caddyfile"),
+            format!(
+                r#"{{
+	admin off
+	auto_https off
+	storage file_system {d}/data
+}}
+http://127.0.0.1:{port} {{
+	forward_auth {convene} {{
+		uri /api/bridge/forward-auth/tasks
+		header_up X-Convene-Forward-Secret "{FORWARD_SECRET}"
+		copy_headers X-Convene-Authorization>Authorization X-Convene-User>Remote-User
+	}}
+	reverse_proxy {backend}
+}}
+"#
+            ),
+        )
+        .expect("Caddyfile");
+        let log = std::fs::File::create(dir.path().join("caddy.log")).expect("log");
+        let child = std::process::Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.path().join("Caddyfile"))
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("caddy (Debian; conformance/debian-peers.sh install)");
+        let front = CaddyFront {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return front;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!(
+            "caddy did not start: {:?}",
+            std::fs::read_to_string(front.dir.path().join("caddy.log"))
+        );
+    }
+}
+
+impl Drop for CaddyFront {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Forward-auth through a real Caddy `forward_auth` in front of a real HTTP Basic system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_signs_people_in_through_caddy() {
+    let (tasks, srv) = forward_auth_setup().await;
+    let front = CaddyFront::start(&srv.base, &tasks.base);
+    forward_auth_front_proves(&front.base, &tasks, &srv).await;
+}
+
+/// What a forward-auth front in front of the system must show: a person signs in to the
+/// front with their Convene credentials and reaches the system signed in as their own account
+/// there (the vaulted credential put in place of theirs, each release in their audit); no
+/// binding or the wrong password gets no further; the person's own identity headers never
+/// reach the system; the endpoint answers only the proxy that knows the system's secret.
+async fn forward_auth_front_proves(front: &str, tasks: &BasicApp, srv: &TestServer) {
     let client = reqwest::Client::new();
     let via_front = |user: &str, pw: &str| {
         client
-            .get(format!("{}/api/me", front.base))
+            .get(format!("{}/api/me", front))
             .basic_auth(user, Some(pw))
             .header("Remote-User", "admin")
             .send()
@@ -643,7 +732,7 @@ async fn forward_auth_signs_people_in_through_nginx() {
         "bob",
         "PUT",
         "/api/bridge/bindings/tasks",
-        &serde_json::json!({"username": "bob.tasks", "password": BOB_PW}).to_string(),
+        &serde_json::json!({"username": "bob.tasks", "password": FORWARD_BOB_PW}).to_string(),
         &[("Content-Type", "application/json")],
     )
     .await
@@ -1660,6 +1749,12 @@ impl Dovecot {
     }
 
     fn start_on(port: u16, password: &str) -> Dovecot {
+        Dovecot::start_with(port, password, None)
+    }
+
+    /// With `tls` (a directory holding `server.pem` and `server.key`), IMAP over TLS only
+    /// (`imaps`, RFC 8314) on `port`.
+    fn start_with(port: u16, password: &str, tls: Option<&std::path::Path>) -> Dovecot {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("dir");
         let d = dir.path();
@@ -1667,7 +1762,7 @@ impl Dovecot {
         let hash = std::process::Command::new("doveadm")
             .args(["pw", "-s", "SHA512-CRYPT", "-p", password])
             .output()
-            .expect("doveadm (Debian dovecot-imapd: conformance/dovecot.sh install)");
+            .expect("doveadm (Debian dovecot-imapd: conformance/debian-peers.sh install)");
         std::fs::write(
             d.join("users"),
             format!(
@@ -1693,7 +1788,7 @@ impl Dovecot {
 base_dir = {d}/run
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -1712,17 +1807,28 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {plain}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {secure}
   }}
 }}
 service anvil {{
   chroot =
 }}
 "#,
-                d = d.display()
+                d = d.display(),
+                ssl = match tls {
+                    Some(t) => format!(
+                        "ssl = required\nssl_cert = <{}/server.pem\nssl_key = <{}/server.key",
+                        t.display(),
+                        t.display()
+                    ),
+                    None => "ssl = no".into(),
+                },
+                plain = if tls.is_some() { 0 } else { port },
+                secure = if tls.is_some() { port } else { 0 },
             ),
         )
         .expect("conf");
@@ -1835,6 +1941,71 @@ async fn the_launcher_shows_the_unread_mail_count() {
     }
     assert_eq!(listed(&srv, "alice").await[0]["binding"], "needs-update");
     assert_eq!(mail.failed_logins(), 1);
+}
+
+/// A test CA (`ca.pem`) and a certificate it signed for 127.0.0.1 (`server.pem`,
+/// `server.key`), made with openssl in a temporary directory.
+fn test_ca() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    for args in [
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=Convene-test-CA -keyout ca.key -out ca.pem",
+        "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem",
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
+/// The mail reminder over `imaps` (TLS from the first byte) to a real Dovecot whose
+/// certificate an organisation's own CA signed: refused while the CA is not trusted (nothing
+/// kept, no login tried), counted once `[bridge] ca_file` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaps_with_the_organisations_ca() {
+    let ca = test_ca();
+    let mail = Dovecot::start_with(common::free_port(), "mail-alice-pw", Some(ca.path()));
+    let system = format!(
+        "[[systems]]\nname = \"mail\"\nlabel = \"Mail\"\nurl = \"imaps://127.0.0.1:{}\"\nlogin = \"imap\"\n",
+        mail.port
+    );
+    let (mut srv, port) = proxy_server(common::Backend::Sqlite, &system).await;
+    // The public roots only: the certificate is not trusted, the password never sent.
+    bind_as_alice(&srv, "mail", "alice@example.org", "mail-alice-pw")
+        .await
+        .expect(502);
+    assert_eq!(
+        listed(&srv, "alice").await[0]["binding"],
+        serde_json::Value::Null
+    );
+    assert_eq!(mail.failed_logins(), 0);
+    let keys = vault_keys(&srv);
+    srv.restart_with_config(&format!(
+        "[vault]\nkey_file = \"{}\"\n\n[bridge]\napps_url = \"http://{{system}}.apps.localhost:{port}\"\nca_file = \"{}\"\n\n{system}",
+        keys.display(),
+        ca.path().join("ca.pem").display()
+    ))
+    .await;
+    bind_as_alice(&srv, "mail", "alice@example.org", "mail-alice-pw")
+        .await
+        .expect(200);
+    let l = listed(&srv, "alice").await;
+    assert_eq!(l[0]["unread"], 3, "{l}");
+    assert!(!srv.log_text().contains("mail-alice-pw"));
 }
 
 /// WebSocket through the login proxy (a PyPI `websockets` echo server behind a header login):

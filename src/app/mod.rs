@@ -308,6 +308,9 @@ pub struct BridgeSettings {
     /// The portal's address, where the system hosts send people to sign in (default: the
     /// public URL).
     pub portal_url: Option<String>,
+    /// PEM certificates of the organisation's own CA, trusted (beside the public web's roots)
+    /// when the bridge speaks TLS to a business system: the login proxy, logins, `imaps`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[sharing]`: delegated entries.
@@ -1345,33 +1348,42 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         .transpose()
         .map_err(|e| AppError::Usage(format!("[bridge] {e}")))?;
     let handoffs = Arc::new(crate::bridge::handoff::Handoffs::new(&key));
+    let extra_roots = match &cfg.bridge.ca_file {
+        Some(f) => crate::proxy::tls::extra_roots(f)
+            .map_err(|e| AppError::Usage(format!("[bridge] ca_file: {e}")))?,
+        None => vec![],
+    };
+    let tls = crate::proxy::tls::connector(&extra_roots)
+        .map_err(|e| AppError::Usage(format!("[bridge] TLS: {e}")))?;
+    let client = crate::proxy::http_client(Duration::from_secs(10), &extra_roots)
+        .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?;
     let gateway = match &apps {
-        Some(hosts) => Some(Arc::new(
-            crate::proxy::gateway::Gateway::new(
-                crate::proxy::gateway::GatewayParts {
-                    store: store.clone(),
-                    registry: systems.clone(),
-                    hosts: hosts.clone(),
-                    portal: cfg
-                        .bridge
-                        .portal_url
-                        .clone()
-                        .or_else(|| cfg.sharing.public_url.clone())
-                        .unwrap_or_else(|| default_public_url(addr)),
-                    handoffs: handoffs.clone(),
-                    vault: vault.clone(),
-                    clock: clock.clone(),
-                },
-                Duration::from_secs(10),
-            )
-            .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
-        )),
+        Some(hosts) => Some(Arc::new(crate::proxy::gateway::Gateway::new(
+            crate::proxy::gateway::GatewayParts {
+                store: store.clone(),
+                registry: systems.clone(),
+                hosts: hosts.clone(),
+                portal: cfg
+                    .bridge
+                    .portal_url
+                    .clone()
+                    .or_else(|| cfg.sharing.public_url.clone())
+                    .unwrap_or_else(|| default_public_url(addr)),
+                handoffs: handoffs.clone(),
+                vault: vault.clone(),
+                clock: clock.clone(),
+            },
+            Duration::from_secs(10),
+            client.clone(),
+            tls.clone(),
+        ))),
         None => None,
     };
-    let verifier = Arc::new(
-        crate::proxy::LoginVerifier::new(Duration::from_secs(10))
-            .map_err(|e| AppError::Usage(format!("HTTP client: {e}")))?,
-    );
+    let verifier = Arc::new(crate::proxy::LoginVerifier::new(
+        client,
+        Duration::from_secs(10),
+        tls,
+    ));
     let session_seconds = (cfg.session_hours.clamp(1, 24 * 90) * 3600) as i64;
     let state = Arc::new(AppState {
         flows: Default::default(),

@@ -241,12 +241,7 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
                 .trim_matches(['[', ']'])
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        if own.starts_with("imaps://") {
-            return Err(named(
-                "imaps:// is not supported yet: use imap:// to a loopback address (a local TLS relay or the mail server on this host)",
-            ));
-        }
-        if !loopback {
+        if !loopback && !own.starts_with("imaps://") {
             return Err(named(
                 "imap:// sends the password in clear: only to a loopback address",
             ));
@@ -568,7 +563,7 @@ mod tests {
         let e = Registry::new(&[m.clone()]).expect_err("clear text");
         assert!(e.contains("only to a loopback address"), "{e}");
         m.url = "imaps://mail.example.org".into();
-        assert!(Registry::new(&[m]).is_err());
+        assert!(Registry::new(&[m]).is_ok(), "TLS to anywhere");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use axum::response::Response;
 use base64::Engine as _;
 
 use super::form;
+use super::upstream::{Relayed, Upstreams, origin_form};
 use crate::bridge::handoff::{Handoffs, HostSession, local_path};
 use crate::bridge::systems::{AppHosts, LoginMethod, Registry, System};
 use crate::bridge::{Credentials, LoginCheck, Refusal};
@@ -111,6 +112,8 @@ pub struct Gateway {
     portal: String,
     handoffs: Arc<Handoffs>,
     vault: Option<Arc<Credentials>>,
+    upstreams: Arc<Upstreams>,
+    /// For the form logins replayed at hand-off.
     client: reqwest::Client,
     clock: SharedClock,
     grants: Mutex<HashMap<(i64, String), Grant>>,
@@ -209,7 +212,10 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
 /// join the two upgraded connections byte for byte until either side closes. The client's
 /// side keeps its connection slot and idle timeout (`app::listener`), so an abandoned socket
 /// is closed, and with it the system's.
-fn switched(resp: reqwest::Response, client_side: hyper::upgrade::OnUpgrade) -> Response {
+fn switched(
+    mut resp: axum::http::Response<Relayed>,
+    client_side: hyper::upgrade::OnUpgrade,
+) -> Response {
     let mut back = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
     if let Some(h) = back.headers_mut() {
         for (name, value) in resp.headers() {
@@ -221,10 +227,14 @@ fn switched(resp: reqwest::Response, client_side: hyper::upgrade::OnUpgrade) -> 
         }
     }
     tokio::spawn(async move {
-        let (Ok(client), Ok(mut system)) = (client_side.await, resp.upgrade().await) else {
+        let (Ok(client), Some(system)) = (
+            client_side.await,
+            super::upstream::upgraded(&mut resp).await,
+        ) else {
             return;
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut system = hyper_util::rt::TokioIo::new(system);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut system).await;
     });
     back.body(Body::empty())
@@ -232,22 +242,25 @@ fn switched(resp: reqwest::Response, client_side: hyper::upgrade::OnUpgrade) -> 
 }
 
 impl Gateway {
-    pub fn new(parts: GatewayParts, timeout: Duration) -> Result<Gateway, reqwest::Error> {
-        Ok(Gateway {
+    /// `client` (form logins) from `proxy::http_client`; `tls` for `https` systems.
+    pub fn new(
+        parts: GatewayParts,
+        timeout: Duration,
+        client: reqwest::Client,
+        tls: tokio_rustls::TlsConnector,
+    ) -> Gateway {
+        Gateway {
             store: parts.store,
             registry: parts.registry,
             hosts: parts.hosts,
             portal: parts.portal.trim_end_matches('/').to_string(),
             handoffs: parts.handoffs,
             vault: parts.vault,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(timeout)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build()?,
+            upstreams: Arc::new(Upstreams::new(timeout, tls)),
+            client,
             clock: parts.clock,
             grants: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     fn cookie_name(&self) -> String {
@@ -580,12 +593,7 @@ impl Gateway {
             .cloned()
             .unwrap_or_else(|| system.cfg.url.clone());
         let own_origin = self.hosts.origin(&system.cfg.name);
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let url = format!("{upstream_origin}{path}");
+        let path = origin_form(&parts.uri).to_string();
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
         let identity: Vec<String> = system
             .cfg
@@ -686,17 +694,23 @@ impl Gateway {
         }
         let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let mut out = self
-            .client
-            .request(parts.method.clone(), url)
-            .headers(headers);
-        if has_body {
-            out = out.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        let mut out = axum::http::Request::new(if has_body { body } else { Body::empty() });
+        *out.method_mut() = parts.method.clone();
+        *out.headers_mut() = headers;
+        match path.parse() {
+            Ok(uri) => *out.uri_mut() = uri,
+            Err(_) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "That address is not one this host serves.",
+                );
+            }
         }
-        let resp = match out.send().await {
+        let resp = match self.upstreams.send(&upstream_origin, out).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(system = %system.cfg.name, error = %e.without_url(), "login proxy: the system could not be reached");
+                tracing::warn!(system = %system.cfg.name, error = %e, "login proxy: the system could not be reached");
                 return page(
                     StatusCode::BAD_GATEWAY,
                     &esc(&system.cfg.label),
@@ -755,14 +769,13 @@ impl Gateway {
                 h.append(name.clone(), value.clone());
             }
         }
-        back.body(Body::from_stream(resp.bytes_stream()))
-            .unwrap_or_else(|_| {
-                page(
-                    StatusCode::BAD_GATEWAY,
-                    "Bad answer",
-                    "The system's answer could not be passed on.",
-                )
-            })
+        back.body(Body::new(resp.into_body())).unwrap_or_else(|_| {
+            page(
+                StatusCode::BAD_GATEWAY,
+                "Bad answer",
+                "The system's answer could not be passed on.",
+            )
+        })
     }
 
     /// A system's `Set-Cookie`, scoped to its host here: no `Domain` (host-only), `Secure`

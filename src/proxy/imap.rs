@@ -2,6 +2,9 @@
 //! of their inbox (`STATUS INBOX (UNSEEN)`), for the launcher's mail reminder. Read-only: no
 //! mailbox is selected, so no flag changes.
 //!
+//! `imaps://` speaks TLS from the first byte (RFC 8314), the server's certificate checked
+//! against the bridge's roots (`proxy::tls`) and the system's host name.
+//!
 //! Must never: send a password over plain IMAP to anything but a loopback address (the
 //! registry refuses such a system), or wait more than the timeout on a slow server.
 
@@ -11,15 +14,19 @@ use crate::bridge::systems::System;
 use crate::bridge::{LoginCheck, Unread};
 use crate::crypto::Secret;
 
-/// `imap://HOST:PORT` of the system.
-fn address(system: &System) -> Option<(String, u16)> {
-    let rest = system.cfg.url.split_once("://")?.1;
+use super::tls::Stream;
+
+/// Whether the system's address is `imaps`, its host and port (`imap://HOST[:PORT]`,
+/// 143 by default; `imaps://`, 993).
+fn address(system: &System) -> Option<(bool, String, u16)> {
+    let (scheme, rest) = system.cfg.url.split_once("://")?;
+    let tls = scheme.eq_ignore_ascii_case("imaps");
     let authority = rest.split(['/', '?', '#']).next()?;
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (authority, 143),
+        Some((h, p)) if !authority.ends_with(']') => (h, p.parse().ok()?),
+        _ => (authority, if tls { 993 } else { 143 }),
     };
-    Some((host.trim_matches(['[', ']']).to_string(), port))
+    Some((tls, host.trim_matches(['[', ']']).to_string(), port))
 }
 
 /// Log in as `username` and, with `count`, read the inbox's unread count.
@@ -29,9 +36,10 @@ pub async fn session(
     password: &Secret,
     count: bool,
     timeout: Duration,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Unread {
-    let Some((host, port)) = address(system) else {
-        return Unread::Unreachable("the system's address is not imap://HOST:PORT".into());
+    let Some((secure, host, port)) = address(system) else {
+        return Unread::Unreachable("the system's address is not imap(s)://HOST:PORT".into());
     };
     let Ok(password) = std::str::from_utf8(password.expose()) else {
         return Unread::Refused;
@@ -40,7 +48,16 @@ pub async fn session(
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|_| Unread::Unreachable("the mail server could not be reached".into()))?;
-        let mut client = async_imap::Client::new(tcp);
+        let stream = if secure {
+            let s = super::tls::wrap(tls, &host, tcp).await.map_err(|e| {
+                tracing::warn!(system = %system.cfg.name, error = %e, "TLS with a mail server failed");
+                Unread::Unreachable("TLS with the mail server failed".into())
+            })?;
+            Stream::Tls(Box::new(s))
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut client = async_imap::Client::new(stream);
         client
             .read_response()
             .await
@@ -83,8 +100,9 @@ pub async fn verify(
     username: &str,
     password: &Secret,
     timeout: Duration,
+    tls: &tokio_rustls::TlsConnector,
 ) -> LoginCheck {
-    match session(system, username, password, false, timeout).await {
+    match session(system, username, password, false, timeout, tls).await {
         Unread::Count(_) => LoginCheck::Accepted,
         Unread::Refused => LoginCheck::Refused,
         Unread::Unreachable(why) => LoginCheck::Unreachable(why),

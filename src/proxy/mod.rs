@@ -12,6 +12,8 @@
 pub mod form;
 pub mod gateway;
 pub mod imap;
+pub mod tls;
+pub mod upstream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,22 +23,42 @@ use crate::bridge::systems::{LoginMethod, System};
 use crate::bridge::{LoginCheck, Verifier};
 use crate::crypto::Secret;
 
+/// The client for the bridge's one-off logins (verification, form replay): never follows a
+/// redirect, gives up after `timeout`, trusts `extra_roots` (DER, `[bridge] ca_file`) beside
+/// the public roots.
+pub fn http_client(
+    timeout: Duration,
+    extra_roots: &[Vec<u8>],
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout);
+    for der in extra_roots {
+        client = client.add_root_certificate(reqwest::Certificate::from_der(der)?);
+    }
+    client.build()
+}
+
 /// Checks a credential with one real login: a GET of the system's address with HTTP Basic,
 /// or its login form replayed.
 pub struct LoginVerifier {
     client: reqwest::Client,
     timeout: Duration,
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl LoginVerifier {
-    pub fn new(timeout: Duration) -> Result<LoginVerifier, reqwest::Error> {
-        Ok(LoginVerifier {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(timeout)
-                .build()?,
+    /// `client` from `http_client`; `tls` trusts the same roots.
+    pub fn new(
+        client: reqwest::Client,
+        timeout: Duration,
+        tls: tokio_rustls::TlsConnector,
+    ) -> LoginVerifier {
+        LoginVerifier {
+            client,
             timeout,
-        })
+            tls,
+        }
     }
 
     async fn basic(&self, system: &System, username: &str, password: &Secret) -> LoginCheck {
@@ -87,7 +109,9 @@ impl LoginVerifier {
                     .await
                     .check
             }
-            LoginMethod::Imap => imap::verify(system, username, password, self.timeout).await,
+            LoginMethod::Imap => {
+                imap::verify(system, username, password, self.timeout, &self.tls).await
+            }
             _ => self.basic(system, username, password).await,
         }
     }
@@ -106,6 +130,7 @@ impl crate::bridge::MailCounter for LoginVerifier {
             password,
             true,
             self.timeout,
+            &self.tls,
         ))
     }
 }

@@ -1,0 +1,499 @@
+//! The login proxy's connections to business systems: HTTP/1.1 over TCP, or over TLS for an
+//! `https` origin, kept alive per origin and driven by the request that uses them.
+//!
+//! No connection has a task of its own. The request that checks a connection out polls it
+//! while its request goes out and its answer's head comes back, and the answer's body
+//! (`Relayed`) polls it while the body streams to the person, from the task that serves the
+//! person's connection. A proxied exchange so stays on one thread with no hand-off between
+//! tasks, as an event-loop proxy does (ADR 0010: the hand-offs were most of what the proxy
+//! added to a small page). A connection goes back to its origin's idle list only once its
+//! answer was read to the end.
+//!
+//! Must never: reuse a connection before its last answer was read to the end, or one its
+//! system closed; keep more than `MAX_IDLE` idle connections an origin, or one idle longer
+//! than `IDLE`; resend a request that may have reached the system, except a GET or HEAD
+//! without a body.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request, Response, Uri, header};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use tokio::net::TcpStream;
+
+use super::tls::Stream;
+
+/// Idle connections kept an origin at most.
+const MAX_IDLE: usize = 64;
+/// How long an idle connection is kept (below the keep-alive timeout of common servers, so
+/// that the system rarely closes one as it is reused).
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Why a request got no answer from its system.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the system's address is not an http(s) origin")]
+    Address,
+    #[error("connecting to the system: {0}")]
+    Connect(io::Error),
+    #[error("connecting to the system took too long")]
+    ConnectTimeout,
+    #[error("TLS with the system: {0}")]
+    Tls(io::Error),
+    #[error("HTTP with the system: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// A connection's driver: the future that reads and writes its socket.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One HTTP/1.1 connection to a system.
+struct Conn {
+    sender: http1::SendRequest<Body>,
+    /// `None` once the connection has ended (closed, failed, or handed to an upgrade).
+    driver: Option<Driver>,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Let the connection read and write what it can; whether it is still open.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(d) = self.driver.as_mut() else {
+            return false;
+        };
+        if d.as_mut().poll(cx).is_ready() {
+            self.driver = None;
+            return false;
+        }
+        true
+    }
+
+    /// Whether the connection can carry a request now: still open, its last exchange done.
+    fn poll_usable(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+/// The connections to every system's origin.
+pub struct Upstreams {
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    connect_timeout: Duration,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams").finish_non_exhaustive()
+    }
+}
+
+/// The parts of an origin a connection needs.
+struct Target<'o> {
+    tls: bool,
+    host: &'o str,
+    port: u16,
+}
+
+fn target(origin: &str) -> Result<Target<'_>, UpstreamError> {
+    let (tls, rest) = if let Some(r) = origin.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = origin.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(UpstreamError::Address);
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            if let Ok(p) = p.parse::<u16>() {
+                (h, p)
+            } else if authority.starts_with('[') && authority.ends_with(']') {
+                (authority, if tls { 443 } else { 80 })
+            } else {
+                return Err(UpstreamError::Address);
+            }
+        }
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(UpstreamError::Address);
+    }
+    Ok(Target { tls, host, port })
+}
+
+/// An answer's body, still coming from the system: polling it drives the connection, which
+/// goes back to its origin's idle list once the body has been read to the end.
+pub struct Relayed {
+    body: Incoming,
+    conn: Option<Conn>,
+    ended: bool,
+    home: Option<(Arc<Upstreams>, String)>,
+}
+
+impl HttpBody for Relayed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        // The body, then the connection (which may put the next frame in the body), then the
+        // body again: both wakers stay registered when neither is ready.
+        for _ in 0..2 {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
+                Poll::Pending => {}
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Pending;
+            };
+            if !conn.drive(cx) {
+                // Closed (or failed): the body ends or errs on its next poll.
+                this.conn = None;
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        if !self.is_end_stream() {
+            // Dropped before the end (the person went away): the connection is mid-answer.
+            return;
+        }
+        if let (Some(conn), Some((pool, origin))) = (self.conn.take(), self.home.take()) {
+            pool.checkin(origin, conn);
+        }
+    }
+}
+
+impl Upstreams {
+    pub fn new(connect_timeout: Duration, tls: tokio_rustls::TlsConnector) -> Upstreams {
+        Upstreams {
+            idle: Mutex::new(HashMap::new()),
+            connect_timeout,
+            tls,
+        }
+    }
+
+    /// Send `req` (origin-form URI, `Host` set here) to `origin` and return the answer, its
+    /// body streaming from the system.
+    pub async fn send(
+        self: &Arc<Self>,
+        origin: &str,
+        req: Request<Body>,
+    ) -> Result<Response<Relayed>, UpstreamError> {
+        let t = target(origin)?;
+        let (mut parts, body) = req.into_parts();
+        if let Ok(v) = header::HeaderValue::from_str(origin_authority(origin)) {
+            parts.headers.insert(header::HOST, v);
+        }
+        // Only a GET or HEAD without a body is sent again when a kept-alive connection turns
+        // out to have been closed as it was used.
+        let resendable = matches!(parts.method, Method::GET | Method::HEAD)
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let again = resendable.then(|| {
+            let mut r = Request::new(());
+            *r.method_mut() = parts.method.clone();
+            *r.uri_mut() = parts.uri.clone();
+            *r.headers_mut() = parts.headers.clone();
+            r
+        });
+        let req = Request::from_parts(parts, body);
+        if let Some(mut conn) = self.checkout(origin).await {
+            match exchange(&mut conn, req).await {
+                Ok(resp) => return Ok(self.relay(origin, conn, resp)),
+                Err(mut e) => {
+                    let retry = match (e.take_message(), again) {
+                        (Some(req), _) => req,
+                        (None, Some(parts)) if e.error().is_incomplete_message() => {
+                            let (p, ()) = parts.into_parts();
+                            Request::from_parts(p, Body::empty())
+                        }
+                        _ => return Err(UpstreamError::Http(e.into_error())),
+                    };
+                    let mut conn = self.connect(&t).await?;
+                    let resp = exchange(&mut conn, retry)
+                        .await
+                        .map_err(|e| e.into_error())?;
+                    return Ok(self.relay(origin, conn, resp));
+                }
+            }
+        }
+        let mut conn = self.connect(&t).await?;
+        let resp = exchange(&mut conn, req).await.map_err(|e| e.into_error())?;
+        Ok(self.relay(origin, conn, resp))
+    }
+
+    fn relay(
+        self: &Arc<Self>,
+        origin: &str,
+        conn: Conn,
+        resp: Response<Incoming>,
+    ) -> Response<Relayed> {
+        resp.map(|body| Relayed {
+            body,
+            conn: Some(conn),
+            ended: false,
+            home: Some((self.clone(), origin.to_string())),
+        })
+    }
+
+    /// An idle connection to `origin` that can carry a request now, if there is one.
+    async fn checkout(&self, origin: &str) -> Option<Conn> {
+        loop {
+            let conn = {
+                let mut idle = self.idle.lock().ok()?;
+                let list = idle.get_mut(origin)?;
+                list.pop()?
+            };
+            if conn.idle_since.elapsed() >= IDLE {
+                continue;
+            }
+            let mut conn = conn;
+            let usable = std::future::poll_fn(|cx| Poll::Ready(conn.poll_usable(cx))).await;
+            if usable {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn checkin(&self, origin: String, mut conn: Conn) {
+        if conn.driver.is_none() || conn.sender.is_closed() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(origin).or_default();
+            list.retain(|c| c.idle_since.elapsed() < IDLE && !c.sender.is_closed());
+            if list.len() < MAX_IDLE {
+                list.push(conn);
+            }
+        }
+    }
+
+    async fn connect(&self, t: &Target<'_>) -> Result<Conn, UpstreamError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((t.host, t.port)))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(UpstreamError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if t.tls {
+            let tls = tokio::time::timeout(
+                self.connect_timeout,
+                super::tls::wrap(&self.tls, t.host, tcp),
+            )
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(UpstreamError::Tls)?;
+            Stream::Tls(Box::new(tls))
+        } else {
+            Stream::Plain(tcp)
+        };
+        let (sender, conn) = http1::Builder::new()
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await?;
+        Ok(Conn {
+            sender,
+            driver: Some(Box::pin(conn.with_upgrades())),
+            idle_since: Instant::now(),
+        })
+    }
+}
+
+/// `host[:port]` of an origin (`scheme://host[:port]`).
+fn origin_authority(origin: &str) -> &str {
+    let rest = origin.split_once("://").map(|(_, r)| r).unwrap_or(origin);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Send `req` on `conn`, driving the connection until the answer's head is in.
+async fn exchange(
+    conn: &mut Conn,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
+    let mut answer = std::pin::pin!(conn.sender.try_send_request(req));
+    std::future::poll_fn(|cx| {
+        // Once the connection has ended, the answer resolves with its error (or, for an
+        // upgrade, it is already in).
+        conn.drive(cx);
+        answer.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The origin-form of a request's target (`/path?query`).
+pub fn origin_form(uri: &Uri) -> &str {
+    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+}
+
+/// The system switched protocols: the upgraded connection once its driver hands it over.
+pub async fn upgraded(resp: &mut Response<Relayed>) -> Option<hyper::upgrade::Upgraded> {
+    let on = hyper::upgrade::on(&mut *resp);
+    // The driver gives the socket to the upgrade when it sees the 101 through (it may have
+    // done so already, while the answer's head came in).
+    let mut conn = resp.body_mut().conn.take()?;
+    resp.body_mut().home = None;
+    let (up, ()) = tokio::join!(
+        on,
+        std::future::poll_fn(|cx| if conn.drive(cx) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        })
+    );
+    up.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A raw HTTP/1.1 server on loopback answering `ok` to every request; with `close`, it
+    /// closes each connection after its first answer (keep-alive announced all the same).
+    /// Counts the connections it accepted.
+    async fn raw_server(close: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut have = 0;
+                    for _ in 0..100 {
+                        let Ok(n) = s.read(&mut buf[have..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have += n;
+                        if buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
+                            have = 0;
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(answer).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (origin, accepted)
+    }
+
+    fn upstreams() -> Arc<Upstreams> {
+        let tls = crate::proxy::tls::connector(&[]).expect("tls");
+        Arc::new(Upstreams::new(Duration::from_secs(5), tls))
+    }
+
+    async fn get(u: &Arc<Upstreams>, origin: &str) -> String {
+        let req = Request::builder()
+            .uri("/page")
+            .body(Body::empty())
+            .expect("request");
+        let resp = u.send(origin, req).await.expect("answer");
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+            .await
+            .expect("body");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_was_read() {
+        let (origin, accepted) = raw_server(false).await;
+        let u = upstreams();
+        for _ in 0..3 {
+            assert_eq!(get(&u, &origin).await, "ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one kept-alive connection"
+        );
+        // An answer dropped before its end takes its connection with it.
+        let req = Request::builder()
+            .uri("/")
+            .body(Body::empty())
+            .expect("req");
+        drop(u.send(&origin, req).await.expect("answer"));
+        assert_eq!(get(&u, &origin).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_system_closed_is_not_reused() {
+        let (origin, accepted) = raw_server(true).await;
+        let u = upstreams();
+        for i in 1..=3 {
+            assert_eq!(get(&u, &origin).await, "ok");
+            // Let the system's close arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), i);
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_an_error_not_a_hang() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        drop(listener);
+        let req = Request::builder()
+            .uri("/")
+            .body(Body::empty())
+            .expect("req");
+        assert!(matches!(
+            upstreams().send(&origin, req).await,
+            Err(UpstreamError::Connect(_))
+        ));
+    }
+
+    #[test]
+    fn targets_of_origins() {
+        let t = target("http://127.0.0.1:8080").expect("v4");
+        assert_eq!((t.tls, t.host, t.port), (false, "127.0.0.1", 8080));
+        let t = target("https://hr.example.org").expect("default port");
+        assert_eq!((t.tls, t.host, t.port), (true, "hr.example.org", 443));
+        let t = target("http://[::1]:9000").expect("v6");
+        assert_eq!((t.host, t.port), ("::1", 9000));
+        let t = target("https://[::1]").expect("v6 default");
+        assert_eq!((t.host, t.port), ("::1", 443));
+        assert!(target("ftp://x").is_err());
+        assert!(target("http://x:port").is_err());
+        assert!(target("http://").is_err());
+        assert_eq!(origin_authority("http://[::1]:9000"), "[::1]:9000");
+    }
+}
