@@ -298,7 +298,7 @@ pub struct Config {
 }
 
 /// `[bridge]`: the login proxy.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeSettings {
     /// Where each system is served signed in, a host per system:
@@ -311,6 +311,19 @@ pub struct BridgeSettings {
     /// PEM certificates of the organisation's own CA, trusted (beside the public web's roots)
     /// when the bridge speaks TLS to a business system: the login proxy, logins, `imaps`.
     pub ca_file: Option<std::path::PathBuf>,
+    /// How often the registrations made with `convene systems` are read again (seconds).
+    pub reload_seconds: u64,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            apps_url: None,
+            portal_url: None,
+            ca_file: None,
+            reload_seconds: 30,
+        }
+    }
 }
 
 /// `[sharing]`: delegated entries.
@@ -1301,9 +1314,11 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     }
     let (mailer, directory) = outside_services(&cfg)?;
     let vault = open_vault(&cfg, &store).await?.map(Arc::new);
-    let systems = Arc::new(registry(&cfg, Some(&store)).await?);
+    let systems = Arc::new(crate::bridge::systems::LiveRegistry::new(
+        registry(&cfg, Some(&store)).await?,
+    ));
     // A system removed from the configuration takes its people's credentials with it.
-    for name in crate::bridge::forget_unregistered(&store, &systems)
+    for name in crate::bridge::forget_unregistered(&store, &systems.snapshot())
         .await
         .map_err(|e| AppError::Usage(format!("bridge: {e}")))?
     {
@@ -1331,7 +1346,31 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
             clock: clock.clone(),
         },
     );
-    let tasks = start_workers(&cfg, &store, &sharing, mailer.as_ref(), &org, &clock);
+    let mut tasks = start_workers(&cfg, &store, &sharing, mailer.as_ref(), &org, &clock);
+    {
+        // Systems registered or removed with the CLI (on any instance's store) take effect
+        // within `[bridge] reload_seconds`, without a restart.
+        let (store, live, configured) = (store.clone(), systems.clone(), cfg.systems.clone());
+        let every = Duration::from_secs(cfg.bridge.reload_seconds.clamp(1, 3600));
+        tasks.spawn("systems reload", move |mut stop| async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                match crate::bridge::registry(&store, &configured).await {
+                    Ok(r) => {
+                        if live.replace(r) {
+                            tracing::info!("business systems reloaded");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reloading the business systems failed; the last good registry stays"),
+                }
+            }
+        });
+    }
     let oidc = match &cfg.oidc {
         Some(o) => Some(
             crate::auth::oidc::OidcClient::new(o.clone())

@@ -350,9 +350,54 @@ impl Registry {
         self.systems.iter().find(|s| s.cfg.name == name)
     }
 
+    /// Every entry as registered, secrets left out: equal for equal registries.
+    fn fingerprint(&self) -> String {
+        let entries: Vec<&SystemConfig> = self.systems.iter().map(|s| &s.cfg).collect();
+        serde_json::to_string(&entries).unwrap_or_default()
+    }
+
     /// The systems someone in these groups and departments may use.
     pub fn visible_to<'a>(&'a self, groups: &'a [String]) -> impl Iterator<Item = &'a System> + 'a {
         self.systems.iter().filter(move |s| s.allows(groups))
+    }
+}
+
+/// The registry in force. Each request reads it whole (a snapshot, so one request sees one
+/// registry); `replace` swaps in a new one when the registrations change (`convene systems
+/// add` or `remove`, on this instance's store or any other's).
+#[derive(Debug)]
+pub struct LiveRegistry(std::sync::RwLock<std::sync::Arc<Registry>>);
+
+impl LiveRegistry {
+    pub fn new(registry: Registry) -> LiveRegistry {
+        LiveRegistry(std::sync::RwLock::new(std::sync::Arc::new(registry)))
+    }
+
+    /// The registry as it is now.
+    pub fn snapshot(&self) -> std::sync::Arc<Registry> {
+        match self.0.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The system `name` as registered now.
+    pub fn get(&self, name: &str) -> Option<System> {
+        self.snapshot().get(name).cloned()
+    }
+
+    /// Put `registry` in force; whether anything a person or the proxy sees changed.
+    pub fn replace(&self, registry: Registry) -> bool {
+        let fresh = std::sync::Arc::new(registry);
+        let mut cur = match self.0.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let changed = cur.fingerprint() != fresh.fingerprint();
+        if changed {
+            *cur = fresh;
+        }
+        changed
     }
 }
 

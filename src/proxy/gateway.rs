@@ -35,7 +35,7 @@ use base64::Engine as _;
 use super::form;
 use super::upstream::{Relayed, Upstreams, origin_form};
 use crate::bridge::handoff::{Handoffs, HostSession, local_path};
-use crate::bridge::systems::{AppHosts, LoginMethod, Registry, System};
+use crate::bridge::systems::{AppHosts, LiveRegistry, LoginMethod, System};
 use crate::bridge::{Credentials, LoginCheck, Refusal};
 use crate::clock::SharedClock;
 use crate::crypto::Secret;
@@ -106,7 +106,7 @@ struct Grant {
 /// The login proxy.
 pub struct Gateway {
     store: Store,
-    registry: Arc<Registry>,
+    registry: Arc<LiveRegistry>,
     hosts: AppHosts,
     /// The portal's base URL (where people sign in and open systems).
     portal: String,
@@ -131,7 +131,7 @@ impl std::fmt::Debug for Gateway {
 /// What the gateway needs from the composition root.
 pub struct GatewayParts {
     pub store: Store,
-    pub registry: Arc<Registry>,
+    pub registry: Arc<LiveRegistry>,
     pub hosts: AppHosts,
     pub portal: String,
     pub handoffs: Arc<Handoffs>,
@@ -151,7 +151,8 @@ async fn dispatch(State(g): State<Arc<Gateway>>, req: Request, next: Next) -> Re
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    match g.hosts.system_of_host(&g.registry, host) {
+    let registry = g.registry.snapshot();
+    match g.hosts.system_of_host(&registry, host) {
         Some(system) => g.serve(system, req).await,
         None => next.run(req).await,
     }

@@ -32,6 +32,7 @@ async fn visible(state: &AppState, user: &User) -> Result<Vec<String>, Response>
     let memberships = state.store.groups_of(user.id).await.map_err(failed)?;
     Ok(state
         .systems
+        .snapshot()
         .visible_to(&memberships)
         .map(|s| s.cfg.name.clone())
         .collect())
@@ -119,7 +120,7 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
         let unread = if s.cfg.login == crate::bridge::systems::LoginMethod::Imap
             && binding == Some("bound")
         {
-            unread_of(&state, &user, s).await
+            unread_of(&state, &user, &s).await
         } else {
             None
         };
@@ -130,7 +131,7 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
                 "url": s.cfg.url,
                 "login": s.cfg.login.as_str(),
                 "binding": binding,
-                "open": super::bridge_pages::open_url(&state, s),
+                "open": super::bridge_pages::open_url(&state, &s),
                 "unread": unread,
         }));
     }
@@ -225,7 +226,7 @@ pub(super) async fn binding(
             match crate::bridge::bind(
                 vault,
                 state.verifier.as_ref(),
-                (user.id, sys),
+                (user.id, &sys),
                 &b.username,
                 &password,
                 state.clock.now(),

@@ -43,11 +43,11 @@ pub(super) async fn systems_page(State(state): State<Arc<AppState>>, req: Reques
 }
 
 /// The system `name`, if this person may use it (else the page that says there is none).
-async fn system_for<'s>(
-    state: &'s AppState,
+async fn system_for(
+    state: &AppState,
     cur: &Current,
     name: &str,
-) -> Result<&'s crate::bridge::systems::System, Response> {
+) -> Result<crate::bridge::systems::System, Response> {
     let Ok(memberships) = state.store.groups_of(cur.user.id).await else {
         return Err(unavailable());
     };
@@ -167,7 +167,8 @@ async fn render(
     };
     let csrf = e(&cur.csrf);
     let mut rows = String::new();
-    for s in state.systems.visible_to(&memberships) {
+    let systems = state.systems.snapshot();
+    for s in systems.visible_to(&memberships) {
         let name = e(&s.cfg.name);
         let binding = bindings
             .iter()
@@ -289,7 +290,7 @@ pub(super) async fn system_action(
             match crate::bridge::bind(
                 &vault,
                 state.verifier.as_ref(),
-                (cur.user.id, sys),
+                (cur.user.id, &sys),
                 &f.username,
                 &password,
                 now,

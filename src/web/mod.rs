@@ -53,7 +53,7 @@ pub struct AppState {
     /// The credential vault, when configured (the bridge's bindings keep their secrets there).
     pub vault: Option<Arc<crate::bridge::Credentials>>,
     /// The business systems registered (`[[systems]]`).
-    pub systems: Arc<crate::bridge::systems::Registry>,
+    pub systems: Arc<crate::bridge::systems::LiveRegistry>,
     /// One real login to a business system, to verify a binding (the `proxy` edge).
     pub verifier: Arc<dyn crate::bridge::Verifier>,
     /// Where the login proxy serves each system (`[bridge] apps_url`); without it the
