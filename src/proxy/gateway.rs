@@ -596,23 +596,16 @@ impl Gateway {
         let own_origin = self.hosts.origin(&system.cfg.name);
         let path = origin_form(&parts.uri).to_string();
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-        let identity: Vec<String> = system
-            .cfg
-            .header
-            .iter()
-            .flat_map(|h| {
-                [
-                    h.name.to_ascii_lowercase(),
-                    h.secret_header.to_ascii_lowercase(),
-                ]
-            })
-            .collect();
+        // The system's own identity headers (a header login's), whatever their case.
+        let identity =
+            |n: &str| {
+                system.cfg.header.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case(n) || h.secret_header.eq_ignore_ascii_case(n)
+                })
+            };
         for (name, value) in &parts.headers {
             let n = name.as_str();
-            if STRIPPED.contains(&n)
-                || n.starts_with("x-convene-")
-                || identity.iter().any(|i| i == n)
-            {
+            if STRIPPED.contains(&n) || n.starts_with("x-convene-") || identity(n) {
                 continue;
             }
             if matches!(n, "origin" | "referer")
