@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -55,12 +56,70 @@ pub enum UpstreamError {
 /// A connection's driver: the future that reads and writes its socket.
 type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
+/// The waker a connection's parts are polled with. Its request channel, answer channel and
+/// body channel all end in the task that polls them, so hyper's signals between them would
+/// wake that very task while it runs: tokio then reschedules it as a yield and wakes the
+/// other worker thread for it (a futex wake and a migration per exchange, half of the
+/// process's wake-ups before this filter). Wakes that arrive while the task is polling the
+/// connection are noted instead and answered by polling again at once; any other wake goes
+/// to the task.
+#[derive(Default)]
+struct SelfWakes {
+    task: futures_util::task::AtomicWaker,
+    polling: AtomicBool,
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for SelfWakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+/// Rounds of polling again for wakes from within (each round makes progress on a channel;
+/// past this the task is woken and polled later).
+const SELF_WAKE_ROUNDS: usize = 8;
+
 /// One HTTP/1.1 connection to a system.
 struct Conn {
     sender: http1::SendRequest<Body>,
     /// `None` once the connection has ended (closed, failed, or handed to an upgrade).
     driver: Option<Driver>,
     idle_since: Instant,
+    wakes: Arc<SelfWakes>,
+}
+
+/// Poll `f` with the connection's filtering waker (`SelfWakes`), again at once while wakes
+/// came from within.
+fn filtered<T>(
+    wakes: &Arc<SelfWakes>,
+    cx: &mut Context<'_>,
+    mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    wakes.task.register(cx.waker());
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut inner = Context::from_waker(&waker);
+    for _ in 0..SELF_WAKE_ROUNDS {
+        wakes.woken.store(false, Ordering::SeqCst);
+        wakes.polling.store(true, Ordering::SeqCst);
+        let r = f(&mut inner);
+        wakes.polling.store(false, Ordering::SeqCst);
+        if r.is_ready() {
+            return r;
+        }
+        if !wakes.woken.swap(false, Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+    }
+    cx.waker().wake_by_ref();
+    Poll::Pending
 }
 
 impl Conn {
@@ -148,26 +207,38 @@ impl HttpBody for Relayed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        // The body, then the connection (which may put the next frame in the body), then the
-        // body again: both wakers stay registered when neither is ready.
-        for _ in 0..2 {
-            match Pin::new(&mut this.body).poll_frame(cx) {
+        let Some(wakes) = this.conn.as_ref().map(|c| c.wakes.clone()) else {
+            // The connection has ended: what it delivered is all there is.
+            return match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Ready(None) => {
                     this.ended = true;
-                    return Poll::Ready(None);
+                    Poll::Ready(None)
                 }
-                Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
-                Poll::Pending => {}
-            }
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Pending;
+                other => other,
             };
-            if !conn.drive(cx) {
-                // Closed (or failed): the body ends or errs on its next poll.
-                this.conn = None;
+        };
+        // The body, then the connection (which may put the next frame in the body), then the
+        // body again: both wakers stay registered when neither is ready.
+        filtered(&wakes, cx, |cx| {
+            for _ in 0..2 {
+                match Pin::new(&mut this.body).poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        this.ended = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame)),
+                    Poll::Pending => {}
+                }
+                let Some(conn) = this.conn.as_mut() else {
+                    return Poll::Pending;
+                };
+                if !conn.drive(cx) {
+                    // Closed (or failed): the body ends or errs on its next poll.
+                    this.conn = None;
+                }
             }
-        }
-        Poll::Pending
+            Poll::Pending
+        })
     }
 
     fn is_end_stream(&self) -> bool {
@@ -276,7 +347,12 @@ impl Upstreams {
                 continue;
             }
             let mut conn = conn;
-            let usable = std::future::poll_fn(|cx| Poll::Ready(conn.poll_usable(cx))).await;
+            let wakes = conn.wakes.clone();
+            let usable = std::future::poll_fn(|cx| {
+                let usable = filtered(&wakes, cx, |cx| Poll::Ready(conn.poll_usable(cx)));
+                Poll::Ready(matches!(usable, Poll::Ready(true)))
+            })
+            .await;
             if usable {
                 return Some(conn);
             }
@@ -322,6 +398,7 @@ impl Upstreams {
             sender,
             driver: Some(Box::pin(conn.with_upgrades())),
             idle_since: Instant::now(),
+            wakes: Arc::default(),
         })
     }
 }
@@ -337,12 +414,23 @@ async fn exchange(
     conn: &mut Conn,
     req: Request<Body>,
 ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
-    let mut answer = std::pin::pin!(conn.sender.try_send_request(req));
+    let wakes = conn.wakes.clone();
+    let mut req = Some(req);
+    let mut answer = None;
     std::future::poll_fn(|cx| {
-        // Once the connection has ended, the answer resolves with its error (or, for an
-        // upgrade, it is already in).
-        conn.drive(cx);
-        answer.as_mut().poll(cx)
+        filtered(&wakes, cx, |cx| {
+            // Sent from within the filter: the channel's wake of the driver is one of ours.
+            if let Some(req) = req.take() {
+                answer = Some(Box::pin(conn.sender.try_send_request(req)));
+            }
+            // Once the connection has ended, the answer resolves with its error (or, for an
+            // upgrade, it is already in).
+            conn.drive(cx);
+            match answer.as_mut() {
+                Some(a) => a.as_mut().poll(cx),
+                None => Poll::Pending,
+            }
+        })
     })
     .await
 }
