@@ -117,7 +117,7 @@ run_suite bench-share cargo bench --quiet --bench share -- --recipients 500
 # page and a 1 MB download at 1 and 50 users, and memory with 1,000 proxied downloads open
 # (numbers beside their targets; it fails only if a request fails). Needs Debian nginx.
 conformance/debian-peers.sh install || exit 1
-run_suite bench-proxy cargo bench --quiet --bench proxy -- --requests 1000
+run_suite bench-proxy cargo bench --quiet --bench proxy -- --requests 4000
 for r in "${results[@]}"; do echo "$r"; done
 
 echo "== cargo test (SQLite and PostgreSQL at $CONVENE_TEST_PG_URL)" >&2
