@@ -141,9 +141,17 @@ impl Conn {
     }
 }
 
+/// The idle connections, by origin, and when the lists were last swept whole.
+struct Idle {
+    by_origin: HashMap<String, Vec<Conn>>,
+    swept: Instant,
+}
+
 /// The connections to every system's origin.
 pub struct Upstreams {
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    idle: Mutex<Idle>,
+    /// How long an idle connection is kept (`IDLE`).
+    idle_for: Duration,
     connect_timeout: Duration,
     tls: tokio_rustls::TlsConnector,
 }
@@ -265,7 +273,11 @@ impl Drop for Relayed {
 impl Upstreams {
     pub fn new(connect_timeout: Duration, tls: tokio_rustls::TlsConnector) -> Upstreams {
         Upstreams {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Idle {
+                by_origin: HashMap::new(),
+                swept: Instant::now(),
+            }),
+            idle_for: IDLE,
             connect_timeout,
             tls,
         }
@@ -340,10 +352,10 @@ impl Upstreams {
         loop {
             let conn = {
                 let mut idle = self.idle.lock().ok()?;
-                let list = idle.get_mut(origin)?;
+                let list = idle.by_origin.get_mut(origin)?;
                 list.pop()?
             };
-            if conn.idle_since.elapsed() >= IDLE {
+            if conn.idle_since.elapsed() >= self.idle_for {
                 continue;
             }
             let mut conn = conn;
@@ -364,9 +376,20 @@ impl Upstreams {
             return;
         }
         conn.idle_since = Instant::now();
+        let idle_for = self.idle_for;
+        let fresh = |c: &Conn| c.idle_since.elapsed() < idle_for && !c.sender.is_closed();
         if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(origin).or_default();
-            list.retain(|c| c.idle_since.elapsed() < IDLE && !c.sender.is_closed());
+            // Once an idle period, every list: the connections of a system no longer
+            // registered (or no longer used) are closed too.
+            if idle.swept.elapsed() >= idle_for {
+                idle.by_origin.retain(|_, list| {
+                    list.retain(fresh);
+                    !list.is_empty()
+                });
+                idle.swept = Instant::now();
+            }
+            let list = idle.by_origin.entry(origin).or_default();
+            list.retain(fresh);
             if list.len() < MAX_IDLE {
                 list.push(conn);
             }
@@ -552,6 +575,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(accepted.load(Ordering::SeqCst), i);
         }
+    }
+
+    #[tokio::test]
+    async fn idle_connections_of_an_origin_no_longer_used_are_closed() {
+        // The system whose connection must be closed: it tells when its socket sees the end.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let gone = format!("http://{}", listener.local_addr().expect("addr"));
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+            let _ = closed_tx.send(matches!(n, Ok(Ok(0))));
+        });
+        let (other, _) = raw_server(false).await;
+        let tls = crate::proxy::tls::connector(&[]).expect("tls");
+        let mut u = Upstreams::new(Duration::from_secs(5), tls);
+        u.idle_for = Duration::from_millis(50);
+        let u = Arc::new(u);
+        assert_eq!(get(&u, &gone).await, "ok");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Traffic to another origin sweeps every list.
+        assert_eq!(get(&u, &other).await, "ok");
+        assert!(
+            closed_rx.await.expect("answer"),
+            "the unused connection is closed"
+        );
     }
 
     #[tokio::test]
