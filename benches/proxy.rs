@@ -10,7 +10,9 @@
 //!
 //! For each way, body and concurrency (1 and 50 users), p50 and p99 latency (whole body
 //! read). The ways take turns, a tenth of the requests at a time, so that whatever else the
-//! machine does falls on all three alike. Targets (issue 23): Convene's p50 overhead within 2x of nginx's, p99 at most 5 ms
+//! machine does falls on all of them alike, and direct access runs twice (an A/A control):
+//! a target missed by less than direct differed from itself is shown as missed within the
+//! noise, apart from a clear miss. Targets (issue 23): Convene's p50 overhead within 2x of nginx's, p99 at most 5 ms
 //! added; and memory bounded with 1,000 proxied connections open at once (each has asked
 //! for the 1 MB file and reads nothing more).
 //!
@@ -145,6 +147,36 @@ async fn load(
     }
     all.sort();
     all
+}
+
+/// A measured value against its target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Met,
+    /// Over the target by less than direct access differed from itself (the A/A control):
+    /// a miss this run cannot tell from none.
+    WithinNoise,
+    Missed,
+}
+
+impl Verdict {
+    fn of(value: f64, bound: f64, noise: f64) -> Verdict {
+        if value <= bound {
+            Verdict::Met
+        } else if value <= bound + noise {
+            Verdict::WithinNoise
+        } else {
+            Verdict::Missed
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::WithinNoise => "missed within noise",
+            Verdict::Missed => "MISSED",
+        }
+    }
 }
 
 /// One way in: its name, base URL and the headers each request carries.
@@ -392,16 +424,16 @@ async fn main() {
             let (n50, n99) = (p[1].1 - d50, p[1].2 - d99);
             let (c50, c99) = (p[2].1 - d50, p[2].2 - d99);
             let (a50, a99) = ((p[3].1 - d50).abs(), (p[3].2 - d99).abs());
-            // Within 2x of nginx's overhead (when nginx adds nothing measurable, 2x of
-            // nothing: any overhead misses).
-            let p50_ok = c50 <= 2.0 * n50.max(0.0);
-            let p99_ok = c99 <= 5.0;
-            verdicts.push(p50_ok && p99_ok);
+            // p50: within 2x of nginx's overhead (nginx adding nothing, 2x of nothing);
+            // p99: at most 5 ms added.
+            let p50_bound = 2.0 * n50.max(0.0);
+            let p50_v = Verdict::of(c50, p50_bound, a50);
+            let p99_v = Verdict::of(c99, 5.0, a99);
+            verdicts.extend([p50_v, p99_v]);
             rows.push(format!(
-                "  {body:<14} {users:>2} users  direct p50 {d50:7.3} p99 {d99:7.3} (A/A +-{a50:.3} +-{a99:.3}) | nginx +{n50:6.3} +{n99:6.3} | convene +{c50:6.3} +{c99:6.3}  target p50 <= {:.3} [{}], p99 <= +5 [{}]{}",
-                2.0 * n50.max(0.0),
-                if p50_ok { "met" } else { "MISSED" },
-                if p99_ok { "met" } else { "MISSED" },
+                "  {body:<14} {users:>2} users  direct p50 {d50:7.3} p99 {d99:7.3} (A/A +-{a50:.3} +-{a99:.3}) | nginx +{n50:6.3} +{n99:6.3} | convene +{c50:6.3} +{c99:6.3}  target p50 <= {p50_bound:.3} [{}], p99 <= +5 [{}]{}",
+                p50_v.word(),
+                p99_v.word(),
                 if n99 > 5.0 { " (nginx's own p99 adds more than 5)" } else { "" },
             ));
         }
@@ -442,7 +474,11 @@ async fn main() {
     // Bounded: at most 256 KiB a connection (the socket buffers and one chunk in flight
     // each way), never the body.
     let mem_ok = answered == 1000 && grown_mib <= 250.0;
-    verdicts.push(mem_ok);
+    verdicts.push(if mem_ok {
+        Verdict::Met
+    } else {
+        Verdict::Missed
+    });
     rows.push(format!(
         "  1,000 open proxied downloads: {answered} answered, server RSS {:.1} MiB before, {:.1} MiB with them open (+{grown_mib:.1} MiB), {:.1} MiB after  target <= +250 MiB [{}]",
         before as f64 / 1024.0,
@@ -461,9 +497,12 @@ async fn main() {
     );
     println!("{table}");
     eprintln!("{table}");
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
     println!(
-        "bench-proxy: ok ({} of {} targets met)",
-        verdicts.iter().filter(|v| **v).count(),
-        verdicts.len()
+        "bench-proxy: ok ({} of {} targets met, {} missed by less than the A/A noise, {} missed)",
+        count(Verdict::Met),
+        verdicts.len(),
+        count(Verdict::WithinNoise),
+        count(Verdict::Missed)
     );
 }
