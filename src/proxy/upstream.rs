@@ -612,6 +612,57 @@ mod tests {
         );
     }
 
+    /// A task's waker that counts its wakes.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wakes_from_within_are_polled_again_and_others_reach_the_task() {
+        let task = Arc::new(Counted::default());
+        let waker = std::task::Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let wakes = Arc::new(SelfWakes::default());
+        // Woken from within its own poll: polled again at once, the task never woken.
+        let mut polls = 0;
+        let r = filtered(&wakes, &mut cx, |cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        });
+        assert!(r.is_ready());
+        assert_eq!((polls, task.0.load(Ordering::SeqCst)), (2, 0));
+        // A wake after the poll (the socket became readable) reaches the task.
+        let mut kept = None;
+        let r: Poll<()> = filtered(&wakes, &mut cx, |cx| {
+            kept = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        assert!(r.is_pending());
+        kept.expect("registered").wake();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        // Something that wakes itself forever gets a bounded number of rounds, then the
+        // task is woken to come back later.
+        let mut rounds = 0;
+        let r: Poll<()> = filtered(&wakes, &mut cx, |cx| {
+            rounds += 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        assert!(r.is_pending());
+        assert_eq!(rounds, SELF_WAKE_ROUNDS);
+        assert_eq!(task.0.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn nothing_listening_is_an_error_not_a_hang() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
