@@ -2,14 +2,19 @@
 //! oauth2-proxy and Authentik's outposts do it: the portal, where the person is signed in,
 //! issues a one-time code for one of its sessions and one system; that system's host redeems
 //! it once and sets a host-only cookie of its own, sealed under the server key, that names the
-//! portal session. Every request on the system host then asks the store whether that portal
-//! session still lives, so signing out of the portal closes every system at once, and any
-//! instance on a shared database can serve any request.
+//! portal session. Requests on the system host then ask the store whether that portal session
+//! still lives, at most once a clock second for a cookie (`RECHECK_SECONDS`), so signing out
+//! of the portal closes every system at once on this instance and within the second on any
+//! other on a shared database; any instance can serve any request.
 //!
 //! No HTTP here: codes and cookie values are strings; the edges carry them.
 //!
-//! Must never: keep a code in clear, redeem a code twice or for another system, or accept a
-//! cookie that was not sealed here for this system.
+//! Must never: keep a code in clear, redeem a code twice or for another system, accept a
+//! cookie that was not sealed here for this system, or trust a checked session for longer
+//! than `RECHECK_SECONDS` (or at all once it was ended here).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -19,6 +24,12 @@ use sha2::Sha256;
 use crate::auth::ServerKey;
 use crate::auth::seal::Sealer;
 use crate::store::{BindingStore as _, Handoff, Session, SessionStore as _, Store, User};
+
+/// How long a checked host session is trusted before the store is asked again: within the
+/// clock second it was checked in.
+pub const RECHECK_SECONDS: i64 = 1;
+/// Checked host sessions kept at most (then the stale ones go, or all).
+const MAX_RECENT: usize = 10_000;
 
 /// How long a code may wait to be redeemed.
 pub const CODE_SECONDS: i64 = 60;
@@ -39,6 +50,15 @@ pub fn local_path(p: &str) -> Option<&str> {
 pub struct Handoffs {
     hash_key: [u8; 32],
     sealer: Sealer,
+    /// Host sessions checked recently: by sealed cookie, when, for which system.
+    recent: Mutex<HashMap<String, Recent>>,
+}
+
+/// A host session as checked at `at`, for `system`.
+struct Recent {
+    at: i64,
+    system: String,
+    who: Arc<HostSession>,
 }
 
 impl std::fmt::Debug for Handoffs {
@@ -59,6 +79,7 @@ impl Handoffs {
         Handoffs {
             hash_key: key.derive("login proxy handoff code"),
             sealer: Sealer::new(key),
+            recent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,7 +152,10 @@ impl Handoffs {
         cookie: &str,
         system: &str,
         now: i64,
-    ) -> crate::store::Result<Option<HostSession>> {
+    ) -> crate::store::Result<Option<Arc<HostSession>>> {
+        if let Some(who) = self.recently_checked(cookie, system, now) {
+            return Ok(Some(who));
+        }
         let Some(plain) = self.sealer.open(COOKIE_PURPOSE, cookie) else {
             return Ok(None);
         };
@@ -151,6 +175,110 @@ impl Handoffs {
         if user.disabled || session.refresh_due.is_some_and(|d| d <= now) {
             return Ok(None);
         }
-        Ok(Some(HostSession { session, user }))
+        let who = Arc::new(HostSession { session, user });
+        self.remember(cookie, system, now, who.clone());
+        Ok(Some(who))
+    }
+
+    fn recently_checked(&self, cookie: &str, system: &str, now: i64) -> Option<Arc<HostSession>> {
+        let recent = self.recent.lock().ok()?;
+        let r = recent.get(cookie)?;
+        (r.system == system && now - r.at < RECHECK_SECONDS && r.at <= now).then(|| r.who.clone())
+    }
+
+    fn remember(&self, cookie: &str, system: &str, now: i64, who: Arc<HostSession>) {
+        let Ok(mut recent) = self.recent.lock() else {
+            return;
+        };
+        if recent.len() >= MAX_RECENT {
+            recent.retain(|_, r| now - r.at < RECHECK_SECONDS);
+            if recent.len() >= MAX_RECENT {
+                recent.clear();
+            }
+        }
+        recent.insert(
+            cookie.to_string(),
+            Recent {
+                at: now,
+                system: system.to_string(),
+                who,
+            },
+        );
+    }
+
+    /// Portal session `id` has ended: no system host trusts it any longer.
+    pub fn forget_session(&self, id: i64) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.retain(|_, r| r.who.session.id != id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewSession, NewUser, UserStore as _};
+
+    /// A check is trusted within its clock second only; a session ended here is not trusted
+    /// at all; a cookie for another system or not sealed here opens nothing.
+    #[tokio::test]
+    async fn a_checked_session_is_trusted_for_its_second_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
+            .await
+            .expect("store");
+        let ann = store
+            .create_user(NewUser {
+                name: "ann".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("user");
+        let new = |token: &str| NewSession {
+            token_hash: token.into(),
+            user: ann.id,
+            expires_at: 10_000,
+            id_token: None,
+            refresh_sealed: None,
+            refresh_due: None,
+        };
+        let s = store.create_session(new("t1")).await.expect("session");
+        let h = Handoffs::new(&ServerKey::random());
+        let cookie = h.host_cookie(s.id, "hr");
+        let at = |now| h.host_session(&store, &cookie, "hr", now);
+        assert_eq!(at(100).await.expect("ok").expect("live").user.name, "ann");
+        assert!(
+            h.host_session(&store, &cookie, "crm", 100)
+                .await
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            h.host_session(&store, "forged", "hr", 100)
+                .await
+                .expect("ok")
+                .is_none()
+        );
+        // Ended elsewhere (another instance): trusted until the second is over.
+        store.delete_session(s.id).await.expect("delete");
+        assert!(at(100).await.expect("ok").is_some());
+        assert!(at(101).await.expect("ok").is_none());
+        // Ended here: not trusted for a moment longer.
+        let s = store.create_session(new("t2")).await.expect("session");
+        let cookie = h.host_cookie(s.id, "hr");
+        assert!(
+            h.host_session(&store, &cookie, "hr", 200)
+                .await
+                .expect("ok")
+                .is_some()
+        );
+        store.delete_session(s.id).await.expect("delete");
+        h.forget_session(s.id);
+        assert!(
+            h.host_session(&store, &cookie, "hr", 200)
+                .await
+                .expect("ok")
+                .is_none()
+        );
     }
 }

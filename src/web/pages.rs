@@ -42,6 +42,13 @@ fn with_cookie(mut r: Response, cookie: HeaderValue) -> Response {
     r
 }
 
+/// End a portal session: in the store, and on every system host of this instance at once
+/// (other instances stop trusting it within `bridge::handoff::RECHECK_SECONDS`).
+async fn end_session(state: &AppState, session: &crate::store::Session) {
+    state.sessions.end(&state.store, session).await;
+    state.handoffs.forget_session(session.id);
+}
+
 /// The request's web session, if it is live and its account may still sign in (a directory
 /// account removed from the directory loses its sessions at once, as its passwords).
 pub(super) async fn signed_in(
@@ -55,7 +62,7 @@ pub(super) async fn signed_in(
     match state.auth.still_allowed(&cur.user).await {
         Ok(true) => Some(cur),
         Ok(false) => {
-            state.sessions.end(&state.store, &cur.session).await;
+            end_session(state, &cur.session).await;
             None
         }
         Err(e) => {
@@ -498,7 +505,7 @@ pub(super) async fn logout(State(state): State<Arc<AppState>>, req: Request) -> 
         Ok(x) => x,
         Err(r) => return r,
     };
-    state.sessions.end(&state.store, &cur.session).await;
+    end_session(&state, &cur.session).await;
     tracing::info!(user = %cur.user.name, "signed out");
     let target = match (&state.oidc, cur.session.id_token.as_deref()) {
         (Some(o), Some(t)) => o.logout_url(Some(t)).await,
