@@ -46,7 +46,8 @@ const HOST_COOKIE: &str = "convene_app";
 /// Paths on a system host that Convene answers itself.
 const HANDOFF_PATH: &str = "/.convene/handoff";
 /// How long a person's access and Basic credential are kept in memory before the store and
-/// the vault are asked again (the portal session itself is checked on every request).
+/// the vault are asked again (the portal session itself is checked at most a second ago:
+/// `bridge::handoff::RECHECK_SECONDS`).
 const GRANT_SECONDS: i64 = 60;
 /// Grants kept in memory at most (then the oldest are dropped).
 const MAX_GRANTS: usize = 10_000;
