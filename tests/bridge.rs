@@ -319,21 +319,28 @@ http {{
             dir,
             base: format!("http://127.0.0.1:{port}"),
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return app;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!(
+        assert!(
+            listening(port),
             "nginx did not start: {:?}",
             std::fs::read_to_string(app.dir.path().join("error.log"))
         );
+        app
     }
 
     fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
+}
+
+/// Whether something listens on loopback `port` within 10 s (a peer starting up).
+fn listening(port: u16) -> bool {
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    false
 }
 
 /// Stop a peer with SIGTERM, as its master process expects (it stops its workers; SIGKILL
@@ -691,16 +698,12 @@ http://127.0.0.1:{port} {{
             dir,
             base: format!("http://127.0.0.1:{port}"),
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return front;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!(
+        assert!(
+            listening(port),
             "caddy did not start: {:?}",
             std::fs::read_to_string(front.dir.path().join("caddy.log"))
         );
+        front
     }
 }
 
@@ -1310,13 +1313,8 @@ impl HrApp {
             _dir: dir,
         };
         app.set_password(password);
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return app;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("the HR app did not start");
+        assert!(listening(port), "the HR app did not start");
+        app
     }
 
     fn set_password(&self, password: &str) {
@@ -1879,13 +1877,8 @@ service anvil {{
             port,
             _dir: dir,
         };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return dc;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("dovecot did not start");
+        assert!(listening(port), "dovecot did not start");
+        dc
     }
 }
 
@@ -2015,6 +2008,28 @@ async fn imaps_with_the_organisations_ca() {
     let l = listed(&srv, "alice").await;
     assert_eq!(l[0]["unread"], 3, "{l}");
     assert!(!srv.log_text().contains("mail-alice-pw"));
+    // A CA file that holds no certificate, or is not there, stops the server at start, named.
+    let junk = ca.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").expect("junk");
+    for file in [junk, ca.path().join("missing.pem")] {
+        let bad = srv.dir.path().join("bad-ca.toml");
+        std::fs::write(
+            &bad,
+            format!("[bridge]\nca_file = \"{}\"\n", file.display()),
+        )
+        .expect("config");
+        let out = std::process::Command::new(common::BIN)
+            .args(&srv.db_args)
+            .arg("--config")
+            .arg(&bad)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CONVENE_LOG", "error")
+            .output()
+            .expect("convene");
+        assert!(!out.status.success(), "{} accepted", file.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("[bridge] ca_file"), "{err}");
+    }
 }
 
 /// WebSocket through the login proxy (a PyPI `websockets` echo server behind a header login):

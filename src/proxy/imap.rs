@@ -22,11 +22,8 @@ fn address(system: &System) -> Option<(bool, String, u16)> {
     let (scheme, rest) = system.cfg.url.split_once("://")?;
     let tls = scheme.eq_ignore_ascii_case("imaps");
     let authority = rest.split(['/', '?', '#']).next()?;
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !authority.ends_with(']') => (h, p.parse().ok()?),
-        _ => (authority, if tls { 993 } else { 143 }),
-    };
-    Some((tls, host.trim_matches(['[', ']']).to_string(), port))
+    let (host, port) = super::host_port(authority, if tls { 993 } else { 143 })?;
+    Some((tls, host.to_string(), port))
 }
 
 /// Log in as `username` and, with `count`, read the inbox's unread count.

@@ -23,6 +23,26 @@ use crate::bridge::systems::{LoginMethod, System};
 use crate::bridge::{LoginCheck, Verifier};
 use crate::crypto::Secret;
 
+/// The host (IPv6 without its brackets) and port of an authority `host[:port]` or
+/// `[v6][:port]`, `default` when it names none; `None` for anything else.
+fn host_port(authority: &str, default: u16) -> Option<(&str, u16)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, p.parse().ok()?),
+                None if after.is_empty() => (host, default),
+                None => return None,
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, default),
+        },
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
 /// The client for the bridge's one-off logins (verification, form replay): never follows a
 /// redirect, gives up after `timeout`, trusts `extra_roots` (DER, `[bridge] ca_file`) beside
 /// the public roots.

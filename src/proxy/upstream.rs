@@ -178,22 +178,8 @@ fn target(origin: &str) -> Result<Target<'_>, UpstreamError> {
         return Err(UpstreamError::Address);
     };
     let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            if let Ok(p) = p.parse::<u16>() {
-                (h, p)
-            } else if authority.starts_with('[') && authority.ends_with(']') {
-                (authority, if tls { 443 } else { 80 })
-            } else {
-                return Err(UpstreamError::Address);
-            }
-        }
-        _ => (authority, if tls { 443 } else { 80 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(UpstreamError::Address);
-    }
+    let (host, port) =
+        super::host_port(authority, if tls { 443 } else { 80 }).ok_or(UpstreamError::Address)?;
     Ok(Target { tls, host, port })
 }
 
@@ -295,8 +281,14 @@ impl Upstreams {
         if let Ok(v) = header::HeaderValue::from_str(origin_authority(origin)) {
             parts.headers.insert(header::HOST, v);
         }
-        // Only a GET or HEAD without a body is sent again when a kept-alive connection turns
-        // out to have been closed as it was used.
+        let Some(mut conn) = self.checkout(origin).await else {
+            let mut conn = self.connect(&t).await?;
+            let req = Request::from_parts(parts, body);
+            let resp = exchange(&mut conn, req).await.map_err(|e| e.into_error())?;
+            return Ok(self.relay(origin, conn, resp));
+        };
+        // A kept-alive connection may turn out to have been closed as it is used: a GET or
+        // HEAD without a body is then sent again on a fresh one (its head kept for that).
         let resendable = matches!(parts.method, Method::GET | Method::HEAD)
             && !parts.headers.contains_key(header::CONTENT_LENGTH)
             && !parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -308,29 +300,24 @@ impl Upstreams {
             r
         });
         let req = Request::from_parts(parts, body);
-        if let Some(mut conn) = self.checkout(origin).await {
-            match exchange(&mut conn, req).await {
-                Ok(resp) => return Ok(self.relay(origin, conn, resp)),
-                Err(mut e) => {
-                    let retry = match (e.take_message(), again) {
-                        (Some(req), _) => req,
-                        (None, Some(parts)) if e.error().is_incomplete_message() => {
-                            let (p, ()) = parts.into_parts();
-                            Request::from_parts(p, Body::empty())
-                        }
-                        _ => return Err(UpstreamError::Http(e.into_error())),
-                    };
-                    let mut conn = self.connect(&t).await?;
-                    let resp = exchange(&mut conn, retry)
-                        .await
-                        .map_err(|e| e.into_error())?;
-                    return Ok(self.relay(origin, conn, resp));
-                }
+        match exchange(&mut conn, req).await {
+            Ok(resp) => Ok(self.relay(origin, conn, resp)),
+            Err(mut e) => {
+                let retry = match (e.take_message(), again) {
+                    (Some(req), _) => req,
+                    (None, Some(parts)) if e.error().is_incomplete_message() => {
+                        let (p, ()) = parts.into_parts();
+                        Request::from_parts(p, Body::empty())
+                    }
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                };
+                let mut conn = self.connect(&t).await?;
+                let resp = exchange(&mut conn, retry)
+                    .await
+                    .map_err(|e| e.into_error())?;
+                Ok(self.relay(origin, conn, resp))
             }
         }
-        let mut conn = self.connect(&t).await?;
-        let resp = exchange(&mut conn, req).await.map_err(|e| e.into_error())?;
-        Ok(self.relay(origin, conn, resp))
     }
 
     fn relay(
@@ -691,6 +678,7 @@ mod tests {
         assert!(target("ftp://x").is_err());
         assert!(target("http://x:port").is_err());
         assert!(target("http://").is_err());
+        assert!(target("http://[::1]x").is_err());
         assert_eq!(origin_authority("http://[::1]:9000"), "[::1]:9000");
     }
 }
