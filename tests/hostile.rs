@@ -1018,6 +1018,20 @@ async fn a_full_disk_answers_507_and_loses_nothing() {
     let full = full.expect("3 MiB filled without a 507");
     assert!(full.contains("storage is full"), "{full}");
     assert!(stored > 5, "only {stored} stored before the disk was full");
+    // A property write goes through a transaction on the one writer connection; the disk
+    // fills inside it, and SQLite rolls it back by itself.
+    let note = |n: usize| {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:" xmlns:X="urn:x-test"><D:set><D:prop><X:note>{}</X:note></D:prop></D:set></D:propertyupdate>"#,
+            "n".repeat(n)
+        )
+    };
+    let proppatch = |n: usize| {
+        srv.req("PROPPATCH", "/dav/calendars/alice/calendar/")
+            .header("Content-Type", "application/xml")
+            .body(note(n))
+    };
+    srv.send(proppatch(60_000)).await.expect(507);
     // Everything stored is still there, whole, and the server answers.
     let r = srv
         .send(srv.req("GET", "/dav/calendars/alice/calendar/f0.ics"))
@@ -1038,6 +1052,11 @@ async fn a_full_disk_answers_507_and_loses_nothing() {
     srv.put_ics("/dav/calendars/alice/calendar/after.ics", &body(999))
         .await
         .expect(201);
+    // ... and that connection still writes afterwards (it used to stay stuck inside the
+    // failed transaction, and every later transaction failed until a restart).
+    let r = srv.send(proppatch(50_000)).await;
+    r.expect(207);
+    assert!(r.text().contains("HTTP/1.1 200 OK"), "{}", r.text());
     srv.send(srv.req("DELETE", "/dav/calendars/alice/calendar/f1.ics"))
         .await
         .expect(204);

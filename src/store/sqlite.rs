@@ -34,7 +34,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(url: &str) -> crate::store::Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
+        Self::open_with(Self::options(url)?).await
+    }
+
+    fn options(url: &str) -> crate::store::Result<SqliteConnectOptions> {
+        Ok(SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -48,7 +52,10 @@ impl SqliteStore {
                 "journal_size_limit",
                 super::sqlite_direct::WAL_SIZE_LIMIT.to_string(),
             )
-            .pragma("cache_size", SIDE_CACHE_KIB);
+            .pragma("cache_size", SIDE_CACHE_KIB))
+    }
+
+    async fn open_with(opts: SqliteConnectOptions) -> crate::store::Result<Self> {
         // A ping before every acquire costs a round trip to the connection's thread; a local
         // file connection does not go stale, so it is skipped.
         let pool = SqlitePoolOptions::new()
@@ -64,6 +71,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(still_usable(conn)))
             .connect_with(opts)
             .await?;
         Ok(SqliteStore {
@@ -118,11 +126,82 @@ impl SqliteStore {
     }
 }
 
+/// Whether the writer connection may go back to the pool. A transaction dropped without its
+/// commit leaves a rollback queued on the connection; a ping waits for it. SQLite rolls a
+/// transaction back by itself after some errors (a full disk, an I/O error), and then that
+/// queued rollback fails and sqlx still counts the connection as inside a transaction: every
+/// later `BEGIN` on it would fail, and as the pool's only writer it would stop every write
+/// until a restart. Such a connection is closed instead, and the pool opens a fresh one.
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    let usable = !conn.is_in_transaction();
+    if !usable {
+        tracing::warn!("a writer connection left inside a failed transaction is replaced");
+    }
+    Ok(usable)
+}
+
 crate::store::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full disk in the middle of a write transaction must cost that write only. SQLite
+    /// rolls such a transaction back by itself; the one writer connection must still begin,
+    /// delete (which makes room) and write afterwards, in the same process. The file's page
+    /// limit stands in for the full disk here; `tests/hostile.rs` fills a real tmpfs.
+    #[tokio::test]
+    async fn the_writer_survives_a_full_disk_inside_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("full.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        sqlx::query("CREATE TABLE filler (b BLOB NOT NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        let limited = SqliteStore::options(&url)
+            .unwrap()
+            .pragma("max_page_count", (pages + 8).to_string());
+        let store = SqliteStore::open_with(limited).await.unwrap();
+        let insert = |store: SqliteStore| async move {
+            let mut tx = store.begin().await?;
+            sqlx::query("INSERT INTO filler (b) VALUES (zeroblob(6000))")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        let mut failed = None;
+        for _ in 0..100 {
+            if let Err(e) = insert(store.clone()).await {
+                failed = Some(crate::store::StoreError::from(e));
+                break;
+            }
+        }
+        let failed = failed.expect("the page limit was never reached");
+        assert!(failed.is_full(), "{failed}");
+        let mut tx = store
+            .begin()
+            .await
+            .expect("the writer begins after a full disk");
+        sqlx::query("DELETE FROM filler")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        insert(store.clone())
+            .await
+            .expect("a write after room was made");
+    }
 
     /// Migration 0013 rebuilds `resources` with foreign keys off. On a store written under
     /// the earlier schema, every row, every reference to it, and the high-water mark of its
