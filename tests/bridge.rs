@@ -2093,3 +2093,206 @@ async fn websockets_pass_through_the_login_proxy() {
         assert_eq!(String::from_utf8_lossy(&body), format!("alice: {text}"));
     }
 }
+
+/// One HTTP/1.1 exchange on an open connection: status, head, body (read by its
+/// `Content-Length`; none for HEAD).
+async fn raw_exchange(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    request: &str,
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    conn.get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .expect("send");
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(conn.read_line(&mut line).await.expect("head") > 0, "closed");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().expect("length"))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; if request.starts_with("HEAD ") { 0 } else { len }];
+    conn.read_exact(&mut body).await.expect("body");
+    (status, head, body)
+}
+
+/// The pipes the server process holds open.
+fn pipes_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Large downloads go from the system's socket to the person's without a copy in between
+/// (`proxy::splice`): the bytes arrive whole and in order, a connection carries further
+/// answers after one, ranges and HEAD keep their framing, a download abandoned halfway
+/// gives back its pipe and socket, and small answers are relayed as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_downloads_are_spliced_through_the_login_proxy() {
+    const PW: &str = "files-alice-pw";
+    let files = BasicApp::launch(&[("alice.f", PW)], |d, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location /files/ {{
+      auth_basic "Files";
+      auth_basic_user_file {d}/htpasswd;
+      root {d}/www;
+    }}
+  }}
+"#
+        )
+    });
+    let www = files.dir.path().join("www/files");
+    std::fs::create_dir_all(&www).expect("files");
+    // No two 4 KiB pages alike, so a page out of place would show.
+    let mut x: u32 = 7;
+    let big: Vec<u8> = (0..1_500_007)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(www.join("big.bin"), &big).expect("big");
+    std::fs::write(www.join("small.txt"), "a small answer\n").expect("small");
+    // Larger than the loopback socket buffers on both sides, so that a download held
+    // halfway is still under way.
+    std::fs::write(www.join("huge.bin"), big.repeat(8)).expect("huge");
+    let (srv, port) = proxy_server(
+        common::Backend::Sqlite,
+        &format!(
+            "[[systems]]\nname = \"files\"\nlabel = \"Files\"\nurl = \"{}/files/small.txt\"\nlogin = \"basic\"\n",
+            files.base
+        ),
+    )
+    .await;
+    let (c, _, r) = bind_and_open(
+        (&srv, port),
+        "files",
+        ("alice.f", "wrong-password", PW),
+        "/files/small.txt",
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.text(), "a small answer\n");
+    // The host cookie, for a client that speaks HTTP/1.1 byte by byte.
+    let r = srv
+        .send(c.get(srv.url("/bridge/open/files?next=/files/big.bin")))
+        .await;
+    let handoff = r.header("location").expect("hand-off");
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(
+            "files.apps.localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .build()
+        .expect("client");
+    let r = srv.send(plain.get(&handoff)).await;
+    let cookie = r
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .expect("host cookie");
+    let request = |method: &str, path: &str, extra: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: files.apps.localhost:{port}\r\nCookie: {cookie}\r\n{extra}\r\n"
+        )
+    };
+    let connect = || async {
+        tokio::io::BufReader::new(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        )
+    };
+
+    // Twice on one connection, then a range, a HEAD and a small page on the same one.
+    let mut conn = connect().await;
+    for _ in 0..2 {
+        let (status, head, body) =
+            raw_exchange(&mut conn, &request("GET", "/files/big.bin", "")).await;
+        assert_eq!(status, 200, "{head}");
+        assert!(body == big, "the download differs from the file");
+    }
+    let (status, head, body) = raw_exchange(
+        &mut conn,
+        &request("GET", "/files/big.bin", "Range: bytes=100-1200099\r\n"),
+    )
+    .await;
+    assert_eq!(status, 206, "{head}");
+    assert!(
+        body == big[100..1_200_100],
+        "the range differs from the file"
+    );
+    let (status, head, body) =
+        raw_exchange(&mut conn, &request("HEAD", "/files/big.bin", "")).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-length: 1500007"),
+        "{head}"
+    );
+    assert!(body.is_empty());
+    let (status, _, body) = raw_exchange(&mut conn, &request("GET", "/files/small.txt", "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"a small answer\n");
+
+    // Held open halfway, a download holds one pipe; abandoned, it gives it back.
+    let pid = srv.child.id();
+    let before = pipes_of(pid);
+    let mut held = connect().await;
+    {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        held.get_mut()
+            .write_all(request("GET", "/files/huge.bin", "").as_bytes())
+            .await
+            .expect("send");
+        let mut line = String::new();
+        held.read_line(&mut line).await.expect("status line");
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    }
+    let mut during = 0;
+    for _ in 0..100 {
+        during = pipes_of(pid);
+        if during >= before + 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(during, before + 2, "a spliced download holds one pipe");
+    drop(held);
+    let mut after = during;
+    for _ in 0..250 {
+        after = pipes_of(pid);
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(after, before, "an abandoned download kept its pipe");
+    // And the proxy goes on serving.
+    let (status, _, body) = raw_exchange(&mut conn, &request("GET", "/files/big.bin", "")).await;
+    assert_eq!(status, 200);
+    assert!(body == big);
+}

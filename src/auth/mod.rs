@@ -64,6 +64,20 @@ pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     }
 }
 
+/// The value of the first cookie a request carries (its `Cookie` headers, RFC 6265 5.4)
+/// whose name `wanted` accepts: the one reader of session cookies, for the portal and for
+/// the login proxy's system hosts alike.
+pub fn request_cookie(headers: &http::HeaderMap, wanted: impl Fn(&str) -> bool) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| wanted(k))
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
 /// Basic credentials from an `Authorization` header.
 pub struct Credentials {
     pub username: String,

@@ -12,6 +12,7 @@
 pub mod form;
 pub mod gateway;
 pub mod imap;
+pub mod splice;
 pub mod tls;
 pub mod upstream;
 

@@ -10,7 +10,7 @@
 //! Must never: store or log a session token, a CSRF token or a refresh token in clear; accept
 //! a form post whose CSRF token does not match.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rand::RngCore as _;
@@ -245,14 +245,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str, secure: bool) -> Option<&'
             k == name
         }
     };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| pick(k))
-        .map(|(_, v)| v.trim_matches('"'))
+    crate::auth::request_cookie(headers, pick)
 }
 
 /// A `Set-Cookie` value. `max_age` 0 deletes the cookie.
@@ -292,6 +285,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn next_is_local_only() {
