@@ -780,10 +780,26 @@ impl Gateway {
         .and_then(|slot| slot.reserve());
         let body = match reserved.map(|r| (r, relayed.take_socket())) {
             None | Some((_, Ok(None))) => Body::new(relayed),
-            Some((r, Ok(Some(unread)))) => match r.arm(unread.read, unread.socket, unread.left) {
-                Some(spliced) => Body::new(spliced),
-                None => return bad(),
-            },
+            Some((r, Ok(Some(unread)))) => {
+                // Kept alive afterwards when the system keeps it alive.
+                let keep = unread.clean
+                    && head.version == Version::HTTP_11
+                    && !head
+                        .headers
+                        .get_all(header::CONNECTION)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(','))
+                        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+                let upstreams = self.upstreams.clone();
+                let done: Option<splice::Done> = keep.then(|| {
+                    Box::new(move |socket| upstreams.adopt(upstream_origin, socket)) as splice::Done
+                });
+                match r.arm(unread.read, unread.socket, unread.left, done) {
+                    Some(spliced) => Body::new(spliced),
+                    None => return bad(),
+                }
+            }
             Some((_, Err(e))) => {
                 tracing::warn!(system = %system.cfg.name, error = %e, "login proxy: the system's answer failed");
                 return bad();

@@ -33,8 +33,10 @@ use tokio::net::TcpStream;
 /// copying a small body.
 pub const MIN_BODY: u64 = 128 * 1024;
 /// Bytes in one filler frame.
-const FILL: usize = 64 * 1024;
+const FILL: usize = 256 * 1024;
 static FILLER: [u8; FILL] = [0; FILL];
+/// The pipe's size asked for (the kernel's default is 64 KiB).
+const PIPE: usize = 256 * 1024;
 /// Rounds of moving bytes in one write before the task yields.
 const ROUNDS: usize = 4;
 
@@ -55,7 +57,13 @@ impl Reserved<'_> {
     /// Take the rest of an answer's body, `left` bytes, from `from`: the body to hand hyper,
     /// `read` first, then fillers. `None` if another splice began meanwhile (HTTP/1.1
     /// answers one request at a time, so it cannot).
-    pub fn arm(self, read: Bytes, from: TcpStream, left: u64) -> Option<Spliced> {
+    pub fn arm(
+        self,
+        read: Bytes,
+        from: TcpStream,
+        left: u64,
+        done: Option<Done>,
+    ) -> Option<Spliced> {
         let mut job = self.slot.job.lock().ok()?;
         if job.is_some() {
             return None;
@@ -67,7 +75,10 @@ impl Reserved<'_> {
                 pipe_read: self.pipe_read,
                 pipe_write: self.pipe_write,
                 in_pipe: 0,
+                done,
             });
+        } else if let Some(done) = done {
+            done(from);
         }
         Some(Spliced {
             read: (!read.is_empty()).then_some(read),
@@ -85,7 +96,12 @@ struct Job {
     pipe_write: OwnedFd,
     /// Bytes in the pipe, not yet in the person's socket.
     in_pipe: usize,
+    /// Given the system's socket once the whole answer went through.
+    done: Option<Done>,
 }
+
+/// What becomes of a system's socket whose answer was spliced to its end (kept alive).
+pub type Done = Box<dyn FnOnce(TcpStream) + Send>;
 
 /// A person's connection: the splice under way on it, if any. HTTP/1.1 answers one request
 /// at a time, so a connection has at most one.
@@ -109,6 +125,7 @@ impl Slot {
         }
         let (pipe_read, pipe_write) =
             rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).ok()?;
+        let _ = rustix::pipe::fcntl_setpipe_size(&pipe_write, PIPE);
         Some(Reserved {
             slot: self,
             pipe_read,
@@ -166,9 +183,16 @@ impl Slot {
             return Poll::Ready(Err(io::Error::other("filler with no splice under way")));
         };
         let r = job.poll_move(to, cx, want);
-        if matches!(r, Poll::Ready(Err(_))) || (job.left == 0 && job.in_pipe == 0) {
-            // Done (or failed): the system's socket and the pipe close here.
+        if matches!(r, Poll::Ready(Err(_))) {
+            // Failed: the system's socket and the pipe close here.
             *guard = None;
+        } else if job.left == 0
+            && job.in_pipe == 0
+            && let Some(job) = guard.take()
+            && let Some(done) = job.done
+        {
+            // The whole answer went through: the pipe closes, the socket is handed on.
+            done(job.from);
         }
         r
     }
@@ -210,7 +234,7 @@ impl Job {
                 return Poll::Ready(Err(io::Error::other("filler past the answer's end")));
             }
             // The pipe is empty here, so only the system's socket can make this wait.
-            let n = usize::try_from(self.left).unwrap_or(usize::MAX).min(FILL);
+            let n = usize::try_from(self.left).unwrap_or(usize::MAX).min(PIPE);
             let from = &self.from;
             match from.try_io(Interest::READABLE, || {
                 Ok(rustix::pipe::splice(
@@ -307,6 +331,7 @@ mod tests {
             system
         });
         let slot = Slot::default();
+        let (handed, back) = std::sync::mpsc::channel();
         let mut spliced = slot
             .reserve()
             .unwrap()
@@ -314,6 +339,9 @@ mod tests {
                 Bytes::copy_from_slice(head),
                 from,
                 (body.len() - head.len()) as u64,
+                Some(Box::new(move |s| {
+                    let _ = handed.send(s);
+                })),
             )
             .unwrap();
         assert_eq!(spliced.size_hint().exact(), Some(body.len() as u64));
@@ -350,6 +378,11 @@ mod tests {
             "the person got other bytes than the system sent"
         );
         let _system = writer.await.unwrap();
+        // The system's socket, handed on at the end, starts at the next answer.
+        let mut from = back.try_recv().expect("the socket handed on");
+        let mut next = [0u8; 4];
+        from.read_exact(&mut next).await.unwrap();
+        assert_eq!(&next, b"NEXT");
         // A filler with nothing under way, and a plain write while one is, are refused.
         let filler = [io::IoSlice::new(&FILLER[..10])];
         assert!(
@@ -361,7 +394,7 @@ mod tests {
         let _armed = slot
             .reserve()
             .unwrap()
-            .arm(Bytes::new(), from2, 10)
+            .arm(Bytes::new(), from2, 10, None)
             .unwrap();
         assert!(slot.reserve().is_none(), "one splice at a time");
         assert!(
@@ -383,7 +416,7 @@ mod tests {
         let _body = slot
             .reserve()
             .unwrap()
-            .arm(Bytes::new(), from, 200_000)
+            .arm(Bytes::new(), from, 200_000, None)
             .unwrap();
         let filler = [io::IoSlice::new(&FILLER[..FILL])];
         let mut moved = 0;

@@ -207,6 +207,8 @@ pub struct Unread {
     pub read: Bytes,
     pub socket: TcpStream,
     pub left: u64,
+    /// Nothing past the body was read, so the socket is at the next answer's start.
+    pub clean: bool,
 }
 
 impl Relayed {
@@ -248,12 +250,14 @@ impl Relayed {
         };
         read.extend_from_slice(&parts.read_buf);
         // Never more than the answer's length (nothing else was asked for on it).
+        let clean = read.len() as u64 <= total;
         read.truncate(usize::try_from(total).unwrap_or(usize::MAX));
         let left = total - read.len() as u64;
         Ok(Some(Unread {
             read: read.freeze(),
             socket,
             left,
+            clean,
         }))
     }
 }
@@ -405,6 +409,28 @@ impl Upstreams {
             ended: false,
             home: Some((self.clone(), origin.to_string())),
         })
+    }
+
+    /// A plain connection to `origin` whose last answer was relayed by other means (spliced)
+    /// to its end: kept alive again, in the idle list.
+    pub fn adopt(self: &Arc<Self>, origin: String, socket: TcpStream) {
+        let handshake =
+            http1::Builder::new().handshake(hyper_util::rt::TokioIo::new(Stream::Plain(socket)));
+        // An HTTP/1.1 handshake does no I/O: it is ready at its first poll.
+        let mut handshake = std::pin::pin!(handshake);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Ok((sender, conn))) = handshake.as_mut().poll(&mut cx) {
+            self.checkin(
+                origin,
+                Conn {
+                    sender,
+                    driver: Some(Driver::Http(Box::new(conn))),
+                    plain: true,
+                    idle_since: Instant::now(),
+                    wakes: Arc::default(),
+                },
+            );
+        }
     }
 
     /// An idle connection to `origin` that can carry a request now, if there is one.
