@@ -9,7 +9,7 @@
 //!   from the vault.
 //!
 //! For each way, body and concurrency (1 and 50 users), p50 and p99 latency (whole body
-//! read). The ways take turns, a tenth of the requests at a time, so that whatever else the
+//! read), and the CPU time each proxy (nginx, Convene) spent in its own turns, per request. The ways take turns, a tenth of the requests at a time, so that whatever else the
 //! machine does falls on all of them alike, and direct access runs twice (an A/A control):
 //! a target missed by less than direct differed from itself is shown as missed within the
 //! noise, apart from a clear miss. Targets (issue 23): Convene's p50 overhead within 2x of nginx's, p99 at most 5 ms
@@ -104,6 +104,34 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time, in ns, of the processes `pids` and their children (all their threads), from
+/// the scheduler's accounting (`/proc/PID/task/TID/schedstat`).
+fn cpu_ns(pids: &[u32]) -> u64 {
+    let mut all: Vec<u32> = pids.to_vec();
+    for p in pids {
+        if let Ok(c) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            all.extend(c.split_whitespace().filter_map(|v| v.parse::<u32>().ok()));
+        }
+    }
+    let mut ns = 0;
+    for p in all {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            ns += std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| {
+                    s.split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+        }
+    }
+    ns
 }
 
 /// Latencies of `total` GETs of `url` by `users` concurrent clients (one connection pool,
@@ -374,6 +402,8 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client");
+    // Whose CPU each way's turns are charged to: the proxy in between, if any.
+    let proxies: [Vec<u32>; 4] = [vec![], vec![_front.0.id()], vec![server.id()], vec![]];
     let ways: [Way; 4] = [
         (
             "direct",
@@ -401,6 +431,9 @@ async fn main() {
             // The ways take turns, a slice of the requests at a time, so that whatever else
             // the machine does falls on all of them alike.
             let mut lat: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
+            // The proxies' CPU time during their own turns, and the requests they served.
+            let mut cpu = vec![0u64; ways.len()];
+            let mut served = vec![0usize; ways.len()];
             for (_, base, headers) in &ways {
                 // Warm the pools and the caches.
                 let _ = load(&client, &format!("{base}{path}"), headers, users, users * 2).await;
@@ -409,7 +442,11 @@ async fn main() {
             for _ in 0..ROUNDS {
                 for (i, (_, base, headers)) in ways.iter().enumerate() {
                     let url = format!("{base}{path}");
-                    lat[i].extend(load(&client, &url, headers, users, per_turn).await);
+                    let before = cpu_ns(&proxies[i]);
+                    let l = load(&client, &url, headers, users, per_turn).await;
+                    cpu[i] += cpu_ns(&proxies[i]).saturating_sub(before);
+                    served[i] += l.len();
+                    lat[i].extend(l);
                 }
             }
             let p: Vec<(&str, f64, f64)> = ways
@@ -430,11 +467,14 @@ async fn main() {
             let p50_v = Verdict::of(c50, p50_bound, a50);
             let p99_v = Verdict::of(c99, 5.0, a99);
             verdicts.extend([p50_v, p99_v]);
+            let per_request = |i: usize| cpu[i] as f64 / served[i].max(1) as f64 / 1000.0;
             rows.push(format!(
-                "  {body:<14} {users:>2} users  direct p50 {d50:7.3} p99 {d99:7.3} (A/A +-{a50:.3} +-{a99:.3}) | nginx +{n50:6.3} +{n99:6.3} | convene +{c50:6.3} +{c99:6.3}  target p50 <= {p50_bound:.3} [{}], p99 <= +5 [{}]{}",
+                "  {body:<14} {users:>2} users  direct p50 {d50:7.3} p99 {d99:7.3} (A/A +-{a50:.3} +-{a99:.3}) | nginx +{n50:6.3} +{n99:6.3} | convene +{c50:6.3} +{c99:6.3}  target p50 <= {p50_bound:.3} [{}], p99 <= +5 [{}]{} | proxy CPU a request: nginx {:.0} us, convene {:.0} us",
                 p50_v.word(),
                 p99_v.word(),
                 if n99 > 5.0 { " (nginx's own p99 adds more than 5)" } else { "" },
+                per_request(1),
+                per_request(2),
             ));
         }
     }
@@ -492,7 +532,7 @@ async fn main() {
     let _ = server.wait();
 
     let table = format!(
-        "login proxy overhead (release build; latency in ms, whole body read; overheads against direct; A/A: direct against itself, the noise)\n{}",
+        "login proxy overhead (release build; latency in ms, whole body read; overheads against direct; A/A: direct against itself, the noise; proxy CPU: the proxy process's CPU time in its own turns, per request)\n{}",
         rows.join("\n")
     );
     println!("{table}");

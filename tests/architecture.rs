@@ -57,10 +57,6 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("async_imap", &["proxy"]),
     ("hyper", &["proxy"]),
     ("hyper_util", &["proxy"]),
-    // splice(2) and pipes for large proxied bodies (`proxy::splice`).
-    ("rustix", &["proxy"]),
-    // The per-connection make-service (`app::listener::Connections`).
-    ("tower_service", &["app"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

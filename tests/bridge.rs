@@ -2132,24 +2132,11 @@ async fn raw_exchange(
     (status, head, body)
 }
 
-/// The pipes the server process holds open.
-fn pipes_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|l| l.to_string_lossy().starts_with("pipe:"))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-/// Large downloads go from the system's socket to the person's without a copy in between
-/// (`proxy::splice`): the bytes arrive whole and in order, a connection carries further
-/// answers after one, ranges and HEAD keep their framing, a download abandoned halfway
-/// gives back its pipe and socket, and small answers are relayed as before.
+/// Large downloads stream through the login proxy whole and in order; a connection carries
+/// further answers after one, ranges and HEAD keep their framing, and a download abandoned
+/// halfway leaves the proxy serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_downloads_are_spliced_through_the_login_proxy() {
+async fn large_downloads_stream_through_the_login_proxy() {
     const PW: &str = "files-alice-pw";
     let files = BasicApp::launch(&[("alice.f", PW)], |d, port| {
         format!(
@@ -2258,9 +2245,7 @@ async fn large_downloads_are_spliced_through_the_login_proxy() {
     assert_eq!(status, 200);
     assert_eq!(body, b"a small answer\n");
 
-    // Held open halfway, a download holds one pipe; abandoned, it gives it back.
-    let pid = srv.child.id();
-    let before = pipes_of(pid);
+    // Abandoned halfway, a download leaves the proxy serving.
     let mut held = connect().await;
     {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
@@ -2272,25 +2257,7 @@ async fn large_downloads_are_spliced_through_the_login_proxy() {
         held.read_line(&mut line).await.expect("status line");
         assert!(line.starts_with("HTTP/1.1 200"), "{line}");
     }
-    let mut during = 0;
-    for _ in 0..100 {
-        during = pipes_of(pid);
-        if during >= before + 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(during, before + 2, "a spliced download holds one pipe");
     drop(held);
-    let mut after = during;
-    for _ in 0..250 {
-        after = pipes_of(pid);
-        if after == before {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(after, before, "an abandoned download kept its pipe");
     // And the proxy goes on serving.
     let (status, _, body) = raw_exchange(&mut conn, &request("GET", "/files/big.bin", "")).await;
     assert_eq!(status, 200);

@@ -3,11 +3,6 @@
 //! nor writes for `idle` is closed. Idle or trickling sockets therefore cannot use up the
 //! process's descriptors or keep a slot forever (1,100 idle sockets used to stop service).
 //!
-//! Each connection carries a splice slot (`proxy::splice::Slot`): its writes go through it, so
-//! that a large proxied answer can be relayed from the system's socket without a copy, and
-//! every request on it finds the slot, with the peer's address, in its extensions
-//! (`Connections`).
-//!
 //! Must never: accept past the cap; keep a connection with no progress past `idle`.
 
 use std::future::Future;
@@ -18,13 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-
-use crate::proxy::splice::Slot;
 
 pub struct BoundedListener {
     inner: TcpListener,
@@ -73,59 +65,10 @@ impl axum::serve::Listener for BoundedListener {
     }
 }
 
-/// The make-service: for each connection, the router with the connection's peer address
-/// (`ConnectInfo<SocketAddr>`) and splice slot (`Arc<Slot>`) put in every request.
-#[derive(Clone)]
-pub struct Connections(pub axum::Router);
-
-impl<'a> tower_service::Service<axum::serve::IncomingStream<'a, BoundedListener>> for Connections {
-    type Response = PerConnection;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<PerConnection, Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, s: axum::serve::IncomingStream<'a, BoundedListener>) -> Self::Future {
-        std::future::ready(Ok(PerConnection {
-            router: self.0.clone(),
-            peer: *s.remote_addr(),
-            splice: s.io().splice.clone(),
-        }))
-    }
-}
-
-/// The router as one connection sees it.
-#[derive(Clone)]
-pub struct PerConnection {
-    router: axum::Router,
-    peer: SocketAddr,
-    splice: Arc<Slot>,
-}
-
-impl tower_service::Service<axum::extract::Request> for PerConnection {
-    type Response = axum::response::Response;
-    type Error = std::convert::Infallible;
-    type Future = <axum::Router as tower_service::Service<axum::extract::Request>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower_service::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)
-    }
-
-    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
-        req.extensions_mut().insert(ConnectInfo(self.peer));
-        req.extensions_mut().insert(self.splice.clone());
-        self.router.call(req)
-    }
-}
-
 /// A connection holding its slot, closed after `idle` without progress either way.
 pub struct Guarded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// A large proxied answer relayed straight from the system's socket (`proxy::splice`).
-    splice: Arc<Slot>,
     idle: Duration,
     /// When bytes last moved. Progress only records the time; the timer is moved on when it
     /// fires early, so a busy connection costs no timer update per read or write.
@@ -138,7 +81,6 @@ impl Guarded {
         Guarded {
             stream,
             _slot: slot,
-            splice: Arc::default(),
             idle,
             last_progress: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
@@ -215,8 +157,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let r = this.splice.poll_write(&mut this.stream, cx, data);
+        let r = Pin::new(&mut self.stream).poll_write(cx, data);
         self.wrote(cx, r)
     }
 
@@ -236,8 +177,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let r = this.splice.poll_write_vectored(&mut this.stream, cx, bufs);
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.wrote(cx, r)
     }
 

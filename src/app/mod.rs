@@ -1299,10 +1299,13 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         .max_connections
         .min(usize::try_from(descriptors.saturating_sub(128)).unwrap_or(usize::MAX))
         .max(16);
-    let listener = listener::BoundedListener::new(
-        listener,
-        max_connections,
-        Duration::from_secs(cfg.idle_timeout_seconds.max(1)),
+    let listener = axum::serve::ListenerExt::tap_io(
+        listener::BoundedListener::new(
+            listener,
+            max_connections,
+            Duration::from_secs(cfg.idle_timeout_seconds.max(1)),
+        ),
+        |_| {},
     );
     announce(addr, store.backend(), users.is_empty());
     if cfg.database_url.is_none() {
@@ -1463,12 +1466,15 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
     };
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     // Client addresses feed the login rate limits.
-    let server = axum::serve(listener, listener::Connections(app))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        })
-        .into_future();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    })
+    .into_future();
     tokio::pin!(server);
     let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
     // In-flight requests get `shutdown_grace_seconds` to finish; a client that holds a

@@ -27,14 +27,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
-use hyper::body::Body as _;
 
+use super::form;
 use super::upstream::{Relayed, Upstreams, origin_form};
-use super::{form, splice};
 use crate::bridge::handoff::{Handoffs, HostSession, local_path};
 use crate::bridge::systems::{AppHosts, LiveRegistry, LoginMethod, System};
 use crate::bridge::{Credentials, LoginCheck, Refusal};
@@ -727,10 +726,9 @@ impl Gateway {
         {
             return switched(resp, client_side);
         }
-        let (head, mut relayed) = resp.into_parts();
-        let mut back = Response::builder().status(head.status);
+        let mut back = Response::builder().status(resp.status());
         if let Some(h) = back.headers_mut() {
-            for (name, value) in &head.headers {
+            for (name, value) in resp.headers() {
                 let n = name.as_str();
                 if HOP_BY_HOP.contains(&n) || n == "www-authenticate" {
                     continue;
@@ -759,53 +757,13 @@ impl Gateway {
                 h.append(name.clone(), value.clone());
             }
         }
-        let bad = || {
+        back.body(Body::new(resp.into_body())).unwrap_or_else(|_| {
             page(
                 StatusCode::BAD_GATEWAY,
                 "Bad answer",
                 "The system's answer could not be passed on.",
             )
-        };
-        // A large answer to a GET over HTTP/1.x goes from the system's socket to the
-        // person's without passing through the process (`proxy::splice`).
-        let reserved = (parts.method == Method::GET
-            && parts.version <= Version::HTTP_11
-            && head.status.is_success()
-            && relayed
-                .size_hint()
-                .exact()
-                .is_some_and(|n| n >= splice::MIN_BODY))
-        .then(|| parts.extensions.get::<Arc<splice::Slot>>())
-        .flatten()
-        .and_then(|slot| slot.reserve());
-        let body = match reserved.map(|r| (r, relayed.take_socket())) {
-            None | Some((_, Ok(None))) => Body::new(relayed),
-            Some((r, Ok(Some(unread)))) => {
-                // Kept alive afterwards when the system keeps it alive.
-                let keep = unread.clean
-                    && head.version == Version::HTTP_11
-                    && !head
-                        .headers
-                        .get_all(header::CONNECTION)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .flat_map(|v| v.split(','))
-                        .any(|t| t.trim().eq_ignore_ascii_case("close"));
-                let upstreams = self.upstreams.clone();
-                let done: Option<splice::Done> = keep.then(|| {
-                    Box::new(move |socket| upstreams.adopt(upstream_origin, socket)) as splice::Done
-                });
-                match r.arm(unread.read, unread.socket, unread.left, done) {
-                    Some(spliced) => Body::new(spliced),
-                    None => return bad(),
-                }
-            }
-            Some((_, Err(e))) => {
-                tracing::warn!(system = %system.cfg.name, error = %e, "login proxy: the system's answer failed");
-                return bad();
-            }
-        };
-        back.body(body).unwrap_or_else(|_| bad())
+        })
     }
 
     /// A system's `Set-Cookie`, scoped to its host here: no `Domain` (host-only), `Secure`

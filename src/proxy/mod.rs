@@ -12,7 +12,6 @@
 pub mod form;
 pub mod gateway;
 pub mod imap;
-pub mod splice;
 pub mod tls;
 pub mod upstream;
 

@@ -53,13 +53,8 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-/// A connection's driver: what reads and writes its socket. A plain HTTP connection can be
-/// taken apart mid-answer (its socket handed to `splice` for a large body); one opened for a
-/// request that asks to switch protocols carries hyper's upgrade machinery instead.
-enum Driver {
-    Http(Box<http1::Connection<hyper_util::rt::TokioIo<Stream>, Body>>),
-    Upgrades(Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>),
-}
+/// A connection's driver: the future that reads and writes its socket.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
 /// The waker a connection's parts are polled with. Its request channel, answer channel and
 /// body channel all end in the task that polls them, so hyper's signals between them would
@@ -97,8 +92,6 @@ struct Conn {
     sender: http1::SendRequest<Body>,
     /// `None` once the connection has ended (closed, failed, or handed to an upgrade).
     driver: Option<Driver>,
-    /// Plain TCP (not TLS) to the system.
-    plain: bool,
     idle_since: Instant,
     wakes: Arc<SelfWakes>,
 }
@@ -132,15 +125,14 @@ fn filtered<T>(
 impl Conn {
     /// Let the connection read and write what it can; whether it is still open.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let ended = match self.driver.as_mut() {
-            None => return false,
-            Some(Driver::Http(c)) => c.poll_without_shutdown(cx).is_ready(),
-            Some(Driver::Upgrades(d)) => d.as_mut().poll(cx).is_ready(),
+        let Some(d) = self.driver.as_mut() else {
+            return false;
         };
-        if ended {
+        if d.as_mut().poll(cx).is_ready() {
             self.driver = None;
+            return false;
         }
-        !ended
+        true
     }
 
     /// Whether the connection can carry a request now: still open, its last exchange done.
@@ -198,68 +190,6 @@ pub struct Relayed {
     conn: Option<Conn>,
     ended: bool,
     home: Option<(Arc<Upstreams>, String)>,
-}
-
-/// A large answer's body taken off its connection for `splice`: the bytes already read, and
-/// the system's socket with how many more bytes of the body it holds. The connection is not
-/// reused afterwards.
-pub struct Unread {
-    pub read: Bytes,
-    pub socket: TcpStream,
-    pub left: u64,
-    /// Nothing past the body was read, so the socket is at the next answer's start.
-    pub clean: bool,
-}
-
-impl Relayed {
-    /// The body's socket, when the answer has a known length and comes over plain TCP on an
-    /// ordinary connection; `Ok(None)` (and the body untouched) otherwise. What hyper already
-    /// read of the body is taken from its channel and its buffer, without driving it further.
-    pub fn take_socket(&mut self) -> Result<Option<Unread>, hyper::Error> {
-        let Some(total) = self.body.size_hint().exact() else {
-            return Ok(None);
-        };
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(None);
-        };
-        if !conn.plain || !matches!(conn.driver, Some(Driver::Http(_))) {
-            return Ok(None);
-        }
-        let mut read = bytes::BytesMut::new();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        // Bounded: the channel holds at most one frame at a time.
-        for _ in 0..64 {
-            match Pin::new(&mut self.body).poll_frame(&mut cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        read.extend_from_slice(&data);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Err(e),
-                Poll::Ready(None) | Poll::Pending => break,
-            }
-        }
-        let (Some(Driver::Http(c)), Some(_)) = (conn.driver.take(), self.conn.take()) else {
-            return Ok(None);
-        };
-        self.home = None;
-        self.ended = true;
-        let parts = c.into_parts();
-        let Stream::Plain(socket) = parts.io.into_inner() else {
-            return Ok(None);
-        };
-        read.extend_from_slice(&parts.read_buf);
-        // Never more than the answer's length (nothing else was asked for on it).
-        let clean = read.len() as u64 <= total;
-        read.truncate(usize::try_from(total).unwrap_or(usize::MAX));
-        let left = total - read.len() as u64;
-        Ok(Some(Unread {
-            read: read.freeze(),
-            socket,
-            left,
-            clean,
-        }))
-    }
 }
 
 impl HttpBody for Relayed {
@@ -351,15 +281,8 @@ impl Upstreams {
         if let Ok(v) = header::HeaderValue::from_str(origin_authority(origin)) {
             parts.headers.insert(header::HOST, v);
         }
-        // Switching protocols needs hyper's upgrade machinery: a connection of its own.
-        let upgrade = parts.headers.contains_key(header::UPGRADE);
-        let pooled = if upgrade {
-            None
-        } else {
-            self.checkout(origin).await
-        };
-        let Some(mut conn) = pooled else {
-            let mut conn = self.connect(&t, upgrade).await?;
+        let Some(mut conn) = self.checkout(origin).await else {
+            let mut conn = self.connect(&t).await?;
             let req = Request::from_parts(parts, body);
             let resp = exchange(&mut conn, req).await.map_err(|e| e.into_error())?;
             return Ok(self.relay(origin, conn, resp));
@@ -388,7 +311,7 @@ impl Upstreams {
                     }
                     _ => return Err(UpstreamError::Http(e.into_error())),
                 };
-                let mut conn = self.connect(&t, false).await?;
+                let mut conn = self.connect(&t).await?;
                 let resp = exchange(&mut conn, retry)
                     .await
                     .map_err(|e| e.into_error())?;
@@ -409,28 +332,6 @@ impl Upstreams {
             ended: false,
             home: Some((self.clone(), origin.to_string())),
         })
-    }
-
-    /// A plain connection to `origin` whose last answer was relayed by other means (spliced)
-    /// to its end: kept alive again, in the idle list.
-    pub fn adopt(self: &Arc<Self>, origin: String, socket: TcpStream) {
-        let handshake =
-            http1::Builder::new().handshake(hyper_util::rt::TokioIo::new(Stream::Plain(socket)));
-        // An HTTP/1.1 handshake does no I/O: it is ready at its first poll.
-        let mut handshake = std::pin::pin!(handshake);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(Ok((sender, conn))) = handshake.as_mut().poll(&mut cx) {
-            self.checkin(
-                origin,
-                Conn {
-                    sender,
-                    driver: Some(Driver::Http(Box::new(conn))),
-                    plain: true,
-                    idle_since: Instant::now(),
-                    wakes: Arc::default(),
-                },
-            );
-        }
     }
 
     /// An idle connection to `origin` that can carry a request now, if there is one.
@@ -482,13 +383,12 @@ impl Upstreams {
         }
     }
 
-    async fn connect(&self, t: &Target<'_>, upgrades: bool) -> Result<Conn, UpstreamError> {
+    async fn connect(&self, t: &Target<'_>) -> Result<Conn, UpstreamError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((t.host, t.port)))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
             .map_err(UpstreamError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let plain = !t.tls;
         let stream = if t.tls {
             let tls = tokio::time::timeout(
                 self.connect_timeout,
@@ -504,15 +404,9 @@ impl Upstreams {
         let (sender, conn) = http1::Builder::new()
             .handshake(hyper_util::rt::TokioIo::new(stream))
             .await?;
-        let driver = if upgrades {
-            Driver::Upgrades(Box::pin(conn.with_upgrades()))
-        } else {
-            Driver::Http(Box::new(conn))
-        };
         Ok(Conn {
             sender,
-            driver: Some(driver),
-            plain,
+            driver: Some(Box::pin(conn.with_upgrades())),
             idle_since: Instant::now(),
             wakes: Arc::default(),
         })
