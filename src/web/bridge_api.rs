@@ -334,7 +334,9 @@ pub(super) async fn audit(
 /// `forward_auth_secret` in `X-Convene-Forward-Secret` and the person's own request headers.
 /// 200 with `X-Convene-User` and `X-Convene-Authorization` (the vaulted HTTP Basic credential,
 /// for the proxy to put in place of the person's) when the person may use the system and has
-/// bound it; 401 (with a Basic challenge) without valid Convene credentials; 403 otherwise.
+/// bound it, the same also as `Remote-User` and `Authorization` for a proxy that copies
+/// headers without renaming them (Traefik's `authResponseHeaders`); 401 (with a Basic
+/// challenge) without valid Convene credentials; 403 otherwise.
 pub(super) async fn forward_auth(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(system): axum::extract::Path<String>,
@@ -398,7 +400,9 @@ pub(super) async fn forward_auth(
     };
     let mut r = Response::new(Body::empty());
     let h = r.headers_mut();
+    h.insert(header::AUTHORIZATION, auth.clone());
     h.insert("x-convene-authorization", auth);
+    h.insert("remote-user", who.clone());
     h.insert("x-convene-user", who);
     h.insert(
         header::CACHE_CONTROL,
