@@ -23,6 +23,7 @@ use sha2::Sha256;
 
 use crate::auth::ServerKey;
 use crate::auth::seal::Sealer;
+use crate::bridge::single_flight::SingleFlight;
 use crate::store::{BindingStore as _, Handoff, Session, SessionStore as _, Store, User};
 
 /// How long a checked host session is trusted before the store is asked again: within the
@@ -52,6 +53,8 @@ pub struct Handoffs {
     sealer: Sealer,
     /// Host sessions checked recently: by sealed cookie, when, for which system.
     recent: Mutex<HashMap<String, Recent>>,
+    /// The cookies being checked now.
+    checking: SingleFlight<String>,
 }
 
 /// A host session as checked at `at`, for `system`.
@@ -80,6 +83,7 @@ impl Handoffs {
             hash_key: key.derive("login proxy handoff code"),
             sealer: Sealer::new(key),
             recent: Mutex::new(HashMap::new()),
+            checking: SingleFlight::default(),
         }
     }
 
@@ -153,6 +157,11 @@ impl Handoffs {
         system: &str,
         now: i64,
     ) -> crate::store::Result<Option<Arc<HostSession>>> {
+        if let Some(who) = self.recently_checked(cookie, system, now) {
+            return Ok(Some(who));
+        }
+        // One look-up for the requests that missed together; the rest find its answer.
+        let _turn = self.checking.turn(&cookie.to_string()).await;
         if let Some(who) = self.recently_checked(cookie, system, now) {
             return Ok(Some(who));
         }

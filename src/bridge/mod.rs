@@ -5,7 +5,8 @@
 //! key under a new KEK (`convene vault rotate`).
 //!
 //! `systems` is the registry of business systems an admin registers, and who may use each;
-//! `handoff` hands a portal session to a system's host in the login proxy.
+//! `handoff` hands a portal session to a system's host in the login proxy; `single_flight`
+//! lets one request at a time look up what the others then find remembered.
 //!
 //! No HTTP here: the binding API, the login proxy and the launcher are built on this.
 //!
@@ -13,6 +14,7 @@
 //! system and field, or keep an unwrapped data key beyond one call.
 
 pub mod handoff;
+pub mod single_flight;
 pub mod systems;
 
 use std::future::Future;

@@ -35,6 +35,7 @@ use base64::Engine as _;
 use super::form;
 use super::upstream::{Relayed, Upstreams, origin_form};
 use crate::bridge::handoff::{Handoffs, HostSession, local_path};
+use crate::bridge::single_flight::SingleFlight;
 use crate::bridge::systems::{AppHosts, LiveRegistry, LoginMethod, System};
 use crate::bridge::{Credentials, LoginCheck, Refusal};
 use crate::clock::SharedClock;
@@ -118,6 +119,8 @@ pub struct Gateway {
     client: reqwest::Client,
     clock: SharedClock,
     grants: Mutex<HashMap<(i64, String), Grant>>,
+    /// The grants being checked now.
+    granting: SingleFlight<(i64, String)>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -262,6 +265,7 @@ impl Gateway {
             client,
             clock: parts.clock,
             grants: Mutex::new(HashMap::new()),
+            granting: SingleFlight::default(),
         }
     }
 
@@ -371,11 +375,23 @@ impl Gateway {
         now: i64,
     ) -> Result<(Option<BasicCredential>, i64), Response> {
         let key = (who.session.id, system.cfg.name.clone());
-        if let Some((allowed, basic, at)) = self.remembered(&key, now) {
-            if !allowed {
-                return Err(self.not_yours(system));
-            }
-            return Ok((basic, at));
+        let remembered = |g: &Gateway| {
+            g.remembered(&key, now).map(|(allowed, basic, at)| {
+                if allowed {
+                    Ok((basic, at))
+                } else {
+                    Err(g.not_yours(system))
+                }
+            })
+        };
+        if let Some(r) = remembered(self) {
+            return r;
+        }
+        // One release for the requests that missed together (one audit row, one vault
+        // read); the rest find the grant it leaves.
+        let _turn = self.granting.turn(&key).await;
+        if let Some(r) = remembered(self) {
+            return r;
         }
         let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
             tracing::error!(error = %e, "login proxy: groups lookup failed");
@@ -789,5 +805,111 @@ impl Gateway {
             }
         }
         HeaderValue::from_str(&c.to_string()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::systems::{Registry, SystemConfig};
+    use crate::clock::{Clock as _, ManualClock};
+    use crate::store::{BindingState, BindingStore as _, NewSession, NewUser, UserStore as _};
+
+    /// Fifty requests that find no grant at once (a fresh sign-in, or a grant past its
+    /// minute) release the credential once between them: one row in the person's audit, not
+    /// fifty, and each request gets the credential.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_that_miss_the_grant_together_release_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display()))
+            .await
+            .expect("store");
+        let ann = store
+            .create_user(NewUser {
+                name: "ann".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("user");
+        let start = 1_800_000_000;
+        let session = store
+            .create_session(NewSession {
+                token_hash: "t".into(),
+                user: ann.id,
+                expires_at: start + 86_400,
+                id_token: None,
+                refresh_sealed: None,
+                refresh_due: None,
+            })
+            .await
+            .expect("session");
+        let keys = crate::vault::Keyring::of(vec![("k1".into(), crate::crypto::Key::random())])
+            .expect("keyring");
+        let vault = Arc::new(Credentials::open(store.clone(), keys).await.expect("vault"));
+        for (field, value) in [("username", "ann.files"), ("password", "files-pw")] {
+            vault
+                .put(ann.id, "files", field, value.as_bytes(), start)
+                .await
+                .expect("put");
+        }
+        store
+            .set_binding(ann.id, "files", BindingState::Bound, start)
+            .await
+            .expect("bound");
+        let cfg: SystemConfig = toml::from_str(
+            "name = \"files\"\nlabel = \"Files\"\nurl = \"http://127.0.0.1:9/\"\nlogin = \"basic\"\n",
+        )
+        .expect("system");
+        let registry = Registry::new(&[cfg]).expect("registry");
+        let clock = ManualClock::at(start);
+        let gateway = Arc::new(Gateway::new(
+            GatewayParts {
+                store: store.clone(),
+                registry: Arc::new(LiveRegistry::new(registry)),
+                hosts: AppHosts::parse("http://{system}.apps.localhost:9").expect("hosts"),
+                portal: "http://127.0.0.1:9".into(),
+                handoffs: Arc::new(Handoffs::new(&crate::auth::ServerKey::random())),
+                vault: Some(vault),
+                clock: Arc::new(clock.clone()),
+            },
+            Duration::from_secs(5),
+            super::super::http_client(Duration::from_secs(5), &[]).expect("client"),
+            super::super::tls::connector(&[]).expect("tls"),
+        ));
+        let who = Arc::new(HostSession {
+            session,
+            user: ann.clone(),
+        });
+        let releases = || async {
+            store
+                .releases(Some(ann.id), 1_000)
+                .await
+                .expect("audit")
+                .iter()
+                .filter(|a| a.system == "files" && a.purpose == "login")
+                .count()
+        };
+        for minute in 0..2 {
+            let now = clock.now();
+            let mut burst = vec![];
+            for _ in 0..50 {
+                let (g, who) = (gateway.clone(), who.clone());
+                burst.push(tokio::spawn(async move {
+                    let registry = g.registry.snapshot();
+                    let system = registry.get("files").expect("system");
+                    match g.grant(system, &who, now).await {
+                        Ok((Some(basic), _)) => basic.0.expose() == b"ann.files",
+                        _ => false,
+                    }
+                }));
+            }
+            for t in burst {
+                assert!(t.await.expect("task"), "each request has the credential");
+            }
+            assert_eq!(releases().await, minute + 1, "one release a grant");
+            assert_eq!(gateway.granting.in_flight(), 0);
+            // Past the grant's minute: the next burst checks again, once.
+            clock.advance(GRANT_SECONDS);
+        }
     }
 }
