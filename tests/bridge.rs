@@ -650,6 +650,79 @@ async fn forward_auth_signs_people_in_through_nginx() {
     forward_auth_front_proves(&front.base, &tasks, &srv).await;
 }
 
+/// Forward-auth answers a page's many requests from one check a minute: fifty requests at
+/// once release bob's credential once (one row in his audit), each answered with it; unbinding
+/// takes effect at the next request, and so does binding again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_releases_once_for_a_page_and_forgets_on_unbind() {
+    let (_tasks, srv) = forward_auth_setup().await;
+    let body = serde_json::json!({"username": "bob.tasks", "password": FORWARD_BOB_PW}).to_string();
+    let bind = || {
+        srv.send_as(
+            "bob",
+            "PUT",
+            "/api/bridge/bindings/tasks",
+            &body,
+            &[("Content-Type", "application/json")],
+        )
+    };
+    bind().await.expect(200);
+    let ask = |srv: &TestServer| {
+        srv.req_as(
+            "bob",
+            "bob-password",
+            "GET",
+            "/api/bridge/forward-auth/tasks",
+        )
+        .header("X-Convene-Forward-Secret", FORWARD_SECRET)
+        .send()
+    };
+    let burst: Vec<_> = (0..50).map(|_| ask(&srv)).collect();
+    let expected = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("bob.tasks:{FORWARD_BOB_PW}")
+        )
+    );
+    for r in futures_util::future::join_all(burst).await {
+        let r = r.expect("forward-auth");
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(
+            r.headers()
+                .get("x-convene-authorization")
+                .and_then(|v| v.to_str().ok()),
+            Some(expected.as_str())
+        );
+    }
+    assert_eq!(login_releases(&srv, "bob", "tasks").await, 1);
+    // Unbound: the next request is refused, not answered from memory.
+    srv.send_as("bob", "DELETE", "/api/bridge/bindings/tasks", "", &[])
+        .await
+        .expect(204);
+    let r = ask(&srv).await.expect("forward-auth");
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("x-convene-authorization").is_none());
+    // Bound again: let in at once, with a fresh release.
+    bind().await.expect(200);
+    let r = ask(&srv).await.expect("forward-auth");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(login_releases(&srv, "bob", "tasks").await, 2);
+}
+
+/// The releases of `system`'s credential for a login in `who`'s own audit.
+async fn login_releases(srv: &TestServer, who: &str, system: &str) -> usize {
+    let r = srv.send_as(who, "GET", "/api/bridge/audit", "", &[]).await;
+    r.expect(200);
+    let audit: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    audit
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| a["system"] == system && a["purpose"] == "login")
+        .count()
+}
+
 /// A forward-auth front (Caddy, Traefik) in its own directory, stopped on drop.
 struct Front {
     child: std::process::Child,

@@ -1438,6 +1438,7 @@ async fn serve(cfg: Config, store: Store) -> Result<(), AppError> {
         verifier: verifier.clone(),
         mail: verifier,
         unread: Default::default(),
+        forward_grants: Default::default(),
         apps,
         handoffs,
         auth: {

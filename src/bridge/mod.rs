@@ -5,14 +5,16 @@
 //! key under a new KEK (`convene vault rotate`).
 //!
 //! `systems` is the registry of business systems an admin registers, and who may use each;
-//! `handoff` hands a portal session to a system's host in the login proxy; `single_flight`
-//! lets one request at a time look up what the others then find remembered.
+//! `handoff` hands a portal session to a system's host in the login proxy; `grants` keeps
+//! what a person may do on a system, and the credential released for it, for a minute;
+//! `single_flight` lets one request at a time look up what the others then find remembered.
 //!
 //! No HTTP here: the binding API, the login proxy and the launcher are built on this.
 //!
 //! Must never: log or return a secret other than to the caller that asked for it by user,
 //! system and field, or keep an unwrapped data key beyond one call.
 
+pub mod grants;
 pub mod handoff;
 pub mod single_flight;
 pub mod systems;

@@ -19,9 +19,8 @@
 //! client's identity headers or Convene's own cookie upstream, redirect to a place the request
 //! chose outside the system's host, or buffer a whole body.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -34,8 +33,8 @@ use base64::Engine as _;
 
 use super::form;
 use super::upstream::{Relayed, Upstreams, origin_form};
+use crate::bridge::grants::{BasicCredential, Grants};
 use crate::bridge::handoff::{Handoffs, HostSession, local_path};
-use crate::bridge::single_flight::SingleFlight;
 use crate::bridge::systems::{AppHosts, LiveRegistry, LoginMethod, System};
 use crate::bridge::{Credentials, LoginCheck, Refusal};
 use crate::clock::SharedClock;
@@ -46,12 +45,6 @@ use crate::store::{SessionStore as _, Store};
 const HOST_COOKIE: &str = "convene_app";
 /// Paths on a system host that Convene answers itself.
 const HANDOFF_PATH: &str = "/.convene/handoff";
-/// How long a person's access and Basic credential are kept in memory before the store and
-/// the vault are asked again (the portal session itself is checked at most a second ago:
-/// `bridge::handoff::RECHECK_SECONDS`).
-const GRANT_SECONDS: i64 = 60;
-/// Grants kept in memory at most (then the oldest are dropped).
-const MAX_GRANTS: usize = 10_000;
 
 /// Request headers never passed upstream: hop-by-hop ones, and every header a client could
 /// use to claim an identity or a route.
@@ -94,17 +87,6 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// A person's Basic credential for a system, shared by the requests of one grant.
-type BasicCredential = Arc<(Secret, Secret)>;
-
-/// What a person may do on a system, as last checked.
-struct Grant {
-    /// When access was checked and the credential released.
-    checked_at: i64,
-    allowed: bool,
-    basic: Option<BasicCredential>,
-}
-
 /// The login proxy.
 pub struct Gateway {
     store: Store,
@@ -118,9 +100,9 @@ pub struct Gateway {
     /// For the form logins replayed at hand-off.
     client: reqwest::Client,
     clock: SharedClock,
-    grants: Mutex<HashMap<(i64, String), Grant>>,
-    /// The grants being checked now.
-    granting: SingleFlight<(i64, String)>,
+    /// By portal session and system, for `GRANT_SECONDS` (the portal session itself is
+    /// checked at most a second ago: `bridge::handoff::RECHECK_SECONDS`).
+    grants: Grants<(i64, String)>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -264,8 +246,7 @@ impl Gateway {
             upstreams: Arc::new(Upstreams::new(timeout, tls)),
             client,
             clock: parts.clock,
-            grants: Mutex::new(HashMap::new()),
-            granting: SingleFlight::default(),
+            grants: Grants::default(),
         }
     }
 
@@ -367,7 +348,8 @@ impl Gateway {
     }
 
     /// Whether the person may use the system, and (Basic) the credential to send: from memory
-    /// when checked within `GRANT_SECONDS`, else from the store and the vault.
+    /// when checked within `GRANT_SECONDS`, else from the store and the vault (one check for
+    /// the requests that missed together: one audit row, one vault read).
     async fn grant(
         &self,
         system: &System,
@@ -375,83 +357,30 @@ impl Gateway {
         now: i64,
     ) -> Result<(Option<BasicCredential>, i64), Response> {
         let key = (who.session.id, system.cfg.name.clone());
-        let remembered = |g: &Gateway| {
-            g.remembered(&key, now).map(|(allowed, basic, at)| {
-                if allowed {
-                    Ok((basic, at))
+        let g = self
+            .grants
+            .get_or_check(&key, now, || async {
+                let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
+                    tracing::error!(error = %e, "login proxy: groups lookup failed");
+                    unavailable()
+                })?;
+                let allowed = system.allows(&memberships);
+                let basic = if allowed && system.cfg.login == LoginMethod::Basic {
+                    Some(Arc::new(self.release(system, who, now).await?))
                 } else {
-                    Err(g.not_yours(system))
-                }
+                    None
+                };
+                Ok((allowed, basic))
             })
-        };
-        if let Some(r) = remembered(self) {
-            return r;
-        }
-        // One release for the requests that missed together (one audit row, one vault
-        // read); the rest find the grant it leaves.
-        let _turn = self.granting.turn(&key).await;
-        if let Some(r) = remembered(self) {
-            return r;
-        }
-        let memberships = self.store.groups_of(who.user.id).await.map_err(|e| {
-            tracing::error!(error = %e, "login proxy: groups lookup failed");
-            unavailable()
-        })?;
-        let allowed = system.allows(&memberships);
-        let basic = if allowed && system.cfg.login == LoginMethod::Basic {
-            match self.release(system, who, now).await {
-                Ok(c) => Some(Arc::new(c)),
-                Err(r) => return Err(r),
-            }
-        } else {
-            None
-        };
-        self.remember(key, allowed, basic.clone(), now);
-        if !allowed {
+            .await?;
+        if !g.allowed {
             return Err(self.not_yours(system));
         }
-        Ok((basic, now))
-    }
-
-    fn remembered(
-        &self,
-        key: &(i64, String),
-        now: i64,
-    ) -> Option<(bool, Option<BasicCredential>, i64)> {
-        let grants = self.grants.lock().ok()?;
-        let g = grants.get(key)?;
-        (now - g.checked_at < GRANT_SECONDS).then(|| (g.allowed, g.basic.clone(), g.checked_at))
-    }
-
-    fn remember(
-        &self,
-        key: (i64, String),
-        allowed: bool,
-        basic: Option<BasicCredential>,
-        now: i64,
-    ) {
-        if let Ok(mut grants) = self.grants.lock() {
-            if grants.len() >= MAX_GRANTS {
-                grants.retain(|_, g| now - g.checked_at < GRANT_SECONDS);
-                if grants.len() >= MAX_GRANTS {
-                    grants.clear();
-                }
-            }
-            grants.insert(
-                key,
-                Grant {
-                    checked_at: now,
-                    allowed,
-                    basic,
-                },
-            );
-        }
+        Ok((g.basic, g.checked_at))
     }
 
     fn forget_grant(&self, session: i64, system: &str) {
-        if let Ok(mut grants) = self.grants.lock() {
-            grants.remove(&(session, system.to_string()));
-        }
+        self.grants.forget(&(session, system.to_string()));
     }
 
     fn not_yours(&self, system: &System) -> Response {
@@ -907,9 +836,9 @@ mod tests {
                 assert!(t.await.expect("task"), "each request has the credential");
             }
             assert_eq!(releases().await, minute + 1, "one release a grant");
-            assert_eq!(gateway.granting.in_flight(), 0);
+            assert_eq!(gateway.grants.checking(), 0);
             // Past the grant's minute: the next burst checks again, once.
-            clock.advance(GRANT_SECONDS);
+            clock.advance(crate::bridge::grants::GRANT_SECONDS);
         }
     }
 }

@@ -204,6 +204,8 @@ pub(super) async fn binding(
             "no credential vault is configured on this server",
         );
     };
+    // Whatever comes of it, forward-auth checks the binding again at its next request.
+    binding_changed(&state, user.id, &system);
     match parts.method {
         Method::DELETE => match crate::bridge::unbind(vault, user.id, &system).await {
             Ok(true) => Response::builder()
@@ -364,31 +366,41 @@ pub(super) async fn forward_auth(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let names = match visible(&state, &user).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    if !names.contains(&system) {
-        return json_error(StatusCode::FORBIDDEN, "this system is not for you");
-    }
     let Some(vault) = &state.vault else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no credential vault is configured on this server",
         );
     };
-    let released =
-        crate::bridge::release_for_login(vault, (user.id, &sys.cfg.name), state.clock.now()).await;
-    let (username, password) = match released {
-        Ok(Ok(c)) => c,
-        Ok(Err(crate::bridge::Refusal::NotBound)) => {
-            return json_error(
-                StatusCode::FORBIDDEN,
-                "bind your account in this system first",
-            );
-        }
-        Err(e) => return failed(e),
+    // Whether the person may use the system, and their credential: checked and released once
+    // a minute (one audit row), not for each of the requests a page makes.
+    let now = state.clock.now();
+    let grant = state
+        .forward_grants
+        .get_or_check(&(user.id.0, system.clone()), now, || async {
+            let names = visible(&state, &user).await?;
+            if !names.contains(&system) {
+                return Ok((false, None));
+            }
+            match crate::bridge::release_for_login(vault, (user.id, &sys.cfg.name), now).await {
+                Ok(Ok(c)) => Ok((true, Some(Arc::new(c)))),
+                Ok(Err(crate::bridge::Refusal::NotBound)) => Err(json_error(
+                    StatusCode::FORBIDDEN,
+                    "bind your account in this system first",
+                )),
+                Err(e) => Err(failed(e)),
+            }
+        })
+        .await;
+    let basic = match grant {
+        Ok(g) if g.allowed => g.basic,
+        Ok(_) => return json_error(StatusCode::FORBIDDEN, "this system is not for you"),
+        Err(r) => return r,
     };
+    let Some(basic) = basic else {
+        return failed("an allowed grant without its credential");
+    };
+    let (username, password) = &*basic;
     let mut raw = zeroize_join(username.expose(), password.expose());
     let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
     raw.iter_mut().for_each(|b| *b = 0);
@@ -409,6 +421,11 @@ pub(super) async fn forward_auth(
         axum::http::HeaderValue::from_static("no-store"),
     );
     r
+}
+
+/// A person's binding to `system` is changing here: forward-auth forgets what it released.
+pub(super) fn binding_changed(state: &AppState, user: crate::store::UserId, system: &str) {
+    state.forward_grants.forget(&(user.0, system.to_string()));
 }
 
 /// `username:password`, as HTTP Basic joins them (the caller wipes it).

@@ -287,6 +287,7 @@ pub(super) async fn system_action(
             }
             let password = Secret::new(f.password.into_bytes());
             let now = state.clock.now();
+            super::bridge_api::binding_changed(&state, cur.user.id, &system);
             match crate::bridge::bind(
                 &vault,
                 state.verifier.as_ref(),
@@ -326,6 +327,7 @@ pub(super) async fn system_action(
                 Ok(x) => x,
                 Err(r) => return r,
             };
+            super::bridge_api::binding_changed(&state, cur.user.id, &system);
             match crate::bridge::unbind(&vault, cur.user.id, &system).await {
                 Ok(_) => see_other("/account/systems"),
                 Err(_) => unavailable(),

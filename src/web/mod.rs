@@ -65,6 +65,8 @@ pub struct AppState {
     pub mail: Arc<dyn crate::bridge::MailCounter>,
     /// Unread counts read in the last minute, by person and system.
     pub unread: bridge_api::UnreadCache,
+    /// What forward-auth released in the last minute, by person (id) and system.
+    pub forward_grants: crate::bridge::grants::Grants<(i64, String)>,
     pub store: Store,
     pub auth: LocalAuthenticator,
     pub limiter: crate::auth::limit::LoginLimiter,
