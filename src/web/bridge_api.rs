@@ -204,9 +204,7 @@ pub(super) async fn binding(
             "no credential vault is configured on this server",
         );
     };
-    // Whatever comes of it, forward-auth checks the binding again at its next request.
-    binding_changed(&state, user.id, &system);
-    match parts.method {
+    let answer = match parts.method {
         Method::DELETE => match crate::bridge::unbind(vault, user.id, &system).await {
             Ok(true) => Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -250,8 +248,12 @@ pub(super) async fn binding(
                 Err(e) => failed(e),
             }
         }
-        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "PUT or DELETE"),
-    }
+        _ => return json_error(StatusCode::METHOD_NOT_ALLOWED, "PUT or DELETE"),
+    };
+    // Whatever came of it, forward-auth checks the binding again at its next request (and
+    // drops what a request released while the binding was changing).
+    binding_changed(&state, user.id, &system);
+    answer
 }
 
 /// A JSON body with a username (no control characters, at most 256) and a password (at most

@@ -287,8 +287,7 @@ pub(super) async fn system_action(
             }
             let password = Secret::new(f.password.into_bytes());
             let now = state.clock.now();
-            super::bridge_api::binding_changed(&state, cur.user.id, &system);
-            match crate::bridge::bind(
+            let bound = crate::bridge::bind(
                 &vault,
                 state.verifier.as_ref(),
                 (cur.user.id, &sys),
@@ -296,8 +295,9 @@ pub(super) async fn system_action(
                 &password,
                 now,
             )
-            .await
-            {
+            .await;
+            super::bridge_api::binding_changed(&state, cur.user.id, &system);
+            match bound {
                 Ok(LoginCheck::Accepted) => see_other("/account/systems"),
                 Ok(LoginCheck::Refused) => {
                     render(
@@ -327,8 +327,9 @@ pub(super) async fn system_action(
                 Ok(x) => x,
                 Err(r) => return r,
             };
+            let unbound = crate::bridge::unbind(&vault, cur.user.id, &system).await;
             super::bridge_api::binding_changed(&state, cur.user.id, &system);
-            match crate::bridge::unbind(&vault, cur.user.id, &system).await {
+            match unbound {
                 Ok(_) => see_other("/account/systems"),
                 Err(_) => unavailable(),
             }
