@@ -55,6 +55,8 @@ pub struct Handoffs {
     recent: Mutex<HashMap<String, Recent>>,
     /// The cookies being checked now.
     checking: SingleFlight<String>,
+    /// Sessions looked up in the store (misses of `recent`), for metrics and tests.
+    lookups: std::sync::atomic::AtomicU64,
 }
 
 /// A host session as checked at `at`, for `system`.
@@ -84,6 +86,7 @@ impl Handoffs {
             sealer: Sealer::new(key),
             recent: Mutex::new(HashMap::new()),
             checking: SingleFlight::default(),
+            lookups: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -178,6 +181,8 @@ impl Handoffs {
         if sys != system {
             return Ok(None);
         }
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some((session, user)) = store.session_by_id(id, now).await? else {
             return Ok(None);
         };
@@ -213,6 +218,11 @@ impl Handoffs {
                 who,
             },
         );
+    }
+
+    /// Sessions looked up in the store so far.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Portal session `id` has ended: no system host trusts it any longer.
@@ -289,5 +299,52 @@ mod tests {
                 .expect("ok")
                 .is_none()
         );
+    }
+
+    /// Fifty requests on one cookie that arrive in a new second together make one look-up in
+    /// the store; the rest use its answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_that_miss_together_look_the_session_up_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
+            .await
+            .expect("store");
+        let ann = store
+            .create_user(NewUser {
+                name: "ann".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("user");
+        let s = store
+            .create_session(NewSession {
+                token_hash: "t".into(),
+                user: ann.id,
+                expires_at: 10_000,
+                id_token: None,
+                refresh_sealed: None,
+                refresh_due: None,
+            })
+            .await
+            .expect("session");
+        let h = Arc::new(Handoffs::new(&ServerKey::random()));
+        let cookie = h.host_cookie(s.id, "hr");
+        for (second, now) in [100, 101].into_iter().enumerate() {
+            let burst: Vec<_> = (0..50)
+                .map(|_| {
+                    let (h, store, cookie) = (h.clone(), store.clone(), cookie.clone());
+                    tokio::spawn(async move {
+                        h.host_session(&store, &cookie, "hr", now)
+                            .await
+                            .expect("ok")
+                            .is_some()
+                    })
+                })
+                .collect();
+            for t in burst {
+                assert!(t.await.expect("task"), "each request is signed in");
+            }
+            assert_eq!(h.lookups(), second as u64 + 1, "one look-up a second");
+        }
     }
 }
