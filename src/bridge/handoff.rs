@@ -305,28 +305,7 @@ mod tests {
     /// the store; the rest use its answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_that_miss_together_look_the_session_up_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
-            .await
-            .expect("store");
-        let ann = store
-            .create_user(NewUser {
-                name: "ann".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("user");
-        let s = store
-            .create_session(NewSession {
-                token_hash: "t".into(),
-                user: ann.id,
-                expires_at: 10_000,
-                id_token: None,
-                refresh_sealed: None,
-                refresh_due: None,
-            })
-            .await
-            .expect("session");
+        let (_dir, store, _, s) = crate::store::signed_in_store("ann", 10_000).await;
         let h = Arc::new(Handoffs::new(&ServerKey::random()));
         let cookie = h.host_cookie(s.id, "hr");
         for (second, now) in [100, 101].into_iter().enumerate() {

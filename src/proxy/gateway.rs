@@ -742,36 +742,16 @@ mod tests {
     use super::*;
     use crate::bridge::systems::{Registry, SystemConfig};
     use crate::clock::{Clock as _, ManualClock};
-    use crate::store::{BindingState, BindingStore as _, NewSession, NewUser, UserStore as _};
+    use crate::store::{BindingState, BindingStore as _};
 
     /// Fifty requests that find no grant at once (a fresh sign-in, or a grant past its
     /// minute) release the credential once between them: one row in the person's audit, not
     /// fifty, and each request gets the credential.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_that_miss_the_grant_together_release_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display()))
-            .await
-            .expect("store");
-        let ann = store
-            .create_user(NewUser {
-                name: "ann".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("user");
         let start = 1_800_000_000;
-        let session = store
-            .create_session(NewSession {
-                token_hash: "t".into(),
-                user: ann.id,
-                expires_at: start + 86_400,
-                id_token: None,
-                refresh_sealed: None,
-                refresh_due: None,
-            })
-            .await
-            .expect("session");
+        let (_dir, store, ann, session) =
+            crate::store::signed_in_store("ann", start + 86_400).await;
         let keys = crate::vault::Keyring::of(vec![("k1".into(), crate::crypto::Key::random())])
             .expect("keyring");
         let vault = Arc::new(Credentials::open(store.clone(), keys).await.expect("vault"));

@@ -1242,3 +1242,35 @@ pub(crate) fn condition_holds(cond: &WriteCondition, current: Option<&str>) -> b
         WriteCondition::EtagNotIn(list) => !current.is_some_and(|c| list.iter().any(|e| e == c)),
     }
 }
+
+/// For tests across the crate: a file-backed SQLite store with one user, `name`, signed in
+/// (a session that lasts until `expires_at`).
+#[cfg(test)]
+pub(crate) async fn signed_in_store(
+    name: &str,
+    expires_at: i64,
+) -> (tempfile::TempDir, Store, User, Session) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("store");
+    let user = store
+        .create_user(NewUser {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    let session = store
+        .create_session(NewSession {
+            token_hash: format!("token of {name}"),
+            user: user.id,
+            expires_at,
+            id_token: None,
+            refresh_sealed: None,
+            refresh_due: None,
+        })
+        .await
+        .expect("session");
+    (dir, store, user, session)
+}
