@@ -893,6 +893,118 @@ async fn forward_auth_signs_people_in_through_traefik() {
     forward_auth_front_proves(&front.base, &tasks, &srv).await;
 }
 
+/// Forward-auth for a system that trusts an identity header (`login = "header"`), on a server
+/// with no vault: through a real nginx `auth_request`, a member of the system's group reaches
+/// it as himself, whatever identity header he sends; someone the system is not for is refused
+/// with 403, for a header system and for a Basic one alike, before any vault is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_names_the_person_to_a_header_system_without_a_vault() {
+    let wiki = BasicApp::launch(&[], |d, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location /api/ {{
+      if ($http_x_convene_secret != "{HEADER_SECRET}") {{ return 403; }}
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+"#
+        )
+    });
+    std::fs::write(
+        wiki.dir.path().join("www/api/who.json"),
+        r#"{"user":"<!--# echo var="http_remote_user" -->"}"#,
+    )
+    .expect("who");
+    let mut srv = TestServer::start(common::Backend::Sqlite).await;
+    srv.add_users(&["carol"]);
+    srv.cli_ok(&["org", "group-add", "eng"], "");
+    srv.cli_ok(&["org", "member-add", "eng", "bob"], "");
+    srv.restart_with_config(&format!(
+        r#"[[systems]]
+name = "wiki"
+label = "Wiki"
+url = "{}/api/who"
+login = "header"
+groups = ["eng"]
+forward_auth_secret = "{FORWARD_SECRET}"
+[systems.header]
+secret = "{HEADER_SECRET}"
+
+[[systems]]
+name = "tasks"
+label = "Tasks"
+url = "http://127.0.0.1:1/api/me"
+login = "basic"
+groups = ["eng"]
+forward_auth_secret = "{FORWARD_SECRET}"
+"#,
+        wiki.base
+    ))
+    .await;
+    let convene = srv.base.clone();
+    let backend = wiki.base.clone();
+    let front = BasicApp::launch(&[], |_, port| {
+        format!(
+            r#"  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      auth_request /_convene;
+      auth_request_set $convene_user $upstream_http_x_convene_user;
+      proxy_set_header Remote-User $convene_user;
+      proxy_set_header X-Convene-Secret "{HEADER_SECRET}";
+      proxy_pass {backend};
+    }}
+    location = /_convene {{
+      internal;
+      proxy_pass {convene}/api/bridge/forward-auth/wiki;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Convene-Forward-Secret "{FORWARD_SECRET}";
+    }}
+  }}
+"#
+        )
+    });
+    let client = reqwest::Client::new();
+    let via_front = |user: &str, pw: &str| {
+        client
+            .get(format!("{}/api/who", front.base))
+            .basic_auth(user, Some(pw))
+            .header("Remote-User", "admin")
+            .send()
+    };
+    let r = via_front("bob", "bob-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.expect("body"), r#"{"user":"bob"}"#);
+    let r = via_front("carol", "carol-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = via_front("bob", "wrong-password").await.expect("front");
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Asked as the front asks: a header system gets the name and no credential; a Basic
+    // system refuses someone it is not for (403), and says a member needs a vault (503).
+    let ask = |who: &str, system: &str| {
+        srv.req_as(
+            who,
+            &format!("{who}-password"),
+            "GET",
+            &format!("/api/bridge/forward-auth/{system}"),
+        )
+        .header("X-Convene-Forward-Secret", FORWARD_SECRET)
+    };
+    let r = srv.send(ask("bob", "wiki")).await;
+    r.expect(200);
+    assert_eq!(r.header("x-convene-user").as_deref(), Some("bob"));
+    assert_eq!(r.header("remote-user").as_deref(), Some("bob"));
+    assert!(r.header("authorization").is_none());
+    assert!(r.header("x-convene-authorization").is_none());
+    srv.send(ask("carol", "tasks")).await.expect(403);
+    srv.send(ask("bob", "tasks")).await.expect(503);
+}
+
 /// What a forward-auth front in front of the system must show: a person signs in to the
 /// front with their Convene credentials and reaches the system signed in as their own account
 /// there (the vaulted credential put in place of theirs, each release in their audit); no

@@ -17,6 +17,7 @@ use axum::http::header;
 
 use super::{AppState, authenticate, json, json_error};
 use crate::bridge::LoginCheck;
+use crate::bridge::systems::LoginMethod;
 use crate::crypto::Secret;
 use crate::store::{BindingStore as _, SessionStore as _, User};
 
@@ -117,9 +118,7 @@ pub(super) async fn systems(State(state): State<Arc<AppState>>, req: Request) ->
             .iter()
             .find(|b| b.system == s.cfg.name)
             .map(|b| b.state.as_str());
-        let unread = if s.cfg.login == crate::bridge::systems::LoginMethod::Imap
-            && binding == Some("bound")
-        {
+        let unread = if s.cfg.login == LoginMethod::Imap && binding == Some("bound") {
             unread_of(&state, &user, &s).await
         } else {
             None
@@ -213,7 +212,7 @@ pub(super) async fn binding(
             Ok(false) => json_error(StatusCode::NOT_FOUND, "not bound"),
             Err(e) => failed(e),
         },
-        Method::PUT if sys.cfg.login == crate::bridge::systems::LoginMethod::Header => json_error(
+        Method::PUT if sys.cfg.login == LoginMethod::Header => json_error(
             StatusCode::CONFLICT,
             "this system signs people in as their Convene account: there is nothing to bind",
         ),
@@ -336,11 +335,13 @@ pub(super) async fn audit(
 /// `/api/bridge/forward-auth/{system}`, for nginx `auth_request`, Traefik ForwardAuth and Caddy
 /// `forward_auth` in front of a business system: the proxy sends the system's
 /// `forward_auth_secret` in `X-Convene-Forward-Secret` and the person's own request headers.
-/// 200 with `X-Convene-User` and `X-Convene-Authorization` (the vaulted HTTP Basic credential,
-/// for the proxy to put in place of the person's) when the person may use the system and has
-/// bound it, the same also as `Remote-User` and `Authorization` for a proxy that copies
-/// headers without renaming them (Traefik's `authResponseHeaders`); 401 (with a Basic
-/// challenge) without valid Convene credentials; 403 otherwise.
+/// 200 when the person may use the system, with `X-Convene-User` (also as `Remote-User`, and
+/// under a header system's own identity header) and, for an HTTP Basic system the person has
+/// bound, `X-Convene-Authorization` (the vaulted credential, for the proxy to put in place of
+/// the person's; also as `Authorization`, for a proxy that copies headers without renaming
+/// them, Traefik's `authResponseHeaders`); 401 (with a Basic challenge) without valid Convene
+/// credentials; 403 for someone the system is not for, or a Basic system not bound; 404 for
+/// an IMAP system, which no web proxy fronts.
 pub(super) async fn forward_auth(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(system): axum::extract::Path<String>,
@@ -364,18 +365,20 @@ pub(super) async fn forward_auth(
             "not a forward-auth proxy of this system",
         );
     };
+    if sys.cfg.login == LoginMethod::Imap {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "an IMAP system has no web front to sign in through",
+        );
+    }
     let (user, _) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(vault) = &state.vault else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no credential vault is configured on this server",
-        );
-    };
-    // Whether the person may use the system, and their credential: checked and released once
-    // a minute (one audit row), not for each of the requests a page makes.
+    // Whether the person may use the system, and for a Basic system their credential: checked
+    // and released once a minute (one audit row), not for each of the requests a page makes.
+    // Who may use it is asked first, so that someone it is not for is told so whether or not
+    // a vault is configured.
     let now = state.clock.now();
     let grant = state
         .forward_grants
@@ -384,6 +387,17 @@ pub(super) async fn forward_auth(
             if !names.contains(&system) {
                 return Ok((false, None));
             }
+            if sys.cfg.login != LoginMethod::Basic {
+                // A header system is told who the person is; a form login cannot be put in
+                // a request, so its front lets the person in to sign in there themselves.
+                return Ok((true, None));
+            }
+            let Some(vault) = &state.vault else {
+                return Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no credential vault is configured on this server",
+                ));
+            };
             match crate::bridge::release_for_login(vault, (user.id, &sys.cfg.name), now).await {
                 Ok(Ok(c)) => Ok((true, Some(Arc::new(c)))),
                 Ok(Err(crate::bridge::Refusal::NotBound)) => Err(json_error(
@@ -399,23 +413,36 @@ pub(super) async fn forward_auth(
         Ok(_) => return json_error(StatusCode::FORBIDDEN, "this system is not for you"),
         Err(r) => return r,
     };
-    let Some(basic) = basic else {
-        return failed("an allowed grant without its credential");
-    };
-    let (username, password) = &*basic;
-    let mut raw = zeroize_join(username.expose(), password.expose());
-    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
-    raw.iter_mut().for_each(|b| *b = 0);
-    let (Ok(auth), Ok(who)) = (
-        axum::http::HeaderValue::from_str(&format!("Basic {encoded}")),
-        axum::http::HeaderValue::from_str(&user.name),
-    ) else {
-        return failed("a credential that is not a header value");
+    let Ok(who) = axum::http::HeaderValue::from_str(&user.name) else {
+        return failed("a user name that is not a header value");
     };
     let mut r = Response::new(Body::empty());
     let h = r.headers_mut();
-    h.insert(header::AUTHORIZATION, auth.clone());
-    h.insert("x-convene-authorization", auth);
+    match (sys.cfg.login, basic) {
+        (LoginMethod::Basic, Some(basic)) => {
+            let (username, password) = &*basic;
+            let mut raw = zeroize_join(username.expose(), password.expose());
+            let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
+            raw.iter_mut().for_each(|b| *b = 0);
+            let Ok(auth) = axum::http::HeaderValue::from_str(&format!("Basic {encoded}")) else {
+                return failed("a credential that is not a header value");
+            };
+            h.insert(header::AUTHORIZATION, auth.clone());
+            h.insert("x-convene-authorization", auth);
+        }
+        (LoginMethod::Basic, None) => return failed("an allowed grant without its credential"),
+        (LoginMethod::Header, _) => {
+            if let Some(name) = sys
+                .cfg
+                .header
+                .as_ref()
+                .and_then(|hl| axum::http::HeaderName::try_from(hl.name.as_str()).ok())
+            {
+                h.insert(name, who.clone());
+            }
+        }
+        (LoginMethod::Form | LoginMethod::Imap, _) => {}
+    }
     h.insert("remote-user", who.clone());
     h.insert("x-convene-user", who);
     h.insert(
