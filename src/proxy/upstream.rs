@@ -362,18 +362,22 @@ impl Upstreams {
         if conn.driver.is_none() || conn.sender.is_closed() {
             return;
         }
-        conn.idle_since = Instant::now();
+        // One reading of the clock for the whole sweep (a list holds up to `MAX_IDLE`).
+        let now = Instant::now();
+        conn.idle_since = now;
         let idle_for = self.idle_for;
-        let fresh = |c: &Conn| c.idle_since.elapsed() < idle_for && !c.sender.is_closed();
+        let fresh = |c: &Conn| {
+            now.saturating_duration_since(c.idle_since) < idle_for && !c.sender.is_closed()
+        };
         if let Ok(mut idle) = self.idle.lock() {
             // Once an idle period, every list: the connections of a system no longer
             // registered (or no longer used) are closed too.
-            if idle.swept.elapsed() >= idle_for {
+            if now.saturating_duration_since(idle.swept) >= idle_for {
                 idle.by_origin.retain(|_, list| {
                     list.retain(fresh);
                     !list.is_empty()
                 });
-                idle.swept = Instant::now();
+                idle.swept = now;
             }
             let list = idle.by_origin.entry(origin).or_default();
             list.retain(fresh);
