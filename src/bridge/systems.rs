@@ -272,6 +272,11 @@ fn check(cfg: &SystemConfig) -> Result<System, String> {
     {
         return Err(named("forward_auth_secret needs at least 32 characters"));
     }
+    if cfg.login == LoginMethod::Imap && cfg.forward_auth_secret.is_some() {
+        return Err(named(
+            "forward_auth_secret is for web systems: no proxy fronts an IMAP server",
+        ));
+    }
     match (cfg.login, &cfg.header, &cfg.form) {
         (LoginMethod::Header, None, _) => {
             return Err(named(
@@ -533,6 +538,16 @@ mod tests {
         ] {
             assert!(AppHosts::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn forward_auth_is_for_web_systems() {
+        let mut c = sys("mail", "imaps://mail.example.org:993", &[]);
+        c.login = LoginMethod::Imap;
+        assert!(Registry::new(std::slice::from_ref(&c)).is_ok());
+        c.forward_auth_secret = Some("forward-secret-forward-secret-1234".into());
+        let e = Registry::new(&[c]).err().unwrap_or_default();
+        assert!(e.contains("forward_auth_secret is for web systems"), "{e}");
     }
 
     #[test]

@@ -340,8 +340,8 @@ pub(super) async fn audit(
 /// bound, `X-Convene-Authorization` (the vaulted credential, for the proxy to put in place of
 /// the person's; also as `Authorization`, for a proxy that copies headers without renaming
 /// them, Traefik's `authResponseHeaders`); 401 (with a Basic challenge) without valid Convene
-/// credentials; 403 for someone the system is not for, or a Basic system not bound; 404 for
-/// an IMAP system, which no web proxy fronts.
+/// credentials; 403 for someone the system is not for, or a Basic system not bound. (An IMAP
+/// system has no forward-auth secret: the configuration refuses one.)
 pub(super) async fn forward_auth(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(system): axum::extract::Path<String>,
@@ -365,12 +365,6 @@ pub(super) async fn forward_auth(
             "not a forward-auth proxy of this system",
         );
     };
-    if sys.cfg.login == LoginMethod::Imap {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "an IMAP system has no web front to sign in through",
-        );
-    }
     let (user, _) = match authenticate(&state, &parts, body, true).await {
         Ok(x) => x,
         Err(r) => return r,
