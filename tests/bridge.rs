@@ -240,6 +240,31 @@ struct BasicApp {
 }
 
 impl BasicApp {
+    /// A system with a header login (nginx): it answers `/api/who` with the `Remote-User` it
+    /// was sent, and only requests that carry `HEADER_SECRET` in `X-Convene-Secret`.
+    fn trusting_identity_header() -> BasicApp {
+        let app = BasicApp::launch(&[], |d, port| {
+            format!(
+                r#"  server {{
+    listen 127.0.0.1:{port};
+    location /api/ {{
+      if ($http_x_convene_secret != "{HEADER_SECRET}") {{ return 403; }}
+      root {d}/www; default_type application/json;
+      ssi on; ssi_types application/json;
+      try_files $uri.json =404;
+    }}
+  }}
+"#
+            )
+        });
+        std::fs::write(
+            app.dir.path().join("www/api/who.json"),
+            r#"{"user":"<!--# echo var="http_remote_user" -->"}"#,
+        )
+        .expect("who");
+        app
+    }
+
     fn start(users: &[(&str, &str)], redirect_to: &str) -> BasicApp {
         BasicApp::launch(users, |d, port| {
             format!(
@@ -900,25 +925,7 @@ async fn forward_auth_signs_people_in_through_traefik() {
 /// system's people are named and let through to sign in there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_auth_names_the_person_to_a_header_system_without_a_vault() {
-    let wiki = BasicApp::launch(&[], |d, port| {
-        format!(
-            r#"  server {{
-    listen 127.0.0.1:{port};
-    location /api/ {{
-      if ($http_x_convene_secret != "{HEADER_SECRET}") {{ return 403; }}
-      root {d}/www; default_type application/json;
-      ssi on; ssi_types application/json;
-      try_files $uri.json =404;
-    }}
-  }}
-"#
-        )
-    });
-    std::fs::write(
-        wiki.dir.path().join("www/api/who.json"),
-        r#"{"user":"<!--# echo var="http_remote_user" -->"}"#,
-    )
-    .expect("who");
+    let wiki = BasicApp::trusting_identity_header();
     let mut srv = TestServer::start(common::Backend::Sqlite).await;
     srv.add_users(&["carol"]);
     srv.cli_ok(&["org", "group-add", "eng"], "");
@@ -1327,25 +1334,7 @@ async fn the_login_proxy_opens_systems_signed_in() {
 "#
         )
     });
-    let wiki = BasicApp::launch(&[], |d, port| {
-        format!(
-            r#"  server {{
-    listen 127.0.0.1:{port};
-    location /api/ {{
-      if ($http_x_convene_secret != "{HEADER_SECRET}") {{ return 403; }}
-      root {d}/www; default_type application/json;
-      ssi on; ssi_types application/json;
-      try_files $uri.json =404;
-    }}
-  }}
-"#
-        )
-    });
-    std::fs::write(
-        wiki.dir.path().join("www/api/who.json"),
-        r#"{"user":"<!--# echo var="http_remote_user" -->"}"#,
-    )
-    .expect("who");
+    let wiki = BasicApp::trusting_identity_header();
 
     let (srv, port) = proxy_server(
         common::Backend::Sqlite,
