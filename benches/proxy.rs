@@ -179,8 +179,15 @@ fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
     if total > 0.0 { busy / total } else { 0.0 }
 }
 
-/// Latencies of `total` GETs of `url` by `users` concurrent clients (one connection pool,
-/// keep-alive), each request timed until its whole body is read.
+/// One request's time until its answer's head was in, and until its whole body was read.
+#[derive(Clone, Copy)]
+struct Timing {
+    head: Duration,
+    whole: Duration,
+}
+
+/// Timings of `total` GETs of `url` by `users` concurrent clients (one connection pool,
+/// keep-alive), in the order they ended.
 async fn load(
     client: &reqwest::Client,
     url: &str,
@@ -188,7 +195,7 @@ async fn load(
     users: usize,
     total: usize,
     shape: Shape,
-) -> Vec<Duration> {
+) -> Vec<Timing> {
     let per = total.div_ceil(users);
     let start = tokio::time::Instant::now();
     let mut tasks = vec![];
@@ -221,10 +228,14 @@ async fn load(
                     }
                 };
                 let r = rb.send().await.expect("request");
+                let head = t.elapsed();
                 assert!(r.status().is_success(), "{url}: {}", r.status());
                 let body = r.bytes().await.expect("body");
                 assert!(body.len() >= 10_000);
-                out.push(t.elapsed());
+                out.push(Timing {
+                    head,
+                    whole: t.elapsed(),
+                });
             }
             out
         }));
@@ -233,7 +244,6 @@ async fn load(
     for t in tasks {
         all.extend(t.await.expect("task"));
     }
-    all.sort();
     all
 }
 
@@ -322,7 +332,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .filter(|v: &f64| *v > 0.0 && *v <= 1.0)
         .unwrap_or(0.5);
-    // Every way's percentiles from p50 to the slowest, on stderr.
+    // Every way's percentiles from p50 to the slowest, and the same of the time until the
+    // answer's head was in and of the rest of the body, on stderr.
     let verbose = args.iter().any(|a| a == "--verbose");
     let bin = env!("CARGO_BIN_EXE_convene");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -522,6 +533,9 @@ async fn main() {
             // The ways take turns, a slice of the requests at a time, so that whatever else
             // the machine does falls on all of them alike.
             let mut lat: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
+            // Until the head was in, and from there to the body's end (for `--verbose`).
+            let mut heads: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
+            let mut bodies: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
             // The proxies' CPU time during their own turns, and the requests they served.
             let mut cpu = vec![0u64; ways.len()];
             let mut served = vec![0usize; ways.len()];
@@ -555,10 +569,12 @@ async fn main() {
                     }
                     cpu[i] += cpu_ns(&proxies[i]).saturating_sub(before);
                     served[i] += l.len();
-                    let mut turn = l.clone();
+                    let mut turn: Vec<Duration> = l.iter().map(|t| t.whole).collect();
                     turn.sort();
                     per_turn_p[i].push((pct(&turn, 0.50), pct(&turn, 0.99)));
-                    lat[i].extend(l);
+                    lat[i].extend(turn);
+                    heads[i].extend(l.iter().map(|t| t.head));
+                    bodies[i].extend(l.iter().map(|t| t.whole.saturating_sub(t.head)));
                 }
             }
             let busy = busy_share(busy_before, machine_jiffies());
@@ -574,15 +590,25 @@ async fn main() {
                 })
                 .collect();
             if verbose {
-                for ((name, _, _), l) in ways.iter().zip(&lat) {
+                for (i, (name, _, _)) in ways.iter().enumerate() {
+                    let l = &lat[i];
+                    heads[i].sort();
+                    bodies[i].sort();
+                    let (h, b) = (&heads[i], &bodies[i]);
                     eprintln!(
-                        "    {body} {users} {name:<12} p50 {:.3} p90 {:.3} p95 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+                        "    {body} {users} {name:<12} p50 {:.3} p90 {:.3} p95 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} | head p50 {:.3} p90 {:.3} p99 {:.3} | rest of body p50 {:.3} p90 {:.3} p99 {:.3}",
                         pct(l, 0.5),
                         pct(l, 0.9),
                         pct(l, 0.95),
                         pct(l, 0.99),
                         pct(l, 0.999),
-                        pct(l, 1.0)
+                        pct(l, 1.0),
+                        pct(h, 0.5),
+                        pct(h, 0.9),
+                        pct(h, 0.99),
+                        pct(b, 0.5),
+                        pct(b, 0.9),
+                        pct(b, 0.99),
                     );
                 }
             }
