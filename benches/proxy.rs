@@ -124,23 +124,27 @@ fn cpu_ns(pids: &[u32]) -> u64 {
             all.extend(c.split_whitespace().filter_map(|v| v.parse::<u32>().ok()));
         }
     }
-    let mut ns = 0;
-    for p in all {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            ns += std::fs::read_to_string(t.path().join("schedstat"))
+    all.into_iter().map(process_cpu_ns).sum()
+}
+
+/// CPU time, in ns, of the process `pid` (all its threads, not its children).
+fn process_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("schedstat"))
                 .ok()
                 .and_then(|s| {
                     s.split_whitespace()
                         .next()
                         .and_then(|v| v.parse::<u64>().ok())
                 })
-                .unwrap_or(0);
-        }
-    }
-    ns
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// How the users of a phase ask.
@@ -496,6 +500,7 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client");
+    let (app_pid, own_pid) = (_app.0.id(), std::process::id());
     // Whose CPU each way's turns are charged to: the proxy in between, if any.
     let proxies: [Vec<u32>; 4] = [vec![], vec![_front.0.id()], vec![server.id()], vec![]];
     let ways: [Way; 4] = [
@@ -536,6 +541,11 @@ async fn main() {
             // Until the head was in, and from there to the body's end (for `--verbose`).
             let mut heads: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
             let mut bodies: Vec<Vec<Duration>> = vec![vec![]; ways.len()];
+            // In each way's turns (for `--verbose`): how busy the machine was, and the CPU
+            // time the app and the load generator spent.
+            let mut way_busy = vec![(0u64, 0u64); ways.len()];
+            let mut app_cpu = vec![0u64; ways.len()];
+            let mut own_cpu = vec![0u64; ways.len()];
             // The proxies' CPU time during their own turns, and the requests they served.
             let mut cpu = vec![0u64; ways.len()];
             let mut served = vec![0usize; ways.len()];
@@ -562,8 +572,15 @@ async fn main() {
                 for (i, (_, base, headers)) in ways.iter().enumerate() {
                     let url = format!("{base}{path}");
                     let before = cpu_ns(&proxies[i]);
+                    let (app_before, own_before) = (cpu_ns(&[app_pid]), process_cpu_ns(own_pid));
+                    let jiffies = machine_jiffies();
                     let t = Instant::now();
                     let l = load(&client, &url, headers, users, per_turn, shape).await;
+                    let after = machine_jiffies();
+                    way_busy[i].0 += after.0.saturating_sub(jiffies.0);
+                    way_busy[i].1 += after.1.saturating_sub(jiffies.1);
+                    app_cpu[i] += cpu_ns(&[app_pid]).saturating_sub(app_before);
+                    own_cpu[i] += process_cpu_ns(own_pid).saturating_sub(own_before);
                     if i == 0 {
                         direct_time += t.elapsed();
                     }
@@ -595,8 +612,9 @@ async fn main() {
                     heads[i].sort();
                     bodies[i].sort();
                     let (h, b) = (&heads[i], &bodies[i]);
+                    let n = served[i].max(1) as f64 * 1000.0;
                     eprintln!(
-                        "    {body} {users} {name:<12} p50 {:.3} p90 {:.3} p95 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} | head p50 {:.3} p90 {:.3} p99 {:.3} | rest of body p50 {:.3} p90 {:.3} p99 {:.3}",
+                        "    {body} {users} {name:<12} p50 {:.3} p90 {:.3} p95 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} | head p50 {:.3} p90 {:.3} p99 {:.3} | rest of body p50 {:.3} p90 {:.3} p99 {:.3} | machine {:.0}% busy, CPU a request: app {:.0} us, load generator {:.0} us",
                         pct(l, 0.5),
                         pct(l, 0.9),
                         pct(l, 0.95),
@@ -609,6 +627,9 @@ async fn main() {
                         pct(b, 0.5),
                         pct(b, 0.9),
                         pct(b, 0.99),
+                        100.0 * way_busy[i].0 as f64 / way_busy[i].1.max(1) as f64,
+                        app_cpu[i] as f64 / n,
+                        own_cpu[i] as f64 / n,
                     );
                 }
             }
