@@ -191,7 +191,7 @@ struct Timing {
 }
 
 /// Timings of `total` GETs of `url` by `users` concurrent clients (one connection pool,
-/// keep-alive), in the order they ended.
+/// keep-alive), grouped by user.
 async fn load(
     client: &reqwest::Client,
     url: &str,
@@ -627,7 +627,7 @@ async fn main() {
                         pct(b, 0.5),
                         pct(b, 0.9),
                         pct(b, 0.99),
-                        100.0 * way_busy[i].0 as f64 / way_busy[i].1.max(1) as f64,
+                        100.0 * busy_share((0, 0), way_busy[i]),
                         app_cpu[i] as f64 / n,
                         own_cpu[i] as f64 / n,
                     );
